@@ -1,0 +1,113 @@
+"""Every error aixgo raises, under one base class.
+
+Developer mistakes (bad identifiers, bad arguments, bad configuration) derive from
+:class:`UsageError`, which is also a :class:`ValueError`; runtime failures (a missing
+session, a lost race, an unreachable store) do not, so callers can tell "fix your code"
+apart from "handle this at run time". Every message says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AixgoError",
+    "UsageError",
+    "InvalidIdentifier",
+    "InvalidArgument",
+    "InvalidMessage",
+    "ConfigError",
+    "PluginError",
+    "NotFoundError",
+    "SessionNotFound",
+    "CheckpointNotFound",
+    "ConflictError",
+    "BackendError",
+    "BackendUnavailable",
+    "BackendClosed",
+    "CorruptedData",
+]
+
+
+class AixgoError(Exception):
+    """Base class of every error raised by aixgo and its plugins."""
+
+
+class UsageError(AixgoError, ValueError):
+    """The caller passed something aixgo refuses; nothing was changed."""
+
+
+class InvalidIdentifier(UsageError):
+    """An agent name, user id, session id or checkpoint id is malformed."""
+
+
+class InvalidArgument(UsageError):
+    """An argument is out of range or malformed (a bad ``limit``, ``last`` or cursor)."""
+
+
+class InvalidMessage(UsageError):
+    """A message cannot be stored as given (too large, NUL characters, not JSON)."""
+
+
+class ConfigError(UsageError):
+    """A configuration value or URL is invalid."""
+
+
+class PluginError(AixgoError):
+    """A plugin is broken, conflicts with another, or is missing."""
+
+
+class NotFoundError(AixgoError, LookupError):
+    """Something named by id does not exist (or is not visible to the caller)."""
+
+
+class SessionNotFound(NotFoundError):
+    """No session with that id exists for this caller."""
+
+    def __init__(self, session_id: str, detail: str = "") -> None:
+        self.session_id = session_id
+        msg = f"session {session_id!r} does not exist"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg + "; create it with SessionManager.create() or list existing ones")
+
+
+class CheckpointNotFound(NotFoundError):
+    """No checkpoint with that id exists in that session."""
+
+    def __init__(self, checkpoint_id: str, session_id: str) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.session_id = session_id
+        super().__init__(
+            f"checkpoint {checkpoint_id!r} does not exist in session {session_id!r}; "
+            "see Session.list_checkpoints() for the ones that do"
+        )
+
+
+class ConflictError(AixgoError):
+    """Another writer changed the session first (``expected_seq`` did not match),
+    or an id that must be new is already taken."""
+
+    def __init__(
+        self, message: str, *, expected_seq: int | None = None, actual_seq: int | None = None
+    ) -> None:
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        super().__init__(message)
+
+
+class BackendError(AixgoError):
+    """The storage backend failed."""
+
+
+class BackendUnavailable(BackendError, ConnectionError):
+    """The store cannot be reached or opened. The message names the URL, never a password."""
+
+
+class BackendClosed(BackendError):
+    """The backend (or its manager) was closed and cannot be used any more."""
+
+    def __init__(self, what: str = "backend") -> None:
+        super().__init__(f"the {what} is closed; open a new one with open_backend(url)")
+
+
+class CorruptedData(BackendError):
+    """Stored data failed its integrity check. The message says where (file and line, key, row)."""

@@ -1,0 +1,90 @@
+"""Hook specifications: what a plugin may implement. Specs only; :mod:`aixgo.plugins` calls them.
+
+A plugin is a module (or object) named by an entry point in the ``aixgo`` group::
+
+    # pyproject.toml of your distribution
+    [project.entry-points.aixgo]
+    mybackend = "my_package.plugin"
+
+    # my_package/plugin.py
+    from aixgo import hookimpl
+
+    @hookimpl
+    def aixgo_register_backends(register):
+        register("mystore", "my_package.backend:MyBackend")   # imported on first use
+
+Every hook receives a ``register`` callback and returns nothing. Arguments may be added to a
+spec in later versions, never removed; a hook implementation may accept fewer of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pluggy
+
+__all__ = [
+    "AgentRegister",
+    "BackendFactory",
+    "BackendRegister",
+    "OptionRegister",
+    "hookimpl",
+    "hookspec",
+]
+
+hookspec = pluggy.HookspecMarker("aixgo")
+hookimpl = pluggy.HookimplMarker("aixgo")
+
+#: Makes a backend from the full URL string, or names such a callable as ``"module:attr"``.
+BackendFactory = Callable[[str], Any] | str
+
+
+class BackendRegister(Protocol):
+    def __call__(self, scheme: str, factory: BackendFactory) -> None: ...
+
+
+class AgentRegister(Protocol):
+    def __call__(self, name: str, factory: Callable[..., Any] | str) -> None: ...
+
+
+class OptionRegister(Protocol):
+    def __call__(self, option: Any) -> None: ...
+
+
+@hookspec
+def aixgo_register_backends(register: BackendRegister) -> None:
+    """Register session backends: ``register(scheme, factory)``.
+
+    ``scheme`` is the URL scheme without ``://`` (lowercase letters, digits, ``+ - .``);
+    ``factory(url)`` returns an object implementing :class:`aixgo.session.Backend`.
+
+    >>> from aixgo import hookimpl
+    >>> @hookimpl
+    ... def aixgo_register_backends(register):
+    ...     register("mystore", "my_package.backend:MyBackend")
+    """
+
+
+@hookspec
+def aixgo_register_agents(register: AgentRegister) -> None:
+    """Register agent types: ``register(name, factory)``, where ``factory(**options)`` builds
+    an agent (``role: name`` in YAML config).
+
+    >>> from aixgo import hookimpl
+    >>> @hookimpl
+    ... def aixgo_register_agents(register):
+    ...     register("echo", "my_package.agents:EchoAgent")
+    """
+
+
+@hookspec
+def aixgo_register_options(register: OptionRegister) -> None:
+    """Register runtime options: ``register(Option(name, default=..., description=...))``.
+
+    >>> from aixgo import hookimpl
+    >>> from aixgo.options import Option
+    >>> @hookimpl
+    ... def aixgo_register_options(register):
+    ...     register(Option("retry_budget", default=3, description="Retries per call"))
+    """

@@ -1,0 +1,24 @@
+"""Durable sessions: create, resume, list, delete, checkpoint and restore conversations.
+
+>>> from aixgo.session import SessionManager, open_backend
+>>> mgr = SessionManager(open_backend("memory://"))
+"""
+
+from aixgo.session.backend import Backend, Capability
+from aixgo.session.manager import SessionManager
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+from aixgo.session.session import Session
+from aixgo.session.url import default_session_url, open_backend, redact_url
+
+__all__ = [
+    "SessionManager",
+    "Session",
+    "SessionInfo",
+    "Checkpoint",
+    "Page",
+    "Backend",
+    "Capability",
+    "open_backend",
+    "default_session_url",
+    "redact_url",
+]

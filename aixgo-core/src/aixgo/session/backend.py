@@ -1,0 +1,128 @@
+"""The backend protocol: the small async interface every session store implements.
+
+A backend stores three things per session — a summary (:class:`SessionInfo`), an ordered
+history of messages, and checkpoints — and nothing else. :class:`SessionManager` validates
+input, makes ids and checks ownership before it calls a backend, so a backend receives only
+well-formed ids, names and :class:`Message` objects; it owns storage, atomicity and ordering.
+
+Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` checks each):
+
+* ``append_messages`` is atomic: all of the batch is stored, with consecutive ``seq`` values
+  continuing the current history, or none of it is. Concurrent appends never lose, duplicate
+  or interleave a batch, and ``seq`` is strictly increasing.
+* Idempotence: a message whose ``id`` is already in the session's current history is not
+  stored again; the stored copy is returned in its place. A batch whose messages are all
+  present is therefore a no-op that returns them, whatever ``expected_seq`` says.
+* ``expected_seq=n`` means "I last saw n messages": if the current history does not have
+  exactly ``n`` messages (and the batch is not an idempotent repeat), raise
+  :class:`ConflictError` and store nothing.
+* Appending or restoring sets ``updated_at`` to the current time (never earlier than before)
+  and ``message_count`` to the new history length.
+* A checkpoint names the first ``seq`` messages of the current history *as they are now*.
+  ``restore_checkpoint`` first records a checkpoint of the current head under ``undo_id``
+  (label ``"before-restore"``), then makes the checkpoint's history current; both happen or
+  neither. Nothing is ever deleted by a restore: the discarded tail stays reachable through the
+  undo checkpoint, and every older checkpoint keeps meaning what it meant.
+* ``list_sessions`` orders by ``(updated_at, id)`` descending, filters by agent and user id,
+  and pages with an opaque cursor (see :mod:`aixgo.session.cursor`).
+* ``delete_session`` removes the session's messages, checkpoints and index entries.
+* Unknown session → :class:`SessionNotFound`; unknown checkpoint, or one of another session →
+  :class:`CheckpointNotFound`; any call after ``close()`` → :class:`BackendClosed`;
+  an unreachable store → :class:`BackendUnavailable` (URL shown without its password).
+
+Cost rules: append is O(batch), ``get_messages(last=n)`` is O(n) whatever the history length,
+a checkpoint is O(1), listing is paginated. Never rewrite a whole history or index per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from aixgo.message import Message
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+__all__ = ["Backend", "Capability"]
+
+
+class Capability(StrEnum):
+    """Optional abilities a backend declares in ``capabilities``; the conformance kit runs
+    the tests for a capability only when the backend declares it."""
+
+    #: Data survives ``close()`` and a new ``open_backend`` of the same URL.
+    PERSISTENT = "persistent"
+    #: Several processes (or machines) may share one store at once.
+    MULTI_PROCESS = "multi-process"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A session store. Implement these methods (all ``async`` but ``capabilities``) and
+    register a factory for your URL scheme with the ``aixgo_register_backends`` hook.
+
+    Example, with the built-in reference implementation::
+
+        >>> import asyncio
+        >>> from aixgo.session import open_backend
+        >>> backend = open_backend("memory://")
+        >>> isinstance(backend, Backend)
+        True
+        >>> asyncio.run(backend.close())
+    """
+
+    #: The optional abilities this backend has.
+    capabilities: frozenset[Capability]
+
+    async def open(self) -> None:
+        """Connect or prepare the store; idempotent. Raise :class:`BackendUnavailable` if it
+        cannot be reached. Other methods must also work without an explicit ``open()``."""
+
+    async def close(self) -> None:
+        """Release connections and files; idempotent. Later calls raise BackendClosed."""
+
+    async def create_session(self, info: SessionInfo) -> None:
+        """Store a new, empty session. ``info.id`` is fresh from the manager; if it exists
+        already, raise :class:`ConflictError`."""
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """The session's current summary, or :class:`SessionNotFound`."""
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        """Sessions matching the filters, most recently updated first, at most ``limit``
+        (1..1000) per page. ``next_cursor`` is ``None`` on the last page."""
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete the session with its messages, checkpoints and index entries, or raise
+        :class:`SessionNotFound`."""
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        """Atomically append ``messages`` (non-empty, distinct ids) and return them as stored,
+        each with its ``seq`` set. See the module docs for idempotence and ``expected_seq``."""
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        """The current history oldest first; with ``last=n`` only its final ``n`` messages,
+        at a cost that does not grow with the history's length."""
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        """Record a checkpoint of the current head under ``checkpoint_id``. O(1)."""
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """The session's checkpoints, oldest first."""
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        """Make the checkpoint's history current, after recording the current head as the
+        checkpoint ``undo_id`` labelled ``"before-restore"``; return that undo checkpoint."""

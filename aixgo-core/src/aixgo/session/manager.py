@@ -1,0 +1,181 @@
+"""SessionManager: the front door to sessions. It validates, makes ids, scopes by user, and
+delegates storage to a backend."""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import JsonValue, TypeAdapter, ValidationError
+
+from aixgo.arguments import check_count
+from aixgo.errors import BackendClosed, InvalidArgument, SessionNotFound
+from aixgo.identifiers import new_id, validate_id, validate_name
+from aixgo.message import utc_now
+from aixgo.session.backend import Backend
+from aixgo.session.models import Page, SessionInfo
+from aixgo.session.session import Session
+from aixgo.session.url import default_session_url, open_backend
+
+__all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager"]
+
+MAX_LIST_LIMIT = 1000
+MAX_METADATA_BYTES = 64 * 1024
+_METADATA = TypeAdapter(dict[str, JsonValue])
+
+
+class SessionManager:
+    """Creates, finds, lists and deletes sessions in one backend.
+
+    ``SessionManager()`` opens ``$AIXGO_SESSION_URL``, else the embedded file store;
+    pass a URL or a backend to choose. Use it with ``async with`` (or ``await close()``).
+
+    >>> import asyncio
+    >>> async def demo() -> list[str]:
+    ...     async with SessionManager("memory://") as mgr:
+    ...         s = await mgr.create("assistant", user_id="user-123", metadata={"title": "trip"})
+    ...         again = await mgr.get_or_create("assistant", "user-123")
+    ...         page = await mgr.list(user_id="user-123")
+    ...         return [again.id == s.id, page.items[0].metadata["title"]]
+    >>> asyncio.run(demo())
+    [True, 'trip']
+    """
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        if backend is None:
+            backend = default_session_url()
+        self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect to the store now, so an unreachable one fails here (BackendUnavailable)."""
+        self._check_open()
+        await self.backend.open()
+
+    async def close(self) -> None:
+        """Close the backend. Idempotent; later calls raise :class:`BackendClosed`."""
+        if not self._closed:
+            self._closed = True
+            await self.backend.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosed("session manager")
+
+    async def create(
+        self,
+        agent: str,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Session:
+        """Create an empty session for ``agent``, owned by ``user_id`` if given."""
+        self._check_open()
+        validate_name(agent, "agent name")
+        if user_id is not None:
+            validate_name(user_id, "user id")
+        meta = _check_metadata(metadata)
+        now = utc_now()
+        info = SessionInfo(
+            id=new_id(),
+            agent=agent,
+            user_id=user_id,
+            created_at=now,
+            updated_at=now,
+            message_count=0,
+            metadata=meta,
+        )
+        await self.backend.create_session(info)
+        return Session(self, info)
+
+    async def get(self, session_id: str, user_id: str | None = None) -> Session:
+        """The session ``session_id``. With ``user_id``, a session owned by someone else is
+        reported as :class:`SessionNotFound`, exactly like one that does not exist."""
+        self._check_open()
+        validate_id(session_id)
+        if user_id is not None:
+            validate_name(user_id, "user id")
+        info = await self.backend.get_session(session_id)
+        if user_id is not None and info.user_id != user_id:
+            raise SessionNotFound(session_id)
+        return Session(self, info)
+
+    async def get_or_create(self, agent: str, user_id: str) -> Session:
+        """The user's most recently updated session with ``agent``, or a new one."""
+        self._check_open()
+        validate_name(agent, "agent name")
+        validate_name(user_id, "user id")
+        page = await self.backend.list_sessions(agent=agent, user_id=user_id, limit=1)
+        if page.items:
+            return Session(self, page.items[0])
+        return await self.create(agent, user_id=user_id)
+
+    async def list(
+        self,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        """Sessions, most recently updated first, ``limit`` (1..1000) at a time. Pass the
+        page's ``next_cursor`` back as ``cursor`` for the next page."""
+        self._check_open()
+        if agent is not None:
+            validate_name(agent, "agent name")
+        if user_id is not None:
+            validate_name(user_id, "user id")
+        check_count(limit, "limit", low=1, high=MAX_LIST_LIMIT)
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidArgument(f"cursor must be a string or None, not {type(cursor).__name__}")
+        return await self.backend.list_sessions(
+            agent=agent, user_id=user_id, limit=limit, cursor=cursor
+        )
+
+    async def delete(self, session_id: str, user_id: str | None = None) -> None:
+        """Delete the session with all its messages and checkpoints. With ``user_id``, only
+        that user's session can be deleted (others are :class:`SessionNotFound`)."""
+        if user_id is not None:
+            await self.get(session_id, user_id=user_id)
+        else:
+            self._check_open()
+            validate_id(session_id)
+        await self.backend.delete_session(session_id)
+
+
+def _check_metadata(metadata: object) -> dict[str, JsonValue]:
+    if metadata is None:
+        return {}
+    try:
+        meta = _METADATA.validate_python(metadata)
+    except ValidationError as exc:
+        raise InvalidArgument(f"metadata must be a JSON object with string keys: {exc}") from None
+    size = len(json.dumps(meta, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidArgument(
+            f"metadata is {size:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed"
+        )
+    if _has_nul(meta):
+        raise InvalidArgument("metadata must not contain NUL characters")
+    return meta
+
+
+def _has_nul(value: JsonValue) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    return False

@@ -1,0 +1,196 @@
+"""``memory://``: the reference backend. Everything lives in this process and is gone on close.
+
+It is the executable form of the backend contract: small enough to read in one sitting, and
+the conformance kit tests itself against it. It stores messages as JSON bytes (like every
+other backend), so what comes back is a copy the caller cannot change in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aixgo.errors import BackendClosed, CheckpointNotFound, ConflictError, SessionNotFound
+from aixgo.message import Message, utc_now
+from aixgo.session.backend import Capability
+from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.lineage import Lineage
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+__all__ = ["MemoryBackend"]
+
+
+@dataclass(slots=True)
+class _Stored:
+    info: SessionInfo
+    lineage: Lineage = field(default_factory=Lineage)
+    # Per branch, its own messages as JSON: branch b's message seq s is at [b][s - fork - 1].
+    own: list[list[bytes]] = field(default_factory=lambda: [[]])
+    ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id -> (branch, seq)
+    checkpoints: dict[str, tuple[Checkpoint, int]] = field(default_factory=dict)  # -> branch
+
+    def message(self, branch: int, seq: int) -> Message:
+        fork = self.lineage.branches[branch].fork_seq
+        return decode_message(self.own[branch][seq - fork - 1]).model_copy(update={"seq": seq})
+
+
+class MemoryBackend:
+    """In-process session store for tests, demos and stateless services.
+
+    >>> import asyncio
+    >>> from aixgo.session import SessionManager
+    >>> async def demo() -> int:
+    ...     async with SessionManager("memory://") as mgr:
+    ...         s = await mgr.create("assistant", user_id="u1")
+    ...         await s.append_message(Message.user("hi"))
+    ...         return len(await s.get_messages())
+    >>> asyncio.run(demo())
+    1
+    """
+
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._sessions: dict[str, _Stored] = {}
+        self._closed = False
+
+    async def open(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._sessions.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosed(f"backend {self.url}")
+
+    def _get(self, session_id: str) -> _Stored:
+        self._check_open()
+        stored = self._sessions.get(session_id)
+        if stored is None:
+            raise SessionNotFound(session_id)
+        return stored
+
+    async def create_session(self, info: SessionInfo) -> None:
+        self._check_open()
+        if info.id in self._sessions:
+            raise ConflictError(f"session {info.id!r} exists already")
+        self._sessions[info.id] = _Stored(info=info)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        return self._get(session_id).info
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        self._check_open()
+        after = decode_cursor(cursor) if cursor is not None else None
+        rows = [
+            s.info
+            for s in self._sessions.values()
+            if (agent is None or s.info.agent == agent)
+            and (user_id is None or s.info.user_id == user_id)
+            and (after is None or (s.info.updated_at, s.info.id) < after)
+        ]
+        rows.sort(key=lambda i: (i.updated_at, i.id), reverse=True)
+        items = rows[:limit]
+        more = len(rows) > limit
+        nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        return Page(items=items, next_cursor=nxt)
+
+    async def delete_session(self, session_id: str) -> None:
+        self._get(session_id)
+        del self._sessions[session_id]
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        stored = self._get(session_id)
+        encoded = check_batch(messages)
+        lin = stored.lineage
+        known = {
+            m.id: stored.message(*stored.ids[m.id])
+            for m in messages
+            if m.id in stored.ids and lin.is_live(*stored.ids[m.id])
+        }
+        fresh = [(m, data) for m, data in zip(messages, encoded, strict=True) if m.id not in known]
+        if fresh and expected_seq is not None and expected_seq != lin.length:
+            raise ConflictError(
+                f"session {session_id!r} has {lin.length} messages, not {expected_seq}: "
+                "another writer appended first; re-read the history and retry",
+                expected_seq=expected_seq,
+                actual_seq=lin.length,
+            )
+        out: list[Message] = []
+        if fresh:
+            branch, seq = lin.append(len(fresh))
+            for m, data in fresh:
+                stored.own[branch].append(data)
+                stored.ids[m.id] = (branch, seq)
+                seq += 1
+            self._touch(stored)
+        for m in messages:
+            out.append(known[m.id] if m.id in known else stored.message(*stored.ids[m.id]))
+        return out
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        stored = self._get(session_id)
+        return [
+            stored.message(branch, seq)
+            for branch, lo, hi in stored.lineage.tail_spans(last)
+            for seq in range(lo, hi + 1)
+        ]
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        stored = self._get(session_id)
+        if checkpoint_id in stored.checkpoints:
+            raise ConflictError(f"checkpoint {checkpoint_id!r} exists already")
+        return self._checkpoint(stored, checkpoint_id, label)
+
+    def _checkpoint(self, stored: _Stored, checkpoint_id: str, label: str | None) -> Checkpoint:
+        branch, seq = stored.lineage.head_ref()
+        cp = Checkpoint(
+            id=checkpoint_id,
+            session_id=stored.info.id,
+            seq=seq,
+            created_at=utc_now(),
+            label=label,
+        )
+        stored.checkpoints[checkpoint_id] = (cp, branch)
+        return cp
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return [cp for cp, _ in self._get(session_id).checkpoints.values()]
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        stored = self._get(session_id)
+        target = stored.checkpoints.get(checkpoint_id)
+        if target is None:
+            raise CheckpointNotFound(checkpoint_id, session_id)
+        if undo_id in stored.checkpoints:
+            raise ConflictError(f"checkpoint {undo_id!r} exists already")
+        undo = self._checkpoint(stored, undo_id, "before-restore")
+        cp, branch = target
+        new = stored.lineage.move_head(branch, cp.seq)
+        stored.own.append([])
+        assert new == len(stored.own) - 1
+        self._touch(stored)
+        return undo
+
+    def _touch(self, stored: _Stored) -> None:
+        now = max(utc_now(), stored.info.updated_at)
+        stored.info = stored.info.model_copy(
+            update={"updated_at": now, "message_count": stored.lineage.length}
+        )
