@@ -1,0 +1,72 @@
+"""The ``aixgo`` command line: ``aixgo --version``, ``aixgo plugins``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import click
+
+from aixgo import __version__, plugins
+from aixgo.errors import AixgoError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="aixgo")
+def cli() -> None:
+    """aixgo: agents that remember."""
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins: distribution, version and what each registers."""
+    infos = plugins.plugins()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo("no plugins installed")
+        return
+    rows = [
+        (
+            i.name,
+            i.distribution,
+            i.version or "-",
+            ", ".join(
+                [f"{s}://" for s in i.backends]
+                + [f"agent {a}" for a in i.agents]
+                + [f"option {o}" for o in i.options]
+            )
+            or "-",
+        )
+        for i in infos
+    ]
+    header = ("PLUGIN", "DISTRIBUTION", "VERSION", "REGISTERS")
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(3)]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
+            + "  "
+            + row[3]
+        )
+
+
+def main() -> None:
+    """Entry point of the ``aixgo`` script: aixgo errors print as one line, exit status 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except AixgoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,243 @@
+"""Plugin discovery through real entry points, and every error path of it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from aixgo import plugins
+from aixgo.cli import cli
+from aixgo.errors import ConfigError, PluginError
+from aixgo.options import Option
+from aixgo.session import open_backend
+from aixgo.session.memory import MemoryBackend
+from click.testing import CliRunner
+
+from .conftest import FakeDist
+
+HOOK_HEAD = "from aixgo import hookimpl\n@hookimpl\ndef aixgo_register_backends(register):\n"
+TOY_BACKEND = """
+from aixgo.session.memory import MemoryBackend
+
+class ToyBackend(MemoryBackend):
+    pass
+"""
+TOY = (
+    TOY_BACKEND
+    + """
+from aixgo import hookimpl
+
+@hookimpl
+def aixgo_register_backends(register):
+    register("toy", "{module}:ToyBackend")
+"""
+)
+
+
+def test_core_registers_memory_through_its_own_entry_point() -> None:
+    (memory,) = [p for p in plugins.plugins() if p.name == "memory"]
+    assert memory.distribution == "aixgo-core"
+    assert memory.backends == ["memory"]
+    assert isinstance(open_backend("memory://"), MemoryBackend)
+
+
+def test_third_party_scheme_is_discovered_and_imported_lazily(fake_dist: FakeDist) -> None:
+    plugin = TOY.replace(TOY_BACKEND, "").format(module="toy_impl")
+    fake_dist("toy-dist", {"toy": "toy_plugin"}, {"toy_plugin": plugin, "toy_impl": TOY_BACKEND})
+    assert "toy" in plugins.backend_schemes()
+    assert "toy_impl" not in sys.modules  # the factory string is imported on first use only
+    backend = open_backend("toy://anything")
+    assert type(backend).__name__ == "ToyBackend"
+    (info,) = [p for p in plugins.plugins() if p.name == "toy"]
+    assert (info.distribution, info.version, info.backends) == ("toy-dist", "1.2.3", ["toy"])
+
+
+def test_plugin_that_fails_to_import_names_its_distribution(fake_dist: FakeDist) -> None:
+    fake_dist("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "import nope_x\n"})
+    with pytest.raises(PluginError, match=r"'broken' from distribution broken-dist 1\.2\.3"):
+        plugins.backend_schemes()
+
+
+def test_disable_plugins_skips_a_broken_plugin(
+    fake_dist: FakeDist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dist("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "raise SystemError\n"})
+    monkeypatch.setenv("AIXGO_DISABLE_PLUGINS", "other, broken")
+    plugins.reset()
+    assert "memory" in plugins.backend_schemes()
+
+
+def test_load_plugins_is_an_allow_list(
+    fake_dist: FakeDist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dist("toy-dist", {"toy": "toy_plugin"}, {"toy_plugin": TOY.format(module="toy_plugin")})
+    monkeypatch.setenv("AIXGO_LOAD_PLUGINS", "toy")
+    plugins.reset()
+    assert plugins.backend_schemes() == ["toy"]
+    monkeypatch.setenv("AIXGO_LOAD_PLUGINS", "toy,ghost")
+    plugins.reset()
+    with pytest.raises(PluginError, match="ghost, which no installed distribution provides"):
+        plugins.backend_schemes()
+
+
+def test_duplicate_scheme_names_both_distributions(fake_dist: FakeDist) -> None:
+    fake_dist("one-dist", {"one": "one_plugin"}, {"one_plugin": TOY.format(module="one_plugin")})
+    fake_dist("two-dist", {"two": "two_plugin"}, {"two_plugin": TOY.format(module="two_plugin")})
+    with pytest.raises(PluginError, match="'toy' is registered twice") as err:
+        plugins.backend_schemes()
+    assert "one-dist" in str(err.value)
+    assert "two-dist" in str(err.value)
+
+
+def test_duplicate_plugin_names_across_distributions(fake_dist: FakeDist) -> None:
+    fake_dist("one-dist", {"same": "one_plugin"}, {"one_plugin": TOY.format(module="one_plugin")})
+    fake_dist("two-dist", {"same": "two_plugin"}, {"two_plugin": "\n"})
+    with pytest.raises(PluginError, match="two plugins are named 'same'") as err:
+        plugins.plugins()
+    assert "one-dist" in str(err.value)
+    assert "two-dist" in str(err.value)
+
+
+def test_duplicate_of_a_builtin_scheme_is_refused(fake_dist: FakeDist) -> None:
+    src = HOOK_HEAD + "    register('memory', lambda url: None)\n"
+    fake_dist("evil-dist", {"evil": "evil_plugin"}, {"evil_plugin": src})
+    with pytest.raises(PluginError, match="aixgo-core.*evil-dist|evil-dist.*aixgo-core"):
+        open_backend("memory://")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ("register('Bad Scheme', 'x:y')", "backend scheme 'Bad Scheme' is invalid"),
+        ("register('ok', 'no-colon')", "must look like 'module:attribute'"),
+        ("register('ok', 42)", "must be callable"),
+        ("raise RuntimeError('boom')", "failed in aixgo_register_backends: RuntimeError: boom"),
+    ],
+)
+def test_bad_registrations_are_plugin_errors(fake_dist: FakeDist, call: str, error: str) -> None:
+    src = HOOK_HEAD + f"    {call}\n"
+    fake_dist("bad-dist", {"bad": "bad_plugin"}, {"bad_plugin": src})
+    with pytest.raises(PluginError, match=error):
+        plugins.backend_schemes()
+
+
+def test_factory_problems_surface_with_the_plugin_and_a_redacted_url(fake_dist: FakeDist) -> None:
+    src = """
+from aixgo import hookimpl
+def explode(url):
+    raise RuntimeError("cannot connect")
+@hookimpl
+def aixgo_register_backends(register):
+    register("boom", explode)
+    register("notabackend", lambda url: object())
+    register("missing", "f_plugin:Nope")
+"""
+    fake_dist("f-dist", {"f": "f_plugin"}, {"f_plugin": src})
+    with pytest.raises(PluginError, match="could not open") as err:
+        open_backend("boom://user:hunter2@host/db")
+    assert "hunter2" not in str(err.value)
+    assert "user:***@host" in str(err.value)
+    with pytest.raises(PluginError, match="does not implement aixgo.session.Backend"):
+        open_backend("notabackend://")
+    with pytest.raises(PluginError, match="cannot be loaded from 'f_plugin:Nope'"):
+        open_backend("missing://")
+
+
+def test_unknown_scheme_lists_installed_and_names_the_package() -> None:
+    with pytest.raises(PluginError) as err:
+        open_backend("redis://localhost:6379")
+    assert "pip install aixgo-backend-redis" in str(err.value)
+    assert "memory://" in str(err.value)
+    with pytest.raises(PluginError, match="'zzz'.*Installed schemes: .*memory://"):
+        open_backend("zzz://x")
+
+
+@pytest.mark.parametrize("url", ["", "memory", "/var/lib/x", "://x"])
+def test_url_without_scheme_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="has no scheme"):
+        open_backend(url)
+
+
+def test_non_string_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="must be a string"):
+        open_backend(42)  # type: ignore[arg-type]
+
+
+def test_agents_and_options_are_collected_and_attributed(fake_dist: FakeDist) -> None:
+    src = """
+from aixgo import hookimpl
+from aixgo.options import Option
+class Echo:
+    pass
+@hookimpl
+def aixgo_register_agents(register):
+    register("echo", Echo)
+@hookimpl
+def aixgo_register_options(register):
+    register(Option("retry_budget", default=3, description="Retries per call"))
+"""
+    fake_dist("agents-dist", {"agents": "agents_plugin"}, {"agents_plugin": src})
+    assert plugins.agent_types() == ["echo"]
+    factory, reg = plugins.agent_factory("echo")
+    assert factory.__name__ == "Echo"
+    assert reg.distribution == "agents-dist"
+    assert plugins.options()["retry_budget"].default == 3
+    (info,) = [p for p in plugins.plugins() if p.name == "agents"]
+    assert (info.agents, info.options) == (["echo"], ["retry_budget"])
+    with pytest.raises(
+        PluginError, match="no plugin provides agent type 'react'.*aixgo-agent-react"
+    ):
+        plugins.agent_factory("react")
+
+
+def test_option_names_are_validated() -> None:
+    with pytest.raises(PluginError, match="option name 'Bad-Name' is invalid"):
+        Option("Bad-Name")
+
+
+def test_in_process_registration_and_removal() -> None:
+    class Plugin:
+        @staticmethod
+        @plugins.hookspecs.hookimpl
+        def aixgo_register_backends(register: plugins.hookspecs.BackendRegister) -> None:
+            register("inproc", MemoryBackend)
+
+    plugins.register_plugin(Plugin(), "inproc-plugin")
+    try:
+        assert isinstance(open_backend("inproc://"), MemoryBackend)
+        (info,) = [p for p in plugins.plugins() if p.name == "inproc-plugin"]
+        assert info.distribution == "in-process"
+    finally:
+        plugins.unregister_plugin("inproc-plugin")
+    assert "inproc" not in plugins.backend_schemes()
+
+
+def test_cli_version_and_plugins() -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--version"])
+    assert out.exit_code == 0
+    assert "aixgo, version" in out.output
+    out = runner.invoke(cli, ["plugins"])
+    assert out.exit_code == 0
+    assert "memory" in out.output
+    assert "aixgo-core" in out.output
+    data = json.loads(runner.invoke(cli, ["plugins", "--json"]).output)
+    assert {"name": "memory", "distribution": "aixgo-core"}.items() <= data[0].items()
+
+
+def test_cli_reports_plugin_errors_on_one_line(fake_dist: FakeDist) -> None:
+    import subprocess
+
+    fake_dist("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "import nope_x\n"})
+    env_path = ":".join(sys.path)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from aixgo.cli import main; main()", "plugins"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path},
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: plugin 'broken' from distribution broken-dist")
+    assert "Traceback" not in proc.stderr
