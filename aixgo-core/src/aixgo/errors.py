@@ -105,8 +105,8 @@ class BackendUnavailable(BackendError, ConnectionError):
 class BackendClosed(BackendError):
     """The backend (or its manager) was closed and cannot be used any more."""
 
-    def __init__(self, what: str = "backend") -> None:
-        super().__init__(f"the {what} is closed; open a new one with open_backend(url)")
+    def __init__(self, what: str = "backend", remedy: str = "open a new one") -> None:
+        super().__init__(f"the {what} is closed and cannot be used any more; {remedy}")
 
 
 class CorruptedData(BackendError):

@@ -73,7 +73,7 @@ class SessionManager:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendClosed("session manager")
+            raise BackendClosed("session manager", "create a new SessionManager")
 
     async def create(
         self,

@@ -1,0 +1,61 @@
+"""Discovery from installed wheels (run by ``nox -s installed`` in a fresh venv)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+
+import aixgo
+import pytest
+import pytest_asyncio
+from aixgo.session import Backend, open_backend
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("AIXGO_INSTALLED_TEST") != "1",
+    reason="runs in `nox -s installed`, against wheels installed in a fresh venv",
+)
+
+
+def test_aixgo_comes_from_an_installed_wheel_not_the_source_tree() -> None:
+    assert "site-packages" in (aixgo.__file__ or "")
+
+
+def test_cli_lists_the_third_party_plugin() -> None:
+    exe = shutil.which("aixgo")
+    assert exe is not None, "the aixgo console script was not installed"
+    out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, check=True)
+    by_name = {p["name"]: p for p in json.loads(out.stdout)}
+    assert by_name["toy"]["distribution"] == "aixgo-toy-backend"
+    assert by_name["toy"]["version"] == "0.0.1"
+    assert by_name["toy"]["backends"] == ["toy"]
+    assert by_name["memory"]["distribution"] == "aixgo-core"
+    table = subprocess.run([exe, "plugins"], capture_output=True, text=True, check=True).stdout
+    assert "aixgo-toy-backend" in table
+    assert "toy://" in table
+
+
+def test_open_backend_resolves_the_third_party_scheme() -> None:
+    backend = open_backend("toy://")
+    assert type(backend).__module__ == "aixgo_toy_backend.backend"
+    assert isinstance(backend, Backend)
+
+
+@pytest_asyncio.fixture
+async def toy() -> AsyncIterator[Backend]:
+    backend = open_backend("toy://")
+    yield backend
+    await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_the_installed_plugin_stores_sessions(toy: Backend) -> None:
+    from aixgo import Message
+    from aixgo.session import SessionManager
+
+    mgr = SessionManager(toy)
+    s = await mgr.create("assistant", user_id="user-123")
+    await s.append_message(Message.user("hi"))
+    assert [m.text for m in await (await mgr.get(s.id)).get_messages()] == ["hi"]

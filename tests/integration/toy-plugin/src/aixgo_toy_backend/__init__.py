@@ -1,0 +1,1 @@
+"""A third-party backend plugin used by the installed-wheel discovery test."""
