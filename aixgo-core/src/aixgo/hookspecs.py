@@ -41,14 +41,20 @@ BackendFactory = Callable[[str], Any] | str
 
 
 class BackendRegister(Protocol):
+    """The ``register`` callback of :func:`aixgo_register_backends`."""
+
     def __call__(self, scheme: str, factory: BackendFactory) -> None: ...
 
 
 class AgentRegister(Protocol):
+    """The ``register`` callback of :func:`aixgo_register_agents`."""
+
     def __call__(self, name: str, factory: Callable[..., Any] | str) -> None: ...
 
 
 class OptionRegister(Protocol):
+    """The ``register`` callback of :func:`aixgo_register_options`."""
+
     def __call__(self, option: Any) -> None: ...
 
 
