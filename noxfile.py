@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import nox
@@ -12,8 +11,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
 ROOT = Path(__file__).parent
-WORKSPACE = tomllib.loads((ROOT / "pyproject.toml").read_text())
-MEMBERS: list[str] = WORKSPACE["tool"]["uv"]["workspace"]["members"]
+# Every top-level aixgo-* folder with a pyproject.toml is a distribution of the workspace.
+MEMBERS = sorted(p.parent.name for p in ROOT.glob("aixgo-*/pyproject.toml"))
 THIRD_PARTY_PLUGIN = "tests/integration/toy-plugin"
 
 
@@ -24,6 +23,7 @@ def _sync(session: nox.Session, *extra: str) -> None:
         "uv",
         "sync",
         "--locked",
+        "--all-packages",
         "--group",
         "dev",
         *extra,
