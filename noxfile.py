@@ -16,17 +16,14 @@ MEMBERS = sorted(p.parent.name for p in ROOT.glob("aixgo-*/pyproject.toml"))
 THIRD_PARTY_PLUGIN = "tests/integration/toy-plugin"
 
 
-def _sync(session: nox.Session, *extra: str) -> None:
-    """Install the workspace (every package, editable) and the dev tools into the session's
-    venv, exactly as pinned by uv.lock."""
+def _sync(session: nox.Session, *how: str) -> None:
+    """Install into the session's venv exactly what uv.lock pins: by default every workspace
+    package (editable) and the dev tools."""
     session.run_install(
         "uv",
         "sync",
         "--locked",
-        "--all-packages",
-        "--group",
-        "dev",
-        *extra,
+        *(how or ("--all-packages", "--group", "dev")),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
 
