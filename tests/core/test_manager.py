@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from aixgo import Message
 from aixgo.errors import BackendClosed, InvalidArgument, InvalidIdentifier, InvalidMessage
-from aixgo.session import SessionManager
+from aixgo.session import Page, SessionInfo, SessionManager
 from aixgo.session.memory import MemoryBackend
 
 
@@ -99,3 +101,27 @@ async def test_session_handle_keeps_the_fixed_facts(mgr: SessionManager) -> None
     )
     assert again.created_at == s.created_at
     assert repr(again) == f"Session(id={s.id!r}, agent='assistant', user_id='auth0|123')"
+
+
+class _YieldingBackend(MemoryBackend):
+    """Gives other tasks a turn inside each call, as a networked backend would."""
+
+    async def list_sessions(self, **kw: Any) -> Page[SessionInfo]:
+        await asyncio.sleep(0.001)
+        return await super().list_sessions(**kw)
+
+    async def create_session(self, info: SessionInfo) -> None:
+        await asyncio.sleep(0.001)
+        await super().create_session(info)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_get_or_create_agrees_on_one_session() -> None:
+    async with SessionManager(_YieldingBackend()) as mgr:
+        sessions = await asyncio.gather(
+            *(mgr.get_or_create("assistant", "user-123") for _ in range(20)),
+            *(mgr.get_or_create("assistant", "user-456") for _ in range(5)),
+        )
+        assert len({s.id for s in sessions[:20]}) == 1
+        assert len({s.id for s in sessions[20:]}) == 1
+        assert len((await mgr.list()).items) == 2

@@ -3,7 +3,9 @@ delegates storage to a backend."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from types import TracebackType
 from typing import Any, Self
 
@@ -47,6 +49,10 @@ class SessionManager:
             backend = default_session_url()
         self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
         self._closed = False
+        # Held only while a get_or_create runs; weak values let idle locks go away.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -113,14 +119,23 @@ class SessionManager:
         return Session(self, info)
 
     async def get_or_create(self, agent: str, user_id: str) -> Session:
-        """The user's most recently updated session with ``agent``, or a new one."""
+        """The user's most recently updated session with ``agent``, or a new one.
+
+        Concurrent calls for the same agent and user in this process are serialized, so they
+        agree on one session instead of each creating its own.
+        """
         self._check_open()
         validate_name(agent, "agent name")
         validate_name(user_id, "user id")
-        page = await self.backend.list_sessions(agent=agent, user_id=user_id, limit=1)
-        if page.items:
-            return Session(self, page.items[0])
-        return await self.create(agent, user_id=user_id)
+        key = (agent, user_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            page = await self.backend.list_sessions(agent=agent, user_id=user_id, limit=1)
+            if page.items:
+                return Session(self, page.items[0])
+            return await self.create(agent, user_id=user_id)
 
     async def list(
         self,
