@@ -27,12 +27,21 @@ class _Stored:
     lineage: Lineage = field(default_factory=Lineage)
     # Per branch, its own messages as JSON: branch b's message seq s is at [b][s - fork - 1].
     own: list[list[bytes]] = field(default_factory=lambda: [[]])
-    ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id -> (branch, seq)
+    # Message id -> every (branch, seq) it was stored at: after a restore discards a message it
+    # may be stored again on the new branch, and an undo may make the first copy current again.
+    ids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     checkpoints: dict[str, tuple[Checkpoint, int]] = field(default_factory=dict)  # -> branch
 
     def message(self, branch: int, seq: int) -> Message:
         fork = self.lineage.branches[branch].fork_seq
         return decode_message(self.own[branch][seq - fork - 1]).model_copy(update={"seq": seq})
+
+    def live(self, message_id: str) -> Message | None:
+        """The message with this id in the current history, if it is there."""
+        for branch, seq in self.ids.get(message_id, ()):
+            if self.lineage.is_live(branch, seq):
+                return self.message(branch, seq)
+        return None
 
 
 class MemoryBackend:
@@ -116,11 +125,7 @@ class MemoryBackend:
         stored = self._get(session_id)
         encoded = check_batch(messages)
         lin = stored.lineage
-        known = {
-            m.id: stored.message(*stored.ids[m.id])
-            for m in messages
-            if m.id in stored.ids and lin.is_live(*stored.ids[m.id])
-        }
+        known = {m.id: hit for m in messages if (hit := stored.live(m.id)) is not None}
         fresh = [(m, data) for m, data in zip(messages, encoded, strict=True) if m.id not in known]
         if fresh and expected_seq is not None and expected_seq != lin.length:
             raise ConflictError(
@@ -134,11 +139,11 @@ class MemoryBackend:
             branch, seq = lin.append(len(fresh))
             for m, data in fresh:
                 stored.own[branch].append(data)
-                stored.ids[m.id] = (branch, seq)
+                stored.ids.setdefault(m.id, []).append((branch, seq))
                 seq += 1
             self._touch(stored)
         for m in messages:
-            out.append(known[m.id] if m.id in known else stored.message(*stored.ids[m.id]))
+            out.append(known[m.id] if m.id in known else stored.message(*stored.ids[m.id][-1]))
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
