@@ -1,0 +1,33 @@
+"""The conformance kit for session backends: ``pip install aixgo-core[testing]``.
+
+A third-party backend proves it keeps the contract of :mod:`aixgo.session.backend` by
+subclassing :class:`BackendConformance` in its own tests and providing one fixture::
+
+    import pytest_asyncio
+    from aixgo.session import open_backend
+    from aixgo.testing import BackendConformance
+
+    class TestMyStoreConformance(BackendConformance):
+        @pytest_asyncio.fixture
+        async def backend(self):
+            backend = open_backend("mystore://...")   # an empty store
+            yield backend
+            await backend.close()
+
+See :mod:`aixgo.testing.conformance` for the optional ``backend_url`` fixture and the
+capability-gated tests, and ``docs/writing-a-backend.md`` for a walk-through.
+"""
+
+from aixgo.testing.conformance import BackendConformance
+from aixgo.testing.conformance_checkpoints import CheckpointsConformance
+from aixgo.testing.conformance_history import HistoryConformance
+from aixgo.testing.conformance_lifecycle import LifecycleConformance
+from aixgo.testing.conformance_sessions import SessionsConformance
+
+__all__ = [
+    "BackendConformance",
+    "SessionsConformance",
+    "HistoryConformance",
+    "CheckpointsConformance",
+    "LifecycleConformance",
+]

@@ -1,0 +1,106 @@
+"""The conformance kit run against the reference backend, and proof that it can fail."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aixgo import Message
+from aixgo.identifiers import new_id
+from aixgo.session import Backend, Page, SessionInfo, open_backend
+from aixgo.session.memory import MemoryBackend
+from aixgo.testing import BackendConformance
+
+
+class TestMemoryConformance(BackendConformance):
+    @pytest.fixture
+    def backend_url(self) -> str:
+        return "memory://"
+
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[Backend]:
+        backend = open_backend("memory://")
+        yield backend
+        await backend.close()
+
+
+# Backends that each break one rule, to show the kit notices.
+
+
+class ForgetsIds(MemoryBackend):
+    """Not idempotent: every append is stored as if new."""
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        fresh = [m.model_copy(update={"id": new_id()}) for m in messages]
+        return await super().append_messages(session_id, fresh, expected_seq=expected_seq)
+
+
+class HeadForTail(MemoryBackend):
+    """``get_messages(last=n)`` returns the first n messages, not the last."""
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        everything = await super().get_messages(session_id)
+        return everything if last is None else everything[:last]
+
+
+class OldestFirst(MemoryBackend):
+    """Lists sessions in the wrong order."""
+
+    async def list_sessions(self, **filters: Any) -> Page[SessionInfo]:
+        page = await super().list_sessions(**filters)
+        return Page(items=page.items[::-1], next_cursor=page.next_cursor)
+
+
+class RestoreForgetsUndo(MemoryBackend):
+    """Restores without recording the undo checkpoint in the list."""
+
+    async def list_checkpoints(self, session_id: str) -> list[Any]:
+        cps = await super().list_checkpoints(session_id)
+        return [cp for cp in cps if cp.label != "before-restore"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("broken", "test"),
+    [
+        (ForgetsIds, "test_reappending_a_message_returns_the_stored_copy"),
+        (ForgetsIds, "test_concurrent_retries_store_a_message_once"),
+        (HeadForTail, "test_get_messages_last_across_restores"),
+        (OldestFirst, "test_list_is_most_recently_updated_first"),
+        (OldestFirst, "test_appending_moves_a_session_to_the_front"),
+        (RestoreForgetsUndo, "test_restore_returns_an_undo_checkpoint"),
+    ],
+)
+async def test_the_kit_fails_a_broken_backend(broken: type[MemoryBackend], test: str) -> None:
+    backend = broken()
+    try:
+        with pytest.raises(AssertionError):
+            await getattr(BackendConformance(), test)(backend)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_the_kit_fails_a_wrong_tail_for_one_size() -> None:
+    backend = HeadForTail()
+    kit = BackendConformance()
+    await kit.test_get_messages_last_is_the_tail(backend, 5)  # the whole history: no difference
+    with pytest.raises(AssertionError):
+        await kit.test_get_messages_last_is_the_tail(backend, 3)
+    await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_capability_tests_skip_with_a_reason() -> None:
+    backend, kit = MemoryBackend(), BackendConformance()
+    with pytest.raises(pytest.skip.Exception, match="Capability.PERSISTENT"):
+        await kit.test_reopen_keeps_checkpoints_and_restores(backend, "memory://")
+    with pytest.raises(pytest.skip.Exception, match="Capability.MULTI_PROCESS"):
+        await kit.test_two_instances_share_one_store(backend, "memory://")
+    with pytest.raises(pytest.skip.Exception, match="backend_url fixture"):
+        await kit.test_the_scheme_is_discovered_through_entry_points(backend, None)
+    await backend.close()
