@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aixgo import Message
+from aixgo import Message, hookimpl, plugins
+from aixgo.hookspecs import BackendRegister
 from aixgo.identifiers import new_id
-from aixgo.session import Backend, Page, SessionInfo, open_backend
+from aixgo.session import Backend, Capability, Page, SessionInfo, open_backend
 from aixgo.session.memory import MemoryBackend
 from aixgo.testing import BackendConformance
 
@@ -22,6 +23,52 @@ class TestMemoryConformance(BackendConformance):
     @pytest_asyncio.fixture
     async def backend(self) -> AsyncIterator[Backend]:
         backend = open_backend("memory://")
+        yield backend
+        await backend.close()
+
+
+# memory:// declares no capabilities, so its run skips the reopen and two-instance tests. This
+# stand-in keeps each store by URL beyond close(), so those tests run (and pass) here too.
+
+_STORES: dict[str, dict[str, Any]] = {}
+
+
+class SharedMemoryBackend(MemoryBackend):
+    """memory:// whose store outlives the instance and is shared by every instance of a URL."""
+
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._sessions = _STORES.setdefault(url, {})
+
+    async def close(self) -> None:
+        self._closed = True  # the store stays for the next instance
+
+
+class Registers:
+    """An in-process plugin that registers one backend scheme."""
+
+    def __init__(self, scheme: str, factory: type[MemoryBackend]) -> None:
+        self.scheme, self.factory = scheme, factory
+
+    @hookimpl
+    def aixgo_register_backends(self, register: BackendRegister) -> None:
+        register(self.scheme, self.factory)
+
+
+class TestSharedMemoryConformance(BackendConformance):
+    @pytest.fixture
+    def backend_url(self) -> Iterator[str]:
+        plugins.register_plugin(Registers("sharedmem", SharedMemoryBackend), "sharedmem-selftest")
+        url = f"sharedmem://{new_id()}"
+        yield url
+        plugins.unregister_plugin("sharedmem-selftest")
+        _STORES.pop(url, None)
+
+    @pytest_asyncio.fixture
+    async def backend(self, backend_url: str) -> AsyncIterator[Backend]:
+        backend = open_backend(backend_url)
         yield backend
         await backend.close()
 
@@ -104,3 +151,34 @@ async def test_capability_tests_skip_with_a_reason() -> None:
     with pytest.raises(pytest.skip.Exception, match="backend_url fixture"):
         await kit.test_the_scheme_is_discovered_through_entry_points(backend, None)
     await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_a_capability_without_backend_url_skips_asking_for_it() -> None:
+    backend, kit = SharedMemoryBackend(f"sharedmem://{new_id()}"), BackendConformance()
+    with pytest.raises(pytest.skip.Exception, match="needs the backend_url fixture to close and"):
+        await kit.test_reopen_keeps_deletes_and_idempotence(backend, None)
+    with pytest.raises(pytest.skip.Exception, match="needs the backend_url fixture to open a"):
+        await kit.test_two_instances_append_concurrently(backend, None)
+    await backend.close()
+
+
+class ReopensEmpty(SharedMemoryBackend):
+    """Claims to persist, but a new instance starts from nothing (the store is lost on close)."""
+
+    async def close(self) -> None:
+        await MemoryBackend.close(self)
+
+
+@pytest.mark.asyncio
+async def test_the_kit_fails_a_backend_that_does_not_persist() -> None:
+    plugins.register_plugin(Registers("forgetful", ReopensEmpty), "forgetful-selftest")
+    url = f"forgetful://{new_id()}"
+    backend = open_backend(url)
+    try:
+        with pytest.raises(LookupError):  # SessionNotFound after the reopen
+            await BackendConformance().test_reopen_keeps_sessions_messages_and_listing(backend, url)
+    finally:
+        await backend.close()
+        plugins.unregister_plugin("forgetful-selftest")
+        _STORES.pop(url, None)

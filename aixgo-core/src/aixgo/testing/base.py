@@ -31,6 +31,7 @@ __all__ = [
     "new_session",
     "persistent_url",
     "reopened",
+    "seen_twice",
     "require",
     "require_url",
     "shared_url",
@@ -119,6 +120,17 @@ async def reopened(url: str) -> AsyncIterator[SessionManager]:
         yield mgr
 
 
+@asynccontextmanager
+async def seen_twice(
+    backend: Backend, url: str, messages: int = 0
+) -> AsyncIterator[tuple[Session, Session, SessionManager]]:
+    """A new session, as seen through ``backend`` and through a second instance on the same
+    store (with that instance's manager)."""
+    here = await new_session(SessionManager(backend), messages)
+    async with reopened(url) as other:
+        yield here, await other.get(here.id), other
+
+
 async def new_session(
     mgr: SessionManager, messages: int = 0, *, agent: str | None = None, user_id: str | None = None
 ) -> Session:
@@ -140,11 +152,15 @@ async def snapshot(session: Session) -> tuple[SessionInfo, list[Message], list[C
 
 
 async def listed(
-    mgr: SessionManager, *, agent: str | None = None, user_id: str | None = None, limit: int = 50
+    mgr: SessionManager,
+    *,
+    agent: str | None = None,
+    user_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> list[str]:
-    """The ids a listing shows, in order, across all its pages."""
+    """The ids a listing shows, in order, across all its pages (from ``cursor`` if given)."""
     ids: list[str] = []
-    cursor: str | None = None
     for _ in range(_MAX_PAGES):
         page = await mgr.list(agent=agent, user_id=user_id, limit=limit, cursor=cursor)
         ids.extend(info.id for info in page.items)

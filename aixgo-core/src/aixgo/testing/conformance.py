@@ -61,19 +61,8 @@ class BackendConformance(
                 yield backend
                 await backend.close()
 
-    The kit tests itself the same way against the built-in ``memory://`` backend (whose
-    stores live and die with one instance, so it declares no capabilities)::
-
-        class TestMemoryConformance(BackendConformance):
-            @pytest.fixture
-            def backend_url(self) -> str:
-                return "memory://"
-
-            @pytest_asyncio.fixture
-            async def backend(self) -> AsyncIterator[Backend]:
-                backend = open_backend("memory://")
-                yield backend
-                await backend.close()
+    The kit tests itself the same way against the built-in ``memory://`` backend, in
+    ``tests/core/test_conformance_memory.py`` of the aixgo repository.
 
     Run it with ``pytest``; pytest-asyncio must be installed (``pip install
     aixgo-core[testing]``).

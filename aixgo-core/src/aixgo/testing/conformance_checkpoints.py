@@ -45,12 +45,12 @@ class CheckpointsConformance(ConformanceBase):
         s, other = await new_session(mgr), await new_session(mgr)
         made = []
         for i in range(4):
-            made.append(await s.checkpoint(label=f"cp{i}" if i % 2 else None))
+            made.append(await s.checkpoint(label=f"cp{i} 🛠 名前" if i % 2 else None))
             await s.append_message(Message.user(f"m{i + 1}"))
             await tick()
         assert await s.list_checkpoints() == made
         assert [cp.seq for cp in made] == [0, 1, 2, 3]
-        assert [cp.label for cp in made] == [None, "cp1", None, "cp3"]
+        assert [cp.label for cp in made] == [None, "cp1 🛠 名前", None, "cp3 🛠 名前"]
         assert await other.list_checkpoints() == []
 
     @pytest.mark.asyncio

@@ -22,6 +22,7 @@ from aixgo.testing.base import (
     new_session,
     persistent_url,
     reopened,
+    seen_twice,
     shared_url,
     snapshot,
     texts,
@@ -176,40 +177,32 @@ class LifecycleConformance(ConformanceBase):
         self, backend: Backend, backend_url: str | None
     ) -> None:
         url = shared_url(backend, backend_url)
-        s = await new_session(SessionManager(backend), 1)
-        async with reopened(url) as other:
-            there = await other.get(s.id)
+        async with seen_twice(backend, url, 1) as (here, there, other):
             await there.append_message(Message.user("from the other instance"))
             cp = await there.checkpoint()
-            assert await texts(s) == ["m1", "from the other instance"]
-            assert await s.list_checkpoints() == [cp]
-            assert await listed(other, agent=s.agent) == [s.id]
+            assert await texts(here) == ["m1", "from the other instance"]
+            assert await here.list_checkpoints() == [cp]
+            assert await listed(other, agent=here.agent) == [here.id]
 
     @pytest.mark.asyncio
     async def test_two_instances_append_concurrently(
         self, backend: Backend, backend_url: str | None
     ) -> None:
-        url = shared_url(backend, backend_url)
-        here = await new_session(SessionManager(backend))
-        async with reopened(url) as other:
-            there = await other.get(here.id)
-            sent = numbered(100)
+        sent = numbered(100)
+        async with seen_twice(backend, shared_url(backend, backend_url)) as (here, there, _):
             await asyncio.gather(
                 *(here.append_message(m) for m in sent[::2]),
                 *(there.append_message(m) for m in sent[1::2]),
             )
-            history = await here.get_messages()
-            assert [m.seq for m in history] == list(range(1, 101))
-            assert {m.id for m in history} == {m.id for m in sent}
+            history = await there.get_messages()
+        assert [m.seq for m in history] == list(range(1, 101))
+        assert {m.id for m in history} == {m.id for m in sent}
 
     @pytest.mark.asyncio
     async def test_expected_seq_conflicts_across_instances(
         self, backend: Backend, backend_url: str | None
     ) -> None:
-        url = shared_url(backend, backend_url)
-        here = await new_session(SessionManager(backend), 1)
-        async with reopened(url) as other:
-            there = await other.get(here.id)
+        async with seen_twice(backend, shared_url(backend, backend_url), 1) as (here, there, _):
             await here.append_message(Message.user("first"), expected_seq=1)
             with pytest.raises(ConflictError):
                 await there.append_message(Message.user("second"), expected_seq=1)

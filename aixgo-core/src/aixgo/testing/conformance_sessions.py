@@ -159,6 +159,19 @@ class SessionsConformance(ConformanceBase):
         assert whole.next_cursor is None
 
     @pytest.mark.asyncio
+    async def test_a_cursor_outlives_the_row_it_points_at(self, backend: Backend) -> None:
+        mgr, agent = SessionManager(backend), unique("agent")
+        for _ in range(5):
+            await mgr.create(agent)
+        everything = await listed(mgr, agent=agent)
+        first = await mgr.list(agent=agent, limit=2)
+        assert first.next_cursor is not None
+        # The cursor holds a position in the order, not a reference to a row that must exist.
+        await mgr.delete(first.items[-1].id)
+        rest = await listed(mgr, agent=agent, limit=2, cursor=first.next_cursor)
+        assert rest == everything[2:]
+
+    @pytest.mark.asyncio
     @pytest.mark.parametrize("cursor", _BAD_CURSORS)
     async def test_a_bad_cursor_is_invalid_argument(self, backend: Backend, cursor: str) -> None:
         mgr = SessionManager(backend)
