@@ -1,0 +1,150 @@
+"""``file://``: the embedded session store, and how its URL is read.
+
+``file:///abs/path`` names the store directory; ``file://~/x`` and ``file://$AIXGO_HOME/x``
+expand. Options go in the query string and are checked strictly:
+
+* ``durability=flush`` (default): every acknowledged write is in the operating system's
+  cache, so it survives the process crashing or being killed;
+* ``durability=fsync``: every acknowledged write is also on disk (``fdatasync``), so it
+  survives power loss, at the cost of a disk flush per write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+from aixgo.errors import ConfigError
+from aixgo.message import Message
+from aixgo.session.backend import Capability
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+from aixgo_backend_file.store import Store
+
+__all__ = ["DURABILITY", "FileBackend", "parse_url"]
+
+DURABILITY = ("flush", "fsync")
+_OPTIONS = {"durability": DURABILITY}
+
+
+def parse_url(url: str) -> tuple[Path, dict[str, str]]:
+    """The store directory and options of a ``file://`` URL; :class:`ConfigError` naming
+    what is wrong otherwise.
+
+    >>> parse_url("file:///var/lib/app/sessions?durability=fsync")
+    (PosixPath('/var/lib/app/sessions'), {'durability': 'fsync'})
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "file" or not sep:
+        raise ConfigError(f"not a file:// URL: {url!r}")
+    rest, _, _fragment = rest.partition("#")
+    raw_path, _, query = rest.partition("?")
+    path = unquote(raw_path)
+    if path.startswith("localhost/"):
+        path = path[len("localhost") :]
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
+    if path.startswith("$"):
+        path = os.path.expandvars(path)
+        if path.startswith("$"):
+            raise ConfigError(
+                f"{url!r}: the variable {path.split('/')[0]} is not set; set it or write the "
+                "path out"
+            )
+    if not path.startswith("/"):
+        raise ConfigError(
+            f"{url!r} does not name an absolute directory; write file:///absolute/path, "
+            "file://~/path or file://$AIXGO_HOME/path"
+        )
+    if "\x00" in path:
+        raise ConfigError(f"{url!r}: the path contains a NUL character")
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        allowed = _OPTIONS.get(key)
+        if allowed is None:
+            valid = ", ".join(f"{k}={'|'.join(v)}" for k, v in _OPTIONS.items())
+            raise ConfigError(f"unknown option {key!r} in {url!r}; valid options: {valid}")
+        if value not in allowed:
+            raise ConfigError(
+                f"{key}={value!r} in {url!r} is not valid; choose one of {', '.join(allowed)}"
+            )
+        options[key] = value
+    return Path(os.path.normpath(path)), options
+
+
+class FileBackend:
+    """Sessions as append-only, self-checking JSON-lines files in a private directory.
+
+    >>> import asyncio, tempfile
+    >>> from aixgo.session import SessionManager
+    >>> async def demo(url: str) -> int:
+    ...     async with SessionManager(url) as mgr:
+    ...         s = await mgr.create("assistant", user_id="u1")
+    ...         await s.append_message(Message.user("hi"))
+    ...     async with SessionManager(url) as mgr:          # reopened: still there
+    ...         return len(await (await mgr.get(s.id)).get_messages())
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     asyncio.run(demo(f"file://{d}/sessions"))
+    1
+    """
+
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS}
+    )
+
+    def __init__(self, url: str = "file://~/.aixgo/sessions") -> None:
+        root, options = parse_url(url)
+        self.url = url
+        self.durability = options.get("durability", "flush")
+        self.store = Store(root, fsync=self.durability == "fsync")
+
+    def __repr__(self) -> str:
+        return f"FileBackend({self.url!r})"
+
+    async def open(self) -> None:
+        self.store.open()
+
+    async def close(self) -> None:
+        self.store.close()
+
+    async def create_session(self, info: SessionInfo) -> None:
+        self.store.create(info)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        return self.store.info(session_id)
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        return self.store.list_page(agent, user_id, limit, cursor)
+
+    async def delete_session(self, session_id: str) -> None:
+        self.store.delete(session_id)
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        return self.store.append(session_id, messages, expected_seq)
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        return self.store.messages(session_id, last)
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        return self.store.checkpoint(session_id, checkpoint_id, label)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return self.store.checkpoints(session_id)
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        return self.store.restore(session_id, checkpoint_id, undo_id)

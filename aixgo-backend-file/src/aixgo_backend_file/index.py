@@ -1,0 +1,165 @@
+"""Listing indexes: which sessions to show, most recently updated first, one page at a time.
+
+Each listing key — everything (``g``), an agent (``a-<hash>``), a user (``u-<hash>``), an
+agent and user (``p-<hash>``) — has an append-only file of fixed-width lines
+``<updated_at µs, 16 hex> <session id>\\n``. Creating a session, appending to it or restoring
+it appends one line to each of its keys: O(1), nothing rewritten, and safe from several
+processes at once without a lock (each line is a single ``O_APPEND`` write far below
+``PIPE_BUF``).
+
+A session's newest line is the one that counts; older lines are skipped when reading.
+Lines are in time order up to the few microseconds between a writer taking its timestamp and
+writing the line, so a page reads backwards from the end (or from a binary search for the
+cursor) and stops once no line it has not read could still belong on the page, allowing
+:data:`SLACK_US` of disorder. Every candidate is checked against the session itself (its log
+is the truth): deleted sessions drop out and the sort key is the session's real
+``updated_at``. The files are rebuilt and compacted by :mod:`aixgo_backend_file.repair`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+
+from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.models import Page, SessionInfo
+
+from aixgo_backend_file.paths import Layout, key_hash, open_file
+from aixgo_backend_file.timefmt import to_micros
+
+__all__ = ["ENTRY", "SLACK_US", "Index", "keys_for"]
+
+#: Bytes per index line.
+ENTRY = 44
+#: How far out of time order two index lines may be written (a writer stalled this long
+#: between timestamping and writing may be listed slightly out of order).
+SLACK_US = 100_000
+_LINE = re.compile(rb"([0-9a-f]{16}) ([a-z2-7]{26})\n")
+_SCAN = 512  # lines read per pread when scanning backwards
+_MAX_FDS = 64
+
+#: Looks a session up for listing: its current summary, or None if it no longer exists.
+Resolve = Callable[[str], SessionInfo | None]
+
+
+def keys_for(agent: str, user_id: str | None) -> list[str]:
+    """The listing keys a session of ``agent`` and ``user_id`` appears under."""
+    keys = ["g", "a-" + key_hash(agent)]
+    if user_id is not None:
+        keys += ["u-" + key_hash(user_id), "p-" + key_hash(agent, user_id)]
+    return keys
+
+
+def query_key(agent: str | None, user_id: str | None) -> str:
+    if agent is not None and user_id is not None:
+        return "p-" + key_hash(agent, user_id)
+    if user_id is not None:
+        return "u-" + key_hash(user_id)
+    if agent is not None:
+        return "a-" + key_hash(agent)
+    return "g"
+
+
+class Index:
+    """The listing index files of one store, with a small cache of open descriptors."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._fds: OrderedDict[str, int] = OrderedDict()
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+    def _fd(self, key: str, *, create: bool) -> int | None:
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+        try:
+            fd = open_file(self.layout.index_file(key), flags, "listing index")
+        except FileNotFoundError:
+            return None
+        self._fds[key] = fd
+        if len(self._fds) > _MAX_FDS:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def note(self, keys: list[str], updated: int, session_id: str) -> None:
+        """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``."""
+        line = b"%016x %b\n" % (updated, session_id.encode())
+        for key in keys:
+            fd = self._fd(key, create=True)
+            assert fd is not None
+            os.write(fd, line)
+
+    def page(
+        self,
+        key: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        resolve: Resolve,
+    ) -> Page[SessionInfo]:
+        after = None
+        if cursor is not None:
+            when, sid = decode_cursor(cursor)
+            after = (to_micros(when), sid)
+        fd = self._fd(key, create=False)
+        if fd is None:
+            return Page(items=[], next_cursor=None)
+        count = os.fstat(fd).st_size // ENTRY
+        hi = count if after is None else self._search(fd, count, after[0] + SLACK_US)
+        seen: set[str] = set()
+        found: list[tuple[int, str, SessionInfo]] = []
+        best: list[tuple[int, str]] = []  # min-heap of the limit+1 best keys found
+        while hi > 0:
+            lo = max(0, hi - _SCAN)
+            raw = os.pread(fd, (hi - lo) * ENTRY, lo * ENTRY)
+            for k in range(len(raw) // ENTRY - 1, -1, -1):
+                m = _LINE.fullmatch(raw, k * ENTRY, (k + 1) * ENTRY)
+                if m is None:
+                    continue  # a damaged line (power loss); repair rewrites the file
+                ts = int(m.group(1), 16)
+                if len(best) > limit and ts + SLACK_US < best[0][0]:
+                    hi = 0
+                    break
+                sid = m.group(2).decode()
+                if sid in seen:
+                    continue
+                seen.add(sid)
+                info = resolve(sid)
+                if info is None:
+                    continue
+                sort_key = (to_micros(info.updated_at), sid)
+                if after is not None and sort_key >= after:
+                    continue
+                found.append((*sort_key, info))
+                if len(best) <= limit:
+                    heapq.heappush(best, sort_key)
+                else:
+                    heapq.heappushpop(best, sort_key)
+            else:
+                hi = lo
+        found.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        items = [row[2] for row in found[:limit]]
+        more = len(found) > limit
+        nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        return Page(items=items, next_cursor=nxt)
+
+    def _search(self, fd: int, count: int, ts: int) -> int:
+        """The number of lines up to the first one newer than ``ts`` (lines are in time
+        order up to :data:`SLACK_US`, which the caller has added)."""
+        lo, hi = 0, count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            m = _LINE.fullmatch(os.pread(fd, ENTRY, mid * ENTRY))
+            if m is not None and int(m.group(1), 16) > ts:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo

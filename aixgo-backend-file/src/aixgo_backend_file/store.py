@@ -1,0 +1,254 @@
+"""Store: one store directory — its layout, listing indexes and open sessions — with the
+synchronous operations :class:`~aixgo_backend_file.backend.FileBackend` exposes as async.
+
+Operations run inline on the caller's thread: an append is a handful of system calls (a few
+microseconds), far cheaper than a hop to a worker thread, and an asyncio program with many
+sessions still interleaves them at call boundaries. A thread lock makes one store safe to
+share between threads; file locks (``flock``) make one store directory safe to share between
+processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+from aixgo.errors import BackendClosed, BackendUnavailable, ConfigError, SessionNotFound
+from aixgo.message import Message
+from aixgo.session.codec import check_batch
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+from aixgo_backend_file.index import Index, keys_for, query_key
+from aixgo_backend_file.log import SessionLog
+from aixgo_backend_file.paths import (
+    FORMAT,
+    Layout,
+    check_private_dir,
+    make_private_dir,
+    open_file,
+)
+from aixgo_backend_file.timefmt import now_micros
+
+__all__ = ["MAX_OPEN_SESSIONS", "Store"]
+
+#: Sessions kept open (two descriptors each at most) per store.
+MAX_OPEN_SESSIONS = 256
+
+
+class Store:
+    """A store directory in use by this process."""
+
+    def __init__(self, root: Path, *, fsync: bool) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.layout = Layout(root)
+        self.index = Index(self.layout)
+        self.lock = threading.RLock()
+        self._open: OrderedDict[str, SessionLog] = OrderedDict()
+        self._ready = False
+        self._closed = False
+        self._keys: dict[str, list[str]] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def open(self) -> None:
+        with self.lock:
+            self._check()
+            if self._ready:
+                return
+            self._prepare()
+            self._ready = True
+
+    def _prepare(self) -> None:
+        root = self.root
+        missing = []
+        p = root
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        try:
+            for d in reversed(missing):
+                make_private_dir(d)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot create the session store {root}: {exc}") from None
+        check_private_dir(root, follow=True, what="session store")
+        for sub in (self.layout.sessions, self.layout.indexes):
+            if not make_private_dir(sub):
+                check_private_dir(sub, follow=False, what="store directory")
+        try:
+            fd = open_file(self.layout.format, os.O_RDWR | os.O_CREAT, "store marker")
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot open the session store {root}: {exc}") from None
+        try:
+            head = os.pread(fd, 64, 0)
+            if not head:
+                os.write(fd, FORMAT)
+            elif head != FORMAT:
+                raise ConfigError(
+                    f"{root} holds a store of another format ({head[:40]!r}); "
+                    "this version reads 'aixgo-file-store 1'"
+                )
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            while self._open:
+                self._open.popitem()[1].close()
+            self.index.close()
+
+    def _check(self) -> None:
+        if self._closed:
+            raise BackendClosed(f"backend file://{self.root}")
+
+    def _ensure(self) -> None:
+        self._check()
+        if not self._ready:
+            self._prepare()
+            self._ready = True
+
+    # ---------------------------------------------------------------- sessions
+
+    def _touch(self, log: SessionLog, updated: int) -> None:
+        keys = self._keys.get(log.id)
+        if keys is None:
+            keys = self._keys[log.id] = keys_for(log.agent, log.user_id)
+            if len(self._keys) > 4 * MAX_OPEN_SESSIONS:
+                self._keys.clear()
+        self.index.note(keys, updated, log.id)
+
+    def _remember(self, log: SessionLog) -> None:
+        self._open[log.id] = log
+        if len(self._open) > MAX_OPEN_SESSIONS:
+            _, old = self._open.popitem(last=False)
+            old.close()
+
+    def _forget(self, session_id: str) -> None:
+        log = self._open.pop(session_id, None)
+        if log is not None:
+            log.close()
+        self._keys.pop(session_id, None)
+
+    def _log(self, session_id: str) -> SessionLog:
+        self._ensure()
+        log = self._open.get(session_id)
+        if log is not None:
+            self._open.move_to_end(session_id)
+            return log
+        log = SessionLog.open(self.layout, session_id, fsync=self.fsync, touch=self._touch)
+        self._remember(log)
+        return log
+
+    def _locked(self, session_id: str, *, exclusive: bool) -> SessionLog:
+        log = self._log(session_id)
+        try:
+            log.lock(self._touch, exclusive=exclusive)
+        except SessionNotFound:
+            self._forget(session_id)
+            raise
+        return log
+
+    def create(self, info: SessionInfo) -> None:
+        with self.lock:
+            self._ensure()
+            log = SessionLog.create(self.layout, info, fsync=self.fsync, touch=self._touch)
+            self._remember(log)
+
+    def info(self, session_id: str) -> SessionInfo:
+        with self.lock:
+            log = self._locked(session_id, exclusive=False)
+            try:
+                return log.info()
+            finally:
+                log.unlock()
+
+    def peek(self, session_id: str) -> SessionInfo | None:
+        """For listing: the session's summary, or None if it is gone. A cached session is
+        checked with one ``lstat`` (its log only ever grows) instead of a lock."""
+        log = self._open.get(session_id)
+        if log is not None:
+            try:
+                st = os.lstat(log.path)
+            except FileNotFoundError:
+                self._forget(session_id)
+                return None
+            if st.st_size == log.size and not log.deleted:
+                return log.info()
+        try:
+            return self.info(session_id)
+        except SessionNotFound:
+            return None
+
+    def list_page(
+        self, agent: str | None, user_id: str | None, limit: int, cursor: str | None
+    ) -> Page[SessionInfo]:
+        with self.lock:
+            self._ensure()
+            return self.index.page(
+                query_key(agent, user_id), limit=limit, cursor=cursor, resolve=self.peek
+            )
+
+    def delete(self, session_id: str) -> None:
+        with self.lock:
+            log = self._locked(session_id, exclusive=True)
+            try:
+                log.delete(now_micros())
+            finally:
+                log.unlock()
+                self._forget(session_id)
+
+    def append(
+        self, session_id: str, messages: Sequence[Message], expected_seq: int | None
+    ) -> list[Message]:
+        encoded = check_batch(messages)
+        with self.lock:
+            log = self._locked(session_id, exclusive=True)
+            try:
+                out = log.append(messages, encoded, expected_seq, now_micros(), self._touch)
+            finally:
+                log.unlock()
+            if self.fsync:
+                log.sync()
+            return out
+
+    def messages(self, session_id: str, last: int | None) -> list[Message]:
+        with self.lock:
+            log = self._locked(session_id, exclusive=False)
+            try:
+                return log.messages(last)
+            finally:
+                log.unlock()
+
+    def checkpoint(self, session_id: str, checkpoint_id: str, label: str | None) -> Checkpoint:
+        with self.lock:
+            log = self._locked(session_id, exclusive=True)
+            try:
+                cp = log.add_checkpoint(checkpoint_id, label, now_micros())
+            finally:
+                log.unlock()
+            if self.fsync:
+                log.sync()
+            return cp
+
+    def checkpoints(self, session_id: str) -> list[Checkpoint]:
+        with self.lock:
+            log = self._locked(session_id, exclusive=False)
+            try:
+                return log.list_checkpoints()
+            finally:
+                log.unlock()
+
+    def restore(self, session_id: str, checkpoint_id: str, undo_id: str) -> Checkpoint:
+        with self.lock:
+            log = self._locked(session_id, exclusive=True)
+            try:
+                undo = log.restore(checkpoint_id, undo_id, now_micros(), self._touch)
+            finally:
+                log.unlock()
+            if self.fsync:
+                log.sync()
+            return undo

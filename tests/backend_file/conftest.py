@@ -1,0 +1,35 @@
+"""Fixtures for the file backend's tests: a private store directory per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aixgo.session import SessionManager
+from aixgo_backend_file import FileBackend
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """A store path that does not exist yet (the backend creates it 0700)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store_url(store_dir: Path) -> str:
+    return f"file://{store_dir}"
+
+
+@pytest_asyncio.fixture
+async def mgr(store_url: str) -> AsyncIterator[SessionManager]:
+    async with SessionManager(store_url) as m:
+        yield m
+
+
+@pytest_asyncio.fixture
+async def backend(store_url: str) -> AsyncIterator[FileBackend]:
+    b = FileBackend(store_url)
+    yield b
+    await b.close()
