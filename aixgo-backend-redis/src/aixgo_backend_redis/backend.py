@@ -1,0 +1,338 @@
+"""``redis://`` and friends: sessions shared by many processes and machines.
+
+Every operation is one round trip to the session's server: one Lua script that reads and
+writes only that session's keys (see :mod:`aixgo_backend_redis.keys`) and, on a standalone
+server, its listing indexes too, so it is atomic as a whole.
+
+Redis Cluster: a script may only touch one slot, and the indexes live in other slots. There,
+the script changes the session atomically and returns the session's index keys and new
+``updated_at``, and a second pipelined step (in parallel across nodes) moves the session in
+its indexes with ``ZADD GT`` (a score only ever grows, so a late or repeated step is
+harmless). If that second step is lost, the session is correct but its listing position is
+stale until its next write or a retry of the same call (retries are idempotent and redo it).
+Delete removes the session first and its index entries second; an index entry whose session
+is gone (a lost second step, a TTL expiry) is skipped by listing, which keeps reading so the
+page is full, and removed on the way. Listing in a cluster takes two round trips: the index
+range, then the summaries (one pipeline, in parallel across nodes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aixgo.errors import (
+    BackendClosed,
+    BackendError,
+    CheckpointNotFound,
+    ConflictError,
+    SessionNotFound,
+)
+from aixgo.message import Message
+from aixgo.session.backend import Capability
+from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+from redis.asyncio.cluster import RedisCluster
+
+from aixgo_backend_redis import rows
+from aixgo_backend_redis.connection import Client, make_client
+from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis.options import parse_url
+from aixgo_backend_redis.retry import Retrier
+from aixgo_backend_redis.scripts import Scripts
+
+__all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
+
+#: ``ZADD GT``, ``ZRANGE ... BYSCORE REV`` and script effects replication need Redis 6.2.
+MIN_REDIS_VERSION = (6, 2)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBackend:
+    """A session store on Redis or Redis Cluster. Build it with ``open_backend(url)``.
+
+    >>> b = RedisBackend("redis://:pw@localhost:6379/0?prefix=demo:&ttl=86400")
+    >>> b.options.ttl, b.options.prefix, "pw" in repr(b)
+    (86400, 'demo:', False)
+    """
+
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS}
+    )
+
+    def __init__(self, url: str) -> None:
+        self.options = parse_url(url)
+        self.keys = Keys(self.options.prefix)
+        self._ttl_ms = str(self.options.ttl * 1000) if self.options.ttl else "0"
+        self._inline = "0" if self.options.cluster else "1"
+        self._retry = Retrier(
+            self.options.shown,
+            window=self.options.retry_window,
+            timeout=self.options.timeout,
+            secret=self.options.password,
+        )
+        self._client: Client | None = None
+        self._scripts: Scripts | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.options.shown!r})"
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connection(self) -> tuple[Client, Scripts]:
+        if self._closed:
+            raise BackendClosed(f"backend {self.options.shown}")
+        if self._client is None or self._scripts is None:
+            self._client = make_client(self.options)
+            self._scripts = Scripts(self._client)
+        return self._client, self._scripts
+
+    async def open(self) -> None:
+        """Connect and check the server, once: an unreachable server fails here at once
+        (:class:`BackendUnavailable`), rather than after the retry window."""
+        client, _ = self._connection()
+        try:
+            if isinstance(client, RedisCluster):
+                await client.initialize()
+                await client.ping()
+                return
+            version = str((await client.info("server")).get("redis_version", "0"))
+        except Exception as exc:
+            raise self._retry.error("open", exc) from exc
+        got = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if got < MIN_REDIS_VERSION:
+            raise BackendError(
+                f"Redis at {self.options.shown} is version {version}; aixgo needs "
+                f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later"
+            )
+
+    async def close(self) -> None:
+        """Close every connection; idempotent."""
+        self._closed = True
+        client, self._client, self._scripts = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def _session(self, name: str, session_id: str, *args: str | int) -> list[Any]:
+        """Run per-session script ``name`` once (callers wrap it in the retry policy)."""
+        _, scripts = self._connection()
+        argv: list[str | int] = [session_id, self._ttl_ms, self._inline, *args]
+        reply = await scripts.run(name, self.keys.session(session_id), argv)
+        if reply and reply[0] == b"notfound":
+            raise SessionNotFound(session_id)
+        return reply
+
+    async def _index(self, idx: bytes | str | None, session_id: str, score: int) -> None:
+        """Cluster only: the second step of a write, moving the session in its indexes."""
+        if self._inline == "1" or not idx:
+            return
+        client, _ = self._connection()
+        async with client.pipeline(transaction=False) as pipe:
+            for key in _s(idx).split("\n"):
+                pipe.zadd(key, {session_id: score}, gt=True)
+                if self.options.ttl:
+                    pipe.expire(key, self.options.ttl)
+            await pipe.execute()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(self, info: SessionInfo) -> None:
+        idx = "\n".join(self.keys.indexes(info.agent, info.user_id))
+        created, updated = rows.to_us(info.created_at), rows.to_us(info.updated_at)
+        meta = json.dumps(info.metadata, separators=(",", ":"), ensure_ascii=False)
+
+        async def op(retried: bool) -> None:
+            reply = await self._session(
+                "create", info.id, info.agent, info.user_id or "",
+                "0" if info.user_id is None else "1", created, updated, meta, idx,
+            )  # fmt: skip
+            if reply[0] == b"exists":
+                ours = reply[1:] == [
+                    info.agent.encode(),
+                    None if info.user_id is None else info.user_id.encode(),
+                    str(created).encode(),
+                ]
+                if not (retried and ours):  # else our earlier attempt created it
+                    raise ConflictError(f"session {info.id!r} exists already")
+            await self._index(idx, info.id, updated)
+
+        await self._retry.run("create_session", op)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        async def op(retried: bool) -> list[Any]:
+            client, _ = self._connection()
+            key = self.keys.session(session_id)[0]
+            return list(await client.hmget(key, list(rows.SUMMARY_FIELDS)))
+
+        values = await self._retry.run("get_session", op)
+        if values[0] is None:
+            raise SessionNotFound(session_id)
+        return rows.info(session_id, values, self.keys.session(session_id)[0])
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        after = decode_cursor(cursor) if cursor is not None else None
+        score, sid = (str(rows.to_us(after[0])), after[1]) if after else ("", "")
+        index = self.keys.index(agent, user_id)
+        found = await self._retry.run(
+            "list_sessions", lambda _: self._scan(index, limit + 1, score, sid)
+        )
+        items = [info for info, _ in found[:limit]]
+        nxt = None
+        if len(found) > limit:
+            last, last_score = found[limit - 1]
+            nxt = encode_cursor(rows.from_us(last_score), last.id)
+        return Page(items=items, next_cursor=nxt)
+
+    async def _scan(
+        self, index: str, need: int, score: str, sid: str
+    ) -> list[tuple[SessionInfo, bytes]]:
+        """Up to ``need`` live sessions of ``index`` after ``(score, sid)``, with scores."""
+        client, scripts = self._connection()
+        pre, suf = self.keys.summary_affixes()
+        found: list[tuple[SessionInfo, bytes]] = []
+        if self._inline == "1":
+            flat = await scripts.run("list", [index], [pre, suf, need, score, sid, "1"])
+            for j in range(0, len(flat), 8):
+                row_id = _s(flat[j])
+                found.append(
+                    (rows.info(row_id, flat[j + 2 : j + 8], pre + row_id + suf), flat[j + 1])
+                )
+            return found
+        while len(found) < need:
+            want = need - len(found)
+            flat = await scripts.run("list", [index], [pre, suf, want, score, sid, "0"])
+            ids = [_s(flat[j]) for j in range(0, len(flat), 2)]
+            async with client.pipeline(transaction=False) as pipe:
+                for row_id in ids:
+                    pipe.hmget(pre + row_id + suf, list(rows.SUMMARY_FIELDS))
+                summaries = await pipe.execute() if ids else []
+            stale = []
+            for j, (row_id, values) in enumerate(zip(ids, summaries, strict=True)):
+                if values[0] is None:
+                    stale.append(row_id)
+                else:
+                    info = rows.info(row_id, values, pre + row_id + suf)
+                    found.append((info, flat[2 * j + 1]))
+            if stale:
+                await client.zrem(index, *stale)
+            if len(ids) < want:
+                break
+            score, sid = _s(flat[-1]), ids[-1]
+        return found
+
+    async def delete_session(self, session_id: str) -> None:
+        async def op(retried: bool) -> None:
+            try:
+                reply = await self._session("delete", session_id)
+            except SessionNotFound:
+                if retried:  # an earlier attempt deleted it before its reply was lost
+                    return
+                raise
+            if self._inline == "0" and reply[1]:
+                client, _ = self._connection()
+                async with client.pipeline(transaction=False) as pipe:
+                    for key in _s(reply[1]).split("\n"):
+                        pipe.zrem(key, session_id)
+                    await pipe.execute()
+
+        await self._retry.run("delete_session", op)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        encoded = check_batch(messages)
+        args: list[str | int] = ["" if expected_seq is None else expected_seq]
+        for m, data in zip(messages, encoded, strict=True):
+            args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
+
+        async def op(retried: bool) -> list[Any]:
+            reply = await self._session("append", session_id, *args)
+            if reply[0] == b"conflict":
+                raise ConflictError(
+                    f"session {session_id!r} has {reply[1]} messages, not {expected_seq}: "
+                    "another writer appended first; re-read the history and retry",
+                    expected_seq=expected_seq,
+                    actual_seq=int(reply[1]),
+                )
+            await self._index(reply[4], session_id, int(reply[2]))
+            return reply
+
+        reply = await self._retry.run("append_messages", op)
+        known: dict[int, Message] = {}
+        for j in range(5, len(reply), 3):
+            where = f"{self.keys.session(session_id)[2]} {reply[j + 1]}"
+            known[int(reply[j]) - 1] = decode_message(reply[j + 2], where).model_copy(
+                update={"seq": int(reply[j + 1])}
+            )
+        seq = int(reply[3])
+        out: list[Message] = []
+        for i, m in enumerate(messages):
+            if i in known:
+                out.append(known[i])
+            else:
+                out.append(m.model_copy(update={"seq": seq}))
+                seq += 1
+        return out
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        reply = await self._retry.run(
+            "get_messages",
+            lambda _: self._session("tail", session_id, "" if last is None else last),
+        )
+        first = int(reply[1])
+        where = self.keys.session(session_id)[2]
+        return [
+            decode_message(data, where).model_copy(update={"seq": first + i})
+            for i, data in enumerate(reply[2:])
+        ]
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        async def op(retried: bool) -> Checkpoint:
+            reply = await self._session("checkpoint", session_id, checkpoint_id, json.dumps(label))
+            if reply[0] == b"exists" and not retried:
+                raise ConflictError(f"checkpoint {checkpoint_id!r} exists already")
+            return rows.checkpoint(checkpoint_id, session_id, reply[1])[1]
+
+        return await self._retry.run("create_checkpoint", op)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        reply = await self._retry.run(
+            "list_checkpoints", lambda _: self._session("checkpoints", session_id)
+        )
+        cps = [
+            rows.checkpoint(_s(reply[j]), session_id, reply[j + 1]) for j in range(1, len(reply), 2)
+        ]
+        return [cp for _, cp in sorted(cps, key=lambda pair: pair[0])]
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        async def op(retried: bool) -> Checkpoint:
+            reply = await self._session("restore", session_id, checkpoint_id, undo_id)
+            if reply[0] == b"nocheckpoint":
+                raise CheckpointNotFound(checkpoint_id, session_id)
+            if reply[0] == b"exists" and not retried:
+                raise ConflictError(f"checkpoint {undo_id!r} exists already")
+            await self._index(reply[3], session_id, int(reply[2]))
+            return rows.checkpoint(undo_id, session_id, reply[1])[1]
+
+        return await self._retry.run("restore_checkpoint", op)

@@ -1,0 +1,58 @@
+-- ARGV[4] expected_seq ("" for none), then pairs: message id, message JSON.
+-- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where the
+-- triples are the messages that were already in the current history (idempotent repeats),
+-- or {'conflict', count}, or {'notfound'}.
+if redis.call('EXISTS', S) == 0 then return {'notfound'} end
+local h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx')
+local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
+local n = (#ARGV - 4) / 2
+local ids = {}
+for k = 1, n do ids[k] = ARGV[3 + 2 * k] end
+local refs = hmget(I, ids)
+local known, out, fresh = {}, {}, n
+for k = 1, n do
+  -- Every place the id was stored, "b:s b:s ...": a restore may discard a message, it may be
+  -- stored again on the new branch, and an undo may make the first copy current again. Only
+  -- a copy in the current history counts (Lineage.is_live), like in the reference backend.
+  if refs[k] then
+    for ref in string.gmatch(refs[k], '%S+') do
+      local b, s = string.match(ref, '^(%d+):(%d+)$')
+      b, s = tonumber(b), tonumber(s)
+      if not known[k] and s <= count and owner(head, s) == b then
+        known[k] = true
+        fresh = fresh - 1
+        out[#out + 1] = k
+        out[#out + 1] = s
+        out[#out + 1] = redis.call('HGET', M, ref)
+      end
+    end
+  end
+end
+if fresh > 0 and ARGV[4] ~= '' and tonumber(ARGV[4]) ~= count then
+  return {'conflict', count}
+end
+local first = count + 1
+if fresh > 0 then
+  local mpairs, ipairs_ = {}, {}
+  local prefix = int(head) .. ':'
+  for k = 1, n do
+    if not known[k] then
+      count = count + 1
+      local ref = prefix .. int(count)
+      mpairs[#mpairs + 1] = ref
+      mpairs[#mpairs + 1] = ARGV[4 + 2 * k]
+      ipairs_[#ipairs_ + 1] = ids[k]
+      ipairs_[#ipairs_ + 1] = refs[k] and (refs[k] .. ' ' .. ref) or ref
+    end
+  end
+  hset(M, mpairs)
+  hset(I, ipairs_)
+  local now = now_us()
+  updated = math.max(now, updated)
+  redis.call('HSET', S, 'count', count, 'updated', int(updated))
+  if INLINE then touch_indexes(idx, updated, now) end
+end
+renew()
+local reply = {'ok', count, int(updated), first, idx}
+for j = 1, #out do reply[#reply + 1] = out[j] end
+return reply

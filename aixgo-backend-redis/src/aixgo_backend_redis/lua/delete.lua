@@ -1,0 +1,9 @@
+-- Removes every key of the session and (standalone) its index entries. Returns {'ok', idx}.
+if redis.call('EXISTS', S) == 0 then return {'notfound'} end
+local idx = redis.call('HGET', S, 'idx')
+if INLINE then
+  for _, key in ipairs(split_lines(idx)) do redis.call('ZREM', key, SID) end
+end
+-- UNLINK frees a long history in the background instead of blocking the server.
+redis.call('UNLINK', S, B, M, I, C)
+return {'ok', idx}

@@ -1,0 +1,119 @@
+"""Retrying through Redis restarts and failovers, and mapping redis-py errors to aixgo's.
+
+Policy (one place, so every operation behaves alike):
+
+* Connection failures (refused, reset, a server still loading its data, a cluster
+  re-sharding or failing over) are retried with capped exponential backoff and jitter for up
+  to ``retry_window`` seconds, then raised as :class:`BackendUnavailable`. Retrying is safe
+  because every write is idempotent server-side: appends by message id, creates by the
+  fresh session or checkpoint id (see ``retried`` below).
+* A command that times out is **not** retried: the server is up but slow, and retrying would
+  multiply the wait the caller configured. It is raised at once as :class:`BackendTimeout`.
+  The write may still have happened; repeating the call with the same messages is safe.
+* Authentication failures and other refusals are raised at once: waiting will not fix them.
+
+redis-py's own retries are switched off (``retries=0``) so the budget is ours alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aixgo.errors import BackendError, BackendUnavailable, CorruptedData
+from redis import exceptions as rx
+
+__all__ = ["BackendTimeout", "Retrier"]
+
+T = TypeVar("T")
+
+# Errors that mean "the server is not reachable right now"; BusyLoadingError (a restarted
+# server reading its AOF) is a ConnectionError subclass in redis-py.
+_TRANSIENT: tuple[type[Exception], ...] = (
+    rx.ConnectionError,
+    rx.ClusterDownError,
+    rx.TryAgainError,
+    rx.MasterDownError,
+    rx.ReadOnlyError,
+    rx.RedisClusterException,
+)
+_FATAL: tuple[type[Exception], ...] = (rx.AuthenticationError, rx.AuthorizationError)
+
+
+class BackendTimeout(BackendUnavailable, TimeoutError):
+    """Redis did not answer within the configured ``timeout``. The operation may or may not
+    have taken effect; repeating it is safe (appends are idempotent by message id)."""
+
+
+class Retrier:
+    """Runs an operation under the retry policy above.
+
+    The operation gets ``retried``: ``True`` when an earlier attempt failed after it may have
+    reached the server, so "already exists" for the id it was creating means "done".
+    """
+
+    def __init__(
+        self,
+        shown_url: str,
+        *,
+        window: float,
+        timeout: float,
+        secret: str | None = None,
+        base: float = 0.05,
+        cap: float = 1.0,
+    ) -> None:
+        self.shown_url = shown_url
+        self.window = window
+        self.timeout = timeout
+        self._secret = secret
+        self._base = base
+        self._cap = cap
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def unavailable(self, what: str, exc: BaseException) -> BackendUnavailable:
+        """The error for ``what`` failing because Redis cannot be reached."""
+        return BackendUnavailable(
+            f"cannot reach Redis at {self.shown_url} ({what}): {self._scrub(exc)}; check that "
+            "the server is running and the URL, password and TLS options are right"
+        )
+
+    def error(self, what: str, exc: Exception) -> BackendError:
+        """The aixgo error for a redis-py exception that is not retried."""
+        if isinstance(exc, rx.TimeoutError):
+            return BackendTimeout(
+                f"Redis at {self.shown_url} did not answer {what} within {self.timeout:g} s "
+                "(the timeout= URL option); the operation may or may not have happened, and "
+                "repeating it is safe"
+            )
+        if isinstance(exc, (*_FATAL, *_TRANSIENT)):
+            return self.unavailable(what, exc)
+        if isinstance(exc, rx.ResponseError) and "AIXGO_CORRUPT" in str(exc):
+            detail = str(exc).split("AIXGO_CORRUPT", 1)[1].split(" script:", 1)[0].strip()
+            return CorruptedData(f"Redis at {self.shown_url}: {detail}")
+        return BackendError(f"Redis at {self.shown_url} refused {what}: {self._scrub(exc)}")
+
+    async def run(self, what: str, op: Callable[[bool], Awaitable[T]]) -> T:
+        """``await op(retried)`` until it succeeds, fails for good, or the window closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.window
+        attempt = 0
+        while True:
+            try:
+                return await op(attempt > 0)
+            except rx.TimeoutError as exc:
+                raise self.error(what, exc) from exc
+            except _FATAL as exc:
+                raise self.error(what, exc) from exc
+            except _TRANSIENT as exc:
+                delay = min(self._cap, self._base * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+                if loop.time() + delay > deadline:
+                    raise self.unavailable(what, exc) from exc
+                await asyncio.sleep(delay)
+                attempt += 1
+            except rx.RedisError as exc:
+                raise self.error(what, exc) from exc

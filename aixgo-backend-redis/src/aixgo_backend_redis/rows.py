@@ -1,0 +1,75 @@
+"""Turning stored fields into :class:`SessionInfo` and :class:`Checkpoint`, and times into
+the integer microseconds Redis stores (exact, sortable, and a valid sorted-set score).
+
+>>> from datetime import datetime, UTC
+>>> t = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+>>> from_us(to_us(t)) == t
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aixgo.errors import CorruptedData
+from aixgo.session.models import Checkpoint, SessionInfo
+
+__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "to_us"]
+
+#: The summary fields a listing or get_session reads, in this order.
+SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the epoch."""
+    delta = ts.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int | float | bytes | str) -> datetime:
+    """The UTC time ``us`` microseconds after the epoch (scores may come back as '1.7e+15')."""
+    n = int(float(us)) if isinstance(us, bytes | str) else int(us)
+    return datetime.fromtimestamp(n // 1_000_000, UTC).replace(microsecond=n % 1_000_000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def info(session_id: str, values: Sequence[Any], where: str) -> SessionInfo:
+    """The summary from ``values`` (:data:`SUMMARY_FIELDS` in order, as Redis returns them)."""
+    agent, user, created, updated, count, meta = values
+    try:
+        return SessionInfo(
+            id=session_id,
+            agent=_text(agent),
+            user_id=None if user is None else _text(user),
+            created_at=from_us(created),
+            updated_at=from_us(updated),
+            message_count=int(count),
+            metadata=json.loads(meta),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CorruptedData(f"session summary {where} is not valid: {exc}") from None
+
+
+def checkpoint(checkpoint_id: str, session_id: str, value: bytes | str) -> tuple[int, Checkpoint]:
+    """``(ordinal, checkpoint)`` from a stored ``"ordinal,branch,seq,created_us,label"``."""
+    try:
+        ordinal, _branch, seq, created, label = _text(value).split(",", 4)
+        cp = Checkpoint(
+            id=checkpoint_id,
+            session_id=session_id,
+            seq=int(seq),
+            created_at=from_us(created),
+            label=json.loads(label),
+        )
+        return int(ordinal), cp
+    except (TypeError, ValueError) as exc:
+        raise CorruptedData(
+            f"checkpoint {checkpoint_id!r} of session {session_id!r} is not valid: {exc}"
+        ) from None

@@ -1,0 +1,48 @@
+"""The Lua scripts that make every write one atomic server-side step.
+
+Each lives in ``lua/<name>.lua``; the per-session ones are prefixed with ``lua/common.lua``
+(key names, the lineage walk, TTL renewal, the standalone index update). They are loaded with
+``EVALSHA`` and re-sent once after a ``NOSCRIPT`` reply (a restarted or new server), which
+redis-py's :class:`~redis.commands.core.AsyncScript` does for us.
+
+>>> "local function owner" in source("append")
+True
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from redis.commands.core import AsyncScript
+
+__all__ = ["NAMES", "Scripts", "source"]
+
+#: Scripts that act on one session's keys (and so start with common.lua).
+SESSION_SCRIPTS = ("create", "append", "tail", "checkpoint", "checkpoints", "restore", "delete")
+NAMES = (*SESSION_SCRIPTS, "list")
+
+
+@cache
+def source(name: str) -> str:
+    """The full Lua source of script ``name``."""
+    text = (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    if name in SESSION_SCRIPTS:
+        common = (files(__package__) / "lua" / "common.lua").read_text(encoding="utf-8")
+        text = common + "\n" + text
+    return text
+
+
+class Scripts:
+    """Every script, bound to one client (standalone or cluster)."""
+
+    def __init__(self, client: Any) -> None:
+        # AsyncScript accepts both client kinds; its annotations predate the cluster one.
+        self._by_name = {name: AsyncScript(client, source(name)) for name in NAMES}
+
+    async def run(self, name: str, keys: list[str], args: list[str | int]) -> list[Any]:
+        """Run script ``name``; its reply is always a list (RESP array)."""
+        reply = await self._by_name[name](keys=keys, args=args)
+        assert isinstance(reply, list)
+        return reply
