@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aixgo.errors import (
     BackendError,
@@ -53,8 +53,9 @@ from aixgo_backend_file.timefmt import from_micros
 
 __all__ = ["IDX", "ID_WINDOW", "SessionLog", "id_hash"]
 
-#: One ``.idx`` entry: offset, line length, branch, message-id hash, time (µs).
-IDX = struct.Struct("<QIIQq")
+#: One ``.idx`` entry: offset, line length, branch, message-id hash, time (µs), and the size
+#: ``.meta`` had then (so a lost or short ``.meta`` is noticed rather than believed).
+IDX = struct.Struct("<QIIQqQ")
 #: Idempotent appends look ids up among the last this-many messages written to the log (the
 #: whole history for any session shorter than that). Memory: ~100 bytes per id, per session
 #: a process appends to.
@@ -111,6 +112,7 @@ class SessionLog:
         self.count = 0  # messages in the log, all branches
         self.meta_size = 0
         self.meta_offsets: list[int] = []  # log offsets of meta records, for line numbers
+        self.meta_count = 0  # messages the log had when its latest meta record was written
         self.checkpoints: dict[str, _Cp] = {}
         self.deleted = False
         self.window: dict[int, list[int]] | None = None
@@ -240,8 +242,8 @@ class SessionLog:
         self.idx_fd = self._open_sidecar(self.idx_path, create=False)
         if self.idx_fd is not None:
             covered = max(covered, self._load_idx(self.idx_fd))
-        if covered > os.fstat(self.fd).st_size:
-            raise _Rebuild
+        if covered > os.fstat(self.fd).st_size or self.meta_count > self.count:
+            raise _Rebuild  # the sidecars disagree with each other or with the log
         self.size = covered
         self.lines = 1 + self.count + len(self.meta_offsets)
         self._fix_lengths()
@@ -274,8 +276,10 @@ class SessionLog:
         self.count = size // IDX.size
         if not self.count:
             return 0
-        entry: tuple[int, int, int, int, int] = IDX.unpack(os.pread(fd, IDX.size, size - IDX.size))
-        offset, length, branch, _, ts = entry
+        entry: tuple[int, ...] = IDX.unpack(os.pread(fd, IDX.size, size - IDX.size))
+        offset, length, branch, _, ts, meta_size = entry
+        if meta_size > self.meta_size:
+            raise _Rebuild
         got = self._read_record(offset)
         head = record.parse_message(got[0]) if got is not None else None
         if head is None or got is None or got[1] != offset + length or head.branch != branch:
@@ -355,7 +359,9 @@ class SessionLog:
                     for off, length, h in batch:
                         self._apply_message(h.idhash, h.ts)
                         if self.count > disk_idx:
-                            idx_out.append(IDX.pack(off, length, h.branch, h.idhash, h.ts))
+                            idx_out.append(
+                                IDX.pack(off, length, h.branch, h.idhash, h.ts, self.meta_size)
+                            )
                     self.lines += len(batch)
                     self.size = line_end
                     batch = []
@@ -364,13 +370,17 @@ class SessionLog:
                     self._corrupt(pos, "a record interrupts a batch of messages")
                 try:
                     rec = json.loads(parsed.payload)
-                except ValueError:
+                    rec.get("t")
+                except (ValueError, AttributeError):
                     self._corrupt(pos, "the record is not JSON")
                 if self.lines == 0 and rec.get("t") != "session":
                     self._corrupt(pos, "the first record is not a session header")
                 if self.lines and rec.get("t") == "session":
                     self._corrupt(pos, "a second session header")
-                self._apply_other(rec, pos)
+                try:
+                    self._apply_other(rec, pos)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    self._corrupt(pos, "the record lacks fields its type needs")
                 if self.lines:
                     meta_line = b"%016x " % pos + buf[rel : parsed.end]
                     self.meta_size += len(meta_line)
@@ -419,7 +429,7 @@ class SessionLog:
         ):
             self._corrupt(pos, f"message record out of sequence (expected seq {want})")
 
-    def _corrupt(self, pos: int, why: str) -> None:
+    def _corrupt(self, pos: int, why: str) -> NoReturn:
         raise CorruptedData(
             f"{self.path}, line {self.lines + 1} (byte {pos}): {why}. Records before it are "
             "intact; inspect the file, or move it aside and run "
@@ -496,6 +506,7 @@ class SessionLog:
             raise CorruptedData(f"{self.path}: unknown record type {kind!r} at byte {offset}")
         if kind != "session":
             self.meta_offsets.append(offset)
+            self.meta_count = max(self.meta_count, rec.get("o", 0))
         self._info = None
 
     # ---------------------------------------------------------------- reading
@@ -532,7 +543,7 @@ class SessionLog:
 
     def _read_entries(
         self,
-        entries: list[tuple[int, int, int, int, int]],
+        entries: list[tuple[int, ...]],
         first: int,
         seq: int,
         out: list[Message],
@@ -546,7 +557,7 @@ class SessionLog:
             stop = entries[j][0] + entries[j][1]
             buf = _pread_all(self.fd, stop - start, start)
             for k in range(i, j + 1):
-                offset, length, _, _, _ = entries[k]
+                offset, length = entries[k][0], entries[k][1]
                 out.append(self._decode(buf, offset, start, length, first + k, seq + k))
             i = j + 1
 
@@ -659,7 +670,7 @@ class SessionLog:
                 record.message_payload(branch, first, first + k, last, ts, hashes[i], encoded[i])
             )
             lines.append(ln)
-            entries.append(IDX.pack(offset, len(ln), branch, hashes[i], ts))
+            entries.append(IDX.pack(offset, len(ln), branch, hashes[i], ts, self.meta_size))
             offset += len(ln)
         self._write_log(b"".join(lines) if len(lines) > 1 else lines[0])
         window = self.window
@@ -688,7 +699,15 @@ class SessionLog:
         if checkpoint_id in self.checkpoints:
             raise ConflictError(f"checkpoint {checkpoint_id!r} exists already")
         branch, seq = self.lin.head_ref()
-        rec = {"t": "cp", "id": checkpoint_id, "b": branch, "s": seq, "ts": now, "label": label}
+        rec = {
+            "t": "cp",
+            "id": checkpoint_id,
+            "b": branch,
+            "s": seq,
+            "ts": now,
+            "label": label,
+            "o": self.count,
+        }
         self._write_other(rec)
         return self.checkpoint(checkpoint_id)
 
@@ -718,7 +737,7 @@ class SessionLog:
 
     def delete(self, now: int) -> None:
         """Write the delete record (the commit point), then remove the files."""
-        self._write_other({"t": "deleted", "ts": now}, meta=False)
+        self._write_other({"t": "deleted", "ts": now, "o": self.count}, meta=False)
         self._remove_files()
 
     def _remove_files(self) -> None:
