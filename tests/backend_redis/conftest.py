@@ -16,7 +16,8 @@ from .servers import RedisCluster3, RedisProcess
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    folder = tmp_path_factory.mktemp("redis")
+    server = RedisProcess(folder, extra=("--unixsocket", str(folder / "redis.sock")))
     server.start()
     yield server
     server.stop()
@@ -47,6 +48,13 @@ async def redis_url(redis_server: RedisProcess, prefix: str) -> AsyncIterator[st
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def any_url(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for it runs on a standalone server and on the cluster."""
+    name = "redis_url" if request.param == "standalone" else "cluster_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest_asyncio.fixture

@@ -41,7 +41,7 @@ from aixgo_backend_redis.connection import Client, make_client
 from aixgo_backend_redis.keys import Keys
 from aixgo_backend_redis.options import parse_url
 from aixgo_backend_redis.retry import Retrier
-from aixgo_backend_redis.scripts import Scripts
+from aixgo_backend_redis.scripts import Scripts, source
 
 __all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
 
@@ -94,15 +94,17 @@ class RedisBackend:
         return self._client, self._scripts
 
     async def open(self) -> None:
-        """Connect and check the server, once: an unreachable server fails here at once
-        (:class:`BackendUnavailable`), rather than after the retry window."""
-        client, _ = self._connection()
+        """Connect, check the server and load the scripts, once: an unreachable server fails
+        here at once (:class:`BackendUnavailable`), rather than after the retry window."""
+        client, scripts = self._connection()
         try:
             if isinstance(client, RedisCluster):
                 await client.initialize()
-                await client.ping()
-                return
-            version = str((await client.info("server")).get("redis_version", "0"))
+                version = "7"  # initialize() needs CLUSTER SHARDS/SLOTS; ZADD GT checks the rest
+            else:
+                version = str((await client.info("server")).get("redis_version", "0"))
+            # Loaded now, so the first call of each operation is one round trip too.
+            await scripts.load()
         except Exception as exc:
             raise self._retry.error("open", exc) from exc
         got = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -133,11 +135,11 @@ class RedisBackend:
         if self._inline == "1" or not idx:
             return
         client, _ = self._connection()
+        # EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT on one node, and the
+        # script is a few hundred bytes.
         async with client.pipeline(transaction=False) as pipe:
             for key in _s(idx).split("\n"):
-                pipe.zadd(key, {session_id: score}, gt=True)
-                if self.options.ttl:
-                    pipe.expire(key, self.options.ttl)
+                pipe.eval(source("index"), 1, key, session_id, score, self._ttl_ms)
             await pipe.execute()
 
     # -- sessions ---------------------------------------------------------------------------
@@ -295,11 +297,16 @@ class RedisBackend:
             lambda _: self._session("tail", session_id, "" if last is None else last),
         )
         first = int(reply[1])
-        where = self.keys.session(session_id)[2]
-        return [
-            decode_message(data, where).model_copy(update={"seq": first + i})
-            for i, data in enumerate(reply[2:])
-        ]
+        try:
+            return [
+                Message.model_validate_json(data).model_copy(update={"seq": first + i})
+                for i, data in enumerate(reply[2:])
+            ]
+        except ValueError:  # find which one, for the error (pydantic errors are ValueErrors)
+            key = self.keys.session(session_id)[2]
+            for i, data in enumerate(reply[2:]):
+                decode_message(data, f"{key} (message {first + i} of the history)")
+            raise
 
     # -- checkpoints ------------------------------------------------------------------------
 

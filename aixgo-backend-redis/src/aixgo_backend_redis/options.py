@@ -48,7 +48,7 @@ _CERT_REQS = ("none", "optional", "required")
 class RedisOptions:
     """Everything a backend URL says, with defaults filled in."""
 
-    url: str
+    url: str = field(repr=False)
     scheme: str
     hosts: list[tuple[str, int]] = field(default_factory=list)
     unix_path: str | None = None
@@ -151,7 +151,7 @@ def parse_url(url: str) -> RedisOptions:
         else:
             ssl[name] = value
     if ssl and not kw["tls"]:
-        raise ConfigError(f"{shown!r} has ssl_* options but no TLS: use rediss:// or tls=true")
+        raise ConfigError(f"{shown!r} has ssl_* options but no TLS: add tls=true")
     kw["ssl"] = ssl
     assert not opts, opts  # every valid option was consumed above
     return RedisOptions(**kw)  # type: ignore[arg-type]  # keys match the dataclass fields
@@ -161,6 +161,10 @@ def _query(query: str, scheme: str, shown: str) -> dict[str, str]:
     valid = _VALID[scheme]
     opts: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in _TLS and key not in valid:
+            raise ConfigError(
+                f"{key} in {shown!r} needs TLS: use rediss:// (redis+cluster://...?tls=true)"
+            )
         if key not in valid:
             raise ConfigError(
                 f"unknown option {key!r} in {shown!r}; valid options: {', '.join(valid)}"

@@ -39,7 +39,14 @@ class Scripts:
 
     def __init__(self, client: Any) -> None:
         # AsyncScript accepts both client kinds; its annotations predate the cluster one.
+        self._client = client
         self._by_name = {name: AsyncScript(client, source(name)) for name in NAMES}
+
+    async def load(self) -> None:
+        """Send every script to the server(s) now (``SCRIPT LOAD`` reaches every primary of a
+        cluster), so no operation pays for a ``NOSCRIPT`` round trip later."""
+        for script in self._by_name.values():
+            script.sha = await self._client.script_load(script.script)
 
     async def run(self, name: str, keys: list[str], args: list[str | int]) -> list[Any]:
         """Run script ``name``; its reply is always a list (RESP array)."""

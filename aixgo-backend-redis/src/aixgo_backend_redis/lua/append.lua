@@ -50,7 +50,7 @@ if fresh > 0 then
   local now = now_us()
   updated = math.max(now, updated)
   redis.call('HSET', S, 'count', count, 'updated', int(updated))
-  if INLINE then touch_indexes(idx, updated, now) end
+  if INLINE then touch_indexes(idx, updated) end
 end
 renew()
 local reply = {'ok', count, int(updated), first, idx}

@@ -6,6 +6,19 @@ local S, B, M, I, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local SID, TTL, INLINE = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000 -- unpack() has a stack limit; large batches go in chunks
 
+-- An index lives as long as its longest-lived session: a writer with a TTL sets it on a new
+-- index and only ever lengthens it; a writer without one makes the index permanent. So
+-- backends with different ttl= options on one prefix never expire each other's listings.
+-- Entries of expired sessions are skipped and removed by listing (list.lua).
+local function index_ttl(key, existed, ttl)
+  if ttl > 0 then
+    local left = redis.call('PTTL', key)
+    if not existed or (left >= 0 and left < ttl) then redis.call('PEXPIRE', key, ttl) end
+  elseif existed then
+    redis.call('PERSIST', key)
+  end
+end
+
 local function int(x) return string.format('%.0f', x) end
 
 local function now_us()
@@ -89,16 +102,13 @@ local function renew()
 end
 
 -- Standalone only: move this session to `score` in each of its indexes. The index keys are
--- read from the summary (Redis Cluster cannot do this: they live in other slots). With a TTL,
--- an index expires with its last session, and entries older than the TTL (sessions that
--- have expired) are trimmed as we pass.
-local function touch_indexes(idx, score, now)
+-- read from the summary (Redis Cluster cannot do this: they live in other slots, and
+-- index.lua does the same there as a second step).
+local function touch_indexes(idx, score)
   for _, key in ipairs(split_lines(idx)) do
+    local existed = redis.call('EXISTS', key) == 1
     redis.call('ZADD', key, int(score), SID)
-    if TTL > 0 then
-      redis.call('PEXPIRE', key, TTL)
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now - TTL * 1000))
-    end
+    index_ttl(key, existed, TTL)
   end
 end
 

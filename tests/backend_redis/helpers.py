@@ -1,0 +1,48 @@
+"""Small helpers shared by the Redis backend tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from aixgo.session import SessionManager, open_backend
+from aixgo_backend_redis import RedisBackend
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+
+@asynccontextmanager
+async def manager(url: str) -> AsyncIterator[SessionManager]:
+    async with SessionManager(open_backend(url)) as mgr:
+        yield mgr
+
+
+@asynccontextmanager
+async def raw(url: str) -> AsyncIterator[Any]:
+    """A plain redis-py client on the same server(s), to look at the keys directly."""
+    o = RedisBackend(url).options
+    client: Any
+    if o.cluster:
+        client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in o.hosts])
+        await client.initialize()
+    else:
+        client = aioredis.Redis(host=o.hosts[0][0], port=o.hosts[0][1], db=o.db)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def keys_of(client: Any, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (all nodes of a cluster)."""
+    if isinstance(client, RedisCluster):
+        found: list[str] = []
+        for node in client.get_primaries():
+            r = aioredis.Redis(host=node.host, port=node.port)
+            try:
+                found += [k.decode() async for k in r.scan_iter(match=f"{prefix}*")]
+            finally:
+                await r.aclose()
+        return sorted(found)
+    return sorted([k.decode() async for k in client.scan_iter(match=f"{prefix}*")])

@@ -1,0 +1,193 @@
+"""What the Redis backend promises beyond the kit: key layout, cleanup, TTL, one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aixgo import Message
+from aixgo.errors import CorruptedData, SessionNotFound
+from aixgo.session import open_backend
+from aixgo.testing.base import listed
+from aixgo_backend_redis import RedisBackend
+from aixgo_backend_redis.keys import Keys
+from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
+
+from .helpers import keys_of, manager, raw
+
+WEIRD = ["a:{b}} c", "ü/名前 }{", "ü" * 256, "{x:all}"]
+
+
+@pytest.mark.asyncio
+async def test_every_key_of_a_session_is_in_one_slot(any_url: str, prefix: str) -> None:
+    async with manager(any_url) as mgr, raw(any_url) as r:
+        s = await mgr.create("agent:{1}", user_id="user }{")
+        await s.append_message(Message.user("hi"))
+        await s.checkpoint()
+        keys = await keys_of(r, prefix)
+        mine = [k for k in keys if s.id in k]
+        assert len(mine) == 5
+        assert len({key_slot(k.encode()) for k in mine}) == 1
+        # Names never appear raw in keys; they are base64url.
+        assert not any("agent:{1}" in k or "user }{" in k for k in keys)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", WEIRD)
+async def test_any_name_lists_exactly_its_sessions(any_url: str, name: str) -> None:
+    async with manager(any_url) as mgr:
+        mine = await mgr.create(name, user_id=name)
+        other = await mgr.create(name[:-1] + "z", user_id=name[:-1] + "y")
+        assert await listed(mgr, agent=name, user_id=name) == [mine.id]
+        assert await listed(mgr, agent=name) == [mine.id]
+        assert await listed(mgr, user_id=name) == [mine.id]
+        assert {mine.id, other.id} <= set(await listed(mgr))
+
+
+@pytest.mark.asyncio
+async def test_delete_leaves_no_key_and_no_index_entry(any_url: str, prefix: str) -> None:
+    async with manager(any_url) as mgr, raw(any_url) as r:
+        keep = await mgr.create("bot", user_id="u")
+        gone = await mgr.create("bot", user_id="u")
+        for s in (keep, gone):
+            await s.append_messages([Message.user("a"), Message.assistant("b")])
+            cp = await s.checkpoint()
+            await s.restore(cp.id)
+        await mgr.delete(gone.id)
+        keys = await keys_of(r, prefix)
+        assert not [k for k in keys if gone.id in k]
+        for index in Keys(prefix).indexes("bot", "u"):
+            assert await r.zrange(index, 0, -1) == [keep.id.encode()]
+
+
+@pytest.mark.asyncio
+async def test_batches_larger_than_a_script_chunk(any_url: str) -> None:
+    async with manager(any_url) as mgr:
+        s = await mgr.create("bot")
+        batch = [Message.user(f"m{i}") for i in range(2500)]
+        stored = await s.append_messages(batch)
+        assert [m.seq for m in stored] == list(range(1, 2501))
+        again = await s.append_messages(batch)  # an idempotent repeat of the whole batch
+        assert [m.seq for m in again] == list(range(1, 2501))
+        assert [m.text for m in await s.get_messages(last=1500)] == [
+            f"m{i}" for i in range(1000, 2500)
+        ]
+        assert len(await s.get_messages()) == 2500
+
+
+@pytest.mark.asyncio
+async def test_ttl_expires_every_key_together_and_writes_renew_it(any_url: str) -> None:
+    url = any_url + "&ttl=1"
+    async with manager(url) as mgr, raw(url) as r:
+        s = await mgr.create("bot", user_id="u")
+        await s.append_message(Message.user("a"))
+        await s.checkpoint()
+        keys = Keys(RedisBackend(url).options.prefix).session(s.id)
+        await asyncio.sleep(0.5)
+        await s.append_message(Message.user("b"))  # renews all five
+        ttls = [await r.pttl(k) for k in keys]
+        assert all(800 < t <= 1000 for t in ttls), ttls
+        await asyncio.sleep(1.3)
+        with pytest.raises(SessionNotFound):
+            await mgr.get(s.id)
+        assert await listed(mgr, user_id="u") == []
+        assert [await r.exists(k) for k in keys] == [0] * 5
+
+
+@pytest.mark.asyncio
+async def test_expired_and_half_deleted_sessions_never_make_short_pages(
+    any_url: str, prefix: str
+) -> None:
+    async with (
+        manager(any_url) as keeper,
+        manager(any_url + "&ttl=1") as fleeting,
+        raw(any_url) as r,
+    ):
+        kept = [await keeper.create("bot", user_id="u") for _ in range(3)]
+        for _ in range(4):
+            await fleeting.create("bot", user_id="u")
+        # A session whose keys vanished but whose index entries stayed (a cluster delete
+        # that lost its second step): listing must skip it too.
+        half = await keeper.create("bot", user_id="u")
+        await r.delete(*Keys(prefix).session(half.id))
+        await asyncio.sleep(1.3)
+        page = await keeper.list(user_id="u", limit=2)
+        assert [i.id for i in page.items] == [kept[2].id, kept[1].id]
+        assert page.next_cursor is not None
+        page = await keeper.list(user_id="u", limit=2, cursor=page.next_cursor)
+        assert [i.id for i in page.items] == [kept[0].id]
+        assert page.next_cursor is None
+        index = Keys(prefix).index(None, "u")  # the index that listing read
+        assert await r.zcard(index) == 3  # the dead entries were removed on the way
+        assert await r.pttl(index) == -1  # a TTL writer never expires permanent sessions
+
+
+@pytest.mark.asyncio
+async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix: str) -> None:
+    async with manager(redis_url) as mgr, raw(redis_url) as r:
+        s = await mgr.create("bot")
+        await s.append_messages([Message.user("a"), Message.user("b")])
+        messages = Keys(prefix).session(s.id)[2]
+        await r.hset(messages, "0:1", b"{not json")
+        with pytest.raises(CorruptedData, match="message 1 of the history"):
+            await s.get_messages()
+        await r.hdel(messages, "0:2")
+        with pytest.raises(CorruptedData, match="0:2 is missing"):
+            await s.get_messages(last=1)
+
+
+@pytest.mark.asyncio
+async def test_unix_socket(redis_server: Any, prefix: str) -> None:
+    url = f"unix://{redis_server.folder}/redis.sock?prefix={prefix}"
+    async with manager(url) as mgr:
+        s = await mgr.create("bot")
+        await s.append_message(Message.user("over a socket"))
+        assert (await s.info()).message_count == 1
+        await mgr.delete(s.id)
+
+
+def test_every_scheme_opens_this_backend_without_connecting() -> None:
+    for url in ["redis://h", "rediss://h", "unix:///s", "redis+cluster://h:1,h:2"]:
+        assert isinstance(open_backend(url), RedisBackend)
+
+
+class _Trips:
+    """Counts what the client sends: a pipeline or a single command is one send."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = AbstractConnection.send_packed_command
+
+        async def counted(conn: AbstractConnection, *args: Any, **kw: Any) -> None:
+            self.count += 1
+            await real(conn, *args, **kw)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+
+    async def of(self, call: Any) -> int:
+        before = self.count
+        await call
+        return self.count - before
+
+
+@pytest.mark.asyncio
+async def test_one_round_trip_per_operation(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with manager(redis_url) as mgr:
+        sessions = [await mgr.create("bot", user_id="u") for _ in range(60)]
+        s = sessions[0]
+        await s.append_messages([Message.user(f"m{i}") for i in range(150)])
+        cp = await s.checkpoint()
+        trips = _Trips(monkeypatch)
+        assert await trips.of(s.append_message(Message.user("x"))) == 1
+        assert await trips.of(s.append_messages([Message.user("y"), Message.user("z")])) == 1
+        assert await trips.of(s.get_messages(last=100)) == 1
+        assert await trips.of(mgr.list(user_id="u", limit=50)) == 1
+        assert await trips.of(mgr.get(s.id)) == 1
+        assert await trips.of(s.checkpoint()) == 1
+        assert await trips.of(s.list_checkpoints()) == 1
+        assert await trips.of(s.restore(cp.id)) == 1
+        assert await trips.of(mgr.delete(sessions[1].id)) == 1
