@@ -1,0 +1,375 @@
+"""``postgresql://``: sessions in PostgreSQL, one round trip per operation.
+
+Open makes one direct connection first (so a server that is down fails at once with the
+real reason, password redacted), brings the schema up to date on it, then starts a
+:class:`psycopg_pool.AsyncConnectionPool`. Every operation runs one statement on a pooled
+connection in autocommit mode; writes that touch several rows are server-side functions
+that lock the session row first (see :mod:`aixgo_backend_postgres.schema`), so atomicity,
+idempotence and ``expected_seq`` are enforced by the database, whichever process writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from aixgo.errors import (
+    BackendClosed,
+    BackendUnavailable,
+    CheckpointNotFound,
+    ConflictError,
+    SessionNotFound,
+)
+from aixgo.message import Message
+from aixgo.session.backend import Capability
+from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import ValidationError
+
+from aixgo_backend_postgres import migrations, retry
+from aixgo_backend_postgres.options import PostgresOptions, parse_url
+from aixgo_backend_postgres.statements import Statements
+
+__all__ = ["PostgresBackend"]
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+# SQLSTATEs raised by our server-side functions.
+_NO_SESSION = "AXS01"
+_NO_CHECKPOINT = "AXC01"
+
+
+class PostgresBackend:
+    """Session store in PostgreSQL. Build it with a URL (see :mod:`.options`)::
+
+    backend = PostgresBackend("postgresql://app@db/app?schema=aixgo&sslmode=require")
+    """
+
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS}
+    )
+
+    def __init__(self, url: str) -> None:
+        self.options: PostgresOptions = parse_url(url)
+        self.url = self.options.shown
+        self._sql = Statements.for_schema(self.options.schema)
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self.url!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._ready()
+
+    async def _ready(self) -> AsyncConnectionPool[Any]:
+        if self._closed:
+            raise BackendClosed(f"backend {self.url}")
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            # Another task may have opened (or closed) the backend while this one waited.
+            if (ready := self._ready_pool()) is not None:
+                return ready
+            pool = await self._start()
+            if self._is_closed():
+                await pool.close()
+                raise BackendClosed(f"backend {self.url}")
+            self._pool = pool
+            return pool
+
+    async def _start(self) -> AsyncConnectionPool[Any]:
+        opts = self.options
+        try:
+            conn = await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise BackendUnavailable(
+                f"cannot connect to PostgreSQL at {opts.shown}: "
+                f"{retry.scrub(str(exc).strip(), opts)}"
+            ) from None
+        try:
+            async with conn:
+                found = await migrations.read_version(conn, opts.schema)
+                if found != migrations.LATEST:
+                    if opts.migrate and (found is None or found < migrations.LATEST):
+                        await migrations.migrate(conn, opts.schema, opts.shown)
+                    else:
+                        migrations.check_version(found, opts.schema, opts.shown)
+        except psycopg.Error as exc:
+            raise retry.translate(exc, opts) from None
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            opts.conninfo,
+            # Every statement of ours runs again and again: prepare it on first use.
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            min_size=opts.pool_min_size,
+            max_size=opts.pool_max_size,
+            timeout=opts.pool_timeout,
+            name="aixgo-postgres",
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=opts.pool_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise retry.translate(exc, opts) from None
+        return pool
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, op: Callable[[Conn, int], Awaitable[T]]) -> T:
+        return await retry.run(await self._ready(), self.options, op)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    async def create_session(self, info: SessionInfo) -> None:
+        params = (
+            info.id,
+            info.agent,
+            info.user_id,
+            info.created_at,
+            info.updated_at,
+            Jsonb(info.metadata),
+        )
+
+        async def op(conn: Conn, attempt: int) -> None:
+            row = await (await conn.execute(self._sql.create, params)).fetchone()
+            if row is not None and row[0] == 1:
+                return
+            if attempt > 0:
+                # Our first attempt may have committed before its connection dropped.
+                same = await self._info(conn, info.id)
+                if same is not None and (same.agent, same.user_id, same.created_at) == (
+                    info.agent,
+                    info.user_id,
+                    info.created_at,
+                ):
+                    return
+            raise ConflictError(f"session {info.id!r} exists already")
+
+        await self._run(op)
+
+    async def _info(self, conn: Conn, session_id: str) -> SessionInfo | None:
+        row = await (await conn.execute(self._sql.get, (session_id,))).fetchone()
+        return None if row is None else _session_info(row)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        async def op(conn: Conn, attempt: int) -> SessionInfo:
+            info = await self._info(conn, session_id)
+            if info is None:
+                raise SessionNotFound(session_id)
+            return info
+
+        return await self._run(op)
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        self._check_open()
+        params: dict[str, Any] = {"agent": agent, "user": user_id, "limit": limit + 1}
+        if cursor is not None:
+            params["after_at"], params["after_id"] = decode_cursor(cursor)
+        query = self._sql.lists[agent is not None, user_id is not None, cursor is not None]
+
+        async def op(conn: Conn, attempt: int) -> list[Any]:
+            return await (await conn.execute(query, params)).fetchall()
+
+        rows = await self._run(op)
+        items = [_session_info(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        return Page(items=items, next_cursor=nxt)
+
+    async def delete_session(self, session_id: str) -> None:
+        async def op(conn: Conn, attempt: int) -> None:
+            row = await (await conn.execute(self._sql.delete, (session_id,))).fetchone()
+            # On a retry, "not found" means our first attempt deleted it.
+            if (row is None or not row[0]) and attempt == 0:
+                raise SessionNotFound(session_id)
+
+        await self._run(op)
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        self._check_open()
+        encoded = check_batch(messages)
+        params = (session_id, [m.id for m in messages], [e.decode() for e in encoded], expected_seq)
+
+        async def op(conn: Conn, attempt: int) -> list[Any]:
+            try:
+                return await (await conn.execute(self._sql.append, params)).fetchall()
+            except psycopg.DatabaseError as exc:
+                _raise_missing(exc, session_id)
+                raise
+
+        rows = await self._run(op)
+        known: dict[int, Message] = {}
+        base = 0
+        for pos, seq, stored in rows:
+            if pos > 0:
+                known[pos - 1] = self._decode(stored, session_id, seq)
+            elif pos == 0:
+                base = seq
+            else:
+                raise ConflictError(
+                    f"session {session_id!r} has {seq} messages, not {expected_seq}: "
+                    "another writer appended first; re-read the history and retry",
+                    expected_seq=expected_seq,
+                    actual_seq=seq,
+                )
+        out: list[Message] = []
+        for i, m in enumerate(messages):
+            if i in known:
+                out.append(known[i])
+            else:
+                base += 1
+                out.append(m.model_copy(update={"seq": base}))
+        return out
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        params = {"id": session_id, "last": last}
+
+        async def op(conn: Conn, attempt: int) -> list[Any]:
+            return await (await conn.execute(self._sql.tail, params)).fetchall()
+
+        rows = await self._run(op)
+        if not rows:
+            raise SessionNotFound(session_id)
+        try:
+            # Rows hold the message with its seq, exactly as the model reads it back.
+            return [Message.model_validate_json(r[1]) for r in rows[1:]]
+        except ValidationError:
+            return [self._decode(r[1], session_id, r[0]) for r in rows[1:]]
+
+    def _decode(self, data: str, session_id: str, seq: int) -> Message:
+        where = f"{self.options.schema}.aixgo_messages session {session_id} seq {seq}"
+        return decode_message(data, where)
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        params = (checkpoint_id, label, session_id)
+
+        async def op(conn: Conn, attempt: int) -> Checkpoint:
+            try:
+                row = await (await conn.execute(self._sql.checkpoint, params)).fetchone()
+            except psycopg.errors.UniqueViolation:
+                earlier = await self._checkpoint(conn, session_id, checkpoint_id)
+                if attempt > 0 and earlier is not None and earlier.label == label:
+                    return earlier
+                raise ConflictError(f"checkpoint {checkpoint_id!r} exists already") from None
+            if row is None:
+                raise SessionNotFound(session_id)
+            return Checkpoint(
+                id=checkpoint_id,
+                session_id=session_id,
+                seq=row[0],
+                created_at=row[1],
+                label=label,
+            )
+
+        return await self._run(op)
+
+    async def _checkpoint(
+        self, conn: Conn, session_id: str, checkpoint_id: str
+    ) -> Checkpoint | None:
+        row = await (
+            await conn.execute(self._sql.get_checkpoint, (session_id, checkpoint_id))
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(
+            id=checkpoint_id, session_id=session_id, seq=row[0], created_at=row[1], label=row[2]
+        )
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        async def op(conn: Conn, attempt: int) -> list[Any]:
+            return await (await conn.execute(self._sql.checkpoints, {"id": session_id})).fetchall()
+
+        rows = await self._run(op)
+        if not rows:
+            raise SessionNotFound(session_id)
+        return [
+            Checkpoint(id=r[0], session_id=session_id, seq=r[1], created_at=r[2], label=r[3])
+            for r in rows[1:]
+        ]
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        params = (session_id, checkpoint_id, undo_id)
+
+        async def op(conn: Conn, attempt: int) -> Checkpoint:
+            try:
+                row = await (await conn.execute(self._sql.restore, params)).fetchone()
+            except psycopg.errors.UniqueViolation:
+                earlier = await self._checkpoint(conn, session_id, undo_id)
+                # The undo checkpoint and the head move commit together: if a retry finds
+                # ours, the restore happened.
+                if attempt > 0 and earlier is not None and earlier.label == "before-restore":
+                    return earlier
+                raise ConflictError(f"checkpoint {undo_id!r} exists already") from None
+            except psycopg.DatabaseError as exc:
+                _raise_missing(exc, session_id, checkpoint_id)
+                raise
+            assert row is not None
+            return Checkpoint(
+                id=undo_id,
+                session_id=session_id,
+                seq=row[0],
+                created_at=row[1],
+                label="before-restore",
+            )
+
+        return await self._run(op)
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def _ready_pool(self) -> AsyncConnectionPool[Any] | None:
+        return self._pool
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosed(f"backend {self.url}")
+
+
+def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "") -> None:
+    if exc.sqlstate == _NO_SESSION:
+        raise SessionNotFound(session_id) from None
+    if exc.sqlstate == _NO_CHECKPOINT:
+        raise CheckpointNotFound(checkpoint_id, session_id) from None
+
+
+def _session_info(row: Sequence[Any]) -> SessionInfo:
+    return SessionInfo(
+        id=row[0],
+        agent=row[1],
+        user_id=row[2],
+        created_at=row[3],
+        updated_at=row[4],
+        message_count=row[5],
+        metadata=row[6],
+    )

@@ -1,0 +1,93 @@
+"""Retry: run an operation on a pooled connection, again if the connection dropped.
+
+A connection can die under an operation (server restart, failover, ``pg_terminate_backend``,
+a proxy timing out). Every operation of the backend is safe to run twice: appends are
+idempotent by message id, and the others recognise their own earlier attempt (the ``attempt``
+argument tells them it is a retry). So a dropped connection is retried, a bounded number of
+times with growing pauses, after the pool has weeded out its other dead connections.
+Everything else is translated into aixgo's errors, with the password scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from aixgo.errors import AixgoError, BackendError, BackendUnavailable
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from aixgo_backend_postgres.errors import StatementTimeout
+from aixgo_backend_postgres.options import PostgresOptions
+
+__all__ = ["is_transient", "run", "scrub", "translate"]
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+# Serialization failure, deadlock (the transaction was rolled back: safe to run again) and
+# the server shutting down or terminating our backend.
+_TRANSIENT = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+# Query cancelled (statement_timeout) and lock_timeout.
+_TIMEOUT = frozenset({"57014", "55P03"})
+
+
+def scrub(text: str, opts: PostgresOptions) -> str:
+    """``text`` without the URL's password, should a server or libpq message echo it."""
+    return text.replace(opts.secret, "***") if opts.secret else text
+
+
+def is_transient(exc: psycopg.Error, conn: Conn | None) -> bool:
+    """Whether ``exc`` means the work did not happen or may be done again safely."""
+    if isinstance(exc, PoolTimeout):
+        return False
+    state = exc.sqlstate
+    if state in _TRANSIENT or (state is not None and state.startswith("08")):
+        return True
+    if conn is not None and (conn.broken or conn.closed):
+        return True
+    # libpq's own failures (connection lost before any server answer) carry no SQLSTATE.
+    return isinstance(exc, psycopg.OperationalError) and state is None
+
+
+def translate(exc: psycopg.Error, opts: PostgresOptions) -> AixgoError:
+    """The aixgo error for a psycopg error."""
+    text = scrub(str(exc).strip(), opts)
+    if exc.sqlstate in _TIMEOUT:
+        limit = f" ({opts.statement_timeout_ms} ms)" if opts.statement_timeout_ms else ""
+        return StatementTimeout(
+            f"PostgreSQL at {opts.shown} cancelled a statement that ran past its time "
+            f"limit{limit}; nothing it did was kept: {text}"
+        )
+    if isinstance(exc, PoolTimeout):
+        return BackendUnavailable(
+            f"no connection to PostgreSQL at {opts.shown} within {opts.pool_timeout:g} s "
+            f"(all {opts.pool_max_size} in use, or the server is down): {text}"
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return BackendUnavailable(f"PostgreSQL at {opts.shown} is unavailable: {text}")
+    state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    return BackendError(f"PostgreSQL at {opts.shown} failed{state}: {text}")
+
+
+async def run(
+    pool: AsyncConnectionPool[Any],
+    opts: PostgresOptions,
+    op: Callable[[Conn, int], Awaitable[T]],
+) -> T:
+    """``await op(conn, attempt)`` on a pooled connection, retrying dropped connections."""
+    attempt = 0
+    while True:
+        conn: Conn | None = None
+        try:
+            async with pool.connection() as conn:
+                return await op(conn, attempt)
+        except psycopg.Error as exc:
+            if attempt >= opts.retries or not is_transient(exc, conn):
+                raise translate(exc, opts) from None
+        attempt += 1
+        # A dropped connection rarely comes alone (restart, failover): test the idle ones
+        # so the retry does not pick another dead one.
+        await pool.check()
+        await asyncio.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))

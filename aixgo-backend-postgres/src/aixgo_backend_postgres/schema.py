@@ -1,0 +1,249 @@
+"""The schema, as ordered migrations. ``{s}`` stands for the quoted schema name.
+
+Why these tables (see the README for the SQL view people query):
+
+* ``aixgo_sessions``: one row per session; ``head`` is the branch holding the current
+  history and ``message_count`` its length. Four listing indexes, one per filter combination
+  the API offers (none, agent, user, both), each ending in ``(updated_at DESC, id DESC)`` so a
+  page is one index range scan from the cursor (keyset pagination).
+* ``aixgo_messages``: one JSONB row per stored message, keyed ``(session_id, branch, seq)``.
+  Restore never deletes or rewrites a row: it starts a new branch (see
+  :mod:`aixgo.session.lineage`), so checkpoints are O(1) and keep meaning their history. The
+  alternative, keying rows by ``(session_id, seq)`` and moving discarded tails to an archive
+  on restore, makes restore O(tail) and breaks old checkpoints, so we did not take it.
+  A message id is unique per branch (a branch only grows while it is the head, and everything
+  it owns is then live), which the unique index enforces.
+* ``aixgo_branches``: the small lineage table, one row per restore plus branch 0.
+* ``aixgo_checkpoints``: ``(branch, seq)`` per checkpoint; ``n`` orders them.
+* ``aixgo_current_messages``: a view of every session's current history, for SQL users.
+
+No foreign keys: each write that touches several tables runs in one function that locks the
+session row first, so integrity holds without an extra trigger lookup per inserted message.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "Migration"]
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    version: int
+    description: str
+    sql: str
+
+
+_V1 = r"""
+CREATE TABLE {s}.aixgo_sessions (
+    id            text COLLATE "C" PRIMARY KEY,
+    agent         text COLLATE "C" NOT NULL,
+    user_id       text COLLATE "C",
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    message_count bigint NOT NULL DEFAULT 0,
+    head          integer NOT NULL DEFAULT 0,
+    metadata      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX aixgo_sessions_recent ON {s}.aixgo_sessions (updated_at DESC, id DESC);
+CREATE INDEX aixgo_sessions_agent_recent
+    ON {s}.aixgo_sessions (agent, updated_at DESC, id DESC);
+CREATE INDEX aixgo_sessions_user_recent
+    ON {s}.aixgo_sessions (user_id, updated_at DESC, id DESC);
+CREATE INDEX aixgo_sessions_agent_user_recent
+    ON {s}.aixgo_sessions (agent, user_id, updated_at DESC, id DESC);
+
+CREATE TABLE {s}.aixgo_branches (
+    session_id text COLLATE "C" NOT NULL,
+    branch     integer NOT NULL,
+    parent     integer,
+    fork_seq   bigint NOT NULL,
+    PRIMARY KEY (session_id, branch)
+);
+
+CREATE TABLE {s}.aixgo_messages (
+    session_id text COLLATE "C" NOT NULL,
+    branch     integer NOT NULL,
+    seq        bigint NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    message    jsonb NOT NULL,
+    PRIMARY KEY (session_id, branch, seq)
+);
+CREATE UNIQUE INDEX aixgo_messages_id ON {s}.aixgo_messages (session_id, id, branch);
+
+CREATE TABLE {s}.aixgo_checkpoints (
+    session_id text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    branch     integer NOT NULL,
+    seq        bigint NOT NULL,
+    created_at timestamptz NOT NULL,
+    label      text,
+    n          bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (session_id, id)
+);
+CREATE INDEX aixgo_checkpoints_order ON {s}.aixgo_checkpoints (session_id, n);
+
+-- The spans (branch, lo, hi) that hold messages lo..hi of each session's current history,
+-- newest first: the walk from the head branch to the root.
+CREATE VIEW {s}.aixgo_current_spans AS
+WITH RECURSIVE walk (session_id, branch, parent, lo, hi) AS (
+    SELECT s.id, b.branch, b.parent, b.fork_seq + 1, s.message_count
+      FROM {s}.aixgo_sessions s
+      JOIN {s}.aixgo_branches b ON b.session_id = s.id AND b.branch = s.head
+    UNION ALL
+    SELECT w.session_id, b.branch, b.parent, b.fork_seq + 1, w.lo - 1
+      FROM walk w
+      JOIN {s}.aixgo_branches b ON b.session_id = w.session_id AND b.branch = w.parent
+     WHERE w.lo > 1
+)
+SELECT session_id, branch, lo, hi FROM walk WHERE lo <= hi;
+
+-- Every session's current history: what get_messages() returns, for SQL users.
+CREATE VIEW {s}.aixgo_current_messages AS
+SELECT m.session_id, m.seq, m.id, m.message
+  FROM {s}.aixgo_current_spans c
+  JOIN {s}.aixgo_messages m
+    ON m.session_id = c.session_id AND m.branch = c.branch AND m.seq BETWEEN c.lo AND c.hi;
+
+-- Append a batch in one call: lock the session, return the messages of the batch already in
+-- the current history (idempotent retries), check expected_seq, store the rest.
+-- Rows: (pos, seq, stored json) per message of the batch already stored (pos is 1-based in the
+-- batch); then (0, length before, NULL) on success, or (-1, length, NULL) alone with nothing
+-- stored when expected_seq does not match. A missing session raises SQLSTATE AXS01.
+CREATE FUNCTION {s}.aixgo_append(
+    p_session text, p_ids text[], p_messages jsonb[], p_expected bigint
+) RETURNS TABLE (pos integer, stored_seq bigint, stored text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_head integer;
+    v_len bigint;
+    v_known text[] := '{}';
+    v_fresh integer;
+    r record;
+BEGIN
+    SELECT s.head, s.message_count INTO v_head, v_len
+      FROM {s}.aixgo_sessions s WHERE s.id = p_session FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % does not exist', p_session USING ERRCODE = 'AXS01';
+    END IF;
+    -- Each statement below sees everything committed before the lock was granted (a volatile
+    -- function takes a fresh snapshot per statement), so a racing retry cannot slip by.
+    IF EXISTS (SELECT 1 FROM {s}.aixgo_messages m
+                WHERE m.session_id = p_session AND m.id = ANY (p_ids) AND m.seq <= v_len) THEN
+        -- Live means on the walk from the head branch (lineage.py: Lineage.is_live).
+        FOR r IN
+            WITH RECURSIVE walk (branch, parent, lo, hi) AS (
+                SELECT b.branch, b.parent, b.fork_seq + 1, v_len
+                  FROM {s}.aixgo_branches b
+                 WHERE b.session_id = p_session AND b.branch = v_head
+                UNION ALL
+                SELECT b.branch, b.parent, b.fork_seq + 1, w.lo - 1
+                  FROM walk w JOIN {s}.aixgo_branches b
+                    ON b.session_id = p_session AND b.branch = w.parent
+                 WHERE w.lo > 1
+            )
+            SELECT u.o::integer AS o, u.id, m.seq, m.message::text AS message
+              FROM unnest(p_ids) WITH ORDINALITY AS u (id, o)
+              JOIN {s}.aixgo_messages m ON m.session_id = p_session AND m.id = u.id
+              JOIN walk w ON w.branch = m.branch AND m.seq BETWEEN w.lo AND w.hi
+        LOOP
+            pos := r.o; stored_seq := r.seq; stored := r.message;
+            RETURN NEXT;
+            v_known := v_known || r.id;
+        END LOOP;
+    END IF;
+    v_fresh := cardinality(p_ids) - cardinality(v_known);
+    IF v_fresh > 0 THEN
+        IF p_expected IS NOT NULL AND p_expected <> v_len THEN
+            pos := -1; stored_seq := v_len; stored := NULL;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        -- The seq goes into the stored JSON too: a message keeps its position in every
+        -- history that contains it, so reads return rows as they are.
+        INSERT INTO {s}.aixgo_messages (session_id, branch, seq, id, message)
+        SELECT p_session, v_head, v_len + f.n, f.id,
+               jsonb_set(f.m, '{seq}', to_jsonb(v_len + f.n))
+          FROM (SELECT u.id, u.m, row_number() OVER (ORDER BY u.o) AS n
+                  FROM unnest(p_ids, p_messages) WITH ORDINALITY AS u (id, m, o)
+                 WHERE u.id <> ALL (v_known)) f;
+        UPDATE {s}.aixgo_sessions s
+           SET message_count = v_len + v_fresh,
+               updated_at = greatest(clock_timestamp(), s.updated_at)
+         WHERE s.id = p_session;
+    END IF;
+    pos := 0; stored_seq := v_len; stored := NULL;
+    RETURN NEXT;
+END
+$$;
+
+-- Restore: record the head as checkpoint p_undo, then start a new branch holding the
+-- checkpoint's history. Nothing is deleted or rewritten. Returns the undo checkpoint's seq
+-- and time. Missing session: AXS01; missing checkpoint: AXC01; p_undo taken: 23505.
+CREATE FUNCTION {s}.aixgo_restore(p_session text, p_checkpoint text, p_undo text)
+RETURNS TABLE (undo_seq bigint, undo_created_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_head integer;
+    v_len bigint;
+    v_now timestamptz := clock_timestamp();
+    t_branch integer;
+    t_seq bigint;
+    v_owner integer;
+    v_fork bigint;
+    v_parent integer;
+    v_new integer;
+BEGIN
+    SELECT s.head, s.message_count INTO v_head, v_len
+      FROM {s}.aixgo_sessions s WHERE s.id = p_session FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % does not exist', p_session USING ERRCODE = 'AXS01';
+    END IF;
+    SELECT c.branch, c.seq INTO t_branch, t_seq
+      FROM {s}.aixgo_checkpoints c WHERE c.session_id = p_session AND c.id = p_checkpoint;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'checkpoint % does not exist', p_checkpoint USING ERRCODE = 'AXC01';
+    END IF;
+    INSERT INTO {s}.aixgo_checkpoints (session_id, id, branch, seq, created_at, label)
+    VALUES (p_session, p_undo, v_head, v_len, v_now, 'before-restore');
+    -- The new branch's parent is the branch that owns message t_seq (Lineage.owner), so a
+    -- tail read never walks through branches that own nothing it needs.
+    IF t_seq > 0 THEN
+        v_owner := t_branch;
+        LOOP
+            SELECT b.fork_seq, b.parent INTO v_fork, v_parent
+              FROM {s}.aixgo_branches b WHERE b.session_id = p_session AND b.branch = v_owner;
+            EXIT WHEN t_seq > v_fork OR v_parent IS NULL;
+            v_owner := v_parent;
+        END LOOP;
+    END IF;
+    SELECT max(b.branch) + 1 INTO v_new FROM {s}.aixgo_branches b WHERE b.session_id = p_session;
+    INSERT INTO {s}.aixgo_branches (session_id, branch, parent, fork_seq)
+    VALUES (p_session, v_new, v_owner, t_seq);
+    UPDATE {s}.aixgo_sessions s
+       SET head = v_new, message_count = t_seq, updated_at = greatest(v_now, s.updated_at)
+     WHERE s.id = p_session;
+    undo_seq := v_len; undo_created_at := v_now;
+    RETURN NEXT;
+END
+$$;
+
+-- Delete a session with everything it owns; false if there is no such session.
+CREATE FUNCTION {s}.aixgo_delete_session(p_session text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- Lock first, so an append or restore in flight finishes before the rows go.
+    PERFORM 1 FROM {s}.aixgo_sessions s WHERE s.id = p_session FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM {s}.aixgo_messages m WHERE m.session_id = p_session;
+    DELETE FROM {s}.aixgo_branches b WHERE b.session_id = p_session;
+    DELETE FROM {s}.aixgo_checkpoints c WHERE c.session_id = p_session;
+    DELETE FROM {s}.aixgo_sessions s WHERE s.id = p_session;
+    RETURN true;
+END
+$$;
+"""
+
+MIGRATIONS: list[Migration] = [Migration(1, "sessions, branches, messages, checkpoints", _V1)]

@@ -1,0 +1,56 @@
+"""Fixtures: a throwaway database on the real server for the whole run, a fresh schema per test.
+
+The server is ``$AIXGO_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
+A server that is down fails the run: these tests never skip for want of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from aixgo import plugins
+from aixgo.identifiers import new_id
+
+ADMIN_URL = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def with_db(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """URL of a database made for this run, dropped (WITH FORCE) at the end."""
+    name = f"aixgo_test_{os.getpid()}_{new_id()[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_db(ADMIN_URL, name)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def schema() -> str:
+    return f"t_{new_id()[:12]}"
+
+
+@pytest.fixture
+def pg_url(pg_database: str, schema: str) -> str:
+    """A URL to an empty store: a schema of its own in the run's database."""
+    return f"{pg_database}?schema={schema}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("AIXGO_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("AIXGO_LOAD_PLUGINS", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
