@@ -110,10 +110,12 @@ class Retrier:
             except _FATAL as exc:
                 raise self.error(what, exc) from exc
             except _TRANSIENT as exc:
-                delay = min(self._cap, self._base * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-                if loop.time() + delay > deadline:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
                     raise self.unavailable(what, exc) from exc
-                await asyncio.sleep(delay)
+                jitter = random.uniform(0.5, 1.0)  # noqa: S311 - spreads reconnects, not crypto
+                # The last attempt is made at the deadline, not one backoff step before it.
+                await asyncio.sleep(min(remaining, self._cap, self._base * 2**attempt * jitter))
                 attempt += 1
             except rx.RedisError as exc:
                 raise self.error(what, exc) from exc
