@@ -79,3 +79,24 @@ def demo(session: nox.Session) -> None:
     env = {"AIXGO_HOME": str(home), "AIXGO_SESSION_URL": os.environ.get("AIXGO_SESSION_URL", "")}
     for example in sorted((ROOT / "examples").glob("*/main.py")):
         session.run("python", str(example), env=env)
+
+
+BENCH_PEERS = [
+    "openai-agents",
+    "langchain-community",
+    "google-adk[db]",
+    "aiosqlite",
+    "redis[hiredis]",
+    "psycopg[binary]",
+    "matplotlib",
+]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed of every backend beside the raw floors and the peers, in one run; ``-- --quick``
+    for a one-minute run, ``-- --publish`` to refresh docs/performance.md."""
+    _sync(session)
+    # Peers are installed here only, never as dependencies of our packages.
+    session.install(*BENCH_PEERS)
+    session.run("python", "bench/run.py", *session.posargs)

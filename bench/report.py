@@ -1,0 +1,211 @@
+"""Bench output: JSON, a markdown table with ratios, a log-scale plot, and the targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from timing import Result
+
+Lookup = Callable[[str, str, int | None], float | None]
+
+FILE, FSYNC = "aixgo file:// (flush)", "aixgo file:// (fsync)"
+REDIS, PG = "aixgo redis://", "aixgo postgresql://"
+RAW_W, RAW_F = "raw os.write", "raw write+fdatasync"
+RAW_R, RAW_P = "raw redis RPUSH/LRANGE", "raw psycopg INSERT/SELECT"
+SQLITE = "openai-agents SQLiteSession"
+
+
+def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str, bool | None]]:
+    """(target, measured value, bound, met?) for every target the backend issues state."""
+    big, small = (max(sizes), min(sizes)) if sizes else (None, None)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    def check(
+        name: str, value: float | None, bound: float, at_most: bool = True
+    ) -> tuple[str, float | None, str, bool | None]:
+        met = None if value is None else (value <= bound if at_most else value >= bound)
+        return name, value, f"{'≤' if at_most else '≥'} {bound:g}", met
+
+    rows = [
+        check(
+            "file: append (flush) / raw os.write",
+            ratio(get(FILE, "append_one", None), get(RAW_W, "append_one", None)),
+            10,
+        ),
+        check(
+            "file: SQLiteSession append / file append (flush)",
+            ratio(get(SQLITE, "append_one", None), get(FILE, "append_one", None)),
+            15,
+            at_most=False,
+        ),
+        check(
+            "file: append (fsync) / raw write+fdatasync",
+            ratio(get(FSYNC, "append_one", None), get(RAW_F, "append_one", None)),
+            1.3,
+        ),
+        check(
+            f"file: tail 100 at {big:,} / at {small:,}" if big else "file: tail",
+            ratio(get(FILE, "tail", big), get(FILE, "tail", small)),
+            1.5,
+        ),
+        check(
+            "file: checkpoint at largest / at smallest history",
+            ratio(get(FILE, "checkpoint", big), get(FILE, "checkpoint", small)),
+            1.5,
+        ),
+        check("file: create median (µs)", get(FILE, "create", None), 200),
+        check("file: first list page of 50 (µs)", get(FILE, "list_page", None), 5000),
+    ]
+    for name, raw, label, list_bound in (
+        (REDIS, RAW_R, "redis", 2000),
+        (PG, RAW_P, "postgres", 2000),
+    ):
+        rows.append(
+            check(
+                f"{label}: append / raw",
+                ratio(get(name, "append_one", None), get(raw, "append_one", None)),
+                1.3,
+            )
+        )
+        for size in sorted(sizes):
+            rows.append(
+                check(
+                    f"{label}: tail 100 at {size:,} / raw",
+                    ratio(get(name, "tail", size), get(raw, "tail", size)),
+                    1.3,
+                )
+            )
+        rows.append(
+            check(f"{label}: first list page of 50 (µs)", get(name, "list_page", None), list_bound)
+        )
+    return rows
+
+
+def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> None:
+    machine = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "mode": "quick" if quick else "full",
+    }
+    (out / "results.json").write_text(
+        json.dumps(
+            {"machine": machine, "results": [dataclasses.asdict(r) for r in results]}, indent=1
+        )
+    )
+    by_key = {(r.subject, r.op, r.size): r for r in results}
+
+    def get(subject: str, op: str, size: int | None) -> float | None:
+        if size is None:
+            rows = [r for r in results if r.subject == subject and r.op == op]
+            return rows[0].median_us if rows else None
+        r = by_key.get((subject, op, size))
+        return r.median_us if r else None
+
+    sizes = sorted(
+        {r.size for r in results if r.op == "tail" and r.size and r.subject.startswith("aixgo")}
+    )
+    md = [
+        "# Performance\n",
+        f"Measured {machine['date']} on {machine['platform']}, "
+        f"{machine['cpus']} CPUs, Python {machine['python']} ({machine['mode']} run: "
+        f"`uvx nox -s bench{' -- --quick' if quick else ''}`).\n",
+        "Latency medians and p99 in microseconds; `× floor` is the ratio to the bare client "
+        "call the operation wraps (same run), `× best peer` to the fastest peer measured.\n",
+    ]
+    md += ["## Targets\n", "| target | measured | bound | |", "|---|---:|---:|---|"]
+    for name, value, bound, met in _targets(get, sizes):
+        shown = "not measured" if value is None else f"{value:,.2f}"
+        verdict = "—" if met is None else ("met" if met else "**missed**")
+        md.append(f"| {name} | {shown} | {bound} | {verdict} |")
+    groups: dict[tuple[str, int | None], list[Result]] = defaultdict(list)
+    for r in results:
+        groups[(r.op, r.size)].append(r)
+    floors = {"append_one": [RAW_W, RAW_F, RAW_R, RAW_P], "tail": [RAW_R, RAW_P]}
+    md.append("\n## Operations\n")
+    for (op, size), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        unit = rows[0].unit
+        md += [
+            f"### {op}" + (f" (n = {size:,})" if size else "") + "\n",
+            f"| subject | median {unit} | p99 | × floor | × best peer | note |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        peers = [
+            r.median_us for r in rows if r.median_us and not r.subject.startswith(("aixgo", "raw"))
+        ]
+        best_peer = min(peers) if peers else None
+        for r in sorted(rows, key=lambda r: (r.median_us is None, r.median_us or 0)):
+            floor_name = _floor_for(r.subject, op, floors)
+            fl = get(floor_name, op, size) if floor_name else None
+            med = f"{r.median_us:,.1f}" if r.median_us is not None else "—"
+            p99 = f"{r.p99_us:,.1f}" if r.p99_us is not None else "—"
+            xf = (
+                f"{r.median_us / fl:.2f}"
+                if r.median_us and fl and r.subject.startswith("aixgo")
+                else ""
+            )
+            xp = (
+                f"{r.median_us / best_peer:.3f}"
+                if r.median_us and best_peer and unit == "us"
+                else ""
+            )
+            md.append(f"| {r.subject} | {med} | {p99} | {xf} | {xp} | {r.note} |")
+        md.append("")
+    _plot(results, out / "tail-latency.png")
+    md.append("![tail latency against history length](tail-latency.png)\n")
+    text = "\n".join(md)
+    (out / "results.md").write_text(text)
+    print(f"\nwrote {out}/results.json, results.md, tail-latency.png")
+    if publish:
+        docs = Path(__file__).parent.parent / "docs"
+        (docs / "performance.md").write_text(text)
+        (docs / "tail-latency.png").write_bytes((out / "tail-latency.png").read_bytes())
+        print("updated docs/performance.md")
+
+
+def _floor_for(subject: str, op: str, floors: dict[str, list[str]]) -> str | None:
+    if not subject.startswith("aixgo"):
+        return None
+    if "file" in subject:
+        return RAW_F if "fsync" in subject else RAW_W if op == "append_one" else None
+    if "redis" in subject:
+        return RAW_R if op in floors else None
+    if "postgres" in subject:
+        return RAW_P if op in floors else None
+    return None
+
+
+def _plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in results:
+        if r.op == "tail" and r.size and r.median_us:
+            series[r.subject].append((r.size, r.median_us))
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("messages in the session")
+    ax.set_ylabel("read last 100 messages, median µs")
+    ax.set_title("Tail read latency against history length")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,164 @@
+"""``nox -s bench``: aixgo backends side by side with the raw floors and the peers, one run.
+
+    python bench/run.py [--quick] [--out bench-results] [--only NAME,...]
+
+Writes ``results.json``, ``results.md`` and ``tail-latency.png`` to ``--out``; with
+``--publish`` also ``docs/performance.md``. Speed is never asserted in unit tests: this is where
+the targets of the backend issues are checked, and a miss is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import floors
+import peers
+import report
+import throughput
+from aixgo import plugins
+from subjects import AixgoSubject, RawFile, Subject, file_url, temp_store
+from timing import Result, measure
+
+REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("AIXGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+def build_subjects(quick: bool, keep: list[object]) -> list[Subject]:
+    schemes = plugins.backend_schemes()
+    out: list[Subject] = [
+        AixgoSubject("aixgo memory://", "memory://", {}),
+        RawFile(fsync=False),
+        RawFile(fsync=True),
+    ]
+    if "file" in schemes:
+        for mode, floor in (("flush", "raw os.write"), ("fsync", "raw write+fdatasync")):
+            store = temp_store()
+            keep.append(store)
+            url = file_url(store.name, durability=mode)
+            out.append(AixgoSubject(f"aixgo file:// ({mode})", url, {"append_one": floor}))
+    out += [peers.OpenAISQLite(), peers.LangChainFile(), peers.ADKSqlite()]
+    if reachable(REDIS_URL):
+        redis_floor = {"append_one": floors.RawRedis.name, "tail": floors.RawRedis.name}
+        if "redis" in schemes:
+            prefix = f"aixgo-bench-{os.getpid()}:"
+            out.append(AixgoSubject("aixgo redis://", f"{REDIS_URL}?prefix={prefix}", redis_floor))
+        out += [
+            floors.RawRedis(REDIS_URL),
+            peers.OpenAIRedis(REDIS_URL),
+            peers.LangChainRedis(REDIS_URL),
+        ]
+    if reachable(PG_URL):
+        pg_floor = {"append_one": floors.RawPostgres.name, "tail": floors.RawPostgres.name}
+        if "postgresql" in schemes:
+            schema = f"aixgo_bench_{os.getpid()}"
+            out.append(AixgoSubject("aixgo postgresql://", f"{PG_URL}?schema={schema}", pg_floor))
+        out.append(floors.RawPostgres(PG_URL))
+    return out
+
+
+async def run_subject(s: Subject, quick: bool, results: list[Result]) -> None:
+    runs = 300 if quick else 2000
+    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    if not quick and s.name.startswith("aixgo file://") and "flush" in s.name:
+        sizes.append(1_000_000)
+    budget = 15.0 if quick else 60.0
+    print(f"== {s.name}", flush=True)
+    try:
+        await s.open()
+    except Exception as exc:  # a peer that cannot even start is reported, not fatal
+        print(f"   could not open: {exc!r}"[:300])
+        results.append(Result(s.name, "open", None, None, None, 0, f"failed: {exc!r}"[:200]))
+        return
+    try:
+
+        async def op(name: str, size: int | None = None, n: int = runs) -> None:
+            fn: Callable[[], Awaitable[object]] | None = getattr(s, name, None)
+            if fn is not None:
+                r = await measure(s.name, name, fn, runs=n, budget_s=budget, size=size)
+                print(f"   {name:<13} {size or '':>9} {r.median_us or 0:>10.1f} us  {r.note}")
+                results.append(r)
+
+        await op("create")
+        await op("append_one")
+        await op("append_batch")
+        for size in sizes if hasattr(s, "tail") else []:
+            try:
+                await s.fill(size, time.perf_counter() + budget * 4)
+            except TimeoutError as exc:
+                results.append(
+                    Result(s.name, "tail", size, None, None, 0, f"too slow to fill: {exc}")
+                )
+                break
+            await op("tail", size, n=min(runs, 1000))
+            await op("checkpoint", size, n=min(runs, 500))
+        if hasattr(s, "restore"):
+            await op("restore", sizes[-1], n=min(runs, 500))
+        if hasattr(s, "tail") and isinstance(s, AixgoSubject) and s.filled is not None:
+            tracemalloc.start()
+            await s.tail()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            results.append(
+                Result(s.name, "tail_peak_memory", sizes[-1], peak / 1024, None, 1, unit="KiB")
+            )
+        if hasattr(s, "list_page"):
+            count = 2_000 if quick else 10_000
+            await s.fill_sessions(count)  # type: ignore[attr-defined]
+            await op("list_page", count, n=min(runs, 500))
+    finally:
+        await s.close()
+
+
+async def main_async(args: argparse.Namespace) -> list[Result]:
+    keep: list[object] = []
+    results: list[Result] = []
+    only = set(args.only.split(",")) if args.only else None
+    subjects = [
+        s
+        for s in build_subjects(args.quick, keep)
+        if only is None or any(o in s.name for o in only)
+    ]
+    for s in subjects:
+        await run_subject(s, args.quick, results)
+    targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
+    results += await throughput.run_all(targets, quick=args.quick)
+    for k in keep:
+        k.cleanup()  # type: ignore[attr-defined]
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a one-minute run")
+    ap.add_argument("--out", default="bench-results")
+    ap.add_argument("--only", default="", help="comma-separated parts of subject names")
+    ap.add_argument("--publish", action="store_true", help="also write docs/performance.md")
+    args = ap.parse_args()
+    results = asyncio.run(main_async(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write(results, out, quick=args.quick, publish=args.publish)
+
+
+if __name__ == "__main__":
+    main()
