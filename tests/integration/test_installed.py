@@ -59,3 +59,24 @@ async def test_the_installed_plugin_stores_sessions(toy: Backend) -> None:
     s = await mgr.create("assistant", user_id="user-123")
     await s.append_message(Message.user("hi"))
     assert [m.text for m in await (await mgr.get(s.id)).get_messages()] == ["hi"]
+
+
+def test_every_first_party_plugin_is_discovered_from_its_wheel() -> None:
+    from importlib.metadata import distributions
+
+    from aixgo import plugins
+
+    ours = {d.metadata["Name"] for d in distributions() if d.metadata["Name"].startswith("aixgo-")}
+    by_dist: dict[str, list[str]] = {}
+    for info in plugins.plugins():
+        by_dist.setdefault(info.distribution, []).extend(info.backends)
+    expected = {
+        "aixgo-core": {"memory"},
+        "aixgo-backend-file": {"file"},
+        "aixgo-backend-redis": {"redis", "rediss", "unix", "redis+cluster"},
+        "aixgo-backend-postgres": {"postgresql", "postgres"},
+        "aixgo-toy-backend": {"toy"},
+    }
+    for dist, schemes in expected.items():
+        if dist in ours:
+            assert set(by_dist.get(dist, [])) >= schemes, dist

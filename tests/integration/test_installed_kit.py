@@ -1,0 +1,29 @@
+"""The conformance kit, imported from the installed aixgo-core wheel, on the toy plugin:
+what a third-party author runs in their own repository."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aixgo.session import Backend, open_backend
+from aixgo.testing import BackendConformance
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("AIXGO_INSTALLED_TEST") != "1",
+    reason="runs in `nox -s installed`, against wheels installed in a fresh venv",
+)
+
+
+class TestToyConformance(BackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[Backend]:
+        backend = open_backend("toy://")
+        yield backend
+        await backend.close()
+
+    @pytest.fixture
+    def backend_url(self) -> str:
+        return "toy://"
