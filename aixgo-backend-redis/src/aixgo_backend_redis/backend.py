@@ -31,7 +31,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.codec import check_batch, encode_message
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
@@ -45,8 +45,8 @@ from aixgo_backend_redis.scripts import Scripts, source
 
 __all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
 
-#: ``ZADD GT``, ``ZRANGE ... BYSCORE REV`` and script effects replication need Redis 6.2.
-MIN_REDIS_VERSION = (6, 2)
+#: ``ZADD GT``, ``ZRANGE ... BYSCORE REV`` and ``PEXPIRE ... GT`` need Redis 7.0.
+MIN_REDIS_VERSION = (7, 0)
 
 
 def _s(value: Any) -> str:
@@ -100,9 +100,10 @@ class RedisBackend:
         try:
             if isinstance(client, RedisCluster):
                 await client.initialize()
-                version = "7"  # initialize() needs CLUSTER SHARDS/SLOTS; ZADD GT checks the rest
+                info = await client.info("server", target_nodes=RedisCluster.RANDOM)
             else:
-                version = str((await client.info("server")).get("redis_version", "0"))
+                info = await client.info("server")
+            version = str(info.get("redis_version", "0"))
             # Loaded now, so the first call of each operation is one round trip too.
             await scripts.load()
         except Exception as exc:
@@ -130,7 +131,9 @@ class RedisBackend:
             raise SessionNotFound(session_id)
         return reply
 
-    async def _index(self, idx: bytes | str | None, session_id: str, score: int) -> None:
+    async def _index(
+        self, idx: bytes | str | None, session_id: str, score: int, joining: bool = False
+    ) -> None:
         """Cluster only: the second step of a write, moving the session in its indexes."""
         if self._inline == "1" or not idx:
             return
@@ -139,7 +142,7 @@ class RedisBackend:
         # script is a few hundred bytes.
         async with client.pipeline(transaction=False) as pipe:
             for key in _s(idx).split("\n"):
-                pipe.eval(source("index"), 1, key, session_id, score, self._ttl_ms)
+                pipe.eval(source("index"), 1, key, session_id, score, self._ttl_ms, int(joining))
             await pipe.execute()
 
     # -- sessions ---------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class RedisBackend:
                 ]
                 if not (retried and ours):  # else our earlier attempt created it
                     raise ConflictError(f"session {info.id!r} exists already")
-            await self._index(idx, info.id, updated)
+            await self._index(idx, info.id, updated, joining=True)
 
         await self._retry.run("create_session", op)
 
@@ -258,6 +261,9 @@ class RedisBackend:
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
         encoded = check_batch(messages)
+        for i, m in enumerate(messages):
+            if m.seq is not None:  # stored JSON always ends in "seq":null (see rows.message)
+                encoded[i] = encode_message(m.model_copy(update={"seq": None}))
         args: list[str | int] = ["" if expected_seq is None else expected_seq]
         for m, data in zip(messages, encoded, strict=True):
             args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
@@ -276,11 +282,9 @@ class RedisBackend:
 
         reply = await self._retry.run("append_messages", op)
         known: dict[int, Message] = {}
+        where = self.keys.session(session_id)[2]
         for j in range(5, len(reply), 3):
-            where = f"{self.keys.session(session_id)[2]} {reply[j + 1]}"
-            known[int(reply[j]) - 1] = decode_message(reply[j + 2], where).model_copy(
-                update={"seq": int(reply[j + 1])}
-            )
+            known[int(reply[j]) - 1] = rows.message(reply[j + 2], int(reply[j + 1]), where)
         seq = int(reply[3])
         out: list[Message] = []
         for i, m in enumerate(messages):
@@ -297,16 +301,8 @@ class RedisBackend:
             lambda _: self._session("tail", session_id, "" if last is None else last),
         )
         first = int(reply[1])
-        try:
-            return [
-                Message.model_validate_json(data).model_copy(update={"seq": first + i})
-                for i, data in enumerate(reply[2:])
-            ]
-        except ValueError:  # find which one, for the error (pydantic errors are ValueErrors)
-            key = self.keys.session(session_id)[2]
-            for i, data in enumerate(reply[2:]):
-                decode_message(data, f"{key} (message {first + i} of the history)")
-            raise
+        where = self.keys.session(session_id)[2]
+        return [rows.message(data, first + i, where) for i, data in enumerate(reply[2:])]
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -15,13 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aixgo.errors import CorruptedData
+from aixgo.message import Message
+from aixgo.session.codec import decode_message
 from aixgo.session.models import Checkpoint, SessionInfo
 
-__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "to_us"]
+__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "message", "to_us"]
 
 #: The summary fields a listing or get_session reads, in this order.
 SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_SEQ = b'"seq":null}'
 
 
 def to_us(ts: datetime) -> int:
@@ -73,3 +76,24 @@ def checkpoint(checkpoint_id: str, session_id: str, value: bytes | str) -> tuple
         raise CorruptedData(
             f"checkpoint {checkpoint_id!r} of session {session_id!r} is not valid: {exc}"
         ) from None
+
+
+def message(data: bytes, seq: int, where: str) -> Message:
+    """The stored message ``data`` as message ``seq`` of the history.
+
+    Messages are stored with ``"seq":null`` as their last field (pydantic writes fields in
+    declaration order, ``seq`` last), so the seq is spliced into the JSON before one
+    validation: about twice as fast as validating and then copying with the seq set.
+
+    >>> from aixgo.session.codec import encode_message
+    >>> message(encode_message(Message.user("hi")), 7, "here").seq
+    7
+    """
+    if data.endswith(_NO_SEQ):
+        try:
+            return Message.model_validate_json(data[:-5] + b"%d}" % seq)
+        except ValueError:  # pydantic's ValidationError: report it like decode_message does
+            pass
+    return decode_message(data, f"{where} (message {seq} of the history)").model_copy(
+        update={"seq": seq}
+    )

@@ -1,7 +1,8 @@
 """The Lua scripts that make every write one atomic server-side step.
 
 Each lives in ``lua/<name>.lua``; the per-session ones are prefixed with ``lua/common.lua``
-(key names, the lineage walk, TTL renewal, the standalone index update). They are loaded with
+(key names, the lineage walk, TTL renewal, the standalone index update), and those and
+``index.lua`` (Redis Cluster's second step) with ``lua/index_add.lua``. They are loaded with
 ``EVALSHA`` and re-sent once after a ``NOSCRIPT`` reply (a restarted or new server), which
 redis-py's :class:`~redis.commands.core.AsyncScript` does for us.
 
@@ -24,14 +25,19 @@ SESSION_SCRIPTS = ("create", "append", "tail", "checkpoint", "checkpoints", "res
 NAMES = (*SESSION_SCRIPTS, "list")
 
 
+def _read(name: str) -> str:
+    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
 @cache
 def source(name: str) -> str:
-    """The full Lua source of script ``name``."""
-    text = (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    """The full Lua source of script ``name``, with the shared functions it uses."""
+    parts = [_read(name)]
     if name in SESSION_SCRIPTS:
-        common = (files(__package__) / "lua" / "common.lua").read_text(encoding="utf-8")
-        text = common + "\n" + text
-    return text
+        parts.insert(0, _read("common"))
+    if name in (*SESSION_SCRIPTS, "index"):
+        parts.insert(0, _read("index_add"))
+    return "\n".join(parts)
 
 
 class Scripts:

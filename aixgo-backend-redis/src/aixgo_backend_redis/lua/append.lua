@@ -2,8 +2,8 @@
 -- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where the
 -- triples are the messages that were already in the current history (idempotent repeats),
 -- or {'conflict', count}, or {'notfound'}.
-if redis.call('EXISTS', S) == 0 then return {'notfound'} end
 local h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx')
+if not h[1] then return {'notfound'} end
 local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
 local n = (#ARGV - 4) / 2
 local ids = {}
@@ -34,11 +34,11 @@ end
 local first = count + 1
 if fresh > 0 then
   local mpairs, ipairs_ = {}, {}
-  local prefix = int(head) .. ':'
+  local prefix = h[1] .. ':'
   for k = 1, n do
     if not known[k] then
       count = count + 1
-      local ref = prefix .. int(count)
+      local ref = prefix .. tostring(count) -- exact below 1e14 messages
       mpairs[#mpairs + 1] = ref
       mpairs[#mpairs + 1] = ARGV[4 + 2 * k]
       ipairs_[#ipairs_ + 1] = ids[k]
@@ -50,7 +50,7 @@ if fresh > 0 then
   local now = now_us()
   updated = math.max(now, updated)
   redis.call('HSET', S, 'count', count, 'updated', int(updated))
-  if INLINE then touch_indexes(idx, updated) end
+  if INLINE then touch_indexes(idx, updated, false) end
 end
 renew()
 local reply = {'ok', count, int(updated), first, idx}

@@ -6,19 +6,6 @@ local S, B, M, I, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local SID, TTL, INLINE = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000 -- unpack() has a stack limit; large batches go in chunks
 
--- An index lives as long as its longest-lived session: a writer with a TTL sets it on a new
--- index and only ever lengthens it; a writer without one makes the index permanent. So
--- backends with different ttl= options on one prefix never expire each other's listings.
--- Entries of expired sessions are skipped and removed by listing (list.lua).
-local function index_ttl(key, existed, ttl)
-  if ttl > 0 then
-    local left = redis.call('PTTL', key)
-    if not existed or (left >= 0 and left < ttl) then redis.call('PEXPIRE', key, ttl) end
-  elseif existed then
-    redis.call('PERSIST', key)
-  end
-end
-
 local function int(x) return string.format('%.0f', x) end
 
 local function now_us()
@@ -67,8 +54,10 @@ local function fields(b, lo, hi)
   end
   local out = {}
   for r = #runs, 1, -1 do
-    local prefix = int(runs[r][1]) .. ':'
-    for s = runs[r][2], runs[r][3] do out[#out + 1] = prefix .. int(s) end
+    local prefix = tostring(runs[r][1]) .. ':'
+    -- tostring, not int(): seqs stay far below 1e14, where it prints them exactly, and
+    -- string.format is slow in a tight loop.
+    for s = runs[r][2], runs[r][3] do out[#out + 1] = prefix .. tostring(s) end
   end
   return out
 end
@@ -104,12 +93,9 @@ end
 -- Standalone only: move this session to `score` in each of its indexes. The index keys are
 -- read from the summary (Redis Cluster cannot do this: they live in other slots, and
 -- index.lua does the same there as a second step).
-local function touch_indexes(idx, score)
-  for _, key in ipairs(split_lines(idx)) do
-    local existed = redis.call('EXISTS', key) == 1
-    redis.call('ZADD', key, int(score), SID)
-    index_ttl(key, existed, TTL)
-  end
+local function touch_indexes(idx, score, joining)
+  local s = int(score)
+  for _, key in ipairs(split_lines(idx)) do index_add(key, SID, s, TTL, false, joining) end
 end
 
 local function checkpoint_value(head, seq, now, label_json)

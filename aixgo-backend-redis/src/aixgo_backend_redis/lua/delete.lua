@@ -1,6 +1,6 @@
 -- Removes every key of the session and (standalone) its index entries. Returns {'ok', idx}.
-if redis.call('EXISTS', S) == 0 then return {'notfound'} end
 local idx = redis.call('HGET', S, 'idx')
+if not idx then return {'notfound'} end
 if INLINE then
   for _, key in ipairs(split_lines(idx)) do redis.call('ZREM', key, SID) end
 end

@@ -19,6 +19,6 @@ local parent = owner(tb, ts) or -1
 redis.call('HSET', B, int(nb), int(parent) .. ',' .. int(ts))
 updated = math.max(now, updated)
 redis.call('HSET', S, 'head', nb, 'nb', nb + 1, 'count', ts, 'updated', int(updated))
-if INLINE then touch_indexes(idx, updated) end
+if INLINE then touch_indexes(idx, updated, false) end
 renew()
 return {'ok', undo, int(updated), idx}
