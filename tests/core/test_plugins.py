@@ -144,7 +144,11 @@ def aixgo_register_backends(register):
         open_backend("missing://")
 
 
-def test_unknown_scheme_lists_installed_and_names_the_package() -> None:
+def test_unknown_scheme_lists_installed_and_names_the_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIXGO_DISABLE_PLUGINS", "redis")  # as if it were not installed
+    plugins.reset()
     with pytest.raises(PluginError) as err:
         open_backend("redis://localhost:6379")
     assert "pip install aixgo-backend-redis" in str(err.value)
@@ -222,8 +226,9 @@ def test_cli_version_and_plugins() -> None:
     assert out.exit_code == 0
     assert "memory" in out.output
     assert "aixgo-core" in out.output
-    data = json.loads(runner.invoke(cli, ["plugins", "--json"]).output)
-    assert {"name": "memory", "distribution": "aixgo-core"}.items() <= data[0].items()
+    data = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins", "--json"]).output)}
+    assert data["memory"]["distribution"] == "aixgo-core"
+    assert data["memory"]["backends"] == ["memory"]
 
 
 def test_cli_reports_plugin_errors_on_one_line(fake_dist: FakeDist) -> None:
