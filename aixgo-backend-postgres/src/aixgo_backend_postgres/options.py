@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from aixgo.errors import ConfigError
@@ -126,21 +126,24 @@ def parse_url(url: str) -> PostgresOptions:
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
         raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {exc}") from None
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigError(f"{shown!r} is not a postgresql:// or postgres:// URL")
     ours: dict[str, Any] = {}
-    theirs: list[tuple[str, str]] = []
+    theirs: list[str] = []
     known = libpq_keywords()
-    for key, raw in pairs:
+    # libpq's values are passed on exactly as written: libpq percent-decodes them itself and
+    # takes "+" literally, which a decode/re-encode round trip through urllib would not keep.
+    for item in filter(None, parts.query.split("&")):
+        raw_key, eq, raw_value = item.partition("=")
+        key = unquote(raw_key)
         if key in OUR_OPTIONS:
             if key in ours:
                 raise ConfigError(f"URL option {key} is given twice in {shown!r}")
-            ours[key] = OUR_OPTIONS[key](key, raw)
-        elif key in known:
-            theirs.append((key, raw))
+            ours[key] = OUR_OPTIONS[key](key, unquote(raw_value))
+        elif key in known and eq:
+            theirs.append(item)
         else:
             raise ConfigError(
                 f"unknown URL option {key!r} in {shown!r}. Ours: {', '.join(OUR_OPTIONS)}; "
@@ -150,7 +153,9 @@ def parse_url(url: str) -> PostgresOptions:
         raise ConfigError(f"pool_min_size is above pool_max_size in {shown!r}")
     # libpq parses the URL itself (host lists, percent-escapes, unix sockets); we only took
     # our options out of the query.
-    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), ""))
+    # Built by hand: urlunsplit would turn "postgresql:///db" (no host) into "postgresql:/db".
+    query = "&".join(theirs)
+    bare = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     try:
         params = conninfo_to_dict(bare)
     except psycopg.Error as exc:

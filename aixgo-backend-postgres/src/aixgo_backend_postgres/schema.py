@@ -15,7 +15,8 @@ Why these tables (see the README for the SQL view people query):
   it owns is then live), which the unique index enforces.
 * ``aixgo_branches``: the small lineage table, one row per restore plus branch 0.
 * ``aixgo_checkpoints``: ``(branch, seq)`` per checkpoint; ``n`` orders them.
-* ``aixgo_current_messages``: a view of every session's current history, for SQL users.
+* ``aixgo_history(session, last)`` and the view ``aixgo_current_messages``: current
+  histories, for SQL users.
 
 No foreign keys: each write that touches several tables runs in one function that locks the
 session row first, so integrity holds without an extra trigger lookup per inserted message.
@@ -83,27 +84,40 @@ CREATE TABLE {s}.aixgo_checkpoints (
 );
 CREATE INDEX aixgo_checkpoints_order ON {s}.aixgo_checkpoints (session_id, n);
 
--- The spans (branch, lo, hi) that hold messages lo..hi of each session's current history,
--- newest first: the walk from the head branch to the root.
-CREATE VIEW {s}.aixgo_current_spans AS
-WITH RECURSIVE walk (session_id, branch, parent, lo, hi) AS (
-    SELECT s.id, b.branch, b.parent, b.fork_seq + 1, s.message_count
-      FROM {s}.aixgo_sessions s
-      JOIN {s}.aixgo_branches b ON b.session_id = s.id AND b.branch = s.head
+-- The current history of one session (its last p_last messages, or all), oldest first:
+-- walk the branch table from the head only as far back as needed, then read each span by
+-- the (session_id, branch, seq) primary key. The backend runs the same SQL as one statement.
+CREATE FUNCTION {s}.aixgo_history(p_session text, p_last bigint DEFAULT NULL)
+RETURNS TABLE (seq bigint, id text, message jsonb)
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE
+s AS (
+    SELECT head, message_count AS len,
+           greatest(1, message_count - coalesce(p_last, message_count) + 1) AS lo
+      FROM {s}.aixgo_sessions WHERE id = p_session
+),
+walk (branch, parent, lo, hi) AS (
+    SELECT b.branch, b.parent, greatest(b.fork_seq + 1, s.lo), s.len
+      FROM s JOIN {s}.aixgo_branches b ON b.session_id = p_session AND b.branch = s.head
     UNION ALL
-    SELECT w.session_id, b.branch, b.parent, b.fork_seq + 1, w.lo - 1
-      FROM walk w
-      JOIN {s}.aixgo_branches b ON b.session_id = w.session_id AND b.branch = w.parent
-     WHERE w.lo > 1
+    SELECT b.branch, b.parent, greatest(b.fork_seq + 1, s.lo), w.lo - 1
+      FROM walk w CROSS JOIN s
+      JOIN {s}.aixgo_branches b ON b.session_id = p_session AND b.branch = w.parent
+     WHERE w.lo > s.lo
 )
-SELECT session_id, branch, lo, hi FROM walk WHERE lo <= hi;
+SELECT m.seq, m.id, m.message
+  FROM walk w CROSS JOIN LATERAL (
+       SELECT m.seq, m.id, m.message FROM {s}.aixgo_messages m
+        WHERE m.session_id = p_session AND m.branch = w.branch
+          AND m.seq BETWEEN w.lo AND w.hi
+       OFFSET 0) m
+ ORDER BY m.seq
+$$;
 
--- Every session's current history: what get_messages() returns, for SQL users.
+-- Every session's current history, for SQL users: filter it by session_id.
 CREATE VIEW {s}.aixgo_current_messages AS
-SELECT m.session_id, m.seq, m.id, m.message
-  FROM {s}.aixgo_current_spans c
-  JOIN {s}.aixgo_messages m
-    ON m.session_id = c.session_id AND m.branch = c.branch AND m.seq BETWEEN c.lo AND c.hi;
+SELECT s.id AS session_id, h.seq, h.id, h.message
+  FROM {s}.aixgo_sessions s CROSS JOIN LATERAL {s}.aixgo_history(s.id) h;
 
 -- Append a batch in one call: lock the session, return the messages of the batch already in
 -- the current history (idempotent retries), check expected_seq, store the rest.
@@ -144,7 +158,10 @@ BEGIN
             )
             SELECT u.o::integer AS o, u.id, m.seq, m.message::text AS message
               FROM unnest(p_ids) WITH ORDINALITY AS u (id, o)
-              JOIN {s}.aixgo_messages m ON m.session_id = p_session AND m.id = u.id
+             CROSS JOIN LATERAL (
+                   SELECT m.branch, m.seq, m.message FROM {s}.aixgo_messages m
+                    WHERE m.session_id = p_session AND m.id = u.id AND m.seq <= v_len
+                   OFFSET 0) m
               JOIN walk w ON w.branch = m.branch AND m.seq BETWEEN w.lo AND w.hi
         LOOP
             pos := r.o; stored_seq := r.seq; stored := r.message;

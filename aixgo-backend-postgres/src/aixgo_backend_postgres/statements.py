@@ -45,7 +45,9 @@ _TEMPLATES = {
     "append": "SELECT pos, stored_seq, stored FROM {s}.aixgo_append(%s, %s, %s::jsonb[], %s)",
     # The tail: walk the lineage from the head branch only as far back as the last n
     # messages reach, then read each span by the (session_id, branch, seq) primary key.
-    # The first row (seq 0) says the session exists even when it has no messages.
+    # OFFSET 0 keeps that a range scan per span: without it a generic plan may fetch every
+    # message of the session and hash-join them. The first row (seq 0) says the session
+    # exists even when it has no messages. Same SQL as the aixgo_history() function.
     "tail": """
 WITH RECURSIVE
 s AS (
@@ -64,9 +66,11 @@ walk (branch, parent, lo, hi) AS (
 )
 SELECT 0::bigint AS seq, NULL::text AS message FROM s
 UNION ALL
-SELECT m.seq, m.message::text FROM walk w
-  JOIN {s}.aixgo_messages m
-    ON m.session_id = %(id)s AND m.branch = w.branch AND m.seq BETWEEN w.lo AND w.hi
+SELECT m.seq, m.message::text
+  FROM walk w CROSS JOIN LATERAL (
+       SELECT m.seq, m.message FROM {s}.aixgo_messages m
+        WHERE m.session_id = %(id)s AND m.branch = w.branch AND m.seq BETWEEN w.lo AND w.hi
+       OFFSET 0) m
 ORDER BY 1""",
     # FOR SHARE waits for an append, restore or delete in flight, so the checkpoint names a
     # committed head (or finds the session gone).

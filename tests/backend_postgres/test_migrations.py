@@ -1,0 +1,104 @@
+"""Migrations: automatic on open, safe when many start at once, never touching a newer schema."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from aixgo.session import SessionManager
+from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError
+from aixgo_backend_postgres.migrate import main as migrate_main
+
+from .helpers import admin
+
+
+async def _catalog(url: str, schema: str) -> list[tuple[str, str]]:
+    """Every object in ``schema`` and the version rows: what "not altered" compares."""
+    async with await admin(url) as conn:
+        cur = await conn.execute(
+            "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "UNION ALL SELECT p.proname, md5(p.prosrc) FROM pg_proc p JOIN pg_namespace n "
+            "ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1, 2",
+            (schema, schema),
+        )
+        rows = [(str(a), str(b)) for a, b in await cur.fetchall()]
+        cur = await conn.execute(
+            f'SELECT version::text, description FROM "{schema}".aixgo_schema_version'
+        )
+        return rows + [(str(a), str(b)) for a, b in await cur.fetchall()]
+
+
+@pytest.mark.asyncio
+async def test_first_open_creates_the_schema(pg_url: str, schema: str) -> None:
+    async with SessionManager(pg_url):
+        pass
+    catalog = await _catalog(pg_url, schema)
+    names = {name for name, _ in catalog}
+    assert {"aixgo_sessions", "aixgo_messages", "aixgo_branches", "aixgo_checkpoints"} <= names
+    assert {"aixgo_current_messages", "aixgo_history", "aixgo_append", "aixgo_restore"} <= names
+    assert (str(SCHEMA_VERSION), "sessions, branches, messages, checkpoints") in catalog
+
+
+@pytest.mark.asyncio
+async def test_many_backends_opening_a_fresh_schema_at_once(pg_url: str, schema: str) -> None:
+    backends = [PostgresBackend(pg_url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(b.open() for b in backends))
+    finally:
+        await asyncio.gather(*(b.close() for b in backends))
+    versions = [v for v, _ in await _catalog(pg_url, schema) if v.isdigit()]
+    assert versions == [str(SCHEMA_VERSION)]
+
+
+def test_many_processes_migrating_at_once(pg_url: str) -> None:
+    cmd = [sys.executable, "-m", "aixgo_backend_postgres.migrate", pg_url]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    applied = [out for out, _ in outs if "applied" in out]
+    assert len(applied) == 1, outs
+    assert sum("up to date" in out for out, _ in outs) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_newer_schema_is_refused_and_not_altered(pg_url: str, schema: str) -> None:
+    async with SessionManager(pg_url):
+        pass
+    async with await admin(pg_url) as conn:
+        await conn.execute(
+            f'INSERT INTO "{schema}".aixgo_schema_version (version, description) '
+            "VALUES (%s, 'from the future')",
+            (SCHEMA_VERSION + 1,),
+        )
+    before = await _catalog(pg_url, schema)
+    for url in (pg_url, f"{pg_url}&migrate=false"):
+        backend = PostgresBackend(url)
+        with pytest.raises(SchemaVersionError) as info:
+            await backend.open()
+        await backend.close()
+        assert info.value.found == SCHEMA_VERSION + 1
+        assert "newer" in str(info.value) and "not changed" in str(info.value)
+    assert await asyncio.to_thread(migrate_main, [pg_url]) == 1
+    assert await _catalog(pg_url, schema) == before
+
+
+@pytest.mark.asyncio
+async def test_migrate_false_only_checks(pg_url: str, schema: str) -> None:
+    backend = PostgresBackend(f"{pg_url}&migrate=false")
+    with pytest.raises(SchemaVersionError) as info:
+        await backend.open()
+    await backend.close()
+    assert "no aixgo tables" in str(info.value) and "aixgo_backend_postgres.migrate" in str(
+        info.value
+    )
+    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 1
+    assert await asyncio.to_thread(migrate_main, [pg_url]) == 0
+    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 0
+    async with SessionManager(f"{pg_url}&migrate=false") as mgr:
+        await mgr.create("assistant")

@@ -1,0 +1,47 @@
+"""What SQL users see: the current-history view and function agree with get_messages()."""
+
+from __future__ import annotations
+
+import pytest
+from aixgo import Message
+from aixgo.session import SessionManager
+
+from .helpers import admin
+
+
+@pytest.mark.asyncio
+async def test_the_view_shows_current_histories_across_restores(pg_url: str, schema: str) -> None:
+    async with SessionManager(pg_url) as mgr:
+        s = await mgr.create("assistant", user_id="u")
+        other = await mgr.create("assistant", user_id="v")
+        await other.append_message(Message.user("elsewhere"))
+        await s.append_messages([Message.user(f"m{i}") for i in range(1, 6)])
+        cp2 = None
+        for step in range(4):  # restore, grow differently, restore again...
+            cp = await s.checkpoint()
+            cp2 = cp2 or cp
+            await s.append_messages([Message.user(f"r{step}-{i}") for i in range(3)])
+            await s.restore(cp2.id)
+            await s.append_message(Message.assistant(f"after-{step}"))
+        expected = [(m.seq, m.id, m.text) for m in await s.get_messages()]
+        async with await admin(pg_url) as conn:
+            cur = await conn.execute(
+                f"SELECT seq, id, message->>'content' FROM \"{schema}\".aixgo_current_messages "
+                "WHERE session_id = %s ORDER BY seq",
+                (s.id,),
+            )
+            assert await cur.fetchall() == expected
+            cur = await conn.execute(
+                f"SELECT seq, message->>'content' FROM \"{schema}\".aixgo_history(%s, 3)",
+                (s.id,),
+            )
+            assert await cur.fetchall() == [(seq, text) for seq, _, text in expected[-3:]]
+            cur = await conn.execute(
+                f'SELECT count(*) FROM "{schema}".aixgo_current_messages', prepare=False
+            )
+            assert await cur.fetchone() == (len(expected) + 1,)
+            # The stored JSON carries its seq, so rows read as they are.
+            cur = await conn.execute(
+                f"SELECT (message->>'seq')::bigint = seq FROM \"{schema}\".aixgo_messages"
+            )
+            assert all(ok for (ok,) in await cur.fetchall())
