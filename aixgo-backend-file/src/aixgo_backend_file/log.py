@@ -159,6 +159,7 @@ class SessionLog:
     def open(cls, layout: Layout, session_id: str, *, fsync: bool, touch: Touch) -> SessionLog:
         """Open an existing session, validating and repairing its tail; SessionNotFound if
         it does not exist (or was deleted)."""
+        layout.ensure_shard(session_id, create=False)
         path = layout.session_file(session_id, "log")
         try:
             fd = open_file(path, os.O_RDWR | os.O_APPEND, "session log")

@@ -119,15 +119,19 @@ class Layout:
     def session_file(self, session_id: str, ext: str) -> Path:
         return self.shard(session_id) / f"{session_id}.{ext}"
 
-    def ensure_shard(self, session_id: str) -> bool:
-        """Make sure the shard directory exists (checked once per process); True if new."""
+    def ensure_shard(self, session_id: str, *, create: bool = True) -> bool:
+        """Make sure the shard directory exists and is a private directory, not a planted
+        link (checked once per process); True if it was created now."""
         name = session_id[:2]
+        path = self.shard(session_id)
         if name in self._shards:
             return False
-        path = self.shard(session_id)
-        created = make_private_dir(path)
+        created = make_private_dir(path) if create else False
         if not created:
-            check_private_dir(path, follow=False, what="store directory")
+            try:
+                check_private_dir(path, follow=False, what="store directory")
+            except BackendUnavailable:
+                raise SessionNotFound(session_id) from None
         self._shards.add(name)
         return created
 

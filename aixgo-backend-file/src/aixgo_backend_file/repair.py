@@ -1,0 +1,151 @@
+"""Repair: re-derive everything derivable in a store from the session logs.
+
+    python -m aixgo_backend_file.repair file:///path/to/store [--check]
+
+For every session log it rebuilds the ``.idx`` and ``.meta`` sidecars (cutting a torn tail),
+finishes interrupted deletes and removes logs whose creation never completed; then it rewrites
+each listing index compacted — one line per session, in time order — replacing the old file
+atomically. Damage in the middle of a log is reported with file and line and that session is
+left untouched (move the file aside to drop it). ``--check`` rebuilds nothing and removes
+nothing (opening a session still cuts a torn tail, as any open does). Exit status: 0 when
+all is well, 1 when a log is damaged, 2 when the store cannot be opened.
+
+Run it while no other process writes to the store: index lines appended by another process
+during the rebuild would be lost from the listing (the sessions themselves are not touched).
+Normal operation never needs it — each session repairs its own tail on next open — but it is
+the way to compact the listing indexes and to rebuild them after restoring files by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aixgo.errors import AixgoError, CorruptedData, SessionNotFound
+from aixgo.identifiers import is_id
+
+from aixgo_backend_file.backend import parse_url
+from aixgo_backend_file.index import keys_for
+from aixgo_backend_file.log import SessionLog
+from aixgo_backend_file.paths import open_file
+from aixgo_backend_file.store import Store
+
+__all__ = ["Report", "main", "repair"]
+
+
+@dataclass
+class Report:
+    """What :func:`repair` found and did."""
+
+    sessions: int = 0
+    removed: list[str] = field(default_factory=list)  # deleted or never-created sessions
+    damaged: list[str] = field(default_factory=list)  # CorruptedData messages
+    indexes: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"{self.sessions} sessions, {self.indexes} listing indexes rebuilt"]
+        lines += [f"removed {sid}" for sid in self.removed]
+        lines += [f"DAMAGED {msg}" for msg in self.damaged]
+        return "\n".join(lines)
+
+
+def repair(url: str, *, check: bool = False) -> Report:
+    """Rebuild the sidecars and listing indexes of the store at ``url`` (see module docs)."""
+    root, options = parse_url(url)
+    store = Store(root, fsync=options.get("durability") == "fsync")
+    store.open()
+    report = Report()
+    rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    try:
+        for shard in sorted(store.layout.sessions.iterdir()):
+            for path in sorted(shard.glob("*.log")):
+                sid = path.stem
+                if not is_id(sid):
+                    continue
+                try:
+                    log = _rescan(store, sid, check=check)
+                except SessionNotFound:
+                    report.removed.append(sid)
+                    if not check:
+                        _remove(store, sid)
+                    continue
+                except CorruptedData as exc:
+                    report.damaged.append(str(exc))
+                    continue
+                report.sessions += 1
+                for key in keys_for(log.agent, log.user_id):
+                    rows[key].append((log.updated, sid))
+                log.close()
+        if not check:
+            report.indexes = _write_indexes(store, rows)
+    finally:
+        store.close()
+    return report
+
+
+def _rescan(store: Store, sid: str, *, check: bool) -> SessionLog:
+    """Open ``sid`` with its sidecars discarded, so everything is re-derived from the log."""
+    layout = store.layout
+    if not check:
+        fd = open_file(layout.session_file(sid, "log"), os.O_RDWR | os.O_APPEND, "session log")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            for ext in ("idx", "meta"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(layout.session_file(sid, ext))
+        finally:
+            os.close(fd)
+    # Listing indexes are rewritten afterwards, so nothing is noted while rescanning.
+    return SessionLog.open(layout, sid, fsync=store.fsync, touch=lambda log, ts: None)
+
+
+def _remove(store: Store, sid: str) -> None:
+    for ext in ("idx", "meta", "log"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(store.layout.session_file(sid, ext))
+
+
+def _write_indexes(store: Store, rows: dict[str, list[tuple[int, str]]]) -> int:
+    indexes = store.layout.indexes
+    for key, entries in rows.items():
+        entries.sort()
+        tmp = indexes / f"{key}.ix.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "listing index")
+        try:
+            os.write(fd, b"".join(b"%016x %b\n" % (ts, sid.encode()) for ts, sid in entries))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, store.layout.index_file(key))
+    for old in indexes.glob("*.ix"):  # keys with no session left
+        if old.stem not in rows:
+            old.unlink()
+    return len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m aixgo_backend_file.repair",
+        description="Rebuild the sidecars and listing indexes of a file:// session store.",
+    )
+    parser.add_argument("url", help="the store URL, e.g. file:///var/lib/app/sessions")
+    parser.add_argument("--check", action="store_true", help="only report, change nothing")
+    args = parser.parse_args(argv)
+    try:
+        report = repair(args.url, check=args.check)
+    except AixgoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 1 if report.damaged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

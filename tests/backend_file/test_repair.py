@@ -1,0 +1,89 @@
+"""The repair entry point: rebuild sidecars and compacted listing indexes from the logs."""
+
+# ruff: noqa: ASYNC221, ASYNC240 - tests poke at store files directly, on purpose
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aixgo import Message
+from aixgo.session import SessionManager
+from aixgo_backend_file.index import ENTRY
+from aixgo_backend_file.repair import repair
+
+
+async def build(url: str) -> list[str]:
+    async with SessionManager(url) as mgr:
+        ids = []
+        for i in range(5):
+            s = await mgr.create("agent", user_id=f"user-{i % 2}", metadata={"i": i})
+            await s.append_messages([Message.user(f"{i}-{k}") for k in range(3)])
+            cp = await s.checkpoint()
+            await s.append_message(Message.user("x"))
+            await s.restore(cp.id)
+            ids.append(s.id)
+        doomed = await mgr.create("agent", user_id="user-0")
+        await mgr.delete(doomed.id)
+        return ids
+
+
+KEYS: list[dict[str, str]] = [
+    {},
+    {"agent": "agent"},
+    {"user_id": "user-0"},
+    {"agent": "agent", "user_id": "user-1"},
+]
+
+
+async def listing(url: str, **kw: str) -> list[tuple[str, int]]:
+    async with SessionManager(url) as mgr:
+        return [(i.id, i.message_count) for i in (await mgr.list(**kw)).items]
+
+
+@pytest.mark.asyncio
+async def test_repair_rebuilds_indexes_and_sidecars(store_url: str, store_dir: Path) -> None:
+    await build(store_url)
+    before = [await listing(store_url, **k) for k in KEYS]
+    sizes = {p: p.stat().st_size for p in store_dir.glob("i/*.ix")}
+    sidecars = {p: p.read_bytes() for p in store_dir.glob("s/*/*") if p.suffix != ".log"}
+    for p in store_dir.glob("i/*.ix"):
+        p.unlink()
+    for p in sidecars:
+        p.unlink()
+    report = repair(store_url)
+    assert report.sessions == 5 and not report.damaged and report.indexes == 6
+    assert [await listing(store_url, **k) for k in KEYS] == before
+    for p, size in sizes.items():  # compacted: one line per session
+        assert p.stat().st_size <= size
+    assert (store_dir / "i" / "g.ix").stat().st_size == 5 * ENTRY
+    assert {p: p.read_bytes() for p in sidecars} == sidecars
+
+
+@pytest.mark.asyncio
+async def test_repair_cli_reports_damage_with_file_and_line(
+    store_url: str, store_dir: Path
+) -> None:
+    await build(store_url)
+    log = sorted(store_dir.glob("s/*/*.log"))[0]
+    data = bytearray(log.read_bytes())
+    data[data.index(b'"content":"') + 11] ^= 0x01
+    log.write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "aixgo_backend_file.repair", store_url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"DAMAGED {log}, line 2" in proc.stdout
+    assert "4 sessions" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "aixgo_backend_file.repair", "file://relative"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "absolute" in bad.stderr

@@ -1,0 +1,112 @@
+"""Scale: the biggest message, a million-message session, ten thousand sessions of one user."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from aixgo import Message
+from aixgo.session import SessionManager
+from aixgo.session.codec import MAX_MESSAGE_BYTES, encode_message
+
+TEXT = "Could you find me a flight from Oslo to Lisbon next Friday, morning departure?"
+
+
+@pytest.mark.asyncio
+async def test_a_16_mib_message_round_trips(store_url: str) -> None:
+    overhead = len(encode_message(Message.user("", id="big")))
+    big = Message.user("x" * (MAX_MESSAGE_BYTES - overhead), id="big")
+    assert len(encode_message(big)) == MAX_MESSAGE_BYTES
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.create("a")
+        await s.append_messages([Message.user("before"), big, Message.user("after")])
+    async with SessionManager(store_url) as mgr:  # cold open: parsed from disk
+        s2 = await mgr.get(s.id)
+        got = await s2.get_messages()
+        assert [len(m.text) for m in got] == [6, len(big.text), 5]
+        assert got[1] == big.model_copy(update={"seq": 2})
+        assert (await s2.append_message(big)).seq == 2  # idempotent, found by reading it back
+
+
+async def fill(mgr: SessionManager, n: int, batch: int = 10_000) -> str:
+    s = await mgr.create("big", user_id="u")
+    i = 0
+    while i < n:
+        k = min(batch, n - i)
+        msgs = [Message.user(f"{TEXT} {i + j}") for j in range(k)]
+        await s.append_messages(msgs)
+        i += k
+    return s.id
+
+
+async def timed_tail(url: str, sid: str) -> tuple[float, int, list[Message]]:
+    """Open the store cold, then time get_messages(last=100); also its peak Python memory."""
+    async with SessionManager(url) as mgr:
+        tracemalloc.start()
+        s = await mgr.get(sid)
+        msgs = await s.get_messages(last=100)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        best = float("inf")
+        for _ in range(20):
+            t0 = time.perf_counter()
+            await s.get_messages(last=100)
+            best = min(best, time.perf_counter() - t0)
+        return best, peak, msgs
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_million_messages_open_and_serve_the_tail_without_reading_the_file(
+    tmp_path: Path,
+) -> None:
+    url = f"file://{tmp_path}/store"
+    async with SessionManager(url) as mgr:
+        small = await fill(mgr, 1_000)
+        large = await fill(mgr, 1_000_000)
+        s = await mgr.get(large)
+        cp = await s.checkpoint()  # a restore in the history, so the tail spans two branches
+        await s.append_message(Message.user("dropped"))
+        await s.restore(cp.id)
+        await s.append_messages([Message.user(f"tail {i}") for i in range(10)])
+    log = next(p for p in (tmp_path / "store").glob("s/*/*.log") if p.stem == large)
+    assert log.stat().st_size > 150_000_000
+    t_small, _, _ = await timed_tail(url, small)
+    t_large, peak, msgs = await timed_tail(url, large)
+    assert [m.seq for m in msgs] == list(range(1_000_011 - 100, 1_000_011))
+    assert msgs[-1].text == "tail 9" and msgs[-11].text.endswith(" 999999")
+    assert peak < 4_000_000, f"peak {peak:,} bytes: the tail read must not load the log"
+    assert t_large < 3 * t_small + 0.002, (t_small, t_large)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_ten_thousand_sessions_of_one_user_page_by_cursor(store_url: str) -> None:
+    async with SessionManager(store_url) as mgr:
+        ids = [(await mgr.create("lister", user_id="u-10k")).id for _ in range(10_000)]
+        await mgr.create("lister", user_id="someone-else")
+        t0 = time.perf_counter()
+        first = await mgr.list(agent="lister", user_id="u-10k", limit=50)
+        assert time.perf_counter() - t0 < 0.05
+        assert [i.id for i in first.items] == ids[::-1][:50]
+    async with SessionManager(store_url) as mgr:  # cold: every row checked against its log
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = await mgr.list(user_id="u-10k", limit=500, cursor=cursor)
+            seen += [i.id for i in page.items]
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert pages == 20 and seen == ids[::-1]
+        best = float("inf")
+        for _ in range(20):
+            t0 = time.perf_counter()
+            page = await mgr.list(agent="lister", user_id="u-10k", limit=50)
+            best = min(best, time.perf_counter() - t0)
+        assert len(page.items) == 50 and page.next_cursor is not None
+        assert best < 0.005, f"first page took {best * 1000:.2f} ms"
