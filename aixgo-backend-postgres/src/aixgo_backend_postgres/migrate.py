@@ -46,6 +46,7 @@ async def run(url: str, *, check: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: migrate (or ``--check``) the URL given; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m aixgo_backend_postgres.migrate",
         description="Create or upgrade the aixgo tables in a PostgreSQL database.",

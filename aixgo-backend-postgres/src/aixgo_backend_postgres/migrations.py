@@ -74,6 +74,9 @@ async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -
     table = _version_table(schema)
     applied: list[int] = []
     async with conn.transaction():
+        # Waiting for another process's migration, or migrating a big table, is not a slow
+        # statement: the URL's statement_timeout_ms must not cut it short.
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, schema))
         cur = await conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),))
         row = await cur.fetchone()
