@@ -24,16 +24,10 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import errno
 import fcntl
-import hashlib
-import json
 import os
-import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
 from aixgo.errors import (
     BackendError,
@@ -44,81 +38,30 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.codec import decode_message
-from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
 from aixgo_backend_file.paths import Layout, open_file
-from aixgo_backend_file.timefmt import from_micros
+from aixgo_backend_file.recovery import Recovery
+from aixgo_backend_file.state import (
+    CHUNK,
+    ID_WINDOW,
+    IDX,
+    NULL_SEQ,
+    Touch,
+    fsync_dir,
+    id_hash,
+    pread_all,
+    write_all,
+)
+from aixgo_backend_file.timefmt import to_micros
 
-__all__ = ["IDX", "ID_WINDOW", "SessionLog", "id_hash"]
-
-#: One ``.idx`` entry: offset, line length, branch, message-id hash, time (µs), and the size
-#: ``.meta`` had then (so a lost or short ``.meta`` is noticed rather than believed).
-IDX = struct.Struct("<QIIQqQ")
-#: Idempotent appends look ids up among the last this-many messages written to the log (the
-#: whole history for any session shorter than that). Memory: ~100 bytes per id, per session
-#: a process appends to.
-ID_WINDOW = 65_536
-_CHUNK = 4 << 20
-_NULL_SEQ = b',"seq":null}'
-
-#: Called after records are written and before sidecars: ``(log, updated_at_micros)``.
-Touch = Callable[["SessionLog", int], None]
-
-
-def id_hash(message_id: str) -> int:
-    """A stable 64-bit hash of a message id (Python's ``hash`` differs per process)."""
-    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest(), "little")
+__all__ = ["SessionLog"]
 
 
-@dataclass(slots=True)
-class _Cp:
-    branch: int
-    seq: int
-    ts: int
-    label: str | None
-
-
-class _Rebuild(Exception):
-    """A sidecar disagrees with the log: rebuild both from the log."""
-
-
-class SessionLog:
+class SessionLog(Recovery):
     """The in-process view of one session's files. Use it with the store's thread lock held;
     every public method takes the file lock itself."""
-
-    def __init__(self, layout: Layout, session_id: str, fd: int, *, fsync: bool) -> None:
-        self.id = session_id
-        self.path = layout.session_file(session_id, "log")
-        self.idx_path = layout.session_file(session_id, "idx")
-        self.meta_path = layout.session_file(session_id, "meta")
-        self.fd = fd
-        self.fsync = fsync
-        self.idx_fd: int | None = None
-        self.meta_fd: int | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.size = 0  # log bytes validated and applied
-        self.lines = 0
-        self.agent = ""
-        self.user_id: str | None = None
-        self.created = 0
-        self.metadata: dict[str, Any] = {}
-        self.updated = 0
-        self.lin = Lineage()
-        self.first_ord = [0]  # per branch: ordinal (log order) of its first own message
-        self.count = 0  # messages in the log, all branches
-        self.meta_size = 0
-        self.meta_offsets: list[int] = []  # log offsets of meta records, for line numbers
-        self.meta_count = 0  # messages the log had when its latest meta record was written
-        self.checkpoints: dict[str, _Cp] = {}
-        self.deleted = False
-        self.window: dict[int, list[int]] | None = None
-        self._info: SessionInfo | None = None
-
-    # ---------------------------------------------------------------- opening and closing
 
     @classmethod
     def create(cls, layout: Layout, info: SessionInfo, *, fsync: bool, touch: Touch) -> SessionLog:
@@ -137,19 +80,19 @@ class SessionLog:
                 "id": info.id,
                 "agent": info.agent,
                 "user_id": info.user_id,
-                "created_at": _micros(info),
+                "created_at": to_micros(info.created_at),
                 "metadata": info.metadata,
             }
             data = record.line(record.other_payload(header))
-            _write_all(fd, data)
+            write_all(fd, data)
             log._apply_other(header, 0)
             log.size = len(data)
             touch(log, log.updated)
             if fsync:
                 os.fdatasync(fd)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 if new_shard:
-                    _fsync_dir(path.parent.parent)
+                    fsync_dir(path.parent.parent)
         except BaseException:
             log.close()
             raise
@@ -184,8 +127,6 @@ class SessionLog:
         self.fd = -1
         self.idx_fd = self.meta_fd = None
 
-    # ---------------------------------------------------------------- locking
-
     def lock(self, touch: Touch, *, exclusive: bool) -> None:
         """Take the file lock and bring this view up to date; release with :meth:`unlock`.
 
@@ -209,322 +150,6 @@ class SessionLog:
     def unlock(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
-    # ---------------------------------------------------------------- loading
-
-    def _load(self, touch: Touch) -> None:
-        """Cold open under the exclusive lock: header from the log, branch table and
-        checkpoints from ``.meta``, message count from ``.idx``; then validate the tail."""
-        if os.fstat(self.fd).st_nlink == 0:
-            raise SessionNotFound(self.id)
-        try:
-            self._load_sidecars()
-        except _Rebuild:
-            self._rebuild()
-        self._catch_up(touch)
-        if self.deleted:
-            self._remove_files()
-            raise SessionNotFound(self.id)
-
-    def _load_sidecars(self) -> None:
-        header = self._read_record(0)
-        if header is None:
-            # A crash between creating the file and writing its header: never acknowledged.
-            raise SessionNotFound(self.id, "its creation did not complete")
-        rec = json.loads(header[0])
-        if rec.get("t") != "session":
-            raise _Rebuild  # let the full scan report it with file and line
-        self._apply_other(rec, 0)
-        self.size = header[1]
-        self.lines = 1
-        covered = self.size
-        self.meta_fd = self._open_sidecar(self.meta_path, create=False)
-        if self.meta_fd is not None:
-            covered = max(covered, self._load_meta(self.meta_fd))
-        self.idx_fd = self._open_sidecar(self.idx_path, create=False)
-        if self.idx_fd is not None:
-            covered = max(covered, self._load_idx(self.idx_fd))
-        if covered > os.fstat(self.fd).st_size or self.meta_count > self.count:
-            raise _Rebuild  # the sidecars disagree with each other or with the log
-        self.size = covered
-        self.lines = 1 + self.count + len(self.meta_offsets)
-        self._fix_lengths()
-
-    def _load_meta(self, fd: int) -> int:
-        buf = _pread_all(fd, os.fstat(fd).st_size, 0)
-        pos = end = 0
-        while pos < len(buf):
-            parsed = record.parse_at(buf, pos + 17) if len(buf) - pos > 17 else None
-            if parsed is None or parsed.payload is None:
-                if parsed is not None and parsed.complete:
-                    raise _Rebuild
-                os.ftruncate(fd, pos)  # a torn sidecar line: the log still has the record
-                break
-            try:
-                offset = int(buf[pos : pos + 16], 16)
-                self._apply_other(json.loads(parsed.payload), offset)
-            except (ValueError, KeyError, CorruptedData):
-                raise _Rebuild from None
-            end = offset + parsed.end - pos - 17
-            pos = parsed.end
-        self.meta_size = pos
-        return end
-
-    def _load_idx(self, fd: int) -> int:
-        size = os.fstat(fd).st_size
-        if size % IDX.size:
-            size -= size % IDX.size
-            os.ftruncate(fd, size)
-        self.count = size // IDX.size
-        if not self.count:
-            return 0
-        entry: tuple[int, ...] = IDX.unpack(os.pread(fd, IDX.size, size - IDX.size))
-        offset, length, branch, _, ts, meta_size = entry
-        if meta_size > self.meta_size:
-            raise _Rebuild
-        got = self._read_record(offset)
-        head = record.parse_message(got[0]) if got is not None else None
-        if head is None or got is None or got[1] != offset + length or head.branch != branch:
-            raise _Rebuild
-        if head.seq != head.last:
-            raise _Rebuild  # ends inside a batch: only a rebuild tells whether it completed
-        self.updated = max(self.updated, ts)
-        return offset + length
-
-    def _fix_lengths(self) -> None:
-        branches = self.lin.branches
-        for b, br in enumerate(branches):
-            nxt = self.first_ord[b + 1] if b + 1 < len(branches) else self.count
-            br.length = br.fork_seq + nxt - self.first_ord[b]
-
-    def _rebuild(self) -> None:
-        """Forget the sidecars and re-derive everything from the log (O(log size))."""
-        for fd in (self.idx_fd, self.meta_fd):
-            if fd is not None:
-                os.ftruncate(fd, 0)
-        self._reset()
-
-    def _open_sidecar(self, path: Path, *, create: bool) -> int | None:
-        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
-        try:
-            return open_file(path, flags, "session sidecar")
-        except FileNotFoundError:
-            return None
-
-    def _read_record(self, offset: int) -> tuple[bytes, int] | None:
-        """The valid record at ``offset`` of the log and its end, or None."""
-        head = os.pread(self.fd, 4096, offset)
-        size = record.record_size(head[: record.PREFIX])
-        if size is None:
-            return None
-        if size > len(head):
-            head += _pread_all(self.fd, size - len(head), offset + len(head))
-        buf = head
-        parsed = record.parse_at(buf, 0)
-        return (parsed.payload, offset + parsed.end) if parsed.payload is not None else None
-
-    # ---------------------------------------------------------------- catching up
-
-    def _catch_up(self, touch: Touch) -> None:
-        """Apply log bytes past :attr:`size` (exclusive lock held): what other processes
-        wrote, or the tail a crashed writer left. Cuts a torn tail; reports damage in the
-        middle with file and line; writes sidecar entries the writer did not."""
-        end = os.fstat(self.fd).st_size
-        if end < self.size:
-            raise CorruptedData(f"{self.path} shrank below data already read; run repair")
-        disk_idx = self._sidecar_size(self.idx_path, self.idx_fd) // IDX.size
-        disk_meta = self._sidecar_size(self.meta_path, self.meta_fd)
-        meta0 = self.meta_size
-        idx_out: list[bytes] = []
-        meta_out: list[bytes] = []
-        batch: list[tuple[int, int, record.MessageHead]] = []
-        torn = False
-        pos = base = self.size
-        buf = b""
-        while pos < end:
-            rel = pos - base
-            parsed = record.parse_at(buf, rel)
-            if parsed.payload is None and not parsed.complete and base + len(buf) < end:
-                want = max(_CHUNK, parsed.end - rel)
-                buf, base = _pread_all(self.fd, min(want, end - pos), pos), pos
-                continue
-            if parsed.payload is None:
-                self._check_torn(pos, end)
-                torn = True
-                break
-            line_end = base + parsed.end
-            head = record.parse_message(parsed.payload)
-            if head is not None:
-                self._check_message(head, batch, pos)
-                batch.append((pos, line_end - pos, head))
-                if head.seq == head.last:
-                    for off, length, h in batch:
-                        self._apply_message(h.idhash, h.ts)
-                        if self.count > disk_idx:
-                            idx_out.append(
-                                IDX.pack(off, length, h.branch, h.idhash, h.ts, self.meta_size)
-                            )
-                    self.lines += len(batch)
-                    self.size = line_end
-                    batch = []
-            else:
-                if batch:
-                    self._corrupt(pos, "a record interrupts a batch of messages")
-                try:
-                    rec = json.loads(parsed.payload)
-                    rec.get("t")
-                except (ValueError, AttributeError):
-                    self._corrupt(pos, "the record is not JSON")
-                if self.lines == 0 and rec.get("t") != "session":
-                    self._corrupt(pos, "the first record is not a session header")
-                if self.lines and rec.get("t") == "session":
-                    self._corrupt(pos, "a second session header")
-                try:
-                    self._apply_other(rec, pos)
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    self._corrupt(pos, "the record lacks fields its type needs")
-                if self.lines:
-                    meta_line = b"%016x " % pos + buf[rel : parsed.end]
-                    self.meta_size += len(meta_line)
-                    if self.meta_size > disk_meta:
-                        meta_out.append(meta_line)
-                self.lines += 1
-                self.size = line_end
-            pos = line_end
-        # A half-written batch (the log ends inside it) was never acknowledged: drop it whole.
-        torn = torn or bool(batch)
-        if torn:
-            self._truncate(self.size)
-        self._write_sidecars(idx_out, meta_out, disk_idx, disk_meta, meta0)
-        if torn or idx_out or meta_out:
-            touch(self, self.updated)  # the crashed writer may not have reached the indexes
-
-    def _check_torn(self, pos: int, end: int) -> None:
-        """A record at ``pos`` does not check out. If a valid record follows it, this is
-        damage in the middle: CorruptedData naming file and line, never a silent skip of
-        everything after. Otherwise it is a torn tail, which the caller cuts off."""
-        if end - pos > 64 << 20:
-            self._corrupt(pos, "an invalid record with more than 64 MiB after it")
-        tail = _pread_all(self.fd, end - pos, pos)
-        nl = tail.find(b"\n")
-        while 0 <= nl < len(tail) - 1:
-            if record.parse_at(tail, nl + 1).payload is not None:
-                self._corrupt(pos, "the record's length or checksum does not match")
-            nl = tail.find(b"\n", nl + 1)
-
-    def _truncate(self, cut: int) -> None:
-        os.ftruncate(self.fd, cut)
-        if self.fsync:
-            os.fdatasync(self.fd)
-
-    def _check_message(
-        self, head: record.MessageHead, batch: list[tuple[int, int, record.MessageHead]], pos: int
-    ) -> None:
-        want = self.lin.length + len(batch) + 1
-        first = batch[0][2].first if batch else want
-        if (
-            self.lines == 0
-            or head.branch != self.lin.head
-            or head.seq != want
-            or head.first != first
-            or head.last < head.seq
-        ):
-            self._corrupt(pos, f"message record out of sequence (expected seq {want})")
-
-    def _corrupt(self, pos: int, why: str) -> NoReturn:
-        raise CorruptedData(
-            f"{self.path}, line {self.lines + 1} (byte {pos}): {why}. Records before it are "
-            "intact; inspect the file, or move it aside and run "
-            "`python -m aixgo_backend_file.repair` to rebuild the indexes"
-        )
-
-    def _sidecar_size(self, path: Path, fd: int | None) -> int:
-        if fd is not None:
-            return os.fstat(fd).st_size
-        try:
-            return os.stat(path, follow_symlinks=False).st_size
-        except FileNotFoundError:
-            return 0
-
-    def _write_sidecars(
-        self, idx_out: list[bytes], meta_out: list[bytes], disk_idx: int, disk_meta: int, meta0: int
-    ) -> None:
-        if idx_out or disk_idx > self.count:
-            fd = self._idx()
-            if disk_idx > self.count:  # entries for records the log does not have
-                os.ftruncate(fd, self.count * IDX.size)
-            if idx_out:
-                _write_all(fd, b"".join(idx_out))
-        if meta_out or disk_meta > self.meta_size:
-            fd = self._meta()
-            keep = self.meta_size - sum(map(len, meta_out))
-            if disk_meta != keep:
-                os.ftruncate(fd, keep)
-            if meta_out:
-                _write_all(fd, b"".join(meta_out))
-
-    def _idx(self) -> int:
-        if self.idx_fd is None:
-            self.idx_fd = self._open_sidecar(self.idx_path, create=True)
-        assert self.idx_fd is not None
-        return self.idx_fd
-
-    def _meta(self) -> int:
-        if self.meta_fd is None:
-            self.meta_fd = self._open_sidecar(self.meta_path, create=True)
-        assert self.meta_fd is not None
-        return self.meta_fd
-
-    # ---------------------------------------------------------------- applying records
-
-    def _apply_message(self, idhash: int, ts: int) -> None:
-        if self.window is not None:
-            self.window.setdefault(idhash, []).append(self.count)
-        self.count += 1
-        self.lin.append(1)
-        self.updated = max(self.updated, ts)
-        self._info = None
-
-    def _apply_other(self, rec: dict[str, Any], offset: int) -> None:
-        kind = rec.get("t")
-        if kind == "session":
-            self.agent = rec["agent"]
-            self.user_id = rec["user_id"]
-            self.created = self.updated = rec["created_at"]
-            self.metadata = rec["metadata"]
-        elif kind == "cp":
-            self.checkpoints[rec["id"]] = _Cp(rec["b"], rec["s"], rec["ts"], rec["label"])
-        elif kind == "restore":
-            if rec["nb"] != len(self.lin.branches):
-                raise CorruptedData(f"{self.path}: restore record at byte {offset} is out of order")
-            self.checkpoints[rec["undo"]] = _Cp(rec["ub"], rec["us"], rec["ts"], "before-restore")
-            self.lin.branches.append(Branch(rec["p"], rec["fork"], rec["fork"]))
-            self.lin.head = len(self.lin.branches) - 1
-            self.first_ord.append(rec["o"])
-            self.updated = max(self.updated, rec["ts"])
-        elif kind == "deleted":
-            self.deleted = True
-        else:
-            raise CorruptedData(f"{self.path}: unknown record type {kind!r} at byte {offset}")
-        if kind != "session":
-            self.meta_offsets.append(offset)
-            self.meta_count = max(self.meta_count, rec.get("o", 0))
-        self._info = None
-
-    # ---------------------------------------------------------------- reading
-
-    def info(self) -> SessionInfo:
-        if self._info is None:
-            self._info = SessionInfo(
-                id=self.id,
-                agent=self.agent,
-                user_id=self.user_id,
-                created_at=from_micros(self.created),
-                updated_at=from_micros(self.updated),
-                message_count=self.lin.length,
-                metadata=self.metadata,
-            )
-        return self._info
-
     def _locate(self, ordinal: int) -> tuple[int, int]:
         branch = bisect.bisect_right(self.first_ord, ordinal) - 1
         return branch, self.lin.branches[branch].fork_seq + 1 + ordinal - self.first_ord[branch]
@@ -537,7 +162,7 @@ class SessionLog:
         out: list[Message] = []
         for branch, lo, hi in self.lin.tail_spans(last):
             first = self._ordinal(branch, lo)
-            raw = _pread_all(self._idx(), (hi - lo + 1) * IDX.size, first * IDX.size)
+            raw = pread_all(self._idx(), (hi - lo + 1) * IDX.size, first * IDX.size)
             entries = list(IDX.iter_unpack(raw))
             self._read_entries(entries, first, lo, out)
         return out
@@ -553,10 +178,10 @@ class SessionLog:
         while i < len(entries):
             start = entries[i][0]
             j = i
-            while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= _CHUNK:
+            while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
                 j += 1
             stop = entries[j][0] + entries[j][1]
-            buf = _pread_all(self.fd, stop - start, start)
+            buf = pread_all(self.fd, stop - start, start)
             for k in range(i, j + 1):
                 offset, length = entries[k][0], entries[k][1]
                 out.append(self._decode(buf, offset, start, length, first + k, seq + k))
@@ -575,7 +200,7 @@ class SessionLog:
                 "(the disk returned damaged data); run `python -m aixgo_backend_file.repair`"
             )
         data = head.data
-        if data.endswith(_NULL_SEQ):
+        if data.endswith(NULL_SEQ):
             return decode_message(data[:-5] + b"%d}" % seq, str(self.path))
         return decode_message(data, str(self.path)).model_copy(update={"seq": seq})
 
@@ -591,7 +216,7 @@ class SessionLog:
             window: dict[int, list[int]] = {}
             lo = max(0, self.count - ID_WINDOW)
             if self.count:
-                raw = _pread_all(self._idx(), (self.count - lo) * IDX.size, lo * IDX.size)
+                raw = pread_all(self._idx(), (self.count - lo) * IDX.size, lo * IDX.size)
                 for k, entry in enumerate(IDX.iter_unpack(raw)):
                     window.setdefault(entry[3], []).append(lo + k)
             self.window = window
@@ -612,26 +237,6 @@ class SessionLog:
                 if stored.id == message.id:
                     return stored
         return None
-
-    def checkpoint(self, checkpoint_id: str) -> Checkpoint:
-        cp = self.checkpoints.get(checkpoint_id)
-        if cp is None:
-            raise CheckpointNotFound(checkpoint_id, self.id)
-        return self._cp_model(checkpoint_id, cp)
-
-    def _cp_model(self, checkpoint_id: str, cp: _Cp) -> Checkpoint:
-        return Checkpoint(
-            id=checkpoint_id,
-            session_id=self.id,
-            seq=cp.seq,
-            created_at=from_micros(cp.ts),
-            label=cp.label,
-        )
-
-    def list_checkpoints(self) -> list[Checkpoint]:
-        return [self._cp_model(k, cp) for k, cp in self.checkpoints.items()]
-
-    # ---------------------------------------------------------------- writing
 
     def append(
         self,
@@ -685,7 +290,7 @@ class SessionLog:
         self.lines += len(fresh)
         self._info = None
         touch(self, ts)
-        _write_all(self._idx(), b"".join(entries) if len(entries) > 1 else entries[0])
+        write_all(self._idx(), b"".join(entries) if len(entries) > 1 else entries[0])
         out: list[Message] = []
         seq = first
         for m in messages:
@@ -741,13 +346,6 @@ class SessionLog:
         self._write_other({"t": "deleted", "ts": now, "o": self.count}, meta=False)
         self._remove_files()
 
-    def _remove_files(self) -> None:
-        for path in (self.idx_path, self.meta_path, self.path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        if self.fsync:
-            _fsync_dir(self.path.parent)
-
     def _write_other(self, rec: dict[str, Any], *, meta: bool = True) -> None:
         data = record.line(record.other_payload(rec))
         offset = self.size
@@ -757,12 +355,12 @@ class SessionLog:
         self.lines += 1
         if meta:
             meta_line = b"%016x " % offset + data
-            _write_all(self._meta(), meta_line)
+            write_all(self._meta(), meta_line)
             self.meta_size += len(meta_line)
 
     def _write_log(self, data: bytes) -> None:
         try:
-            _write_all(self.fd, data)
+            write_all(self.fd, data)
         except (OSError, BackendError):
             # ENOSPC and friends: take back a partial line so the log stays well-formed.
             with contextlib.suppress(OSError):
@@ -773,41 +371,3 @@ class SessionLog:
         """``durability=fsync``: make the log's new lines durable (the sidecars are
         rebuildable, so they are not synced)."""
         os.fdatasync(self.fd)
-
-
-def _micros(info: SessionInfo) -> int:
-    from aixgo_backend_file.timefmt import to_micros
-
-    return to_micros(info.created_at)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)
-    if written != len(data):
-        # Regular files only write short when the disk is full; never leave half a line.
-        raise BackendError(
-            f"short write ({written} of {len(data)} bytes): is the disk full?"
-        ) from OSError(errno.ENOSPC, "short write")
-
-
-def _pread_all(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = os.pread(fd, size - got, offset + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

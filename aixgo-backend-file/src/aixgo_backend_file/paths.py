@@ -104,6 +104,7 @@ class Layout:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.sessions = root / "s"
+        self._sessions_str = str(self.sessions)
         self.indexes = root / "i"
         self.format = root / "FORMAT"
         self._shards: set[str] = set()
@@ -115,6 +116,11 @@ class Layout:
             # reaching the file system through a direct backend call.
             raise SessionNotFound(str(session_id)[:64])
         return self.sessions / session_id[:2]
+
+    def log_path(self, session_id: str) -> str:
+        """The session log's path as a string: the listing hot path stats many of them, and
+        pathlib would cost more than the ``lstat`` itself. Only for ids checked by ``is_id``."""
+        return f"{self._sessions_str}/{session_id[:2]}/{session_id}.log"
 
     def session_file(self, session_id: str, ext: str) -> Path:
         return self.shard(session_id) / f"{session_id}.{ext}"

@@ -30,12 +30,15 @@ from aixgo_backend_file.paths import (
     make_private_dir,
     open_file,
 )
+from aixgo_backend_file.state import LogState
 from aixgo_backend_file.timefmt import now_micros
 
 __all__ = ["MAX_OPEN_SESSIONS", "Store"]
 
-#: Sessions kept open (two descriptors each at most) per store.
+#: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256
+#: Session summaries remembered for listing (no descriptors; checked by ``lstat``).
+MAX_SUMMARIES = 16_384
 
 
 class Store:
@@ -51,6 +54,7 @@ class Store:
         self._ready = False
         self._closed = False
         self._keys: dict[str, list[str]] = {}
+        self._summaries: OrderedDict[str, tuple[int, SessionInfo]] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -113,7 +117,7 @@ class Store:
 
     # ---------------------------------------------------------------- sessions
 
-    def _touch(self, log: SessionLog, updated: int) -> None:
+    def _touch(self, log: LogState, updated: int) -> None:
         keys = self._keys.get(log.id)
         if keys is None:
             keys = self._keys[log.id] = keys_for(log.agent, log.user_id)
@@ -167,21 +171,34 @@ class Store:
                 log.unlock()
 
     def peek(self, session_id: str) -> SessionInfo | None:
-        """For listing: the session's summary, or None if it is gone. A cached session is
-        checked with one ``lstat`` (its log only ever grows) instead of a lock."""
-        log = self._open.get(session_id)
-        if log is not None:
+        """For listing: the session's summary, or None if it is gone. A remembered summary
+        is checked with one ``lstat`` instead of a lock: the log only ever grows, so the same
+        size means the same content."""
+        known = self._summaries.get(session_id)
+        if known is not None:
             try:
-                st = os.lstat(log.path)
+                st = os.lstat(self.layout.log_path(session_id))
             except FileNotFoundError:
+                self._summaries.pop(session_id, None)
                 self._forget(session_id)
                 return None
-            if st.st_size == log.size and not log.deleted:
-                return log.info()
+            if st.st_size == known[0]:
+                self._summaries.move_to_end(session_id)
+                return known[1]
         try:
-            return self.info(session_id)
+            with self.lock:
+                log = self._locked(session_id, exclusive=False)
+                try:
+                    info, size = log.info(), log.size
+                finally:
+                    log.unlock()
         except SessionNotFound:
+            self._summaries.pop(session_id, None)
             return None
+        self._summaries[session_id] = (size, info)
+        if len(self._summaries) > MAX_SUMMARIES:
+            self._summaries.popitem(last=False)
+        return info
 
     def list_page(
         self, agent: str | None, user_id: str | None, limit: int, cursor: str | None
