@@ -130,11 +130,13 @@ async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix
         s = await mgr.create("bot")
         await s.append_messages([Message.user("a"), Message.user("b")])
         messages = Keys(prefix).session(s.id)[2]
-        await r.hset(messages, "0:1", b"{not json")
-        with pytest.raises(CorruptedData, match="message 1 of the history"):
+        await r.lset(messages, 0, b"{not json")
+        with pytest.raises(CorruptedData, match=r":m\[-2\] is not valid"):
             await s.get_messages()
-        await r.hdel(messages, "0:2")
-        with pytest.raises(CorruptedData, match="0:2 is missing"):
+        cp = await s.checkpoint()
+        await s.restore(cp.id)  # the tail now comes from tail.lua, which checks every run
+        await r.ltrim(messages, -1, -1)  # only the restore marker is left
+        with pytest.raises(CorruptedData, match="missing"):
             await s.get_messages(last=1)
 
 

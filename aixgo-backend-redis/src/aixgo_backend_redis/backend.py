@@ -296,13 +296,27 @@ class RedisBackend:
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
-        reply = await self._retry.run(
-            "get_messages",
-            lambda _: self._session("tail", session_id, "" if last is None else last),
-        )
+        return await self._retry.run("get_messages", lambda _: self._tail(session_id, last))
+
+    async def _tail(self, session_id: str, last: int | None) -> list[Message]:
+        """The last ``last`` messages (all if ``None``), in one round trip.
+
+        Messages are stored with their seq, and the list's end is the end of the current
+        history up to the last restore marker (see ``lua/common.lua``). So a tail that has
+        no marker is exactly one ``LRANGE``, and the JSON goes from Redis to pydantic without
+        passing through Lua. Otherwise (a restore less than ``last`` messages ago, an empty
+        or missing session) ``tail.lua`` walks the branches.
+        """
+        client, _ = self._connection()
+        key = self.keys.session(session_id)[2]
+        if last != 0:
+            data = await client.lrange(key, 0 if last is None else -last, -1)
+            if data and not any(d[:1] == b"#" for d in data):
+                n = len(data)
+                return [rows.message(d, None, f"{key}[{i - n}]") for i, d in enumerate(data)]
+        reply = await self._session("tail", session_id, "" if last is None else last)
         first = int(reply[1])
-        where = self.keys.session(session_id)[2]
-        return [rows.message(data, first + i, where) for i, data in enumerate(reply[2:])]
+        return [rows.message(d, first + i, key) for i, d in enumerate(reply[2:])]
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -3,10 +3,11 @@
 Every key of one session carries the hash tag ``{s:<session id>}``, so in Redis Cluster they
 all live in one slot and one script can change them atomically::
 
-    <prefix>{s:<id>}:s   hash  summary: agent, user, created, updated, count, meta,
-                               head (current branch), nb (branches), idx (its index keys)
-    <prefix>{s:<id>}:b   hash  branch table: branch -> "parent,fork_seq" (parent -1: root)
-    <prefix>{s:<id>}:m   hash  messages: "branch:seq" -> message JSON
+    <prefix>{s:<id>}:s   hash  summary: agent, user, created, updated, count, meta, head
+                               (current branch), hfork (its fork_seq), nb (branches), idx
+    <prefix>{s:<id>}:b   hash  branch table: branch -> "parent,fork_seq,start" (parent -1: root)
+    <prefix>{s:<id>}:m   list  message JSON in the order stored; branch b's own message seq
+                               is at index start + seq - fork_seq - 1
     <prefix>{s:<id>}:i   hash  message id -> "branch:seq ..." where it was stored (idempotence)
     <prefix>{s:<id>}:c   hash  checkpoint id -> "ordinal,branch,seq,created_us,label_json"
 

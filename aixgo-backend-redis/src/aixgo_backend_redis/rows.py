@@ -24,7 +24,6 @@ __all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "message", "to_us"
 #: The summary fields a listing or get_session reads, in this order.
 SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NO_SEQ = b'"seq":null}'
 
 
 def to_us(ts: datetime) -> int:
@@ -78,22 +77,23 @@ def checkpoint(checkpoint_id: str, session_id: str, value: bytes | str) -> tuple
         ) from None
 
 
-def message(data: bytes, seq: int, where: str) -> Message:
-    """The stored message ``data`` as message ``seq`` of the history.
-
-    Messages are stored with ``"seq":null`` as their last field (pydantic writes fields in
-    declaration order, ``seq`` last), so the seq is spliced into the JSON before one
-    validation: about twice as fast as validating and then copying with the seq set.
+def message(data: bytes | str, seq: int | None, where: str) -> Message:
+    """The stored message ``data``, which is message ``seq`` of the history (``None``: the
+    seq written into the JSON when it was stored).
 
     >>> from aixgo.session.codec import encode_message
-    >>> message(encode_message(Message.user("hi")), 7, "here").seq
+    >>> stored = encode_message(Message.user("hi"))[:-5] + b"7}"  # as append.lua stores it
+    >>> message(stored, None, "here").seq
     7
     """
-    if data.endswith(_NO_SEQ):
-        try:
-            return Message.model_validate_json(data[:-5] + b"%d}" % seq)
-        except ValueError:  # pydantic's ValidationError: report it like decode_message does
-            pass
-    return decode_message(data, f"{where} (message {seq} of the history)").model_copy(
-        update={"seq": seq}
-    )
+    try:
+        msg = Message.model_validate_json(data)
+    except ValueError:  # pydantic's ValidationError: report it with where it is
+        shown = where if seq is None else f"{where} (message {seq} of the history)"
+        decode_message(data, shown)
+        raise
+    if seq is not None and msg.seq != seq:
+        return msg.model_copy(update={"seq": seq})
+    if msg.seq is None:
+        raise CorruptedData(f"stored message {msg.id!r} at {where} has no seq")
+    return msg

@@ -23,7 +23,7 @@ for k = 1, n do
         fresh = fresh - 1
         out[#out + 1] = k
         out[#out + 1] = s
-        out[#out + 1] = redis.call('HGET', M, ref)
+        out[#out + 1] = redis.call('LINDEX', M, position(b, s))
       end
     end
   end
@@ -33,19 +33,20 @@ if fresh > 0 and ARGV[4] ~= '' and tonumber(ARGV[4]) ~= count then
 end
 local first = count + 1
 if fresh > 0 then
-  local mpairs, ipairs_ = {}, {}
+  local jsons, ipairs_ = {}, {}
   local prefix = h[1] .. ':'
   for k = 1, n do
     if not known[k] then
       count = count + 1
+      jsons[#jsons + 1] = with_seq(ARGV[4 + 2 * k], count)
       local ref = prefix .. tostring(count) -- exact below 1e14 messages
-      mpairs[#mpairs + 1] = ref
-      mpairs[#mpairs + 1] = ARGV[4 + 2 * k]
       ipairs_[#ipairs_ + 1] = ids[k]
       ipairs_[#ipairs_ + 1] = refs[k] and (refs[k] .. ' ' .. ref) or ref
     end
   end
-  hset(M, mpairs)
+  for i = 1, #jsons, CHUNK do
+    redis.call('RPUSH', M, unpack(jsons, i, math.min(i + CHUNK - 1, #jsons)))
+  end
   hset(I, ipairs_)
   local now = now_us()
   updated = math.max(now, updated)

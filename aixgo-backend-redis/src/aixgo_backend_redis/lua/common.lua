@@ -1,5 +1,6 @@
 -- Shared by every per-session script (prepended by scripts.py).
--- KEYS[1..5]: summary, branches, messages, ids, checkpoints of one session (one hash tag).
+-- KEYS[1..5]: summary, branches, messages (a list), ids, checkpoints of one session (one
+-- hash tag).
 -- ARGV[1]: session id; ARGV[2]: ttl in ms ("0": none); ARGV[3]: "1" to update the listing
 -- indexes here too (standalone Redis), "0" to leave that to the caller (Redis Cluster).
 local S, B, M, I, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -13,19 +14,24 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- The branch table, read lazily and cached: b -> {parent or nil, fork_seq}.
+-- The branch table, read lazily and cached: b -> {parent or nil, fork_seq, start}, where
+-- `start` is the index in the message list of the branch's first own message. Only the head
+-- branch ever grows, and a restore pushes a marker "#<branch>,<fork_seq>" (never valid
+-- message JSON) and starts its branch after it, so each branch's own messages are one
+-- contiguous run of the list, the head's run is at its end, and a run of the list's end
+-- without a marker is the end of the current history.
 local branches = {}
 local function branch(b)
   local br = branches[b]
   if br == nil then
-    local raw = redis.call('HGET', B, int(b))
+    local raw = redis.call('HGET', B, tostring(b))
     if not raw then
-      return error({err = 'AIXGO_CORRUPT branch ' .. int(b) .. ' is missing from ' .. B})
+      return error({err = 'AIXGO_CORRUPT branch ' .. tostring(b) .. ' is missing from ' .. B})
     end
-    local p, f = string.match(raw, '^(-?%d+),(%d+)$')
+    local p, f, st = string.match(raw, '^(-?%d+),(%d+),(%d+)$')
     p = tonumber(p)
     if p < 0 then p = nil end
-    br = {p, tonumber(f)}
+    br = {p, tonumber(f), tonumber(st)}
     branches[b] = br
   end
   return br
@@ -42,22 +48,39 @@ local function owner(b, seq)
   return nil
 end
 
--- "branch:seq" fields of messages lo..hi of branch b's history, oldest first (Lineage.spans).
-local function fields(b, lo, hi)
+-- The message JSON with its seq written in: the client sends every message ending in
+-- "seq":null} (pydantic writes seq last), so a tail read needs no bookkeeping besides LRANGE.
+local function with_seq(json, seq)
+  if string.sub(json, -11) == '"seq":null}' then
+    return string.sub(json, 1, -6) .. tostring(seq) .. '}'
+  end
+  return json
+end
+
+-- The list index of message `seq` owned by branch `b`.
+local function position(b, seq)
+  local br = branch(b)
+  return br[3] + seq - br[2] - 1
+end
+
+-- Messages lo..hi of branch b's history, oldest first (Lineage.spans): one LRANGE per run of
+-- consecutive messages, so the cost follows the messages read, not the history's length.
+local function read_messages(b, lo, hi, out)
   local runs = {}
   while hi >= lo and b ~= nil do
     local br = branch(b)
     local start = math.max(br[2] + 1, lo)
-    if start <= hi then runs[#runs + 1] = {b, start, hi} end
+    if start <= hi then runs[#runs + 1] = {position(b, start), position(b, hi)} end
     hi = start - 1
     b = br[1]
   end
-  local out = {}
   for r = #runs, 1, -1 do
-    local prefix = tostring(runs[r][1]) .. ':'
-    -- tostring, not int(): seqs stay far below 1e14, where it prints them exactly, and
-    -- string.format is slow in a tight loop.
-    for s = runs[r][2], runs[r][3] do out[#out + 1] = prefix .. tostring(s) end
+    local got = redis.call('LRANGE', M, runs[r][1], runs[r][2])
+    if #got ~= runs[r][2] - runs[r][1] + 1 then
+      return error({err = 'AIXGO_CORRUPT messages ' .. runs[r][1] .. '..' .. runs[r][2] ..
+        ' are missing from ' .. M})
+    end
+    for j = 1, #got do out[#out + 1] = got[j] end
   end
   return out
 end

@@ -16,9 +16,11 @@ redis.call('HSET', C, ARGV[5], undo)
 local tb, ts = string.match(target, '^%d+,(%d+),(%d+),')
 tb, ts = tonumber(tb), tonumber(ts)
 local parent = owner(tb, ts) or -1
-redis.call('HSET', B, int(nb), int(parent) .. ',' .. int(ts))
+-- The new branch's own messages start after its marker, at the list's end.
+local start = redis.call('RPUSH', M, '#' .. tostring(nb) .. ',' .. tostring(ts))
+redis.call('HSET', B, tostring(nb), tostring(parent) .. ',' .. tostring(ts) .. ',' .. start)
 updated = math.max(now, updated)
-redis.call('HSET', S, 'head', nb, 'nb', nb + 1, 'count', ts, 'updated', int(updated))
+redis.call('HSET', S, 'head', nb, 'hfork', ts, 'nb', nb + 1, 'count', ts, 'updated', int(updated))
 if INLINE then touch_indexes(idx, updated, false) end
 renew()
 return {'ok', undo, int(updated), idx}

@@ -4,13 +4,4 @@ if not h[1] then return {'notfound'} end
 local head, count = tonumber(h[1]), tonumber(h[2])
 local lo = 1
 if ARGV[4] ~= '' then lo = math.max(1, count - tonumber(ARGV[4]) + 1) end
-local names = fields(head, lo, count)
-local reply = {'ok', lo}
-local got = hmget(M, names)
-for j = 1, #got do
-  if not got[j] then
-    return error({err = 'AIXGO_CORRUPT message ' .. names[j] .. ' is missing from ' .. M})
-  end
-  reply[#reply + 1] = got[j]
-end
-return reply
+return read_messages(head, lo, count, {'ok', lo})
