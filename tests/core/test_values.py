@@ -32,14 +32,14 @@ from pydantic import ValidationError
 def test_ids_are_random_26_char_base32() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
-    assert all(is_id(i) and i == i.lower() and len(i) == 26 for i in ids)
+    assert all(is_id(i) and i == i.lower() and len(i) == 32 for i in ids)
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "../etc/passwd", "A" * 26, "a" * 25, "a" * 27, "a" * 25 + "1", None, 7]
+    "bad", ["", "../etc/passwd", "A" * 32, "a" * 31, "a" * 33, "a" * 31 + "g", None, 7]
 )
 def test_malformed_ids_are_refused(bad: object) -> None:
-    with pytest.raises(InvalidIdentifier, match="ids are 26 characters"):
+    with pytest.raises(InvalidIdentifier, match="ids are 32 characters"):
         validate_id(bad)
 
 
@@ -156,8 +156,8 @@ def test_cursor_round_trip_and_refusals() -> None:
 def test_cursor_keeps_microsecond_order() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     a, b = (
-        decode_cursor(encode_cursor(t, "a" * 26)),
-        decode_cursor(encode_cursor(t + timedelta(microseconds=1), "a" * 26)),
+        decode_cursor(encode_cursor(t, "a" * 32)),
+        decode_cursor(encode_cursor(t + timedelta(microseconds=1), "a" * 32)),
     )
     assert a < b
 

@@ -24,6 +24,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 
+from aixgo.identifiers import ID_LENGTH, ID_PATTERN
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Page, SessionInfo
 
@@ -32,12 +33,12 @@ from aixgo_backend_file.timefmt import to_micros
 
 __all__ = ["ENTRY", "SLACK_US", "Index", "keys_for"]
 
-#: Bytes per index line.
-ENTRY = 44
+#: Bytes per index line: 16 hex digits of time, a space, the session id, a newline.
+ENTRY = 16 + 1 + ID_LENGTH + 1
 #: How far out of time order two index lines may be written (a writer stalled this long
 #: between timestamping and writing may be listed slightly out of order).
 SLACK_US = 100_000
-_LINE = re.compile(rb"([0-9a-f]{16}) ([a-z2-7]{26})\n")
+_LINE = re.compile(rb"([0-9a-f]{16}) (" + ID_PATTERN.encode() + rb")\n")
 _SCAN = 512  # lines read per pread when scanning backwards
 _MAX_FDS = 64
 

@@ -9,7 +9,7 @@ Layout under the store directory (all directories 0700, all files 0600)::
     i/<key>.ix                   listing indexes: (time, session id) lines, appended
 
 No user-supplied string becomes a path: session ids are checked against the id alphabet
-(``[a-z2-7]{26}``) before use, and agent names and user ids appear only as BLAKE2b hashes.
+(``[0-9a-f]{32}``) before use, and agent names and user ids appear only as BLAKE2b hashes.
 Every open passes ``O_NOFOLLOW``, so a symlink planted inside the store is refused rather than
 followed; the store directory itself must belong to this user and not be group/world-writable.
 """

@@ -24,6 +24,10 @@ __all__ = [
     "BackendUnavailable",
     "BackendClosed",
     "CorruptedData",
+    "NotStarted",
+    "AgentNotFound",
+    "AgentError",
+    "CallTimeout",
 ]
 
 
@@ -111,3 +115,34 @@ class BackendClosed(BackendError):
 
 class CorruptedData(BackendError):
     """Stored data failed its integrity check. The message says where (file and line, key, row)."""
+
+
+class NotStarted(UsageError):
+    """A runtime was used before ``start()`` (or ``async with``), or after ``stop()``."""
+
+
+class AgentNotFound(NotFoundError):
+    """No agent is registered under that name in this runtime."""
+
+    def __init__(self, name: str, registered: list[str]) -> None:
+        self.name = name
+        shown = ", ".join(registered) or "none"
+        super().__init__(
+            f"no agent is registered as {name!r}; registered agents: {shown} "
+            "(add one with Runtime.register(name, agent) or in the YAML 'agents:' list)"
+        )
+
+
+class AgentError(AixgoError):
+    """An agent failed during a call. ``session_id`` names the session the call concerned
+    (``None`` for a stateless call); its input is stored there and nothing more was written,
+    so the same call (same message id) can be retried."""
+
+    def __init__(self, message: str, *, agent: str, session_id: str | None) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        super().__init__(message)
+
+
+class CallTimeout(AgentError, TimeoutError):
+    """An agent did not answer within the runtime's ``timeout``."""

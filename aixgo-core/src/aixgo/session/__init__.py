@@ -5,6 +5,7 @@
 """
 
 from aixgo.session.backend import Backend, Capability
+from aixgo.session.context import current_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from aixgo.session.session import Session
@@ -21,4 +22,5 @@ __all__ = [
     "open_backend",
     "default_session_url",
     "redact_url",
+    "current_session",
 ]

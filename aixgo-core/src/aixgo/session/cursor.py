@@ -4,7 +4,7 @@ Every backend lists sessions by ``(updated_at, id)`` descending, so one cursor f
 them all (keyset pagination: a page costs the same wherever it starts).
 
 >>> from datetime import datetime, UTC
->>> key = (datetime(2026, 1, 2, tzinfo=UTC), "a" * 26)
+>>> key = (datetime(2026, 1, 2, tzinfo=UTC), "a" * 32)
 >>> decode_cursor(encode_cursor(*key)) == key
 True
 """

@@ -66,7 +66,7 @@ ODD_NAMES = (
 BAD_NAMES = ("", "x" * 257, "nul\x00byte", "new\nline", "tab\there", "bell\x07", "line\u2028sep")
 
 #: Session ids that are not ids: paths, wrong length, wrong alphabet.
-BAD_SESSION_IDS = ("../etc/passwd", "", "A" * 26, "a" * 25, "a" * 27, "0" * 26, "a/" * 13)
+BAD_SESSION_IDS = ("../etc/passwd", "", "A" * 32, "a" * 31, "a" * 33, "g" * 32, "a/" * 16)
 
 _ODD_TIME = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=timezone(timedelta(hours=5, minutes=30)))
 
