@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -41,20 +40,29 @@ async def fill(mgr: SessionManager, n: int, batch: int = 10_000) -> str:
     return s.id
 
 
-async def timed_tail(url: str, sid: str) -> tuple[float, int, list[Message]]:
-    """Open the store cold, then time get_messages(last=100); also its peak Python memory."""
+def bytes_read() -> int:
+    """Bytes this process has read through system calls so far (Linux ``/proc/self/io``).
+
+    A deterministic measure of work, unlike wall-clock time on a shared, noisy machine.
+    """
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("/proc/self/io has no rchar line")
+
+
+async def cold_tail(url: str, sid: str) -> tuple[int, int, list[Message]]:
+    """Open the store cold and read the last 100 messages: the bytes read from files for it,
+    and its peak Python memory."""
     async with SessionManager(url) as mgr:
         tracemalloc.start()
+        before = bytes_read()
         s = await mgr.get(sid)
         msgs = await s.get_messages(last=100)
+        read = bytes_read() - before
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        best = float("inf")
-        for _ in range(20):
-            t0 = time.perf_counter()
-            await s.get_messages(last=100)
-            best = min(best, time.perf_counter() - t0)
-        return best, peak, msgs
+        return read, peak, msgs
 
 
 @pytest.mark.slow
@@ -73,12 +81,14 @@ async def test_a_million_messages_open_and_serve_the_tail_without_reading_the_fi
         await s.append_messages([Message.user(f"tail {i}") for i in range(10)])
     log = next(p for p in (tmp_path / "store").glob("s/*/*.log") if p.stem == large)
     assert log.stat().st_size > 150_000_000
-    t_small, _, _ = await timed_tail(url, small)
-    t_large, peak, msgs = await timed_tail(url, large)
+    read_small, _, _ = await cold_tail(url, small)
+    read_large, peak, msgs = await cold_tail(url, large)
     assert [m.seq for m in msgs] == list(range(1_000_011 - 100, 1_000_011))
     assert msgs[-1].text == "tail 9" and msgs[-11].text.endswith(" 999999")
     assert peak < 4_000_000, f"peak {peak:,} bytes: the tail read must not load the log"
-    assert t_large < 3 * t_small + 0.002, (t_small, t_large)
+    # The work does not grow with the history: about as many bytes for 1,000,010 messages
+    # as for 1,000 (the log alone is over 150 MB).
+    assert read_large < 2 * read_small + 64_000, (read_small, read_large)
 
 
 @pytest.mark.slow
@@ -87,9 +97,7 @@ async def test_ten_thousand_sessions_of_one_user_page_by_cursor(store_url: str) 
     async with SessionManager(store_url) as mgr:
         ids = [(await mgr.create("lister", user_id="u-10k")).id for _ in range(10_000)]
         await mgr.create("lister", user_id="someone-else")
-        t0 = time.perf_counter()
         first = await mgr.list(agent="lister", user_id="u-10k", limit=50)
-        assert time.perf_counter() - t0 < 0.05
         assert [i.id for i in first.items] == ids[::-1][:50]
     async with SessionManager(store_url) as mgr:  # cold: every row checked against its log
         seen: list[str] = []
@@ -103,10 +111,9 @@ async def test_ten_thousand_sessions_of_one_user_page_by_cursor(store_url: str) 
             if cursor is None:
                 break
         assert pages == 20 and seen == ids[::-1]
-        best = float("inf")
-        for _ in range(20):
-            t0 = time.perf_counter()
-            page = await mgr.list(agent="lister", user_id="u-10k", limit=50)
-            best = min(best, time.perf_counter() - t0)
+        before = bytes_read()
+        page = await mgr.list(agent="lister", user_id="u-10k", limit=50)
+        read = bytes_read() - before
         assert len(page.items) == 50 and page.next_cursor is not None
-        assert best < 0.005, f"first page took {best * 1000:.2f} ms"
+        # A page reads the index from its end, not all 10,000 rows (each is 50 bytes).
+        assert read < 10_000 * 50 // 4, f"the first page read {read:,} bytes"
