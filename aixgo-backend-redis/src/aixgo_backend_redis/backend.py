@@ -1,8 +1,9 @@
 """``redis://`` and friends: sessions shared by many processes and machines.
 
-Every operation is one round trip to the session's server: one Lua script that reads and
-writes only that session's keys (see :mod:`aixgo_backend_redis.keys`) and, on a standalone
-server, its listing indexes too, so it is atomic as a whole.
+Every operation is one round trip to the session's server. Writes are one Lua script that
+reads and writes only that session's keys (see :mod:`aixgo_backend_redis.keys`) and, on a
+standalone server, its listing indexes too, so each is atomic as a whole. A tail read is one
+``LRANGE`` (see :meth:`RedisBackend._tail`); a listing page is one script.
 
 Redis Cluster: a script may only touch one slot, and the indexes live in other slots. There,
 the script changes the session atomically and returns the session's index keys and new

@@ -3,8 +3,7 @@
 Each lives in ``lua/<name>.lua``; the per-session ones are prefixed with ``lua/common.lua``
 (key names, the lineage walk, TTL renewal, the standalone index update), and those and
 ``index.lua`` (Redis Cluster's second step) with ``lua/index_add.lua``. They are loaded with
-``EVALSHA`` and re-sent once after a ``NOSCRIPT`` reply (a restarted or new server), which
-redis-py's :class:`~redis.commands.core.AsyncScript` does for us.
+``EVALSHA`` and re-sent once after a ``NOSCRIPT`` reply (a restarted or new server).
 
 >>> "local function owner" in source("append")
 True
@@ -17,6 +16,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 __all__ = ["NAMES", "Scripts", "source"]
 
@@ -54,8 +54,14 @@ class Scripts:
         for script in self._by_name.values():
             script.sha = await self._client.script_load(script.script)
 
-    async def run(self, name: str, keys: list[str], args: list[str | int]) -> list[Any]:
-        """Run script ``name``; its reply is always a list (RESP array)."""
-        reply = await self._by_name[name](keys=keys, args=args)
+    async def run(self, name: str, keys: list[str], args: list[Any]) -> list[Any]:
+        """Run script ``name``; its reply is always a list (RESP array). A server that lost
+        its script cache (restarted, failed over) gets the script again, once."""
+        script = self._by_name[name]
+        try:
+            reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            script.sha = await self._client.script_load(script.script)
+            reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
         assert isinstance(reply, list)
         return reply
