@@ -1,0 +1,451 @@
+"""Runtime: registers agents, starts and stops them, and runs calls inside durable sessions.
+
+Sessions are on by default: a call with a ``user`` resumes that user's latest session with the
+agent (or starts one); a call with a ``session`` id continues that session. A call with
+neither, or to an agent registered with ``session_mode="disabled"``, touches no session.
+
+What a call persists, exactly:
+
+* the input is stored *before* the agent runs, so a run that dies half-way can be resumed by
+  calling again with the same message (same id): the input is never stored twice;
+* the output is stored when the agent returns, tagged ``metadata["aixgo.reply_to"]`` with the
+  input's id; a repeated call whose input was already answered returns that stored reply
+  without running the agent again;
+* on an agent error or a timeout nothing more is written, and the :class:`AgentError` (or
+  :class:`CallTimeout`) names the session;
+* calls on one session are serialized within a process; every write states the history length
+  it expects (``expected_seq``), so a write from another process in between is detected and the
+  write retried on the new head instead of landing on a stale one.
+
+>>> import asyncio
+>>> from aixgo import Message, Runtime
+>>> class Echo:
+...     async def execute(self, input: Message) -> Message:
+...         return Message.assistant("you said: " + input.text)
+>>> async def demo() -> list[str]:
+...     rt = Runtime(session_manager="memory://")
+...     rt.register("echo", Echo())
+...     async with rt:
+...         await rt.call("echo", Message.user("hi"), user="alice")
+...         s = await rt.session_manager.get_or_create("echo", "alice")
+...         return [m.text for m in await s.get_messages()]
+>>> asyncio.run(demo())
+['hi', 'you said: hi']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from os import PathLike
+from types import TracebackType
+from typing import Any, Self, get_args
+
+from aixgo.agent import Agent, SessionAwareAgent, SessionMode
+from aixgo.errors import (
+    AgentError,
+    AgentNotFound,
+    CallTimeout,
+    ConflictError,
+    InvalidArgument,
+    InvalidMessage,
+    NotStarted,
+)
+from aixgo.identifiers import validate_id, validate_name
+from aixgo.message import Message
+from aixgo.runtime_options import CoreOptions, resolve_options
+from aixgo.session.context import using_session
+from aixgo.session.manager import SessionManager
+from aixgo.session.session import Session
+from aixgo.telemetry import Telemetry
+
+__all__ = ["REPLY_TO", "Runtime"]
+
+#: Metadata key of a stored reply: the id of the input it answers.
+REPLY_TO = "aixgo.reply_to"
+# Conflicting writes from other processes are retried this many times, with a short backoff.
+_CONFLICT_RETRIES = 8
+
+
+@dataclass(slots=True)
+class _Entry:
+    agent: Any
+    session_mode: SessionMode
+    started: bool = False
+
+
+class Runtime:
+    """Runs agents. Options (see :mod:`aixgo.runtime_options`) are keyword arguments:
+    ``session_manager`` (a :class:`SessionManager` or a backend URL; default
+    ``$AIXGO_SESSION_URL``, else the embedded file store), ``timeout`` (seconds per agent run),
+    ``max_concurrent_calls``, ``tracing``, and any option a plugin registers.
+
+    A session manager the runtime opened from a URL is closed by :meth:`stop`; one passed in
+    stays the caller's to close.
+    """
+
+    def __init__(self, session_manager: SessionManager | str | None = None, **options: Any):
+        code = dict(options)
+        if session_manager is not None:
+            code["session_manager"] = session_manager
+        self._setup(resolve_options(code))
+
+    @classmethod
+    def from_options(
+        cls,
+        code: Mapping[str, object] | None = None,
+        *,
+        file: Mapping[str, tuple[object, str]] | None = None,
+    ) -> Runtime:
+        """A runtime from options given in code and in a config file (``name -> (value,
+        where)``, where ``where`` names the file, key and line for error messages)."""
+        rt = cls.__new__(cls)
+        rt._setup(resolve_options(code or {}, file=file))
+        return rt
+
+    @classmethod
+    def from_config(cls, path: str | PathLike[str]) -> Runtime:
+        """A runtime built from a YAML file: its ``session:``, ``agents:`` and ``runtime:``
+        blocks (see :mod:`aixgo.config`)."""
+        from aixgo.config import load_config
+
+        return load_config(path).build()
+
+    def _setup(self, options: CoreOptions) -> None:
+        self.options = options
+        self._agents: dict[str, _Entry] = {}
+        self._mgr: SessionManager | None = None
+        self._owns_mgr = False
+        self._running = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sem: asyncio.Semaphore | None = None
+        self._start_lock = asyncio.Lock()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._telemetry = Telemetry(enabled=options.tracing)
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"Runtime({state}, agents={sorted(self._agents)})"
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def register(self, name: str, agent: Any, *, session_mode: SessionMode = "enabled") -> None:
+        """Add ``agent`` under ``name``. ``session_mode="disabled"`` makes it stateless.
+        An agent registered while the runtime runs is started on its first call."""
+        validate_name(name, "agent name")
+        if not isinstance(agent, Agent):
+            raise InvalidArgument(
+                f"agent {name!r} is a {type(agent).__name__}, which has no "
+                "'async def execute(self, input: Message) -> Message' method"
+            )
+        if session_mode not in get_args(SessionMode):
+            raise InvalidArgument(
+                f"session_mode of agent {name!r} must be 'enabled' or 'disabled', "
+                f"not {session_mode!r}"
+            )
+        if name in self._agents:
+            raise InvalidArgument(
+                f"an agent is already registered as {name!r}; unregister it first"
+            )
+        self._agents[name] = _Entry(agent, session_mode)
+
+    async def unregister(self, name: str) -> Any:
+        """Remove the agent ``name`` (stopping it if the runtime started it) and return it."""
+        entry = self._agents.pop(name, None)
+        if entry is None:
+            raise AgentNotFound(name, self.list())
+        if entry.started:
+            await _maybe_call(entry.agent, "stop")
+        return entry.agent
+
+    def get(self, name: str) -> Any:
+        """The agent registered as ``name``, or :class:`AgentNotFound`."""
+        entry = self._agents.get(name)
+        if entry is None:
+            raise AgentNotFound(name, self.list())
+        return entry.agent
+
+    def session_mode(self, name: str) -> SessionMode:
+        """How agent ``name`` was registered: ``"enabled"`` or ``"disabled"``."""
+        self.get(name)
+        return self._agents[name].session_mode
+
+    def list(self) -> list[str]:
+        """Registered agent names, sorted."""
+        return sorted(self._agents)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def session_manager(self) -> SessionManager:
+        """The session manager calls use (available once started)."""
+        if self._mgr is None:
+            raise NotStarted("the runtime has no session manager before start(); "
+                             "use 'async with runtime:' or 'await runtime.start()'")  # fmt: skip
+        return self._mgr
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the session store and start every agent that has ``start()``. If anything
+        fails, what was started is stopped again and the error raised. Idempotent."""
+        async with self._start_lock:
+            if self._running:
+                return
+            configured = self.options.session_manager
+            if isinstance(configured, SessionManager):
+                self._mgr, self._owns_mgr = configured, False
+            else:
+                self._mgr, self._owns_mgr = SessionManager(configured), True
+            self._telemetry.instrument(self._mgr)
+            started: list[_Entry] = []
+            try:
+                await self._mgr.open()
+                for entry in self._agents.values():
+                    await _maybe_call(entry.agent, "start")
+                    entry.started = True
+                    started.append(entry)
+            except BaseException:
+                for entry in reversed(started):
+                    entry.started = False
+                    await _maybe_call(entry.agent, "stop")
+                await self._release_manager()
+                raise
+            limit = self.options.max_concurrent_calls
+            self._sem = asyncio.Semaphore(limit) if limit else None
+            self._running = True
+
+    async def stop(self) -> None:
+        """Refuse new calls, wait for running ones, stop agents (last started first) and
+        close the session store if the runtime opened it. Idempotent."""
+        async with self._start_lock:
+            if not self._running:
+                return
+            self._running = False
+            await self._idle.wait()
+            errors: list[BaseException] = []
+            for entry in reversed(list(self._agents.values())):
+                if entry.started:
+                    entry.started = False
+                    try:
+                        await _maybe_call(entry.agent, "stop")
+                    except Exception as exc:  # stop the others anyway, then report
+                        errors.append(exc)
+            await self._release_manager()
+            if errors:
+                raise errors[0]
+
+    async def _release_manager(self) -> None:
+        mgr, self._mgr = self._mgr, None
+        if mgr is not None and self._owns_mgr:
+            await mgr.close()
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        agent: str,
+        message: Message,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+    ) -> Message:
+        """Run ``agent`` on ``message`` and return its reply (as stored, when a session is
+        in play). With ``user``, the user's latest session with the agent is resumed or
+        created; with ``session``, that session is used (and must belong to ``user`` if one
+        is given); with neither, or for a stateless agent, no session is touched."""
+        entry = self._entry(agent)
+        if not isinstance(message, Message):
+            raise InvalidMessage(
+                f"call() takes a Message, not {type(message).__name__}; "
+                "build one with Message.user(...)"
+            )
+        if user is not None:
+            validate_name(user, "user id")
+        if session is not None:
+            validate_id(session)
+            if entry.session_mode == "disabled":
+                raise InvalidArgument(
+                    f"agent {agent!r} is registered with session_mode='disabled', so it "
+                    f"cannot continue session {session!r}; call it without a session"
+                )
+        stateful = entry.session_mode == "enabled" and (user is not None or session is not None)
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            async with self._telemetry.call_span(agent, session) as span:
+                if self._sem is None:
+                    out = await self._call(entry, agent, message, user, session, stateful, span)
+                else:
+                    async with self._sem:
+                        out = await self._call(entry, agent, message, user, session, stateful, span)
+                return out
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def call_with_session(self, agent: str, message: Message, session_id: str) -> Message:
+        """Continue session ``session_id`` with ``agent``: ``call(agent, message,
+        session=session_id)``."""
+        return await self.call(agent, message, session=session_id)
+
+    def _entry(self, agent: str) -> _Entry:
+        # Everything is checked before anything is written: an unknown agent or a stopped
+        # runtime never leaves an orphan input behind.
+        if not self._running:
+            raise NotStarted(
+                "the runtime is not running; use 'async with runtime:' or "
+                "'await runtime.start()' before calling agents"
+            )
+        validate_name(agent, "agent name")
+        entry = self._agents.get(agent)
+        if entry is None:
+            raise AgentNotFound(agent, self.list())
+        return entry
+
+    async def _call(
+        self,
+        entry: _Entry,
+        agent: str,
+        message: Message,
+        user: str | None,
+        session_id: str | None,
+        stateful: bool,
+        span: Any,
+    ) -> Message:
+        if not entry.started:
+            async with self._start_lock:
+                if not entry.started:
+                    await _maybe_call(entry.agent, "start")
+                    entry.started = True
+        if not stateful:
+            with using_session(None):
+                return await self._run(entry, agent, message, None)
+        mgr = self.session_manager
+        if session_id is not None:
+            s = await mgr.get(session_id, user_id=user)
+            if s.agent != agent:
+                raise InvalidArgument(
+                    f"session {session_id!r} belongs to agent {s.agent!r}, not {agent!r}"
+                )
+        else:
+            assert user is not None
+            s = await mgr.get_or_create(agent, user)
+        span.set_attribute("aixgo.session_id", s.id)
+        lock = self._locks.get(s.id)
+        if lock is None:
+            lock = self._locks[s.id] = asyncio.Lock()
+        async with lock:
+            return await self._turn(entry, agent, message, s)
+
+    async def _turn(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
+        stored_input, head = await self._store_input(s, message)
+        if stored_input.seq is not None and stored_input.seq < head:
+            # A repeated call: if its reply is stored already, return it instead of running
+            # the agent a second time.
+            for later in await s.get_messages(last=head - stored_input.seq):
+                if later.metadata.get(REPLY_TO) == stored_input.id:
+                    return later
+        with using_session(s):
+            out = await self._run(entry, agent, stored_input, s)
+        if out.id == stored_input.id:
+            raise AgentError(
+                f"agent {agent!r} returned its input (message {out.id!r}) as its reply; "
+                f"nothing more was written to session {s.id!r}",
+                agent=agent,
+                session_id=s.id,
+            )
+        if REPLY_TO not in out.metadata:
+            out = out.model_copy(update={"metadata": {**out.metadata, REPLY_TO: stored_input.id}})
+        return await self._append(s, out)
+
+    async def _store_input(self, s: Session, message: Message) -> tuple[Message, int]:
+        """Store the input onto the head as read; return it and the history length after."""
+        for attempt in range(_CONFLICT_RETRIES):
+            count = (await s.info()).message_count
+            try:
+                stored = await s.append_message(message, expected_seq=count)
+            except ConflictError:
+                await _backoff(attempt)
+                continue
+            assert stored.seq is not None
+            return stored, max(count, stored.seq)
+        raise ConflictError(
+            f"session {s.id!r} kept changing under other writers; the input was not stored "
+            f"after {_CONFLICT_RETRIES} attempts, retry the call"
+        )
+
+    async def _append(self, s: Session, out: Message) -> Message:
+        for attempt in range(_CONFLICT_RETRIES):
+            # Read after the agent ran: a session-aware agent may have stored messages of its
+            # own (tool results) while it worked; the reply goes after them.
+            count = (await s.info()).message_count
+            try:
+                return await s.append_message(out, expected_seq=count)
+            except ConflictError:
+                await _backoff(attempt)
+        raise ConflictError(
+            f"session {s.id!r} kept changing under other writers; the reply {out.id!r} was "
+            f"not stored after {_CONFLICT_RETRIES} attempts (its input is stored: retry the "
+            "call with the same message to resume)"
+        )
+
+    async def _run(
+        self, entry: _Entry, agent: str, message: Message, session: Session | None
+    ) -> Message:
+        session_id = session.id if session is not None else None
+        where = f"session {session_id!r}" if session_id else "a stateless call"
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                if session is not None and isinstance(entry.agent, SessionAwareAgent):
+                    out = await entry.agent.execute_with_session(message, session)
+                else:
+                    out = await entry.agent.execute(message)
+        except TimeoutError as exc:
+            raise CallTimeout(
+                f"agent {agent!r} did not answer within {self.options.timeout} s in {where}; "
+                "its input is stored and nothing more was written",
+                agent=agent,
+                session_id=session_id,
+            ) from exc
+        except Exception as exc:
+            raise AgentError(
+                f"agent {agent!r} failed in {where}: {type(exc).__name__}: {exc}"
+                + ("; its input is stored and nothing more was written" if session_id else ""),
+                agent=agent,
+                session_id=session_id,
+            ) from exc
+        if not isinstance(out, Message):
+            raise AgentError(
+                f"agent {agent!r} returned a {type(out).__name__}, not a Message, in {where}; "
+                "nothing more was written",
+                agent=agent,
+                session_id=session_id,
+            )
+        return out
+
+
+async def _maybe_call(agent: object, method: str) -> None:
+    fn = getattr(agent, method, None)
+    if fn is not None and inspect.iscoroutinefunction(fn):
+        await fn()
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(min(0.005 * 2**attempt, 0.2))

@@ -1,0 +1,137 @@
+"""Runtime options: declared once as a pydantic model, set from code, YAML or the environment.
+
+The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls`` and ``tracing``;
+plugins add theirs with the ``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
+Each option can be set, from weakest to strongest, in the YAML ``runtime:`` block, in an
+environment variable ``AIXGO_RUNTIME_<NAME>`` (e.g. ``AIXGO_RUNTIME_TIMEOUT=30``), or as a
+keyword argument of :class:`aixgo.Runtime`. An unknown or ill-typed option is a
+:class:`~aixgo.errors.ConfigError` that names it, says where it came from, and lists the valid
+ones.
+
+>>> resolve_options({"timeout": "2.5"}, environ={}).timeout
+2.5
+>>> resolve_options({"timout": 3}, environ={})
+Traceback (most recent call last):
+...
+aixgo.errors.ConfigError: unknown runtime option 'timout' (keyword argument); valid options: ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from aixgo import plugins
+from aixgo.errors import ConfigError, PluginError
+from aixgo.session.manager import SessionManager
+
+__all__ = ["ENV_PREFIX", "CoreOptions", "describe_options", "options_model", "resolve_options"]
+
+ENV_PREFIX = "AIXGO_RUNTIME_"
+
+
+class CoreOptions(BaseModel):
+    """The options every runtime has. Plugin options are added as extra fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    session_manager: SessionManager | str | None = Field(
+        default=None,
+        description="where sessions live: a SessionManager, or a backend URL "
+        "(default: $AIXGO_SESSION_URL, else the embedded file store)",
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds an agent may take per call (default: no limit)"
+    )
+    max_concurrent_calls: int | None = Field(
+        default=None, ge=1, description="calls running at once; more wait (default: no limit)"
+    )
+    tracing: bool = Field(
+        default=True,
+        description="OpenTelemetry spans and metrics (no-op until the application "
+        "configures an OpenTelemetry SDK)",
+    )
+
+    def get(self, name: str) -> Any:
+        """The value of option ``name`` (core or plugin), or :class:`ConfigError`.
+
+        >>> CoreOptions().get("tracing")
+        True
+        """
+        if name not in type(self).model_fields:
+            raise ConfigError(_unknown(name, "lookup", type(self)))
+        return getattr(self, name)
+
+
+def options_model() -> type[CoreOptions]:
+    """The options model of this installation: the core options plus every plugin's."""
+    fields: dict[str, Any] = {}
+    for name, option in plugins.options().items():
+        if name in CoreOptions.model_fields:
+            raise PluginError(
+                f"a plugin registers the option {name!r}, which is a core runtime option; "
+                "plugin options need names of their own"
+            )
+        kind: Any = option.type if option.type is not None else Any
+        fields[name] = (kind, Field(default=option.default, description=option.description))
+    if not fields:
+        return CoreOptions
+    model: type[CoreOptions] = create_model("RuntimeOptions", __base__=CoreOptions, **fields)
+    return model
+
+
+def describe_options(model: type[CoreOptions] | None = None) -> list[tuple[str, str, str]]:
+    """``(name, default, description)`` of every option, sorted by name."""
+    model = model or options_model()
+    rows = []
+    for name, f in sorted(model.model_fields.items()):
+        rows.append((name, repr(f.default), f.description or ""))
+    return rows
+
+
+def _unknown(name: str, source: str, model: type[CoreOptions]) -> str:
+    valid = ", ".join(sorted(model.model_fields))
+    return f"unknown runtime option {name!r} ({source}); valid options: {valid}"
+
+
+def resolve_options(
+    code: Mapping[str, object],
+    *,
+    file: Mapping[str, tuple[object, str]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CoreOptions:
+    """Validate options from all sources: ``file`` (name -> (value, where)) is overridden by
+    ``environ`` (``AIXGO_RUNTIME_*``, default ``os.environ``), which ``code`` overrides."""
+    model = options_model()
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name, (value, where) in (file or {}).items():
+        if name not in model.model_fields:
+            raise ConfigError(_unknown(name, where, model))
+        values[name], sources[name] = value, where
+    for var, value in environ.items():
+        if var.startswith(ENV_PREFIX) and value != "":
+            name = var[len(ENV_PREFIX) :].lower()
+            if name not in model.model_fields:
+                raise ConfigError(_unknown(name, f"environment variable {var}", model))
+            values[name], sources[name] = value, f"environment variable {var}"
+    for name, value in code.items():
+        if name not in model.model_fields:
+            raise ConfigError(_unknown(name, "keyword argument", model))
+        values[name], sources[name] = value, "keyword argument"
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        field = model.model_fields.get(name)
+        hint = f" ({field.description})" if field is not None and field.description else ""
+        valid = ", ".join(sorted(model.model_fields))
+        raise ConfigError(
+            f"runtime option {name!r} from {sources.get(name, 'defaults')} is invalid: "
+            f"{err['msg']}, got {err.get('input')!r}{hint}; valid options: {valid}"
+        ) from None

@@ -1,0 +1,235 @@
+"""Observability through the OpenTelemetry API: a span per runtime call and per backend
+operation, call and operation counters, and latency histograms.
+
+The API is a no-op until the application installs and configures an OpenTelemetry SDK, so
+this costs next to nothing by default. What is emitted:
+
+* span ``aixgo.call`` with ``aixgo.agent``, ``aixgo.session_id`` (when a session is in play)
+  and ``aixgo.outcome`` (``ok``, ``error``, ``timeout``);
+* span ``aixgo.backend.<operation>`` (e.g. ``aixgo.backend.append_messages``) with
+  ``aixgo.backend`` (the backend class), ``aixgo.session_id`` and ``aixgo.outcome``;
+* counters ``aixgo.calls`` and ``aixgo.backend.operations``, histograms
+  ``aixgo.call.duration`` and ``aixgo.backend.duration`` (seconds), with the same attributes
+  minus the session id (unbounded cardinality has no place in metrics).
+
+Turn it off per runtime with the ``tracing`` option (``AIXGO_RUNTIME_TRACING=false``).
+
+>>> Telemetry(enabled=False).enabled
+False
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from aixgo.errors import CallTimeout
+from aixgo.message import Message
+from aixgo.session.backend import Backend, Capability
+from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+if TYPE_CHECKING:
+    from aixgo.session.manager import SessionManager
+
+__all__ = ["Telemetry", "TracedBackend"]
+
+T = TypeVar("T")
+_SCOPE = "aixgo"
+
+# Proxy instruments: they start reporting once the application sets a MeterProvider.
+_meter = metrics.get_meter(_SCOPE)
+_calls = _meter.create_counter("aixgo.calls", unit="{call}", description="Runtime calls")
+_call_duration = _meter.create_histogram(
+    "aixgo.call.duration", unit="s", description="Runtime call latency"
+)
+_ops = _meter.create_counter(
+    "aixgo.backend.operations", unit="{operation}", description="Backend operations"
+)
+_op_duration = _meter.create_histogram(
+    "aixgo.backend.duration", unit="s", description="Backend operation latency"
+)
+
+
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "ok"
+    if isinstance(exc, CallTimeout | TimeoutError):
+        return "timeout"
+    return "error"
+
+
+def _end(span: Span, exc: BaseException | None) -> str:
+    outcome = _outcome(exc)
+    span.set_attribute("aixgo.outcome", outcome)
+    if exc is not None:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    return outcome
+
+
+class _NoSpan:
+    """Stands in for a span when tracing is off."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Ignore the attribute."""
+
+
+class Telemetry:
+    """The runtime's spans and metrics; everything is skipped when ``enabled`` is false."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    @asynccontextmanager
+    async def call_span(self, agent: str, session_id: str | None) -> AsyncIterator[Any]:
+        """A span (and metrics) around one runtime call."""
+        if not self.enabled:
+            yield _NoSpan()
+            return
+        tracer = trace.get_tracer(_SCOPE)
+        start = time.perf_counter()
+        with tracer.start_as_current_span(
+            "aixgo.call", record_exception=False, set_status_on_exception=False
+        ) as span:
+            span.set_attribute("aixgo.agent", agent)
+            if session_id is not None:
+                span.set_attribute("aixgo.session_id", session_id)
+            error: BaseException | None = None
+            try:
+                yield span
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                outcome = _end(span, error)
+                attrs = {"aixgo.agent": agent, "aixgo.outcome": outcome}
+                _calls.add(1, attrs)
+                _call_duration.record(time.perf_counter() - start, attrs)
+
+    def instrument(self, manager: SessionManager) -> None:
+        """Make every backend operation of ``manager`` traced (once)."""
+        if self.enabled and not isinstance(manager.backend, TracedBackend):
+            manager.backend = TracedBackend(manager.backend)
+
+
+class TracedBackend:
+    """A :class:`~aixgo.session.Backend` that reports each operation of the one it wraps.
+
+    >>> from aixgo.session import open_backend
+    >>> isinstance(TracedBackend(open_backend("memory://")), Backend)
+    True
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.capabilities: frozenset[Capability] = inner.capabilities
+        self._name = type(inner).__name__
+
+    def __repr__(self) -> str:
+        return f"TracedBackend({self.inner!r})"
+
+    async def _op(self, op: str, session_id: str | None, fn: Callable[[], Awaitable[T]]) -> T:
+        tracer = trace.get_tracer(_SCOPE)
+        start = time.perf_counter()
+        with tracer.start_as_current_span(
+            f"aixgo.backend.{op}", record_exception=False, set_status_on_exception=False
+        ) as span:
+            span.set_attribute("aixgo.backend", self._name)
+            if session_id is not None:
+                span.set_attribute("aixgo.session_id", session_id)
+            error: BaseException | None = None
+            try:
+                return await fn()
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                outcome = _end(span, error)
+                attrs = {"aixgo.backend": self._name, "aixgo.operation": op,
+                         "aixgo.outcome": outcome}  # fmt: skip
+                _ops.add(1, attrs)
+                _op_duration.record(time.perf_counter() - start, attrs)
+
+    async def open(self) -> None:
+        """Open the wrapped backend."""
+        await self._op("open", None, self.inner.open)
+
+    async def close(self) -> None:
+        """Close the wrapped backend."""
+        await self._op("close", None, self.inner.close)
+
+    async def create_session(self, info: SessionInfo) -> None:
+        """See :meth:`Backend.create_session`."""
+        await self._op("create_session", info.id, lambda: self.inner.create_session(info))
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """See :meth:`Backend.get_session`."""
+        return await self._op("get_session", session_id, lambda: self.inner.get_session(session_id))
+
+    async def list_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        """See :meth:`Backend.list_sessions`."""
+        return await self._op(
+            "list_sessions",
+            None,
+            lambda: self.inner.list_sessions(
+                agent=agent, user_id=user_id, limit=limit, cursor=cursor
+            ),
+        )
+
+    async def delete_session(self, session_id: str) -> None:
+        """See :meth:`Backend.delete_session`."""
+        await self._op("delete_session", session_id, lambda: self.inner.delete_session(session_id))
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        """See :meth:`Backend.append_messages`."""
+        return await self._op(
+            "append_messages",
+            session_id,
+            lambda: self.inner.append_messages(session_id, messages, expected_seq=expected_seq),
+        )
+
+    async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        """See :meth:`Backend.get_messages`."""
+        return await self._op(
+            "get_messages", session_id, lambda: self.inner.get_messages(session_id, last=last)
+        )
+
+    async def create_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, label: str | None = None
+    ) -> Checkpoint:
+        """See :meth:`Backend.create_checkpoint`."""
+        return await self._op(
+            "create_checkpoint",
+            session_id,
+            lambda: self.inner.create_checkpoint(session_id, checkpoint_id, label=label),
+        )
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """See :meth:`Backend.list_checkpoints`."""
+        return await self._op(
+            "list_checkpoints", session_id, lambda: self.inner.list_checkpoints(session_id)
+        )
+
+    async def restore_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, undo_id: str
+    ) -> Checkpoint:
+        """See :meth:`Backend.restore_checkpoint`."""
+        return await self._op(
+            "restore_checkpoint",
+            session_id,
+            lambda: self.inner.restore_checkpoint(session_id, checkpoint_id, undo_id=undo_id),
+        )

@@ -1,0 +1,585 @@
+"""Runtime: agents, lifecycle, and exactly what a call persists."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aixgo import Message, Runtime
+from aixgo.agent import Agent, SessionAwareAgent
+from aixgo.errors import (
+    AgentError,
+    AgentNotFound,
+    CallTimeout,
+    ConflictError,
+    InvalidArgument,
+    InvalidIdentifier,
+    InvalidMessage,
+    NotStarted,
+    SessionNotFound,
+)
+from aixgo.identifiers import is_id, new_id
+from aixgo.runtime import REPLY_TO
+from aixgo.session import Session, SessionManager, current_session
+from aixgo.session.memory import MemoryBackend
+
+
+class Echo:
+    def __init__(self) -> None:
+        self.inputs: list[Message] = []
+        self.sessions: list[Session | None] = []
+
+    async def execute(self, input: Message) -> Message:
+        self.inputs.append(input)
+        self.sessions.append(current_session())
+        return Message.assistant("echo: " + input.text)
+
+
+class Memoryful:
+    """Session-aware: answers with what it has seen so far."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    async def execute(self, input: Message) -> Message:
+        return Message.assistant("stateless")
+
+    async def execute_with_session(self, input: Message, session: Session) -> Message:
+        assert current_session() is session
+        history = [m.text for m in await session.get_messages()]
+        self.seen.append(history)
+        return Message.assistant(f"{len(history)} messages")
+
+
+class Failing:
+    def __init__(self, fail_times: int = 1) -> None:
+        self.left = fail_times
+        self.runs = 0
+
+    async def execute(self, input: Message) -> Message:
+        self.runs += 1
+        if self.left:
+            self.left -= 1
+            raise RuntimeError("model unavailable")
+        return Message.assistant("recovered")
+
+
+class Slow:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def execute(self, input: Message) -> Message:
+        await asyncio.sleep(self.seconds)
+        return Message.assistant("late")
+
+
+@pytest_asyncio.fixture
+async def mgr() -> AsyncIterator[SessionManager]:
+    async with SessionManager("memory://") as m:
+        yield m
+
+
+async def texts(mgr: SessionManager, session_id: str) -> list[str]:
+    return [m.text for m in await (await mgr.get(session_id)).get_messages()]
+
+
+async def only_session(mgr: SessionManager) -> Session:
+    page = await mgr.list()
+    assert len(page.items) == 1
+    return await mgr.get(page.items[0].id)
+
+
+# -- agents and lifecycle ------------------------------------------------------------------
+
+
+def test_protocols() -> None:
+    assert isinstance(Echo(), Agent)
+    assert not isinstance(Echo(), SessionAwareAgent)
+    assert isinstance(Memoryful(), SessionAwareAgent)
+    assert not isinstance(object(), Agent)
+
+
+@pytest.mark.asyncio
+async def test_register_get_list_unregister(mgr: SessionManager) -> None:
+    rt = Runtime(session_manager=mgr)
+    echo = Echo()
+    rt.register("echo", echo)
+    rt.register("stateless", Echo(), session_mode="disabled")
+    assert rt.get("echo") is echo
+    assert rt.list() == ["echo", "stateless"]
+    assert rt.session_mode("stateless") == "disabled"
+    with pytest.raises(InvalidArgument, match="already registered"):
+        rt.register("echo", Echo())
+    with pytest.raises(InvalidArgument, match="no 'async def execute"):
+        rt.register("bad", object())
+    with pytest.raises(InvalidArgument, match="'enabled' or 'disabled'"):
+        rt.register("bad", Echo(), session_mode="off")  # type: ignore[arg-type]
+    with pytest.raises(InvalidIdentifier):
+        rt.register("", Echo())
+    assert await rt.unregister("echo") is echo
+    with pytest.raises(AgentNotFound, match="registered agents: stateless"):
+        rt.get("echo")
+    with pytest.raises(AgentNotFound):
+        await rt.unregister("echo")
+
+
+class Tracked:
+    def __init__(self, log: list[str], name: str, fail_start: bool = False) -> None:
+        self.log, self.name, self.fail_start = log, name, fail_start
+
+    async def start(self) -> None:
+        if self.fail_start:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+    async def execute(self, input: Message) -> Message:
+        self.log.append(f"run {self.name}")
+        return Message.assistant("ok")
+
+
+@pytest.mark.asyncio
+async def test_agents_start_and_stop_with_the_runtime(mgr: SessionManager) -> None:
+    log: list[str] = []
+    rt = Runtime(session_manager=mgr)
+    rt.register("a", Tracked(log, "a"))
+    rt.register("b", Tracked(log, "b"))
+    async with rt:
+        assert log == ["start a", "start b"]
+        rt.register("late", Tracked(log, "late"))
+        await rt.call("late", Message.user("x"))
+        await rt.call("late", Message.user("y"))
+        assert log[2:] == ["start late", "run late", "run late"]
+        await rt.unregister("a")
+        assert log[-1] == "stop a"
+    assert log[-2:] == ["stop late", "stop b"]
+    # start()/stop() work as well as `async with`, and are idempotent.
+    log.clear()
+    await rt.start()
+    await rt.start()
+    await rt.stop()
+    await rt.stop()
+    assert log == ["start b", "start late", "stop late", "stop b"]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_start_stops_what_was_started(mgr: SessionManager) -> None:
+    log: list[str] = []
+    rt = Runtime(session_manager=mgr)
+    rt.register("a", Tracked(log, "a"))
+    rt.register("b", Tracked(log, "b", fail_start=True))
+    with pytest.raises(RuntimeError, match="b cannot start"):
+        await rt.start()
+    assert log == ["start a", "stop a"]
+    with pytest.raises(NotStarted):
+        await rt.call("a", Message.user("x"))
+
+
+@pytest.mark.asyncio
+async def test_calls_before_start_or_to_unknown_agents_are_refused_and_write_nothing(
+    mgr: SessionManager,
+) -> None:
+    rt = Runtime(session_manager=mgr)
+    rt.register("echo", Echo())
+    with pytest.raises(NotStarted, match="async with runtime"):
+        await rt.call("echo", Message.user("x"), user="alice")
+    with pytest.raises(NotStarted):
+        _ = rt.session_manager
+    async with rt:
+        s = await mgr.create("echo", user_id="alice")
+        with pytest.raises(AgentNotFound, match="registered agents: echo"):
+            await rt.call_with_session("nobody", Message.user("orphan?"), s.id)
+        with pytest.raises(InvalidMessage):
+            await rt.call("echo", "just text", user="alice")  # type: ignore[arg-type]
+        with pytest.raises(InvalidIdentifier):
+            await rt.call("echo", Message.user("x"), session="../../etc/passwd")
+        with pytest.raises(InvalidIdentifier):
+            await rt.call("echo", Message.user("x"), user="")
+        assert await s.get_messages() == []
+        assert len((await mgr.list()).items) == 1
+    with pytest.raises(NotStarted):
+        await rt.call("echo", Message.user("after stop"), user="alice")
+
+
+@pytest.mark.asyncio
+async def test_runtime_closes_only_the_manager_it_opened(mgr: SessionManager) -> None:
+    async with Runtime(session_manager=mgr) as rt:
+        assert rt.session_manager is mgr
+    await mgr.list()  # still open: it is the caller's
+    rt = Runtime(session_manager="memory://")
+    async with rt:
+        own = rt.session_manager
+    with pytest.raises(Exception, match="closed"):
+        await own.list()
+
+
+def test_default_store_is_aixgo_session_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIXGO_SESSION_URL", "memory://")
+
+    async def run() -> Any:
+        async with Runtime() as rt:
+            return rt.session_manager.backend
+
+    backend = asyncio.run(run())
+    assert isinstance(getattr(backend, "inner", backend), MemoryBackend)
+
+
+# -- sessions by default, stateless by choice ----------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_with_a_user_the_latest_session_is_resumed_or_created(mgr: SessionManager) -> None:
+    agent = Memoryful()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("assistant", agent)
+        out = await rt.call("assistant", Message.user("Hello, I am Alice"), user="alice")
+        assert out.text == "1 messages" and out.seq == 2
+        out = await rt.call("assistant", Message.user("What is my name?"), user="alice")
+        assert out.text == "3 messages" and out.seq == 4
+        await rt.call("assistant", Message.user("I am Bob"), user="bob")
+    assert agent.seen[1] == ["Hello, I am Alice", "1 messages", "What is my name?"]
+    alice = (await mgr.list(user_id="alice")).items
+    assert len(alice) == 1 and alice[0].message_count == 4
+    assert len((await mgr.list(user_id="bob")).items) == 1
+    history = await (await mgr.get(alice[0].id)).get_messages()
+    assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[1].metadata[REPLY_TO] == history[0].id
+
+
+@pytest.mark.asyncio
+async def test_with_a_session_id_that_session_is_used_and_ownership_checked(
+    mgr: SessionManager,
+) -> None:
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        rt.register("other", Echo())
+        s = await mgr.create("echo", user_id="alice")
+        s2 = await mgr.create("echo", user_id="alice")
+        await rt.call_with_session("echo", Message.user("one"), s.id)
+        await rt.call("echo", Message.user("two"), session=s.id, user="alice")
+        assert await texts(mgr, s.id) == ["one", "echo: one", "two", "echo: two"]
+        assert await texts(mgr, s2.id) == []
+        with pytest.raises(SessionNotFound):
+            await rt.call("echo", Message.user("steal"), session=s.id, user="mallory")
+        with pytest.raises(SessionNotFound):
+            await rt.call_with_session("echo", Message.user("x"), new_id())
+        with pytest.raises(InvalidArgument, match="belongs to agent 'echo'"):
+            await rt.call_with_session("other", Message.user("x"), s.id)
+        assert len(await texts(mgr, s.id)) == 4
+
+
+@pytest.mark.asyncio
+async def test_without_user_or_session_nothing_is_touched(mgr: SessionManager) -> None:
+    echo = Echo()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", echo)
+        out = await rt.call("echo", Message.user("hi"))
+    assert out.text == "echo: hi" and out.seq is None
+    assert echo.sessions == [None]
+    assert (await mgr.list()).items == []
+
+
+@pytest.mark.asyncio
+async def test_session_mode_disabled_is_stateless(mgr: SessionManager) -> None:
+    agent = Memoryful()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("classifier", agent, session_mode="disabled")
+        out = await rt.call("classifier", Message.user("spam?"), user="alice")
+        assert out.text == "stateless"
+        s = await mgr.create("classifier", user_id="alice")
+        with pytest.raises(InvalidArgument, match="session_mode='disabled'"):
+            await rt.call_with_session("classifier", Message.user("x"), s.id)
+    assert agent.seen == []
+    assert [i.message_count for i in (await mgr.list()).items] == [0]
+
+
+@pytest.mark.asyncio
+async def test_a_plain_agent_gets_only_the_input_and_current_session_is_set(
+    mgr: SessionManager,
+) -> None:
+    echo = Echo()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", echo)
+        msg = Message.user("hi")
+        await rt.call("echo", msg, user="alice")
+    assert current_session() is None
+    (seen,) = echo.inputs
+    assert seen.id == msg.id and seen.seq == 1
+    (during,) = echo.sessions
+    assert during is not None and during.user_id == "alice"
+
+
+# -- what a call persists ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_call_never_duplicates_input_or_reply(mgr: SessionManager) -> None:
+    echo = Echo()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", echo)
+        msg = Message.user("once")
+        first = await rt.call("echo", msg, user="alice")
+        again = await rt.call("echo", msg, user="alice")
+    assert again == first
+    assert len(echo.inputs) == 1  # the stored reply was returned, the agent did not run again
+    s = await only_session(mgr)
+    assert [m.text for m in await s.get_messages()] == ["once", "echo: once"]
+
+
+@pytest.mark.asyncio
+async def test_an_agent_error_leaves_the_input_and_the_retry_resumes(mgr: SessionManager) -> None:
+    agent = Failing()
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("flaky", agent)
+        msg = Message.user("please")
+        with pytest.raises(AgentError, match="model unavailable") as info:
+            await rt.call("flaky", msg, user="alice")
+        s = await only_session(mgr)
+        assert info.value.session_id == s.id and s.id in str(info.value)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert [m.id for m in await s.get_messages()] == [msg.id]
+        out = await rt.call("flaky", msg, user="alice")
+    assert out.text == "recovered" and agent.runs == 2
+    assert [m.text for m in await s.get_messages()] == ["please", "recovered"]
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_writes_nothing_more_and_names_the_session(mgr: SessionManager) -> None:
+    async with Runtime(session_manager=mgr, timeout=0.05) as rt:
+        rt.register("slow", Slow(5))
+        t0 = time.monotonic()
+        with pytest.raises(CallTimeout) as info:
+            await rt.call("slow", Message.user("hurry"), user="alice")
+        assert time.monotonic() - t0 < 2
+    assert isinstance(info.value, TimeoutError)
+    s = await only_session(mgr)
+    assert info.value.session_id == s.id and info.value.agent == "slow"
+    assert [m.text for m in await s.get_messages()] == ["hurry"]
+
+
+@pytest.mark.asyncio
+async def test_a_bad_reply_is_an_agent_error_and_not_stored(mgr: SessionManager) -> None:
+    class Bad:
+        async def execute(self, input: Message) -> Any:
+            return "not a message"
+
+    class Parrot:
+        async def execute(self, input: Message) -> Message:
+            return input
+
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("bad", Bad())
+        rt.register("parrot", Parrot())
+        with pytest.raises(AgentError, match="returned a str"):
+            await rt.call("bad", Message.user("x"), user="alice")
+        with pytest.raises(AgentError, match="returned its input"):
+            await rt.call("parrot", Message.user("y"), user="alice")
+        with pytest.raises(AgentError, match="stateless call"):
+            await rt.call("bad", Message.user("z"))
+    for info in (await mgr.list()).items:
+        assert info.message_count == 1
+
+
+@pytest.mark.asyncio
+async def test_a_session_aware_agent_may_store_its_own_messages_first(
+    mgr: SessionManager,
+) -> None:
+    class ToolUser:
+        async def execute(self, input: Message) -> Message:
+            raise AssertionError("not called with a session")
+
+        async def execute_with_session(self, input: Message, session: Session) -> Message:
+            await session.append_message(Message.tool("12°C", tool_call_id="c1"))
+            return Message.assistant("It is 12°C")
+
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("weather", ToolUser())
+        out = await rt.call("weather", Message.user("weather?"), user="alice")
+    assert out.seq == 3
+    s = await only_session(mgr)
+    assert [m.role for m in await s.get_messages()] == ["user", "tool", "assistant"]
+
+
+@pytest.mark.asyncio
+async def test_concurrent_calls_on_one_session_are_serialized(mgr: SessionManager) -> None:
+    class Thinker:
+        async def execute_with_session(self, input: Message, session: Session) -> Message:
+            before = len(await session.get_messages())
+            await asyncio.sleep(0.01)
+            after = len(await session.get_messages())
+            assert before == after  # nobody else wrote meanwhile
+            return Message.assistant("re: " + input.text)
+
+        async def execute(self, input: Message) -> Message:
+            raise AssertionError
+
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("t", Thinker())
+        await asyncio.gather(
+            *(rt.call("t", Message.user(f"q{i}"), user="alice") for i in range(10))
+        )
+    history = await (await only_session(mgr)).get_messages()
+    assert len(history) == 20
+    for question, answer in zip(history[::2], history[1::2], strict=True):
+        assert answer.text == "re: " + question.text
+        assert answer.metadata[REPLY_TO] == question.id
+
+
+@pytest.mark.asyncio
+async def test_max_concurrent_calls_bounds_parallel_runs(mgr: SessionManager) -> None:
+    running = peak = 0
+
+    class Counting:
+        async def execute(self, input: Message) -> Message:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+            return Message.assistant("ok")
+
+    async with Runtime(session_manager=mgr, max_concurrent_calls=3) as rt:
+        rt.register("c", Counting())
+        await asyncio.gather(*(rt.call("c", Message.user("x"), user=f"u{i}") for i in range(12)))
+    assert peak == 3
+
+
+class Intruding(MemoryBackend):
+    """Another writer appends just before our appends number ``on`` (0-based), or all."""
+
+    def __init__(self, on: set[int] | None = None) -> None:
+        super().__init__()
+        self.on = on
+        self.count = 0
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        if expected_seq is not None:
+            if self.on is None or self.count in self.on:
+                await super().append_messages(session_id, [Message.system("other process")])
+            self.count += 1
+        return await super().append_messages(session_id, messages, expected_seq=expected_seq)
+
+
+@pytest.mark.asyncio
+async def test_conflicts_from_other_writers_are_retried_on_the_new_head() -> None:
+    # Append 0 (the input) and append 2 (the reply, after the input's retry) conflict.
+    async with SessionManager(Intruding(on={0, 2})) as mgr:
+        async with Runtime(session_manager=mgr) as rt:
+            rt.register("echo", Echo())
+            out = await rt.call("echo", Message.user("hi"), user="alice")
+        history = await (await only_session(mgr)).get_messages()
+    assert [m.text for m in history] == ["other process", "hi", "other process", "echo: hi"]
+    assert out.seq == 4 and len({m.id for m in history}) == 4
+
+
+@pytest.mark.asyncio
+async def test_endless_conflicts_give_up_with_the_session_named() -> None:
+    async with SessionManager(Intruding()) as mgr:
+        async with Runtime(session_manager=mgr) as rt:
+            rt.register("echo", Echo())
+            with pytest.raises(ConflictError, match="kept changing") as info:
+                await rt.call("echo", Message.user("hi"), user="alice")
+        s = await only_session(mgr)
+    assert s.id in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_two_runtimes_on_one_file_store_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+    async with SessionManager(url) as m1, SessionManager(url) as m2:
+        s = await m1.create("echo", user_id="alice")
+        rts = [Runtime(session_manager=m) for m in (m1, m2)]
+        for rt in rts:
+            rt.register("echo", Echo())
+            await rt.start()
+        msgs = [Message.user(f"q{i}") for i in range(10)]
+        await asyncio.gather(
+            *(rts[i % 2].call_with_session("echo", m, s.id) for i, m in enumerate(msgs))
+        )
+        for rt in rts:
+            await rt.stop()
+        history = await s.get_messages()
+    assert len(history) == 20 and len({m.id for m in history}) == 20
+    assert [m.seq for m in history] == list(range(1, 21))
+    replies = {m.metadata[REPLY_TO] for m in history if m.role == "assistant"}
+    assert replies == {m.id for m in msgs}
+
+
+# -- a run killed between input and output -------------------------------------------------
+
+WORKER = """
+import asyncio, pathlib, sys, time
+from aixgo import Message, Runtime
+
+url, marker, message_id = sys.argv[1:4]
+
+class Stuck:
+    async def execute(self, input):
+        pathlib.Path(marker).write_text(input.id)
+        await asyncio.sleep(600)  # killed here, between input and output
+        return Message.assistant("never")
+
+async def main():
+    async with Runtime(session_manager=url) as rt:
+        rt.register("assistant", Stuck())
+        await rt.call("assistant", Message.user("Remember: my name is Alice", id=message_id),
+                      user="alice")
+
+asyncio.run(main())
+"""
+
+
+def test_a_run_killed_between_input_and_output_is_resumed(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+    marker = tmp_path / "running"
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    message_id = new_id()
+    env = {**os.environ, "AIXGO_SESSION_URL": url}
+    proc = subprocess.Popen([sys.executable, str(script), url, str(marker), message_id], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "the worker died before the agent ran"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    agent = Memoryful()
+
+    async def resume() -> tuple[Message, list[Message]]:
+        async with Runtime(session_manager=url) as rt:
+            rt.register("assistant", agent)
+            s = await rt.session_manager.get_or_create("assistant", "alice")
+            assert [m.id for m in await s.get_messages()] == [message_id]  # input survived
+            out = await rt.call(
+                "assistant",
+                Message.user("Remember: my name is Alice", id=message_id),
+                user="alice",
+            )
+            return out, await s.get_messages()
+
+    out, history = asyncio.run(resume())
+    assert agent.seen == [["Remember: my name is Alice"]]  # the input, once
+    assert [m.id for m in history] == [message_id, out.id]
+    assert [m.seq for m in history] == [1, 2]
+    assert is_id(history[0].id)
