@@ -57,6 +57,8 @@ _TOP = ("session", "agents", "runtime")
 _AGENT_KEYS = ("name", "role", "options", "session_mode")
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 
+_PLAIN = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
 Path_ = tuple[str | int, ...]
 
 
@@ -167,6 +169,8 @@ class _Doc:
         if depth > MAX_DEPTH:
             raise self.fail(at, f"nested deeper than {MAX_DEPTH} levels")
         self.lines.setdefault(at, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN:
+            raise self.fail(at, f"cannot be read: the tag {node.tag!r} is not allowed")
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
