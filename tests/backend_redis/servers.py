@@ -109,10 +109,12 @@ class RedisProcess:
 class RedisCluster3:
     """A 3-master Redis Cluster (no replicas) from three local redis-server processes."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, durable: bool = False) -> None:
         extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "2000")  # fmt: skip
-        self.nodes = [RedisProcess(folder / f"node{i}", extra=extra) for i in range(3)]
+        self.nodes = [
+            RedisProcess(folder / f"node{i}", durable=durable, extra=extra) for i in range(3)
+        ]
 
     @property
     def url(self) -> str:

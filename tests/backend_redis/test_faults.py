@@ -12,9 +12,10 @@ from aixgo import Message
 from aixgo.errors import BackendUnavailable
 from aixgo.session import SessionManager, open_backend
 from aixgo_backend_redis import BackendTimeout
+from aixgo_backend_redis.keys import Keys
 
-from .helpers import manager
-from .servers import RedisProcess, free_port
+from .helpers import manager, raw
+from .servers import RedisCluster3, RedisProcess, free_port
 
 
 @pytest.fixture
@@ -83,6 +84,33 @@ async def test_restart_mid_run_loses_and_duplicates_nothing(durable_server: Redi
         assert history == acknowledged == [f"m{i}{x}" for i in range(60) for x in "ab"]
         assert [m.seq for m in await s.get_messages(last=3)] == [118, 119, 120]
         assert [i.id for i in (await mgr.list(user_id="u")).items] == [s.id]
+
+
+@pytest.mark.asyncio
+async def test_cluster_node_restart_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    cluster = RedisCluster3(tmp_path / "cluster", durable=True)
+    cluster.start()
+    try:
+        url = cluster.url + "?prefix=c:&timeout=2&retry_window=20"
+        async with manager(url) as mgr:
+            sessions = [await mgr.create("bot", user_id=f"u{i}") for i in range(6)]
+            for i in range(10):
+                for s in sessions:
+                    await s.append_message(Message.user(f"{s.id} {i}"))
+                if i == 4:  # kill -9 the master of sessions[0] mid-run; it comes back on its
+                    # port with its AOF
+                    async with raw(url) as r:
+                        node = r.get_node_from_key(Keys("c:").session(sessions[0].id)[0])
+                    victim = next(n for n in cluster.nodes if n.port == node.port)
+                    await asyncio.to_thread(victim.stop, kill=True)
+                    await asyncio.sleep(0.3)
+                    await asyncio.to_thread(victim.start)
+            for s in sessions:
+                texts = [m.text for m in await s.get_messages()]
+                assert texts == [f"{s.id} {i}" for i in range(10)]
+                assert [i.id for i in (await mgr.list(user_id=s.user_id or "")).items] == [s.id]
+    finally:
+        cluster.stop()
 
 
 @pytest.mark.asyncio
