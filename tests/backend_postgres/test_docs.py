@@ -11,7 +11,8 @@ import aixgo_backend_postgres
 import pytest
 
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(aixgo_backend_postgres.__path__, "aixgo_backend_postgres.")
+    m.name
+    for m in pkgutil.walk_packages(aixgo_backend_postgres.__path__, "aixgo_backend_postgres.")
 )
 
 

@@ -40,9 +40,12 @@ __all__ = ["PostgresBackend"]
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 
-# SQLSTATEs raised by our server-side functions.
+# SQLSTATEs raised by our server-side functions (see schema.py).
 _NO_SESSION = "AXS01"
 _NO_CHECKPOINT = "AXC01"
+_CONFLICT = "AXC09"
+_REPLAY = "AXR01"
+_UNIQUE_VIOLATION = "23505"
 
 
 class PostgresBackend:
@@ -213,30 +216,36 @@ class PostgresBackend:
     ) -> list[Message]:
         self._check_open()
         encoded = check_batch(messages)
-        params = (session_id, [m.id for m in messages], [e.decode() for e in encoded], expected_seq)
+        params = (session_id, (b"[" + b",".join(encoded) + b"]").decode(), expected_seq)
 
-        async def op(conn: Conn, attempt: int) -> list[Any]:
+        async def op(conn: Conn, attempt: int) -> int | list[Any]:
             try:
-                return await (await conn.execute(self._sql.append, params)).fetchall()
+                row = await (await conn.execute(self._sql.append, params)).fetchone()
+                assert row is not None
+                return int(row[0])
             except psycopg.DatabaseError as exc:
                 _raise_missing(exc, session_id)
-                raise
+                if exc.sqlstate == _CONFLICT:
+                    actual = int(exc.diag.message_primary or 0)
+                    raise _conflict(session_id, expected_seq, actual) from None
+                if exc.sqlstate not in (_REPLAY, _UNIQUE_VIOLATION):
+                    raise
+            # Part of the batch was stored before (a retry): the careful way, which returns
+            # the stored copies. Rare, so its second round trip does not matter.
+            return await (await conn.execute(self._sql.append_replay, params)).fetchall()
 
-        rows = await self._run(op)
+        result = await self._run(op)
+        if isinstance(result, int):
+            return [m.model_copy(update={"seq": result + i}) for i, m in enumerate(messages, 1)]
         known: dict[int, Message] = {}
         base = 0
-        for pos, seq, stored in rows:
+        for pos, seq, stored in result:
             if pos > 0:
                 known[pos - 1] = self._decode(stored, session_id, seq)
             elif pos == 0:
                 base = seq
             else:
-                raise ConflictError(
-                    f"session {session_id!r} has {seq} messages, not {expected_seq}: "
-                    "another writer appended first; re-read the history and retry",
-                    expected_seq=expected_seq,
-                    actual_seq=seq,
-                )
+                raise _conflict(session_id, expected_seq, seq)
         out: list[Message] = []
         for i, m in enumerate(messages):
             if i in known:
@@ -361,6 +370,15 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
         raise SessionNotFound(session_id) from None
     if exc.sqlstate == _NO_CHECKPOINT:
         raise CheckpointNotFound(checkpoint_id, session_id) from None
+
+
+def _conflict(session_id: str, expected: int | None, actual: int) -> ConflictError:
+    return ConflictError(
+        f"session {session_id!r} has {actual} messages, not {expected}: another writer "
+        "appended first; re-read the history and retry",
+        expected_seq=expected,
+        actual_seq=actual,
+    )
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:

@@ -119,16 +119,67 @@ CREATE VIEW {s}.aixgo_current_messages AS
 SELECT s.id AS session_id, h.seq, h.id, h.message
   FROM {s}.aixgo_sessions s CROSS JOIN LATERAL {s}.aixgo_history(s.id) h;
 
--- Append a batch in one call: lock the session, return the messages of the batch already in
--- the current history (idempotent retries), check expected_seq, store the rest.
--- Rows: (pos, seq, stored json) per message of the batch already stored (pos is 1-based in the
--- batch); then (0, length before, NULL) on success, or (-1, length, NULL) alone with nothing
--- stored when expected_seq does not match. A missing session raises SQLSTATE AXS01.
-CREATE FUNCTION {s}.aixgo_append(
-    p_session text, p_ids text[], p_messages jsonb[], p_expected bigint
-) RETURNS TABLE (pos integer, stored_seq bigint, stored text)
+-- Append a batch (a JSON array of messages) in one statement; return the history's length
+-- before it. The UPDATE takes the session row lock and bumps the count first, so every
+-- statement after it sees what committed before (a volatile function takes a fresh snapshot
+-- per statement). Errors roll the whole call back:
+--   AXS01 no such session;  AXC09 expected_seq does not match (message: the actual length);
+--   AXR01 or unique_violation (23505): some ids of the batch are stored already; call
+--         aixgo_append_replay instead.
+CREATE FUNCTION {s}.aixgo_append(p_session text, p_batch jsonb, p_expected bigint)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_n integer := jsonb_array_length(p_batch);
+    v_head integer;
+    v_len bigint;
+    v_conflict boolean;
+BEGIN
+    UPDATE {s}.aixgo_sessions s
+       SET message_count = s.message_count + v_n,
+           updated_at = greatest(clock_timestamp(), s.updated_at)
+     WHERE s.id = p_session
+    RETURNING s.head, s.message_count - v_n INTO v_head, v_len;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % does not exist', p_session USING ERRCODE = 'AXS01';
+    END IF;
+    -- A batch holding an id stored before goes the careful way. On branch 0 (never
+    -- restored: it owns the whole history) the unique index (session_id, id, branch) finds
+    -- such an id as the INSERT runs (unique_violation), so the probe is needed only after a
+    -- restore, or to tell a conflict from a repeated batch. It tests (session_id, id) alone,
+    -- so its only useful index is aixgo_messages_id (with a seq bound too, a generic plan
+    -- may range-scan the whole history by primary key).
+    v_conflict := p_expected IS NOT NULL AND p_expected <> v_len;
+    IF (v_head <> 0 OR v_conflict) AND EXISTS (
+        SELECT 1 FROM {s}.aixgo_messages m
+         WHERE m.session_id = p_session
+           AND m.id = ANY (ARRAY(SELECT e ->> 'id' FROM jsonb_array_elements(p_batch) e))
+    ) THEN
+        RAISE EXCEPTION 'part of the batch is stored already' USING ERRCODE = 'AXR01';
+    END IF;
+    IF v_conflict THEN
+        RAISE EXCEPTION '%', v_len USING ERRCODE = 'AXC09';
+    END IF;
+    -- The seq goes into the stored JSON too: a message keeps its position in every history
+    -- that contains it, so reads return rows as they are.
+    INSERT INTO {s}.aixgo_messages (session_id, branch, seq, id, message)
+    SELECT p_session, v_head, v_len + e.o, e.m ->> 'id',
+           jsonb_set(e.m, '{seq}', to_jsonb(v_len + e.o))
+      FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS e (m, o);
+    RETURN v_len;
+END
+$$;
+
+-- The careful append, for batches holding messages stored before (retries, replays): lock
+-- the session, return the messages of the batch already in the current history, check
+-- expected_seq, store the rest. Rows: (pos, seq, stored json) per message of the batch
+-- already stored (pos is 1-based in the batch); then (0, length before, NULL) on success,
+-- or (-1, length, NULL) alone, with nothing stored, when expected_seq does not match.
+CREATE FUNCTION {s}.aixgo_append_replay(p_session text, p_batch jsonb, p_expected bigint)
+RETURNS TABLE (pos integer, stored_seq bigint, stored text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids text[] := ARRAY(SELECT e ->> 'id' FROM jsonb_array_elements(p_batch) AS e);
     v_head integer;
     v_len bigint;
     v_known text[] := '{}';
@@ -140,50 +191,43 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'session % does not exist', p_session USING ERRCODE = 'AXS01';
     END IF;
-    -- Each statement below sees everything committed before the lock was granted (a volatile
-    -- function takes a fresh snapshot per statement), so a racing retry cannot slip by.
-    IF EXISTS (SELECT 1 FROM {s}.aixgo_messages m
-                WHERE m.session_id = p_session AND m.id = ANY (p_ids) AND m.seq <= v_len) THEN
-        -- Live means on the walk from the head branch (lineage.py: Lineage.is_live).
-        FOR r IN
-            WITH RECURSIVE walk (branch, parent, lo, hi) AS (
-                SELECT b.branch, b.parent, b.fork_seq + 1, v_len
-                  FROM {s}.aixgo_branches b
-                 WHERE b.session_id = p_session AND b.branch = v_head
-                UNION ALL
-                SELECT b.branch, b.parent, b.fork_seq + 1, w.lo - 1
-                  FROM walk w JOIN {s}.aixgo_branches b
-                    ON b.session_id = p_session AND b.branch = w.parent
-                 WHERE w.lo > 1
-            )
-            SELECT u.o::integer AS o, u.id, m.seq, m.message::text AS message
-              FROM unnest(p_ids) WITH ORDINALITY AS u (id, o)
-             CROSS JOIN LATERAL (
-                   SELECT m.branch, m.seq, m.message FROM {s}.aixgo_messages m
-                    WHERE m.session_id = p_session AND m.id = u.id AND m.seq <= v_len
-                   OFFSET 0) m
-              JOIN walk w ON w.branch = m.branch AND m.seq BETWEEN w.lo AND w.hi
-        LOOP
-            pos := r.o; stored_seq := r.seq; stored := r.message;
-            RETURN NEXT;
-            v_known := v_known || r.id;
-        END LOOP;
-    END IF;
-    v_fresh := cardinality(p_ids) - cardinality(v_known);
+    -- Live means on the walk from the head branch (lineage.py: Lineage.is_live).
+    FOR r IN
+        WITH RECURSIVE walk (branch, parent, lo, hi) AS (
+            SELECT b.branch, b.parent, b.fork_seq + 1, v_len
+              FROM {s}.aixgo_branches b
+             WHERE b.session_id = p_session AND b.branch = v_head
+            UNION ALL
+            SELECT b.branch, b.parent, b.fork_seq + 1, w.lo - 1
+              FROM walk w JOIN {s}.aixgo_branches b
+                ON b.session_id = p_session AND b.branch = w.parent
+             WHERE w.lo > 1
+        )
+        SELECT u.o::integer AS o, u.id, m.seq, m.message::text AS message
+          FROM unnest(v_ids) WITH ORDINALITY AS u (id, o)
+         CROSS JOIN LATERAL (
+               SELECT m.branch, m.seq, m.message FROM {s}.aixgo_messages m
+                WHERE m.session_id = p_session AND m.id = u.id
+               OFFSET 0) m
+          JOIN walk w ON w.branch = m.branch AND m.seq BETWEEN w.lo AND w.hi
+    LOOP
+        pos := r.o; stored_seq := r.seq; stored := r.message;
+        RETURN NEXT;
+        v_known := v_known || r.id;
+    END LOOP;
+    v_fresh := cardinality(v_ids) - cardinality(v_known);
     IF v_fresh > 0 THEN
         IF p_expected IS NOT NULL AND p_expected <> v_len THEN
             pos := -1; stored_seq := v_len; stored := NULL;
             RETURN NEXT;
             RETURN;
         END IF;
-        -- The seq goes into the stored JSON too: a message keeps its position in every
-        -- history that contains it, so reads return rows as they are.
         INSERT INTO {s}.aixgo_messages (session_id, branch, seq, id, message)
         SELECT p_session, v_head, v_len + f.n, f.id,
                jsonb_set(f.m, '{seq}', to_jsonb(v_len + f.n))
-          FROM (SELECT u.id, u.m, row_number() OVER (ORDER BY u.o) AS n
-                  FROM unnest(p_ids, p_messages) WITH ORDINALITY AS u (id, m, o)
-                 WHERE u.id <> ALL (v_known)) f;
+          FROM (SELECT e.m ->> 'id' AS id, e.m, row_number() OVER (ORDER BY e.o) AS n
+                  FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS e (m, o)
+                 WHERE (e.m ->> 'id') <> ALL (v_known)) f;
         UPDATE {s}.aixgo_sessions s
            SET message_count = v_len + v_fresh,
                updated_at = greatest(clock_timestamp(), s.updated_at)

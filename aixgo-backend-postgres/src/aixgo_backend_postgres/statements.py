@@ -42,7 +42,12 @@ _TEMPLATES = {
     ),
     "get": f"SELECT {_COLUMNS} FROM {{s}}.aixgo_sessions WHERE id = %s",  # noqa: S608
     "delete": "SELECT {s}.aixgo_delete_session(%s)",
-    "append": "SELECT pos, stored_seq, stored FROM {s}.aixgo_append(%s, %s, %s::jsonb[], %s)",
+    # The batch travels as one JSON array: one text parameter is far cheaper to send than
+    # arrays, which psycopg adapts element by element.
+    "append": "SELECT {s}.aixgo_append(%s, %s::jsonb, %s)",
+    "append_replay": (
+        "SELECT pos, stored_seq, stored FROM {s}.aixgo_append_replay(%s, %s::jsonb, %s)"
+    ),
     # The tail: walk the lineage from the head branch only as far back as the last n
     # messages reach, then read each span by the (session_id, branch, seq) primary key.
     # OFFSET 0 keeps that a range scan per span: without it a generic plan may fetch every
@@ -102,6 +107,7 @@ class Statements:
     get: bytes
     delete: bytes
     append: bytes
+    append_replay: bytes
     tail: bytes
     checkpoint: bytes
     get_checkpoint: bytes
