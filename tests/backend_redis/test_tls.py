@@ -86,3 +86,18 @@ async def test_an_untrusted_server_certificate_is_refused(
         await mgr.open()
     await mgr.close()
     assert "s3cret" not in str(err.value)
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_password_fails_at_once_and_is_never_shown(
+    tls_server: tuple[int, Path],
+) -> None:
+    port, d = tls_server
+    url = f"rediss://:wrong-pw@localhost:{port}/0?ssl_ca_certs={d}/ca.crt&retry_window=30"
+    backend = open_backend(url)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as err:
+        await backend.get_session("a" * 26)  # not retried: waiting will not fix a password
+    await backend.close()
+    assert time.monotonic() - started < 5
+    assert "wrong-pw" not in str(err.value) and ":***@localhost" in str(err.value)
