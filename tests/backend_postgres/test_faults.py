@@ -146,3 +146,31 @@ async def test_statement_timeout_is_a_typed_error(pg_url: str) -> None:
         assert await s.get_messages() == []
         await s.append_message(Message.user("fast"))
         assert (await s.info()).message_count == 1
+
+
+@pytest.mark.asyncio
+async def test_no_free_connection_in_time_is_unavailable(pg_url: str, schema: str) -> None:
+    url = f"{pg_url}&pool_min_size=1&pool_max_size=1&pool_timeout=0.3"
+    async with SessionManager(url) as mgr:
+        s = await mgr.create("assistant", user_id="u")
+        async with await admin(pg_url) as locker, locker.transaction():
+            await locker.execute(
+                f'SELECT 1 FROM "{schema}".aixgo_sessions WHERE id = %s FOR UPDATE', (s.id,)
+            )
+            blocked = asyncio.create_task(s.append_message(Message.user("waits")))
+            await wait_for_lock_waiter(pg_url, "%aixgo_append%")
+            with pytest.raises(BackendUnavailable) as info:
+                await mgr.get(s.id)  # the only connection is busy
+            assert "within 0.3 s" in str(info.value)
+        await asyncio.wait_for(blocked, 10)
+        assert (await s.info()).message_count == 1
+
+
+@pytest.mark.asyncio
+async def test_with_retries_0_a_dropped_connection_is_reported(pg_url: str) -> None:
+    async with SessionManager(f"{pg_url}&retries=0") as mgr:
+        s = await mgr.create("assistant", user_id="u")
+        assert await terminate_others(pg_url) >= 1
+        with pytest.raises(BackendUnavailable):
+            await s.get_messages()
+        assert await s.get_messages() == []  # the pool has replaced the dead connection

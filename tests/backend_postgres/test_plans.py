@@ -15,7 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 import pytest_asyncio
+from aixgo.identifiers import new_id
 from aixgo.session import SessionManager
+from aixgo_backend_postgres import PostgresBackend
 from aixgo_backend_postgres.statements import Statements
 
 from .helpers import admin
@@ -146,3 +148,51 @@ async def test_tail_reads_use_the_session_seq_index(
             assert "aixgo_messages_pkey" in plan, plan
             assert "aixgo_branches_pkey" in plan, plan
             assert "aixgo_messages_id" not in plan, plan  # never all of the session's rows
+
+
+@pytest.mark.asyncio
+async def test_statements_inside_the_functions_read_only_what_they_need(pg_url: str) -> None:
+    """auto_explain shows the plans of the statements inside aixgo_append, _replay,
+    _restore and the tail read, on a 2,000-message session after a restore, on a connection
+    set up like the pool's: none scans a table or filters away more than a handful of rows."""
+    from aixgo import Message
+    from aixgo.session.codec import encode_message
+
+    async with SessionManager(pg_url) as mgr:
+        s = await mgr.create("assistant", user_id="u")
+        for _ in range(4):
+            await s.append_messages([Message.user("x") for _ in range(500)])
+        cp = await s.checkpoint()
+        await s.append_message(Message.user("discarded"))
+        await s.restore(cp.id)
+        known = (await s.get_messages(last=1))[0]
+        backend = mgr.backend
+        assert isinstance(backend, PostgresBackend)
+        sql = backend._sql
+        notes: list[str] = []
+        async with await psycopg.AsyncConnection.connect(
+            backend.options.conninfo, autocommit=True
+        ) as conn:
+            conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+            for setting in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_nested_statements = on",
+                "SET auto_explain.log_analyze = on",
+                "SET client_min_messages = log",
+            ):
+                await conn.execute(setting)
+            for _ in range(7):  # past the five custom plans a plan cache may try first
+                fresh = "[" + encode_message(Message.user("y")).decode() + "]"
+                await conn.execute(sql.append, (s.id, fresh, None))
+                replay = "[" + encode_message(known).decode() + "]"
+                await (await conn.execute(sql.append_replay, (s.id, replay, None))).fetchall()
+                await (await conn.execute(sql.tail, {"id": s.id, "last": 50})).fetchall()
+                undo = await s.checkpoint()
+                await conn.execute(sql.restore, (s.id, undo.id, new_id()))
+    plans = [n for n in notes if "Query Text" in n]
+    assert len(plans) > 40, notes[:3]
+    for plan in plans:
+        assert "Seq Scan" not in plan, plan
+        removed = [int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", plan)]
+        assert max(removed, default=0) <= 5, plan
