@@ -28,7 +28,7 @@ async def test_every_key_of_a_session_is_in_one_slot(any_url: str, prefix: str) 
         await s.checkpoint()
         keys = await keys_of(r, prefix)
         mine = [k for k in keys if s.id in k]
-        assert len(mine) == 5
+        assert len(mine) == 4
         assert len({key_slot(k.encode()) for k in mine}) == 1
         # Names never appear raw in keys; they are base64url.
         assert not any("agent:{1}" in k or "user }{" in k for k in keys)
@@ -86,14 +86,14 @@ async def test_ttl_expires_every_key_together_and_writes_renew_it(any_url: str) 
         await s.checkpoint()
         keys = Keys(RedisBackend(url).options.prefix).session(s.id)
         await asyncio.sleep(0.5)
-        await s.append_message(Message.user("b"))  # renews all five
+        await s.append_message(Message.user("b"))  # renews all four
         ttls = [await r.pttl(k) for k in keys]
         assert all(800 < t <= 1000 for t in ttls), ttls
         await asyncio.sleep(1.3)
         with pytest.raises(SessionNotFound):
             await mgr.get(s.id)
         assert await listed(mgr, user_id="u") == []
-        assert [await r.exists(k) for k in keys] == [0] * 5
+        assert [await r.exists(k) for k in keys] == [0] * 4
 
 
 @pytest.mark.asyncio

@@ -4,11 +4,11 @@ Every key of one session carries the hash tag ``{s:<session id>}``, so in Redis 
 all live in one slot and one script can change them atomically::
 
     <prefix>{s:<id>}:s   hash  summary: agent, user, created, updated, count, meta, head
-                               (current branch), hfork (its fork_seq), nb (branches), idx
+                               (current branch), hfork (its fork_seq), nb (branches), idx;
+                               and "#<message id>" -> "branch:seq ..." where it was stored
     <prefix>{s:<id>}:b   hash  branch table: branch -> "parent,fork_seq,start" (parent -1: root)
     <prefix>{s:<id>}:m   list  message JSON in the order stored; branch b's own message seq
                                is at index start + seq - fork_seq - 1
-    <prefix>{s:<id>}:i   hash  message id -> "branch:seq ..." where it was stored (idempotence)
     <prefix>{s:<id>}:c   hash  checkpoint id -> "ordinal,branch,seq,created_us,label_json"
 
 Listing indexes are sorted sets of session ids scored by ``updated_at`` in microseconds (exact
@@ -49,9 +49,9 @@ class Keys:
         self.prefix = prefix
 
     def session(self, session_id: str) -> list[str]:
-        """The five keys of a session, in the order the scripts expect (``KEYS[1..5]``)."""
+        """The four keys of a session, in the order the scripts expect (``KEYS[1..4]``)."""
         base = f"{self.prefix}{{s:{session_id}}}:"
-        return [base + "s", base + "b", base + "m", base + "i", base + "c"]
+        return [base + "s", base + "b", base + "m", base + "c"]
 
     def summary_affixes(self) -> tuple[str, str]:
         """What goes before and after a session id to name its summary hash (for listing)."""

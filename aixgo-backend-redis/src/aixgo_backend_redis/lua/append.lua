@@ -2,13 +2,16 @@
 -- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where the
 -- triples are the messages that were already in the current history (idempotent repeats),
 -- or {'conflict', count}, or {'notfound'}.
-local h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx')
+-- One HMGET reads the summary and where each message id was stored ("#<id>" fields), and one
+-- HSET writes them back: calls into Redis dominate a script's cost.
+local n = (#ARGV - 4) / 2
+local fields = {'head', 'count', 'updated', 'idx'}
+for k = 1, n do fields[4 + k] = '#' .. ARGV[3 + 2 * k] end
+local h = hmget(S, fields)
 if not h[1] then return {'notfound'} end
 local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
-local n = (#ARGV - 4) / 2
-local ids = {}
-for k = 1, n do ids[k] = ARGV[3 + 2 * k] end
-local refs = hmget(I, ids)
+local refs = {}
+for k = 1, n do refs[k] = h[4 + k] end
 local known, out, fresh = {}, {}, n
 for k = 1, n do
   -- Every place the id was stored, "b:s b:s ...": a restore may discard a message, it may be
@@ -33,24 +36,26 @@ if fresh > 0 and ARGV[4] ~= '' and tonumber(ARGV[4]) ~= count then
 end
 local first = count + 1
 if fresh > 0 then
-  local jsons, ipairs_ = {}, {}
+  local jsons, writes = {}, {}
   local prefix = h[1] .. ':'
   for k = 1, n do
     if not known[k] then
       count = count + 1
       jsons[#jsons + 1] = with_seq(ARGV[4 + 2 * k], count)
       local ref = prefix .. tostring(count) -- exact below 1e14 messages
-      ipairs_[#ipairs_ + 1] = ids[k]
-      ipairs_[#ipairs_ + 1] = refs[k] and (refs[k] .. ' ' .. ref) or ref
+      writes[#writes + 1] = fields[4 + k]
+      writes[#writes + 1] = refs[k] and (refs[k] .. ' ' .. ref) or ref
     end
   end
   for i = 1, #jsons, CHUNK do
     redis.call('RPUSH', M, unpack(jsons, i, math.min(i + CHUNK - 1, #jsons)))
   end
-  hset(I, ipairs_)
-  local now = now_us()
-  updated = math.max(now, updated)
-  redis.call('HSET', S, 'count', count, 'updated', int(updated))
+  updated = math.max(now_us(), updated)
+  writes[#writes + 1] = 'count'
+  writes[#writes + 1] = count
+  writes[#writes + 1] = 'updated'
+  writes[#writes + 1] = int(updated)
+  hset(S, writes)
   if INLINE then touch_indexes(idx, updated, false) end
 end
 renew()

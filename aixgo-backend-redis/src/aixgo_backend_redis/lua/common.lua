@@ -1,9 +1,9 @@
 -- Shared by every per-session script (prepended by scripts.py).
--- KEYS[1..5]: summary, branches, messages (a list), ids, checkpoints of one session (one
--- hash tag).
+-- KEYS[1..4]: summary (which also maps "#<message id>" to where the message is stored),
+-- branches, messages (a list), checkpoints of one session (one hash tag).
 -- ARGV[1]: session id; ARGV[2]: ttl in ms ("0": none); ARGV[3]: "1" to update the listing
 -- indexes here too (standalone Redis), "0" to leave that to the caller (Redis Cluster).
-local S, B, M, I, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local S, B, M, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local SID, TTL, INLINE = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000 -- unpack() has a stack limit; large batches go in chunks
 
@@ -106,10 +106,10 @@ local function split_lines(text)
   return out
 end
 
--- Sliding expiry: all five keys get the same deadline on every write.
+-- Sliding expiry: all four keys get the same deadline on every write.
 local function renew()
   if TTL > 0 then
-    for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], TTL) end
+    for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], TTL) end
   end
 end
 

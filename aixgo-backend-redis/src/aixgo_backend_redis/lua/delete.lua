@@ -5,5 +5,5 @@ if INLINE then
   for _, key in ipairs(split_lines(idx)) do redis.call('ZREM', key, SID) end
 end
 -- UNLINK frees a long history in the background instead of blocking the server.
-redis.call('UNLINK', S, B, M, I, C)
+redis.call('UNLINK', S, B, M, C)
 return {'ok', idx}
