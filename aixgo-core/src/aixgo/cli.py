@@ -1,4 +1,5 @@
-"""The ``aixgo`` command line: ``aixgo --version``, ``aixgo plugins``."""
+"""The ``aixgo`` command line: ``aixgo --version``, ``aixgo plugins``, ``aixgo sessions ...``,
+``aixgo chat``."""
 
 from __future__ import annotations
 
@@ -53,6 +54,19 @@ def plugins_command(as_json: bool) -> None:
             + "  "
             + row[3]
         )
+
+
+def _add_commands() -> None:
+    # Imported here: the subcommands pull in the runtime and session layers, which plain
+    # `aixgo --version` does not need.
+    from aixgo.cli_chat import chat
+    from aixgo.cli_sessions import sessions
+
+    cli.add_command(sessions)
+    cli.add_command(chat)
+
+
+_add_commands()
 
 
 def main() -> None:

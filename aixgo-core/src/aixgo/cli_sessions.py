@@ -1,0 +1,311 @@
+"""``aixgo sessions ...``: list, show, export, import, delete, checkpoints, restore, on any
+backend (``--url``, else ``$AIXGO_SESSION_URL``, else the embedded file store).
+
+Tables are for people; ``--json`` prints JSON for scripts. ``export``/``import`` move sessions
+between stores as JSON Lines (see :mod:`aixgo.session.archive` for what is carried)::
+
+    aixgo sessions --url file:///srv/sessions export -o all.jsonl
+    aixgo sessions --url redis://cache:6379/0 import all.jsonl
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from aixgo.session import SessionManager, default_session_url, redact_url
+from aixgo.session.archive import OnConflict, TransferStats, export_sessions, import_sessions
+
+__all__ = ["sessions", "table"]
+
+T = TypeVar("T")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns under a header; the last column is not padded.
+
+    >>> print(table(("A", "B"), [("x", "1"), ("long", "2")]))
+    A     B
+    x     1
+    long  2
+    """
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with SessionManager(url) as mgr:
+            return await work(mgr)
+
+    return asyncio.run(go())
+
+
+def _when(dt: Any) -> str:
+    return str(dt.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _dump(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+class _Progress:
+    """One self-rewriting status line on stderr (only when it is a terminal, or asked for)."""
+
+    def __init__(self, label: str, enabled: bool | None, total: int | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.total = total
+        self.shown = False
+
+    def __call__(self, stats: TransferStats) -> None:
+        if not self.enabled:
+            return
+        of = f"/{self.total}" if self.total is not None else ""
+        click.echo(
+            f"\r{self.label}: {stats.sessions + stats.sessions_skipped}{of} sessions, "
+            f"{stats.messages:,} messages",
+            nl=False,
+            err=True,
+        )
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+@click.group("sessions")
+@click.option(
+    "--url",
+    envvar="AIXGO_SESSION_URL",
+    default=None,
+    metavar="URL",
+    help="Backend URL (default: $AIXGO_SESSION_URL, else the embedded file store).",
+)
+@click.pass_context
+def sessions(ctx: click.Context, url: str | None) -> None:
+    """Manage stored sessions on any backend."""
+    ctx.obj = url or default_session_url()
+
+
+@sessions.command("list")
+@click.option("--agent", help="Only this agent's sessions.")
+@click.option("--user", "user_id", help="Only this user's sessions.")
+@click.option("--limit", default=50, show_default=True, help="Sessions per page.")
+@click.option("--cursor", help="Continue from a previous page (see --json's next_cursor).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_command(
+    url: str, agent: str | None, user_id: str | None, limit: int, cursor: str | None, as_json: bool
+) -> None:
+    """Sessions, most recently updated first."""
+    page = _run(url, lambda m: m.list(agent=agent, user_id=user_id, limit=limit, cursor=cursor))
+    if as_json:
+        _dump({"items": [i.model_dump(mode="json") for i in page.items],
+               "next_cursor": page.next_cursor})  # fmt: skip
+        return
+    if not page.items:
+        click.echo(f"no sessions in {redact_url(url)}")
+        return
+    rows = [
+        (i.id, i.agent, i.user_id or "-", str(i.message_count), _when(i.updated_at),
+         str(i.metadata.get("title", "")))
+        for i in page.items
+    ]  # fmt: skip
+    click.echo(table(("ID", "AGENT", "USER", "MESSAGES", "UPDATED", "TITLE"), rows))
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.option("--user", "user_id", help="Refuse unless the session is this user's.")
+@click.option("--last", type=int, help="Only the last N messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def show_command(
+    url: str, session_id: str, user_id: str | None, last: int | None, as_json: bool
+) -> None:
+    """A session's summary and messages."""
+
+    async def work(mgr: SessionManager) -> tuple[Any, Any]:
+        s = await mgr.get(session_id, user_id=user_id)
+        return await s.info(), await s.get_messages(last=last)
+
+    info, messages = _run(url, work)
+    if as_json:
+        _dump({"session": info.model_dump(mode="json"),
+               "messages": [m.model_dump(mode="json") for m in messages]})  # fmt: skip
+        return
+    click.echo(f"session  {info.id}\nagent    {info.agent}\nuser     {info.user_id or '-'}")
+    click.echo(f"created  {_when(info.created_at)}\nupdated  {_when(info.updated_at)}")
+    click.echo(f"messages {info.message_count}")
+    if info.metadata:
+        click.echo(f"metadata {json.dumps(info.metadata, ensure_ascii=False)}")
+    for m in messages:
+        calls = f" [calls {', '.join(c.name for c in m.tool_calls)}]" if m.tool_calls else ""
+        click.echo(f"{m.seq:>5}  {m.role:<9} {m.text}{calls}")
+
+
+@sessions.command("export")
+@click.argument("session_ids", nargs=-1)
+@click.option("--agent", help="Only this agent's sessions.")
+@click.option("--user", "user_id", help="Only this user's sessions.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of stdout.")  # fmt: skip
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
+@click.pass_obj
+def export_command(
+    url: str,
+    session_ids: tuple[str, ...],
+    agent: str | None,
+    user_id: str | None,
+    output: Path | None,
+    progress: bool | None,
+) -> None:
+    """Write sessions (all, or the ones named or filtered) as JSON Lines."""
+
+    async def work(mgr: SessionManager) -> TransferStats:
+        from aixgo.session.archive import list_ids
+
+        ids = list(session_ids) or await list_ids(mgr, agent=agent, user_id=user_id)
+        bar = _Progress("exporting", progress, len(ids))
+        out: TextIO
+        with output.open("w", encoding="utf-8") if output else _stdout() as out:
+            stats = await export_sessions(mgr, out.write, session_ids=ids, progress=bar)
+        bar.done()
+        return stats
+
+    stats = _run(url, work)
+    if output is not None:
+        click.echo(
+            f"exported {stats.sessions} sessions, {stats.messages:,} messages, "
+            f"{stats.checkpoints} checkpoints to {output}",
+            err=True,
+        )
+
+
+class _stdout:
+    """stdout as a context manager that is not closed on exit."""
+
+    def __enter__(self) -> TextIO:
+        return sys.stdout
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+
+
+@sessions.command("import")
+@click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--on-conflict", type=click.Choice(["fail", "skip", "replace"]), default="fail",
+              show_default=True, help="When the store has a session with the same id.")  # fmt: skip
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def import_command(
+    url: str, archive: Path, on_conflict: OnConflict, progress: bool | None, as_json: bool
+) -> None:
+    """Recreate sessions from a JSON Lines archive (ids kept). '-' reads stdin."""
+    source = "stdin" if str(archive) == "-" else str(archive)
+
+    async def work(mgr: SessionManager) -> TransferStats:
+        bar = _Progress("importing", progress)
+        stream = sys.stdin if source == "stdin" else archive.open(encoding="utf-8")
+        try:
+            stats = await import_sessions(
+                mgr,
+                stream,
+                source=source,
+                on_conflict=on_conflict,
+                progress=bar,
+            )
+        finally:
+            bar.done()
+            if source != "stdin":
+                stream.close()
+        return stats
+
+    stats = _run(url, work)
+    if as_json:
+        _dump({"sessions": stats.sessions, "messages": stats.messages,
+               "checkpoints": stats.checkpoints, "sessions_skipped": stats.sessions_skipped,
+               "checkpoints_skipped": stats.checkpoints_skipped})  # fmt: skip
+        return
+    msg = (f"imported {stats.sessions} sessions, {stats.messages:,} messages, "
+           f"{stats.checkpoints} checkpoints into {redact_url(url)}")  # fmt: skip
+    if stats.sessions_skipped:
+        msg += f"; skipped {stats.sessions_skipped} existing sessions"
+    if stats.checkpoints_skipped:
+        msg += f"; {stats.checkpoints_skipped} checkpoints pointed into discarded history"
+    click.echo(msg)
+
+
+@sessions.command("delete")
+@click.argument("session_ids", nargs=-1, required=True)
+@click.option("--user", "user_id", help="Refuse unless each session is this user's.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def delete_command(url: str, session_ids: tuple[str, ...], user_id: str | None, yes: bool) -> None:
+    """Delete sessions with their messages and checkpoints."""
+    if not yes:
+        click.confirm(f"delete {len(session_ids)} session(s) from {redact_url(url)}?", abort=True)
+
+    async def work(mgr: SessionManager) -> None:
+        for sid in session_ids:
+            await mgr.delete(sid, user_id=user_id)
+            click.echo(f"deleted {sid}")
+
+    _run(url, work)
+
+
+@sessions.command("checkpoints")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def checkpoints_command(url: str, session_id: str, as_json: bool) -> None:
+    """A session's checkpoints, oldest first."""
+
+    async def work(mgr: SessionManager) -> Any:
+        return await (await mgr.get(session_id)).list_checkpoints()
+
+    cps = _run(url, work)
+    if as_json:
+        _dump([c.model_dump(mode="json") for c in cps])
+        return
+    if not cps:
+        click.echo(f"session {session_id} has no checkpoints")
+        return
+    rows = [(c.id, str(c.seq), _when(c.created_at), c.label or "") for c in cps]
+    click.echo(table(("ID", "SEQ", "CREATED", "LABEL"), rows))
+
+
+@sessions.command("restore")
+@click.argument("session_id")
+@click.argument("checkpoint_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def restore_command(url: str, session_id: str, checkpoint_id: str, as_json: bool) -> None:
+    """Make a session's history what it was at a checkpoint (undoable)."""
+
+    async def work(mgr: SessionManager) -> Any:
+        s = await mgr.get(session_id)
+        undo = await s.restore(checkpoint_id)
+        return undo, await s.info()
+
+    undo, info = _run(url, work)
+    if as_json:
+        _dump({"undo": undo.model_dump(mode="json"), "session": info.model_dump(mode="json")})
+        return
+    click.echo(f"restored {session_id} to {checkpoint_id}: {info.message_count} messages")
+    click.echo(f"undo with: aixgo sessions restore {session_id} {undo.id}")
