@@ -174,3 +174,20 @@ async def test_with_retries_0_a_dropped_connection_is_reported(pg_url: str) -> N
         with pytest.raises(BackendUnavailable):
             await s.get_messages()
         assert await s.get_messages() == []  # the pool has replaced the dead connection
+
+
+@pytest.mark.asyncio
+async def test_libpq_ssl_options_reach_libpq(pg_url: str) -> None:
+    async with SessionManager(f"{pg_url}&sslmode=disable&application_name=aixgo-test") as mgr:
+        await mgr.create("assistant")
+        async with await admin(pg_url) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aixgo-test'"
+            )
+            assert await cur.fetchone() == (1,)
+    url = f"{pg_url}&sslmode=verify-full&sslrootcert=/nonexistent/root.crt"
+    backend = PostgresBackend(url)
+    with pytest.raises(BackendUnavailable) as info:  # libpq refused: SSL or the root cert
+        await backend.open()
+    await backend.close()
+    assert "ssl" in str(info.value).lower() or "root.crt" in str(info.value)
