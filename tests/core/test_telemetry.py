@@ -1,0 +1,129 @@
+"""OpenTelemetry: a span per call and per backend operation, counters and latency histograms,
+checked with the SDK's in-memory exporter and reader."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aixgo import Message, Runtime
+from aixgo.errors import AgentError, CallTimeout
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+_EXPORTER = InMemorySpanExporter()
+_READER = InMemoryMetricReader()
+_installed = False
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    # OpenTelemetry allows one global provider per process: install once, clear per test.
+    global _installed
+    if not _installed:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+        _installed = True
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+def points(name: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+    data = _READER.get_metrics_data()
+    out: dict[tuple[tuple[str, Any], ...], Any] = {}
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    for p in metric.data.data_points:
+                        out[tuple(sorted(p.attributes.items()))] = p
+    return out
+
+
+class Echo:
+    async def execute(self, input: Message) -> Message:
+        if input.text == "fail":
+            raise RuntimeError("boom")
+        if input.text == "slow":
+            await asyncio.sleep(5)
+        return Message.assistant(input.text)
+
+
+def named(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+@pytest.mark.asyncio
+async def test_a_span_per_call_and_per_backend_operation(spans: InMemorySpanExporter) -> None:
+    async with Runtime(session_manager="memory://", timeout=0.05) as rt:
+        rt.register("echo", Echo())
+        await rt.call("echo", Message.user("hi"), user="alice")
+        with pytest.raises(AgentError):
+            await rt.call("echo", Message.user("fail"), user="alice")
+        with pytest.raises(CallTimeout):
+            await rt.call("echo", Message.user("slow"), user="alice")
+        await rt.call("echo", Message.user("stateless"))
+        session_id = (await rt.session_manager.get_or_create("echo", "alice")).id
+    done = list(spans.get_finished_spans())
+    calls = named(done, "aixgo.call")
+    assert [c.attributes["aixgo.outcome"] for c in calls] == ["ok", "error", "timeout", "ok"]  # type: ignore[index]
+    for call in calls[:3]:
+        assert call.attributes["aixgo.agent"] == "echo"  # type: ignore[index]
+        assert call.attributes["aixgo.session_id"] == session_id  # type: ignore[index]
+    assert "aixgo.session_id" not in calls[3].attributes  # type: ignore[operator]
+    assert calls[1].status.status_code is StatusCode.ERROR
+    assert any(e.name == "exception" for e in calls[1].events)
+
+    appends = named(done, "aixgo.backend.append_messages")
+    # ok call: input + output; failing and timed-out calls: the input only.
+    assert len(appends) == 4
+    first = calls[0]
+    assert first.context is not None
+    children = [
+        s for s in appends if s.parent is not None and s.parent.span_id == first.context.span_id
+    ]
+    assert len(children) == 2
+    for span in appends:
+        assert span.attributes["aixgo.session_id"] == session_id  # type: ignore[index]
+        assert span.attributes["aixgo.backend"] == "MemoryBackend"  # type: ignore[index]
+        assert span.attributes["aixgo.outcome"] == "ok"  # type: ignore[index]
+
+
+@pytest.mark.asyncio
+async def test_counters_and_latency_histograms(spans: InMemorySpanExporter) -> None:
+    before = {k: p.value for k, p in points("aixgo.calls").items()}
+    async with Runtime(session_manager="memory://") as rt:
+        rt.register("metered", Echo())
+        for _ in range(3):
+            await rt.call("metered", Message.user("hi"), user="u")
+        with pytest.raises(AgentError):
+            await rt.call("metered", Message.user("fail"))
+    ok = (("aixgo.agent", "metered"), ("aixgo.outcome", "ok"))
+    err = (("aixgo.agent", "metered"), ("aixgo.outcome", "error"))
+    calls = points("aixgo.calls")
+    assert calls[ok].value - before.get(ok, 0) == 3
+    assert calls[err].value - before.get(err, 0) == 1
+    assert points("aixgo.call.duration")[ok].count >= 3
+    op = (("aixgo.backend", "MemoryBackend"), ("aixgo.operation", "append_messages"),
+          ("aixgo.outcome", "ok"))  # fmt: skip
+    assert points("aixgo.backend.operations")[op].value >= 6
+    assert points("aixgo.backend.duration")[op].count >= 6
+
+
+@pytest.mark.asyncio
+async def test_tracing_off_emits_nothing(spans: InMemorySpanExporter) -> None:
+    async with Runtime(session_manager="memory://", tracing=False) as rt:
+        rt.register("echo", Echo())
+        await rt.call("echo", Message.user("hi"), user="alice")
+        assert type(rt.session_manager.backend).__name__ == "MemoryBackend"
+    assert spans.get_finished_spans() == ()
