@@ -108,9 +108,11 @@ class RedisBackend:
             # Loaded now, so the first call of each operation is one round trip too.
             await scripts.load()
         except Exception as exc:
+            await self._drop_client()  # a failed open leaves no connection behind
             raise self._retry.error("open", exc) from exc
         got = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
         if got < MIN_REDIS_VERSION:
+            await self._drop_client()
             raise BackendError(
                 f"Redis at {self.options.shown} is version {version}; aixgo needs "
                 f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later"
@@ -119,6 +121,9 @@ class RedisBackend:
     async def close(self) -> None:
         """Close every connection; idempotent."""
         self._closed = True
+        await self._drop_client()
+
+    async def _drop_client(self) -> None:
         client, self._client, self._scripts = self._client, None, None
         if client is not None:
             await client.aclose()
