@@ -469,7 +469,10 @@ class Intruding(MemoryBackend):
     ) -> list[Message]:
         if expected_seq is not None:
             if self.on is None or self.count in self.on:
-                await super().append_messages(session_id, [Message.system("other process")])
+                # A whole turn from another process lands just before our write.
+                q = Message.user("other process")
+                a = Message.assistant("other reply", metadata={REPLY_TO: q.id})
+                await super().append_messages(session_id, [q, a])
             self.count += 1
         return await super().append_messages(session_id, messages, expected_seq=expected_seq)
 
@@ -482,8 +485,16 @@ async def test_conflicts_from_other_writers_are_retried_on_the_new_head() -> Non
             rt.register("echo", Echo())
             out = await rt.call("echo", Message.user("hi"), user="alice")
         history = await (await only_session(mgr)).get_messages()
-    assert [m.text for m in history] == ["other process", "hi", "other process", "echo: hi"]
-    assert out.seq == 4 and len({m.id for m in history}) == 4
+    texts_ = [m.text for m in history]
+    assert texts_ == [
+        "other process",
+        "other reply",
+        "hi",
+        "other process",
+        "other reply",
+        "echo: hi",
+    ]
+    assert out.seq == 6 and len({m.id for m in history}) == 6
 
 
 @pytest.mark.asyncio
@@ -515,8 +526,63 @@ async def test_two_runtimes_on_one_file_store_lose_and_duplicate_nothing(tmp_pat
         history = await s.get_messages()
     assert len(history) == 20 and len({m.id for m in history}) == 20
     assert [m.seq for m in history] == list(range(1, 21))
-    replies = {m.metadata[REPLY_TO] for m in history if m.role == "assistant"}
-    assert replies == {m.id for m in msgs}
+    # Turns never interleave, even between runtimes that share no lock.
+    for question, answer in zip(history[::2], history[1::2], strict=True):
+        assert answer.metadata[REPLY_TO] == question.id
+    assert {m.id for m in history[::2]} == {m.id for m in msgs}
+
+
+@pytest.mark.asyncio
+async def test_a_turn_running_elsewhere_is_waited_for(mgr: SessionManager) -> None:
+    s = await mgr.create("echo", user_id="alice")
+    other = await s.append_message(Message.user("first, from another process"))
+
+    async def other_process_answers() -> None:
+        await asyncio.sleep(0.2)
+        reply = Message.assistant("answer to first", metadata={REPLY_TO: other.id})
+        await s.append_message(reply, expected_seq=1)
+
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        t0 = time.monotonic()
+        await asyncio.gather(
+            other_process_answers(), rt.call_with_session("echo", Message.user("second"), s.id)
+        )
+        assert time.monotonic() - t0 >= 0.2
+    assert [m.text for m in await s.get_messages()] == [
+        "first, from another process", "answer to first", "second", "echo: second"
+    ]  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionManager) -> None:
+    s = await mgr.create("echo", user_id="alice")
+    await s.append_message(Message.user("from a process that died"))
+    async with Runtime(session_manager=mgr, timeout=0.3) as rt:
+        rt.register("echo", Echo())
+        t0 = time.monotonic()
+        await rt.call_with_session("echo", Message.user("next"), s.id)
+        assert 1.3 <= time.monotonic() - t0 < 5  # timeout + 1 s
+    # An old unanswered input is not waited for at all.
+    old = await mgr.create("echo", user_id="bob")
+    await old.append_message(Message.user("long ago", created_at="2020-01-01T00:00:00Z"))
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        t0 = time.monotonic()
+        await rt.call_with_session("echo", Message.user("now"), old.id)
+        assert time.monotonic() - t0 < 1
+
+
+@pytest.mark.asyncio
+async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManager) -> None:
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("flaky", Failing())
+        with pytest.raises(AgentError):
+            await rt.call("flaky", Message.user("lost"), user="alice")
+        t0 = time.monotonic()
+        out = await rt.call("flaky", Message.user("new question"), user="alice")
+        assert time.monotonic() - t0 < 1
+    assert out.text == "recovered"
 
 
 # -- a run killed between input and output -------------------------------------------------

@@ -13,9 +13,11 @@ What a call persists, exactly:
   without running the agent again;
 * on an agent error or a timeout nothing more is written, and the :class:`AgentError` (or
   :class:`CallTimeout`) names the session;
-* calls on one session are serialized within a process; every write states the history length
-  it expects (``expected_seq``), so a write from another process in between is detected and the
-  write retried on the new head instead of landing on a stale one.
+* calls on one session are serialized within a process. Across processes, every write states
+  the history length it expects (``expected_seq``), so a write from another process in between
+  is detected and retried on the new head; and a call whose session ends with another call's
+  unanswered input waits for that reply first (at most ``timeout`` + 1 s, or a minute without a
+  timeout, since a run that died never answers), so turns do not interleave.
 
 >>> import asyncio
 >>> from aixgo import Message, Runtime
@@ -55,7 +57,7 @@ from aixgo.errors import (
     NotStarted,
 )
 from aixgo.identifiers import validate_id, validate_name
-from aixgo.message import Message
+from aixgo.message import Message, utc_now
 from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
@@ -68,6 +70,8 @@ __all__ = ["REPLY_TO", "Runtime"]
 REPLY_TO = "aixgo.reply_to"
 # Conflicting writes from other processes are retried this many times, with a short backoff.
 _CONFLICT_RETRIES = 8
+# Without a timeout option, how long a turn running in another process is waited for.
+_DEFAULT_TURN_BOUND = 60.0
 
 
 @dataclass(slots=True)
@@ -127,6 +131,8 @@ class Runtime:
         self._start_lock = asyncio.Lock()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._telemetry = Telemetry(enabled=options.tracing)
+        # Per session, the input of the last turn this runtime saw end without a reply.
+        self._abandoned: dict[str, str] = {}
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
@@ -355,6 +361,17 @@ class Runtime:
             return await self._turn(entry, agent, message, s)
 
     async def _turn(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
+        try:
+            out = await self._turn_inner(entry, agent, message, s)
+        except BaseException:
+            # This turn is over without a reply; a later call in this process need not wait
+            # for it (another process cannot know, and waits at most the turn bound).
+            self._abandoned[s.id] = message.id
+            raise
+        self._abandoned.pop(s.id, None)
+        return out
+
+    async def _turn_inner(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
         stored_input, head = await self._store_input(s, message)
         if stored_input.seq is not None and stored_input.seq < head:
             # A repeated call: if its reply is stored already, return it instead of running
@@ -376,20 +393,50 @@ class Runtime:
         return await self._append(s, out)
 
     async def _store_input(self, s: Session, message: Message) -> tuple[Message, int]:
-        """Store the input onto the head as read; return it and the history length after."""
-        for attempt in range(_CONFLICT_RETRIES):
-            count = (await s.info()).message_count
+        """Store the input onto the head as read; return it and the history length after.
+
+        If the head ends with another call's unanswered input (a turn running in another
+        process), wait for its reply so turns never interleave, but at most the turn bound:
+        a run that died leaves its input unanswered for ever."""
+        bound = self._turn_bound()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound
+        conflicts = waits = 0
+        while True:
+            last = await s.get_messages(last=1)
+            count = (last[0].seq or 0) if last else 0
+            if last and loop.time() < deadline and self._in_flight(s.id, last[0], message, bound):
+                await _backoff(waits)
+                waits += 1
+                continue
             try:
                 stored = await s.append_message(message, expected_seq=count)
             except ConflictError:
-                await _backoff(attempt)
+                conflicts += 1
+                if conflicts >= _CONFLICT_RETRIES:
+                    raise ConflictError(
+                        f"session {s.id!r} kept changing under other writers; the input was "
+                        f"not stored after {_CONFLICT_RETRIES} attempts, retry the call"
+                    ) from None
+                await _backoff(conflicts)
                 continue
             assert stored.seq is not None
             return stored, max(count, stored.seq)
-        raise ConflictError(
-            f"session {s.id!r} kept changing under other writers; the input was not stored "
-            f"after {_CONFLICT_RETRIES} attempts, retry the call"
-        )
+
+    def _turn_bound(self) -> float:
+        # A live turn lasts at most the agent timeout (plus the writes around it); without
+        # a timeout, a minute is the longest another process's turn is waited for.
+        timeout = self.options.timeout
+        return timeout + 1.0 if timeout is not None else _DEFAULT_TURN_BOUND
+
+    def _in_flight(self, session_id: str, last: Message, message: Message, bound: float) -> bool:
+        """Whether ``last`` looks like the input of a turn still running elsewhere."""
+        if last.id == message.id or REPLY_TO in last.metadata:
+            return False
+        if self._abandoned.get(session_id) == last.id:
+            return False
+        age = (utc_now() - last.created_at).total_seconds()
+        return age < bound
 
     async def _append(self, s: Session, out: Message) -> Message:
         for attempt in range(_CONFLICT_RETRIES):
