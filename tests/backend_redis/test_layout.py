@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from aixgo import Message
 from aixgo.errors import CorruptedData, SessionNotFound
-from aixgo.session import open_backend
+from aixgo.identifiers import new_id
+from aixgo.message import utc_now
+from aixgo.session import SessionInfo, open_backend
 from aixgo.testing.base import listed
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis.keys import Keys
@@ -193,3 +195,25 @@ async def test_one_round_trip_per_operation(
         assert await trips.of(s.list_checkpoints()) == 1
         assert await trips.of(s.restore(cp.id)) == 1
         assert await trips.of(mgr.delete(sessions[1].id)) == 1
+
+
+@pytest.mark.asyncio
+async def test_sessions_updated_in_the_same_microsecond_page_by_id(any_url: str) -> None:
+    backend = open_backend(any_url)
+    try:
+        now = utc_now()
+        ids = sorted((new_id() for _ in range(7)), reverse=True)
+        for sid in ids:
+            info = SessionInfo(id=sid, agent="tie", user_id="u", created_at=now, updated_at=now)
+            await backend.create_session(info)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await backend.list_sessions(agent="tie", user_id="u", limit=2, cursor=cursor)
+            seen += [i.id for i in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == ids
+    finally:
+        await backend.close()
