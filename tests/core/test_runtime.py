@@ -649,3 +649,67 @@ def test_a_run_killed_between_input_and_output_is_resumed(tmp_path: Path) -> Non
     assert [m.id for m in history] == [message_id, out.id]
     assert [m.seq for m in history] == [1, 2]
     assert is_id(history[0].id)
+
+
+TURNS = """
+import asyncio, random, sys
+from aixgo import Message, Runtime
+
+url, session_id, name = sys.argv[1:4]
+
+class Thinker:
+    async def execute(self, input):
+        await asyncio.sleep(random.uniform(0, 0.02))
+        return Message.assistant("re: " + input.text)
+
+async def main():
+    async with Runtime(session_manager=url, timeout=30) as rt:
+        rt.register("t", Thinker())
+        for i in range(15):
+            await rt.call_with_session("t", Message.user(f"{name}-{i}"), session_id)
+
+asyncio.run(main())
+"""
+
+
+def test_turns_from_separate_processes_never_interleave(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+
+    async def create() -> str:
+        async with SessionManager(url) as m:
+            return (await m.create("t", user_id="alice")).id
+
+    session_id = asyncio.run(create())
+    script = tmp_path / "turns.py"
+    script.write_text(textwrap.dedent(TURNS))
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, session_id, name])
+        for name in ("p1", "p2", "p3")
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+
+    async def read() -> list[Message]:
+        async with SessionManager(url) as m:
+            return await (await m.get(session_id)).get_messages()
+
+    history = asyncio.run(read())
+    assert len(history) == 90
+    for question, answer in zip(history[::2], history[1::2], strict=True):
+        assert question.role == "user" and answer.text == "re: " + question.text
+        assert answer.metadata[REPLY_TO] == question.id
+    for name in ("p1", "p2", "p3"):  # each process's turns in its own order
+        mine = [m.text for m in history[::2] if m.text.startswith(name)]
+        assert mine == [f"{name}-{i}" for i in range(15)]
+
+
+@pytest.mark.asyncio
+async def test_stop_waits_for_running_calls(mgr: SessionManager) -> None:
+    rt = Runtime(session_manager=mgr)
+    rt.register("slow", Slow(0.2))
+    await rt.start()
+    call = asyncio.create_task(rt.call("slow", Message.user("x"), user="alice"))
+    await asyncio.sleep(0.05)
+    await rt.stop()
+    assert call.done() and (await call).text == "late"
+    assert (await only_session(mgr)).id
