@@ -24,12 +24,15 @@ session row first, so integrity holds without an extra trigger lookup per insert
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "Migration"]
-
 from typing import NamedTuple
+
+__all__ = ["MIGRATIONS", "Migration"]
 
 
 class Migration(NamedTuple):
+    """One schema version: the SQL that brings the previous version to it. Released
+    migrations are never edited; a change is a new one."""
+
     version: int
     description: str
     sql: str
