@@ -19,6 +19,8 @@ class Recall:
         return Message.assistant(f"(no memory) {input.text}")
 
     async def execute_with_session(self, input: Message, session: Session) -> Message:
+        if input.text == "fail":
+            raise RuntimeError("model down")
         history = await session.get_messages()
         first = next(m.text for m in history if m.role == "user")
         return Message.assistant(f"turn {len(history) // 2 + 1}; you first said: {first}")
@@ -56,15 +58,16 @@ def test_chat_remembers_across_runs(config: Path) -> None:
     assert "assistant> turn 1; you first said: My name is Alice" in out
     assert "(new)" in err
     session_id = out.splitlines()[-1]
-    out, err = chat("assistant", "-c", str(config), "-u", "alice", input="Who am I?\n/quit\n")
+    out, err = chat("assistant", "-c", str(config), "-u", "alice", input="fail\nWho am I?\n/quit\n")
     assert f"session {session_id} (resumed, 2 messages)" in err
-    assert "assistant> turn 2; you first said: My name is Alice" in out
+    assert "error: agent 'assistant' failed" in err and "model down" in err
+    assert "assistant> turn 3; you first said: My name is Alice" in out  # after the failed turn
     # Another user has a conversation of their own; --session picks one explicitly.
     out, _ = chat("assistant", "-c", str(config), "-u", "bob", input="I am Bob\n")
     assert "you first said: I am Bob" in out
     out, _ = chat("assistant", "-c", str(config), "-u", "alice", "--session", session_id,
                   input="again\n")  # fmt: skip
-    assert "turn 3; you first said: My name is Alice" in out
+    assert "turn 4; you first said: My name is Alice" in out
 
 
 def test_chat_with_a_stateless_agent_and_errors(

@@ -121,3 +121,9 @@ def test_a_plugin_may_not_take_a_core_option_name() -> None:
             Runtime()
     finally:
         plugins.unregister_plugin("clash")
+
+
+def test_an_explicit_none_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIXGO_RUNTIME_TIMEOUT", "5")
+    assert Runtime().options.timeout == 5.0
+    assert Runtime(timeout=None).options.timeout is None

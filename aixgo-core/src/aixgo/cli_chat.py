@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from aixgo.errors import AgentError
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 
@@ -63,8 +64,13 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             if text == "/session":
                 click.echo(session_id or "(stateless)")
                 continue
-            if stateful:
-                out = await rt.call(agent, Message.user(text), user=user, session=session_id)
-            else:
-                out = await rt.call(agent, Message.user(text))
+            try:
+                if stateful:
+                    out = await rt.call(agent, Message.user(text), user=user, session=session_id)
+                else:
+                    out = await rt.call(agent, Message.user(text))
+            except AgentError as exc:
+                # The input is stored; the conversation goes on (a repeat resumes that turn).
+                click.echo(f"error: {exc}", err=True)
+                continue
             click.echo(f"{agent}> {out.text}")

@@ -38,6 +38,7 @@ What a call persists, exactly:
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import weakref
 from collections.abc import Mapping
@@ -74,6 +75,13 @@ _CONFLICT_RETRIES = 8
 _DEFAULT_TURN_BOUND = 60.0
 
 
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+
+
 @dataclass(slots=True)
 class _Entry:
     agent: Any
@@ -91,8 +99,21 @@ class Runtime:
     stays the caller's to close.
     """
 
-    def __init__(self, session_manager: SessionManager | str | None = None, **options: Any):
-        code = dict(options)
+    def __init__(
+        self,
+        session_manager: SessionManager | str | None = None,
+        *,
+        timeout: float | _Unset | None = _UNSET,
+        max_concurrent_calls: int | _Unset | None = _UNSET,
+        tracing: bool | _Unset = _UNSET,
+        **plugin_options: Any,
+    ) -> None:
+        # Only what the caller passed overrides the environment and config files; an
+        # explicit None (e.g. timeout=None: no limit) counts as passed.
+        given = {"timeout": timeout, "max_concurrent_calls": max_concurrent_calls,
+                 "tracing": tracing}  # fmt: skip
+        code: dict[str, object] = {k: v for k, v in given.items() if v is not _UNSET}
+        code.update(plugin_options)
         if session_manager is not None:
             code["session_manager"] = session_manager
         self._setup(resolve_options(code))
@@ -140,7 +161,7 @@ class Runtime:
 
     # -- agents -----------------------------------------------------------------------------
 
-    def register(self, name: str, agent: Any, *, session_mode: SessionMode = "enabled") -> None:
+    def register(self, name: str, agent: Agent, *, session_mode: SessionMode = "enabled") -> None:
         """Add ``agent`` under ``name``. ``session_mode="disabled"`` makes it stateless.
         An agent registered while the runtime runs is started on its first call."""
         validate_name(name, "agent name")
