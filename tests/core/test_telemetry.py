@@ -97,6 +97,9 @@ async def test_a_span_per_call_and_per_backend_operation(spans: InMemorySpanExpo
         assert span.attributes["aixgo.session_id"] == session_id  # type: ignore[index]
         assert span.attributes["aixgo.backend"] == "MemoryBackend"  # type: ignore[index]
         assert span.attributes["aixgo.outcome"] == "ok"  # type: ignore[index]
+        assert span.attributes["aixgo.agent"] == "echo"  # type: ignore[index]
+    outside = named(done, "aixgo.backend.list_sessions")[-1]  # get_or_create, outside any call
+    assert "aixgo.agent" not in outside.attributes  # type: ignore[operator]
 
 
 @pytest.mark.asyncio

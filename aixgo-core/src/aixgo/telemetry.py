@@ -7,7 +7,8 @@ this costs next to nothing by default. What is emitted:
 * span ``aixgo.call`` with ``aixgo.agent``, ``aixgo.session_id`` (when a session is in play)
   and ``aixgo.outcome`` (``ok``, ``error``, ``timeout``);
 * span ``aixgo.backend.<operation>`` (e.g. ``aixgo.backend.append_messages``) with
-  ``aixgo.backend`` (the backend class), ``aixgo.session_id`` and ``aixgo.outcome``;
+  ``aixgo.backend`` (the backend class), ``aixgo.session_id``, ``aixgo.outcome`` and, inside
+  a call, ``aixgo.agent``;
 * counters ``aixgo.calls`` and ``aixgo.backend.operations``, histograms
   ``aixgo.call.duration`` and ``aixgo.backend.duration`` (seconds), with the same attributes
   minus the session id (unbounded cardinality has no place in metrics).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import metrics, trace
@@ -40,6 +42,8 @@ __all__ = ["Telemetry", "TracedBackend"]
 
 T = TypeVar("T")
 _SCOPE = "aixgo"
+# The agent of the call in progress, so backend spans can name it too.
+_agent: ContextVar[str | None] = ContextVar("aixgo_telemetry_agent", default=None)
 
 # Proxy instruments: they start reporting once the application sets a MeterProvider.
 _meter = metrics.get_meter(_SCOPE)
@@ -100,12 +104,14 @@ class Telemetry:
             if session_id is not None:
                 span.set_attribute("aixgo.session_id", session_id)
             error: BaseException | None = None
+            token = _agent.set(agent)
             try:
                 yield span
             except BaseException as exc:
                 error = exc
                 raise
             finally:
+                _agent.reset(token)
                 outcome = _end(span, error)
                 attrs = {"aixgo.agent": agent, "aixgo.outcome": outcome}
                 _calls.add(1, attrs)
@@ -140,6 +146,9 @@ class TracedBackend:
             f"aixgo.backend.{op}", record_exception=False, set_status_on_exception=False
         ) as span:
             span.set_attribute("aixgo.backend", self._name)
+            agent = _agent.get()
+            if agent is not None:
+                span.set_attribute("aixgo.agent", agent)
             if session_id is not None:
                 span.set_attribute("aixgo.session_id", session_id)
             error: BaseException | None = None
