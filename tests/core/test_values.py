@@ -175,6 +175,10 @@ def test_cursor_keeps_microsecond_order() -> None:
             "rediss://h/0?password=***&ssl_cert_reqs=required",
         ),
         ("file:///var/lib/x?durability=fsync", "file:///var/lib/x?durability=fsync"),
+        ("postgresql:///db?host=/run/pg", "postgresql:///db?host=/run/pg"),
+        ("postgresql://u:pw@/db", "postgresql://u:***@/db"),
+        ("unix:///tmp/redis.sock?db=0", "unix:///tmp/redis.sock?db=0"),
+        ("memory://", "memory://"),
     ],
 )
 def test_redact_url_hides_passwords(url: str, shown: str) -> None:

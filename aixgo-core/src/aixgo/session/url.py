@@ -45,7 +45,13 @@ def redact_url(url: str) -> str:
                 [(k, "***" if hide else v) for (k, v), hide in zip(pairs, secret, strict=True)],
                 safe="/:*",
             )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        if "://" not in url:
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Built by hand: urlunsplit drops the "//" of host-less URLs (postgresql:///db).
+        out = f"{parts.scheme}://{netloc}{parts.path}"
+        return (
+            out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+        )
     except ValueError:
         scheme = url.partition("://")[0] if "://" in url else ""
         return f"{scheme}://***" if scheme else "***"
