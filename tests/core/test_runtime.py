@@ -575,14 +575,30 @@ async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionMana
 
 @pytest.mark.asyncio
 async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManager) -> None:
+    class ToolThenFail:
+        def __init__(self) -> None:
+            self.failed = False
+
+        async def execute(self, input: Message) -> Message:
+            raise AssertionError
+
+        async def execute_with_session(self, input: Message, session: Session) -> Message:
+            if not self.failed:
+                self.failed = True
+                await session.append_message(Message.tool("partial", tool_call_id="c1"))
+                raise RuntimeError("died after a tool call")
+            return Message.assistant("recovered")
+
     async with Runtime(session_manager=mgr) as rt:
         rt.register("flaky", Failing())
-        with pytest.raises(AgentError):
-            await rt.call("flaky", Message.user("lost"), user="alice")
-        t0 = time.monotonic()
-        out = await rt.call("flaky", Message.user("new question"), user="alice")
-        assert time.monotonic() - t0 < 1
-    assert out.text == "recovered"
+        rt.register("tools", ToolThenFail())
+        for name in ("flaky", "tools"):
+            with pytest.raises(AgentError):
+                await rt.call(name, Message.user("lost"), user="alice")
+            t0 = time.monotonic()
+            out = await rt.call(name, Message.user("new question"), user="alice")
+            assert time.monotonic() - t0 < 1
+            assert out.text == "recovered"
 
 
 # -- a run killed between input and output -------------------------------------------------

@@ -38,6 +38,7 @@ What a call persists, exactly:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import weakref
@@ -153,7 +154,7 @@ class Runtime:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._telemetry = Telemetry(enabled=options.tracing)
         # Per session, the input of the last turn this runtime saw end without a reply.
-        self._abandoned: dict[str, str] = {}
+        self._abandoned: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
@@ -384,10 +385,18 @@ class Runtime:
     async def _turn(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
         try:
             out = await self._turn_inner(entry, agent, message, s)
-        except BaseException:
+        except Exception:
             # This turn is over without a reply; a later call in this process need not wait
-            # for it (another process cannot know, and waits at most the turn bound).
-            self._abandoned[s.id] = message.id
+            # for it (another process cannot know, and waits at most the turn bound). The
+            # agent may have stored messages of its own after the input: remember the last.
+            ids = {message.id}
+            with contextlib.suppress(Exception):
+                last = await s.get_messages(last=1)
+                ids.update(m.id for m in last)
+            self._abandoned[s.id] = ids
+            raise
+        except BaseException:
+            self._abandoned[s.id] = {message.id}
             raise
         self._abandoned.pop(s.id, None)
         return out
@@ -454,7 +463,7 @@ class Runtime:
         """Whether ``last`` looks like the input of a turn still running elsewhere."""
         if last.id == message.id or REPLY_TO in last.metadata:
             return False
-        if self._abandoned.get(session_id) == last.id:
+        if last.id in self._abandoned.get(session_id, ()):
             return False
         age = (utc_now() - last.created_at).total_seconds()
         return age < bound
