@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,56 +206,7 @@ def test_a_damaged_archive_is_refused_naming_the_line(file_url: str, tmp_path: P
     assert list(sync(snapshot(target))) == [ids["a"]]
 
 
-# -- migration across all backends ---------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server (a real one: never a fake) for this module."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed (apt-get install redis-server)"
-    folder = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0?prefix=t{new_id()[:8]}:"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A throwaway database on the real server ($AIXGO_TEST_PG_URL), dropped afterwards."""
-    import psycopg
-
-    admin = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"aixgo_cli_{os.getpid()}_{new_id()[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+# -- migration across all backends (servers from conftest.py) ------------------------------
 
 
 def test_migration_file_redis_postgres_and_back(

@@ -625,8 +625,15 @@ asyncio.run(main())
 """
 
 
-def test_a_run_killed_between_input_and_output_is_resumed(tmp_path: Path) -> None:
-    url = f"file://{tmp_path}/store"
+@pytest.mark.parametrize("store", ["file", "redis", "postgresql"])
+def test_a_run_killed_between_input_and_output_is_resumed(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    url = {
+        "file": lambda: f"file://{tmp_path}/store",
+        "redis": lambda: str(request.getfixturevalue("redis_url")),
+        "postgresql": lambda: str(request.getfixturevalue("pg_url")),
+    }[store]()
     marker = tmp_path / "running"
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER))
