@@ -197,6 +197,14 @@ def test_a_damaged_archive_is_refused_naming_the_line(file_url: str, tmp_path: P
         "junk.jsonl": ("\n".join([*lines[:3], "{oops", *lines[3:]]), "line 4: not JSON"),
         "nohead.jsonl": ("\n".join(lines[1:]), "line 1: not an aixgo session archive"),
         "empty.jsonl": ("", "is empty"),
+        "badid.jsonl": (
+            "\n".join([lines[0], lines[1].replace(ids["a"], "../../etc")]),
+            "line 2: malformed session record: invalid session id",
+        ),
+        "badagent.jsonl": (
+            "\n".join([lines[0], lines[1].replace('"assistant"', '"a\\u0000b"')]),
+            "line 2: malformed session record: agent name",
+        ),
     }
     for name, (text, why) in cases.items():
         (tmp_path / name).write_text(text)

@@ -45,8 +45,14 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from aixgo.errors import AixgoError, ConflictError, InvalidArgument, SessionNotFound
-from aixgo.identifiers import validate_id
+from aixgo.errors import (
+    AixgoError,
+    ConflictError,
+    InvalidArgument,
+    InvalidIdentifier,
+    SessionNotFound,
+)
+from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message, utc_now
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, SessionInfo
@@ -186,6 +192,9 @@ async def import_sessions(
                     raise bad("a session starts before the previous one ended")
                 pending = _Pending(SessionInfo.model_validate(rec["session"]), n)
                 validate_id(pending.info.id)
+                validate_name(pending.info.agent, "agent name")
+                if pending.info.user_id is not None:
+                    validate_name(pending.info.user_id, "user id")
             elif kind in ("message", "checkpoint", "end"):
                 if pending is None or rec.get("session_id") != pending.info.id:
                     raise bad(f"a {kind} record outside its session")
@@ -210,7 +219,7 @@ async def import_sessions(
                         progress(stats)
             else:
                 raise bad(f"unknown record type {kind!r}")
-        except (ValidationError, KeyError, TypeError) as exc:
+        except (ValidationError, KeyError, TypeError, InvalidIdentifier) as exc:
             raise bad(f"malformed {kind} record: {exc}") from None
     if not seen_header:
         raise InvalidArgument(f"{source} is empty; expected an aixgo session archive")
