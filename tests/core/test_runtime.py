@@ -574,6 +574,28 @@ async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionMana
 
 
 @pytest.mark.asyncio
+async def test_messages_an_application_stores_itself_are_not_waited_for(
+    mgr: SessionManager,
+) -> None:
+    s = await mgr.create("echo", user_id="alice")
+    await s.append_message(Message.system("You are terse."))
+    g = await mgr.create("echo", user_id="bob")
+    await g.append_messages([Message.system("You are terse."), Message.assistant("Hi! Ask me.")])
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        t0 = time.monotonic()
+        await rt.call_with_session("echo", Message.user("a"), s.id)
+        await rt.call_with_session("echo", Message.user("b"), g.id)
+        assert time.monotonic() - t0 < 1
+    assert [m.text for m in await g.get_messages()] == [
+        "You are terse.",
+        "Hi! Ask me.",
+        "b",
+        "echo: b",
+    ]
+
+
+@pytest.mark.asyncio
 async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManager) -> None:
     class ToolThenFail:
         def __init__(self) -> None:

@@ -460,8 +460,12 @@ class Runtime:
         return timeout + 1.0 if timeout is not None else _DEFAULT_TURN_BOUND
 
     def _in_flight(self, session_id: str, last: Message, message: Message, bound: float) -> bool:
-        """Whether ``last`` looks like the input of a turn still running elsewhere."""
+        """Whether ``last`` looks like part of a turn still running elsewhere: an input, a
+        tool result or a request for tools, not yet followed by a reply. System prompts and
+        plain assistant messages an application stores itself (a greeting) are not."""
         if last.id == message.id or REPLY_TO in last.metadata:
+            return False
+        if last.role == "system" or (last.role == "assistant" and not last.tool_calls):
             return False
         if last.id in self._abandoned.get(session_id, ()):
             return False
