@@ -24,12 +24,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 
+from aixgo.clock import to_micros
 from aixgo.identifiers import ID_LENGTH, ID_PATTERN
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Page, SessionInfo
 
 from aixgo_backend_file.paths import Layout, key_hash, open_file
-from aixgo_backend_file.timefmt import to_micros
 
 __all__ = ["ENTRY", "SLACK_US", "Index", "keys_for"]
 

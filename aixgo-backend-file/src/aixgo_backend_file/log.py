@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from aixgo.clock import to_micros
 from aixgo.errors import (
     BackendError,
     CheckpointNotFound,
@@ -54,7 +55,6 @@ from aixgo_backend_file.state import (
     pread_all,
     write_all,
 )
-from aixgo_backend_file.timefmt import to_micros
 
 __all__ = ["SessionLog"]
 

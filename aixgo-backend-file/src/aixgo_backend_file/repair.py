@@ -131,6 +131,8 @@ def _write_indexes(store: Store, rows: dict[str, list[tuple[int, str]]]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m aixgo_backend_file.repair [--check] URL``: exit status 0 when the store is
+    sound (or was repaired), 1 when damage was found that needs a person, 2 on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m aixgo_backend_file.repair",
         description="Rebuild the sidecars and listing indexes of a file:// session store.",

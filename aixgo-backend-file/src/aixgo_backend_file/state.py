@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from aixgo.clock import from_micros
 from aixgo.errors import (
     BackendError,
     CheckpointNotFound,
@@ -25,7 +26,6 @@ from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file.paths import Layout, open_file
-from aixgo_backend_file.timefmt import from_micros
 
 __all__ = [
     "CHUNK",
@@ -193,6 +193,7 @@ class LogState:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` in one call, or raise :class:`BackendError` (the caller truncates)."""
     written = os.write(fd, data)
     if written != len(data):
         # Regular files only write short when the disk is full; never leave half a line.
@@ -202,6 +203,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset``, fewer only at the end of the file."""
     data = os.pread(fd, size, offset)
     if len(data) == size or not data:
         return data
@@ -217,6 +219,7 @@ def pread_all(fd: int, size: int, offset: int) -> bytes:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a new or renamed entry of directory ``path`` durable (fsync mode)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from aixgo.clock import now_micros
 from aixgo.errors import BackendClosed, BackendUnavailable, ConfigError, SessionNotFound
 from aixgo.message import Message
 from aixgo.session.codec import check_batch
@@ -31,7 +32,6 @@ from aixgo_backend_file.paths import (
     open_file,
 )
 from aixgo_backend_file.state import LogState
-from aixgo_backend_file.timefmt import now_micros
 
 __all__ = ["MAX_OPEN_SESSIONS", "Store"]
 

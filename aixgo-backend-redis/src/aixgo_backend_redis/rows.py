@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from aixgo.clock import from_micros, to_micros
 from aixgo.errors import CorruptedData
 from aixgo.message import Message
 from aixgo.session.codec import decode_message
@@ -23,19 +24,15 @@ __all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "message", "to_us"
 
 #: The summary fields a listing or get_session reads, in this order.
 SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def to_us(ts: datetime) -> int:
-    """Microseconds since the epoch."""
-    delta = ts.astimezone(UTC) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+#: Microseconds since the epoch (the unit of every stored time and index score).
+to_us = to_micros
 
 
 def from_us(us: int | float | bytes | str) -> datetime:
     """The UTC time ``us`` microseconds after the epoch (scores may come back as '1.7e+15')."""
-    n = int(float(us)) if isinstance(us, bytes | str) else int(us)
-    return datetime.fromtimestamp(n // 1_000_000, UTC).replace(microsecond=n % 1_000_000)
+    return from_micros(int(float(us)) if isinstance(us, bytes | str) else int(us))
 
 
 def _text(value: Any) -> str:

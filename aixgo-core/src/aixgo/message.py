@@ -7,16 +7,12 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from aixgo.clock import utc_now
 from aixgo.identifiers import new_id
 
 __all__ = ["Message", "Role", "ToolCall", "utc_now"]
 
 Role = Literal["system", "user", "assistant", "tool"]
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
 
 
 class ToolCall(BaseModel):

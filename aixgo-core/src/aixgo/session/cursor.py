@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
+from aixgo.clock import from_micros, to_micros
 from aixgo.errors import InvalidArgument
 from aixgo.identifiers import is_id
 
@@ -24,7 +25,7 @@ __all__ = ["decode_cursor", "encode_cursor"]
 
 def encode_cursor(updated_at: datetime, session_id: str) -> str:
     """The cursor that continues a listing after the row ``(updated_at, session_id)``."""
-    micros = _to_micros(updated_at)
+    micros = to_micros(updated_at)
     raw = json.dumps([micros, session_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
@@ -37,18 +38,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         micros, sid = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(micros, int) or isinstance(micros, bool) or not is_id(sid):
             raise ValueError
-        return _from_micros(micros), sid
+        return from_micros(micros), sid
     except (ValueError, TypeError, UnicodeEncodeError, binascii.Error, OverflowError):
         raise InvalidArgument(
             f"invalid cursor {cursor[:80]!r}: pass back the next_cursor of a previous page "
             "unchanged, or None for the first page"
         ) from None
-
-
-def _to_micros(ts: datetime) -> int:
-    delta = ts.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_micros(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
