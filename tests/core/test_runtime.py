@@ -574,6 +574,23 @@ async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionMana
 
 
 @pytest.mark.asyncio
+async def test_a_resumed_turn_does_not_wait_for_its_own_tool_results(
+    mgr: SessionManager,
+) -> None:
+    s = await mgr.create("echo", user_id="alice")
+    question = Message.user("weather?")
+    # What a run that died after a tool call left behind (in another process).
+    await s.append_messages([question, Message.tool("12°C", tool_call_id="c1")])
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        t0 = time.monotonic()
+        out = await rt.call_with_session("echo", question, s.id)
+        assert time.monotonic() - t0 < 1
+    assert [m.text for m in await s.get_messages()] == ["weather?", "12°C", "echo: weather?"]
+    assert out.metadata[REPLY_TO] == question.id
+
+
+@pytest.mark.asyncio
 async def test_messages_an_application_stores_itself_are_not_waited_for(
     mgr: SessionManager,
 ) -> None:

@@ -74,6 +74,7 @@ REPLY_TO = "aixgo.reply_to"
 _CONFLICT_RETRIES = 8
 # Without a timeout option, how long a turn running in another process is waited for.
 _DEFAULT_TURN_BOUND = 60.0
+_LOOKBACK = 8
 
 
 class _Unset(enum.Enum):
@@ -433,9 +434,17 @@ class Runtime:
         deadline = loop.time() + bound
         conflicts = waits = 0
         while True:
-            last = await s.get_messages(last=1)
-            count = (last[0].seq or 0) if last else 0
-            if last and loop.time() < deadline and self._in_flight(s.id, last[0], message, bound):
+            # A few messages, not one: a resumed call whose crashed run stored tool results
+            # after its input finds the input here and need not wait for itself.
+            tail = await s.get_messages(last=_LOOKBACK)
+            count = (tail[-1].seq or 0) if tail else 0
+            ours = any(m.id == message.id for m in tail)
+            if (
+                tail
+                and not ours
+                and loop.time() < deadline
+                and self._in_flight(s.id, tail[-1], message, bound)
+            ):
                 await _backoff(waits)
                 waits += 1
                 continue
