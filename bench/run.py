@@ -31,6 +31,8 @@ from subjects import AixgoSubject, RawFile, Subject, file_url, temp_store
 from timing import Result, measure
 
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
+BENCH_TAG = f"aixgo-bench-{os.getpid()}"
 PG_URL = os.environ.get("AIXGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -60,7 +62,7 @@ def build_subjects(quick: bool, keep: list[object]) -> list[Subject]:
     if reachable(REDIS_URL):
         redis_floor = {"append_one": floors.RawRedis.name, "tail": floors.RawRedis.name}
         if "redis" in schemes:
-            prefix = f"aixgo-bench-{os.getpid()}:"
+            prefix = f"{BENCH_TAG}:"
             out.append(AixgoSubject("aixgo redis://", f"{REDIS_URL}?prefix={prefix}", redis_floor))
         out += [
             floors.RawRedis(REDIS_URL),
@@ -70,7 +72,7 @@ def build_subjects(quick: bool, keep: list[object]) -> list[Subject]:
     if reachable(PG_URL):
         pg_floor = {"append_one": floors.RawPostgres.name, "tail": floors.RawPostgres.name}
         if "postgresql" in schemes:
-            schema = f"aixgo_bench_{os.getpid()}"
+            schema = BENCH_TAG.replace("-", "_")
             out.append(AixgoSubject("aixgo postgresql://", f"{PG_URL}?schema={schema}", pg_floor))
         out.append(floors.RawPostgres(PG_URL))
     return out
@@ -144,7 +146,28 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results += await throughput.run_all(targets, quick=args.quick)
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
+    await cleanup()
     return results
+
+
+async def cleanup() -> None:
+    """Remove what the aixgo subjects left in the shared servers: keys under the bench's
+    Redis prefix, and its PostgreSQL schema."""
+    if reachable(REDIS_URL):
+        import redis.asyncio as redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        try:
+            batch = [k async for k in r.scan_iter(match=f"*{BENCH_TAG}*", count=1000)]
+            for i in range(0, len(batch), 1000):
+                await r.delete(*batch[i : i + 1000])
+        finally:
+            await r.aclose()
+    if reachable(PG_URL):
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {BENCH_TAG.replace('-', '_')} CASCADE")
 
 
 def main() -> None:

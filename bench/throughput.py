@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
+from typing import Any
 
 from aixgo import Message
 from aixgo.session import Capability, SessionManager
@@ -13,14 +14,12 @@ from timing import Result
 PROCESSES = 4
 
 
-def _worker(
-    url: str, session_id: str | None, seconds: float, start: float, q: mp.Queue[int]
-) -> None:
+def _worker(url: str, session_id: str | None, seconds: float, ready: Any, q: mp.Queue[int]) -> None:
     async def go() -> int:
         async with SessionManager(url) as mgr:
             s = await (mgr.get(session_id) if session_id else mgr.create("bench-tp", user_id="w"))
-            await asyncio.sleep(max(0.0, start - time.time()))  # start together
-            n, end = 0, start + seconds
+            ready.wait()  # every process has imported and connected: start together
+            n, end = 0, time.time() + seconds
             while time.time() < end:
                 await s.append_message(Message.user("throughput"))
                 n += 1
@@ -44,9 +43,9 @@ async def measure(name: str, url: str, seconds: float) -> list[Result]:
     for mode in ("shared", "separate"):
         sid = await _shared_session(url) if mode == "shared" else None
         q: mp.Queue[int] = ctx.Queue()
-        start = time.time() + 2.0  # let every process import and connect first
+        ready = ctx.Barrier(PROCESSES)
         procs = [
-            ctx.Process(target=_worker, args=(url, sid, seconds, start, q))
+            ctx.Process(target=_worker, args=(url, sid, seconds, ready, q))
             for _ in range(PROCESSES)
         ]
         for p in procs:
