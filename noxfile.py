@@ -48,6 +48,8 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
     _sync(session)
     session.run("mypy")
+    for example in sorted(ROOT.glob("examples/*/main.py")):
+        session.run("mypy", str(example.relative_to(ROOT)))
 
 
 @nox.session
