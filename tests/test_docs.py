@@ -9,7 +9,13 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["aixgo", "aixgo_backend_file", "aixgo_backend_redis", "aixgo_backend_postgres"]
+PACKAGES = [
+    "aixgo",
+    "aixgo_backend_file",
+    "aixgo_backend_redis",
+    "aixgo_backend_postgres",
+    "aixgo_agent_react",
+]
 # The kit's modules are pytest test classes, exercised by the conformance tests themselves.
 SKIP = ("aixgo.testing",)
 

@@ -304,6 +304,11 @@ class Runtime:
                 f"call() takes a Message, not {type(message).__name__}; "
                 "build one with Message.user(...)"
             )
+        check_input = getattr(entry.agent, "check_input", None)
+        if callable(check_input):
+            # The agent's own input limits (size, control characters), before anything is
+            # written: a refused input never becomes an orphan message.
+            check_input(message)
         if user is not None:
             validate_name(user, "user id")
         if session is not None:
