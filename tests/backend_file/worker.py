@@ -5,6 +5,9 @@
     python worker.py append URL SESSION TAG N      wait for "go" on stdin, append N messages
                                                    with ids TAG-0.., print each stored seq
     python worker.py create URL AGENT USER N       wait for "go", create N sessions, print ids
+    python worker.py serve URL                     one command per stdin line, one answer
+                                                   per command: "create AGENT USER" prints
+                                                   the id, "append SESSION TEXT" the seq
 
 Messages of the loop mode have ids ``m<i>`` and text ``<i>``; every third append is a batch
 of three, so kills also land inside batches.
@@ -55,6 +58,19 @@ async def create(url: str, agent: str, user: str, n: int) -> None:
             print(s.id, flush=True)
 
 
+async def serve(url: str) -> None:
+    async with SessionManager(url) as mgr:
+        await mgr.open()
+        print("ready", flush=True)
+        for line in sys.stdin:
+            cmd, *args = line.split()
+            if cmd == "create":
+                print((await mgr.create(args[0], user_id=args[1])).id, flush=True)
+            elif cmd == "append":
+                s = await mgr.get(args[0])
+                print((await s.append_message(Message.user(args[1]))).seq, flush=True)
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     if mode == "loop":
@@ -63,6 +79,8 @@ def main() -> None:
         asyncio.run(append(args[0], args[1], args[2], int(args[3])))
     elif mode == "create":
         asyncio.run(create(args[0], args[1], args[2], int(args[3])))
+    elif mode == "serve":
+        asyncio.run(serve(args[0]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

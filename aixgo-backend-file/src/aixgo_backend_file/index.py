@@ -7,7 +7,13 @@ it appends one line to each of its keys: O(1), nothing rewritten, and safe from 
 processes at once without a lock (each line is a single ``O_APPEND`` write far below
 ``PIPE_BUF``).
 
-A session's newest line is the one that counts; older lines are skipped when reading.
+A session's newest line is the one that counts; older lines are skipped when reading. A
+writer whose own line is still a key's last line writes nothing to that key (an append to
+the session that was updated last costs one ``lseek`` per key instead of a write): its row
+then carries an older time than the session, which is harmless because rows are only
+candidates, resolved against the session, and the session's real time is still earlier than
+the writing of any line after its row (that line did not exist when the writer checked), so
+the stopping rule below keeps holding.
 Lines are in time order up to the few microseconds between a writer taking its timestamp and
 writing the line, so a page reads backwards from the end (or from a binary search for the
 cursor) and stops once no line it has not read could still belong on the page, allowing
@@ -70,10 +76,13 @@ class Index:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self._fds: OrderedDict[str, int] = OrderedDict()
+        # Per key: (end offset of the line this process wrote last, its session id).
+        self._mine: dict[str, tuple[int, str]] = {}
 
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.popitem()[1])
+        self._mine.clear()
 
     def _fd(self, key: str, *, create: bool) -> int | None:
         fd = self._fds.get(key)
@@ -87,16 +96,42 @@ class Index:
             return None
         self._fds[key] = fd
         if len(self._fds) > _MAX_FDS:
-            os.close(self._fds.popitem(last=False)[1])
+            old, old_fd = self._fds.popitem(last=False)
+            os.close(old_fd)
+            self._mine.pop(old, None)
         return fd
 
     def note(self, keys: list[str], updated: int, session_id: str) -> None:
-        """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``."""
-        line = b"%016x %b\n" % (updated, session_id.encode())
+        """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``.
+
+        A key whose newest line is already this session's is left alone: the line this
+        process wrote last is still the file's end (one ``lseek``, which sees any other
+        process's write). Listing resolves every row against its session, so the row's
+        older time only matters to where a page stops reading, and that rule still holds:
+        the session's real time is earlier than the write of whatever line follows its
+        row, because that line did not exist when this update checked (see :meth:`page`).
+        """
+        line = None
+        mine = self._mine
         for key in keys:
-            fd = self._fd(key, create=True)
-            assert fd is not None
+            fd = self._fds.get(key)
+            if fd is None:
+                fd = self._fd(key, create=True)
+                assert fd is not None
+            else:
+                self._fds.move_to_end(key)
+                last = mine.get(key)
+                if (
+                    last is not None
+                    and last[1] == session_id
+                    and os.lseek(fd, 0, os.SEEK_END) == last[0]
+                ):
+                    continue
+            if line is None:
+                line = b"%016x %b\n" % (updated, session_id.encode())
             os.write(fd, line)
+            # O_APPEND leaves the file position at the end of the line just written.
+            mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id)
 
     def page(
         self,

@@ -49,7 +49,7 @@ def key_hash(*parts: str | None) -> str:
     return hashlib.blake2b(raw, digest_size=16, person=b"aixgo-index").hexdigest()
 
 
-def open_file(path: Path, flags: int, what: str = "store file") -> int:
+def open_file(path: str | Path, flags: int, what: str = "store file") -> int:
     """``os.open`` with ``O_NOFOLLOW``; a symlink is :class:`CorruptedData`, never followed.
     A created file is 0600 whatever the umask (the umask can only clear bits, so fix it up)."""
     try:
@@ -125,13 +125,20 @@ class Layout:
     def session_file(self, session_id: str, ext: str) -> Path:
         return self.shard(session_id) / f"{session_id}.{ext}"
 
+    def session_base(self, session_id: str) -> str:
+        """The session's files' common path, ``.../s/<id[:2]>/<id>.``, as a string (cheaper
+        than pathlib on the create path); refuses anything that is not an aixgo id."""
+        if not is_id(session_id):
+            raise SessionNotFound(str(session_id)[:64])
+        return f"{self._sessions_str}/{session_id[:2]}/{session_id}."
+
     def ensure_shard(self, session_id: str, *, create: bool = True) -> bool:
         """Make sure the shard directory exists and is a private directory, not a planted
         link (checked once per process); True if it was created now."""
         name = session_id[:2]
-        path = self.shard(session_id)
-        if name in self._shards:
+        if name in self._shards and is_id(session_id):
             return False
+        path = self.shard(session_id)
         created = make_private_dir(path) if create else False
         if not created:
             try:

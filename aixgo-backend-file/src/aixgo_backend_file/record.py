@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MESSAGE",
     "PREFIX",
     "MessageHead",
     "Parsed",
@@ -40,6 +41,10 @@ _MSG = re.compile(
 )
 
 
+#: A message record's payload: branch, batch first, seq, batch last, time, id hash, message.
+MESSAGE = b'{"t":"m","b":%d,"f":%d,"s":%d,"n":%d,"ts":%d,"h":"%016x","m":%b}'
+
+
 def line(payload: bytes) -> bytes:
     """The record line holding ``payload``."""
     return b"%08x %08x %b\n" % (len(payload), zlib.crc32(payload), payload)
@@ -50,7 +55,7 @@ def message_payload(
 ) -> bytes:
     """A message record: ``seq`` on ``branch``, in a batch of seqs ``first..last`` (a batch is
     complete only when its ``last`` record is present), written at ``ts`` (µs since epoch)."""
-    return b'{"t":"m","b":%d,"f":%d,"s":%d,"n":%d,"ts":%d,"h":"%016x","m":%b}' % (
+    return MESSAGE % (
         branch,
         first,
         seq,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from pathlib import Path
 
 from aixgo.errors import (
     CorruptedData,
@@ -242,7 +241,7 @@ class Recovery(LogState):
         ):
             self._corrupt(pos, f"message record out of sequence (expected seq {want})")
 
-    def _sidecar_size(self, path: Path, fd: int | None) -> int:
+    def _sidecar_size(self, path: str, fd: int | None) -> int:
         if fd is not None:
             return os.fstat(fd).st_size
         try:
@@ -272,4 +271,4 @@ class Recovery(LogState):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         if self.fsync:
-            fsync_dir(self.path.parent)
+            fsync_dir(os.path.dirname(self.path))

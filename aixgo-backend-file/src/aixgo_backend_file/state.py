@@ -72,9 +72,10 @@ class LogState:
 
     def __init__(self, layout: Layout, session_id: str, fd: int, *, fsync: bool) -> None:
         self.id = session_id
-        self.path = layout.session_file(session_id, "log")
-        self.idx_path = layout.session_file(session_id, "idx")
-        self.meta_path = layout.session_file(session_id, "meta")
+        base = layout.session_base(session_id)
+        self.path = base + "log"
+        self.idx_path = base + "idx"
+        self.meta_path = base + "meta"
         self.fd = fd
         self.fsync = fsync
         self.idx_fd: int | None = None
@@ -100,7 +101,7 @@ class LogState:
         self.window: dict[int, list[int]] | None = None
         self._info: SessionInfo | None = None
 
-    def _open_sidecar(self, path: Path, *, create: bool) -> int | None:
+    def _open_sidecar(self, path: str, *, create: bool) -> int | None:
         flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
         try:
             return open_file(path, flags, "session sidecar")
@@ -218,7 +219,7 @@ def pread_all(fd: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Make a new or renamed entry of directory ``path`` durable (fsync mode)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:

@@ -53,7 +53,8 @@ class Store:
         self._open: OrderedDict[str, SessionLog] = OrderedDict()
         self._ready = False
         self._closed = False
-        self._keys: dict[str, list[str]] = {}
+        # Listing keys by (agent, user id): hashing them costs more than a whole append.
+        self._keys: dict[tuple[str, str | None], list[str]] = {}
         self._summaries: OrderedDict[str, tuple[int, SessionInfo]] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
@@ -118,11 +119,11 @@ class Store:
     # ---------------------------------------------------------------- sessions
 
     def _touch(self, log: LogState, updated: int) -> None:
-        keys = self._keys.get(log.id)
+        keys = self._keys.get((log.agent, log.user_id))
         if keys is None:
-            keys = self._keys[log.id] = keys_for(log.agent, log.user_id)
-            if len(self._keys) > 4 * MAX_OPEN_SESSIONS:
+            if len(self._keys) >= 4 * MAX_OPEN_SESSIONS:
                 self._keys.clear()
+            keys = self._keys[log.agent, log.user_id] = keys_for(log.agent, log.user_id)
         self.index.note(keys, updated, log.id)
 
     def _remember(self, log: SessionLog) -> None:
@@ -135,7 +136,6 @@ class Store:
         log = self._open.pop(session_id, None)
         if log is not None:
             log.close()
-        self._keys.pop(session_id, None)
 
     def _log(self, session_id: str) -> SessionLog:
         self._ensure()
@@ -223,7 +223,16 @@ class Store:
     ) -> list[Message]:
         encoded = check_batch(messages)
         with self.lock:
-            log = self._locked(session_id, exclusive=True)
+            log = self._open.get(session_id)
+            if log is None or self._closed:
+                log = self._locked(session_id, exclusive=True)
+            else:  # the hot path: an open session
+                self._open.move_to_end(session_id)
+                try:
+                    log.lock(self._touch, exclusive=True)
+                except SessionNotFound:
+                    self._forget(session_id)
+                    raise
             try:
                 out = log.append(messages, encoded, expected_seq, now_micros(), self._touch)
             finally:

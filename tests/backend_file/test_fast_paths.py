@@ -1,0 +1,180 @@
+"""The append and create shortcuts: files made on first need, and listing-index lines skipped
+when a key's newest line is already the session's. Each must keep listing order and crash
+safety exactly as without it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aixgo import Message
+from aixgo.session import SessionManager
+from aixgo_backend_file.index import ENTRY
+
+WORKER = str(Path(__file__).with_name("worker.py"))
+
+KEYS: list[dict[str, str]] = [
+    {},
+    {"agent": "a"},
+    {"user_id": "u"},
+    {"agent": "a", "user_id": "u"},
+]
+
+
+def index_sizes(store_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in store_dir.glob("i/*.ix")}
+
+
+def session_files(store_dir: Path, sid: str) -> list[str]:
+    return sorted(p.suffix for p in store_dir.glob(f"s/*/{sid}.*"))
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"worker failed to start: {line!r} {err}")
+    return proc
+
+
+def ask(proc: subprocess.Popen[str], line: str) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+async def check_listings(
+    url: str, newest_first: list[str], keys: list[dict[str, str]] = KEYS
+) -> None:
+    """Every key lists exactly these sessions in this order, whole and one per page."""
+    async with SessionManager(url) as mgr:
+        for key in keys:
+            agent, user = key.get("agent"), key.get("user_id")
+            page = await mgr.list(agent=agent, user_id=user)
+            infos = page.items
+            assert [i.id for i in infos] == newest_first, key
+            assert infos == sorted(infos, key=lambda i: (i.updated_at, i.id), reverse=True)
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await mgr.list(agent=agent, user_id=user, limit=1, cursor=cursor)
+                seen += [i.id for i in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == newest_first, key
+
+
+@pytest.mark.asyncio
+async def test_a_new_session_is_one_file_until_it_needs_more(
+    store_url: str, store_dir: Path
+) -> None:
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.create("a", user_id="u", metadata={"k": 1})
+        assert session_files(store_dir, s.id) == [".log"]
+    # Reopened without sidecars: everything reads as an empty session and then grows.
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.get(s.id)
+        assert await s.get_messages() == []
+        assert await s.get_messages(last=5) == []
+        assert await s.list_checkpoints() == []
+        assert (await s.info()).message_count == 0
+        assert [i.id for i in (await mgr.list(user_id="u")).items] == [s.id]
+        assert session_files(store_dir, s.id) == [".log"]  # reading creates nothing
+        empty = await s.checkpoint(label="empty")
+        await s.append_message(Message.user("one"))
+        await s.restore(empty.id)
+        await s.append_message(Message.user("two"))
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.get(s.id)
+        assert [m.text for m in await s.get_messages()] == ["two"]
+        assert session_files(store_dir, s.id) == [".idx", ".log", ".meta"]
+
+
+@pytest.mark.slow
+def test_a_session_created_by_a_killed_process_is_intact(store_url: str, store_dir: Path) -> None:
+    proc = spawn("serve", store_url)
+    sid = ask(proc, "create a u")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert session_files(store_dir, sid) == [".log"]
+
+    async def check() -> None:
+        async with SessionManager(store_url) as mgr:
+            s = await mgr.get(sid)
+            assert (await s.info()).message_count == 0
+            assert await s.get_messages(last=3) == []
+            await s.append_message(Message.user("after"))
+            assert [m.seq for m in await s.get_messages()] == [1]
+        await check_listings(store_url, [sid])
+
+    asyncio.run(check())
+
+
+@pytest.mark.asyncio
+async def test_repeated_appends_skip_index_lines_until_another_writer_comes(
+    store_url: str, store_dir: Path
+) -> None:
+    async with SessionManager(store_url) as one, SessionManager(store_url) as two:
+        s = await one.create("a", user_id="u")
+        await s.append_message(Message.user("0"))
+        sizes = index_sizes(store_dir)
+        assert len(sizes) == 4
+        for i in range(5):
+            await s.append_message(Message.user(str(i + 1)))
+        assert index_sizes(store_dir) == sizes  # its line is still every key's newest
+        t = await two.create("a", user_id="u")  # another store object: another writer
+        await check_listings(store_url, [t.id, s.id])
+        grown = index_sizes(store_dir)
+        await s.append_message(Message.user("6"))  # noticed the other writer's line
+        assert index_sizes(store_dir) == {k: v + ENTRY for k, v in grown.items()}
+        await check_listings(store_url, [s.id, t.id])
+        # A session of another user leaves the u- and p- keys to s: only g and a- grow.
+        v = await two.create("a", user_id="v")
+        before = index_sizes(store_dir)
+        await s.append_message(Message.user("7"))
+        after = index_sizes(store_dir)
+        assert sorted(k for k in after if after[k] != before.get(k)) == sorted(
+            k for k in after if k == "g.ix" or k.startswith("a-")
+        )
+        await check_listings(store_url, [s.id, t.id], KEYS[2:])
+        await check_listings(store_url, [s.id, v.id, t.id], KEYS[:2])
+
+
+@pytest.mark.slow
+def test_two_processes_alternating_on_one_users_sessions_keep_listing_order(
+    store_url: str,
+) -> None:
+    procs = [spawn("serve", store_url) for _ in range(2)]
+    try:
+        ids = [ask(p, "create a u") for p in procs]
+        # The second is newest; then a pattern with runs (skips) and switches (writes).
+        order = [1, 0]
+        for step, who in enumerate([0, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 1]):
+            seq = ask(procs[who], f"append {ids[who]} m{step}")
+            assert int(seq) >= 1
+            order = [who, 1 - who]
+            asyncio.run(check_listings(store_url, [ids[k] for k in order]))
+        # Both processes write to the other's session too, across the same keys.
+        for step, (who, target) in enumerate([(0, 1), (0, 1), (1, 0), (0, 0), (1, 1)]):
+            ask(procs[who], f"append {ids[target]} x{step}")
+            order = [target, 1 - target]
+            asyncio.run(check_listings(store_url, [ids[k] for k in order]))
+    finally:
+        for p in procs:
+            _, err = p.communicate(timeout=30)  # end of input: the worker exits
+            assert p.returncode == 0, err
