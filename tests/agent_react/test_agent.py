@@ -134,6 +134,24 @@ async def test_tool_errors_are_messages_the_model_reacts_to(mgr: SessionManager)
 
 
 @pytest.mark.asyncio
+async def test_a_repeated_call_id_gets_its_own_id_and_result(mgr: SessionManager) -> None:
+    tools = Counting()
+    same = ask(("lookup", {"key": "a"}), ("lookup", {"key": "b"}))
+    same = same.model_copy(
+        update={"tool_calls": [c.model_copy(update={"id": "dup"}) for c in same.tool_calls or []]}
+    )
+    model = ScriptedModel([same, "ok"])
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("assistant", ReActAgent(model, [tools.lookup]))
+        await rt.call("assistant", Message.user("go"), user="alice")
+    stored = await history(mgr)
+    ids = [c.id for c in stored[1].tool_calls or []]
+    assert ids[0] == "dup" and ids[1] != "dup"
+    assert [m.tool_call_id for m in stored if m.role == "tool"] == ids
+    assert tools.runs == ["a", "b"]
+
+
+@pytest.mark.asyncio
 async def test_max_steps_ends_the_loop_with_a_clear_final_message(mgr: SessionManager) -> None:
     tools = Counting()
     model = ScriptedModel(lambda msgs, tools: ask(("lookup", {"key": "again"})))

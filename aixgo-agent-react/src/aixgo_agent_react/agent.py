@@ -36,6 +36,7 @@ from typing import Any
 
 from aixgo import Message
 from aixgo.errors import InvalidArgument, InvalidMessage
+from aixgo.message import ToolCall
 from aixgo.session import Session
 from pydantic import JsonValue
 
@@ -186,6 +187,7 @@ class ReActAgent:
                 raise InvalidMessage(f"the model returned {reply!r}, not an assistant message")
             if not reply.tool_calls:
                 return reply
+            reply = _distinct_call_ids(reply)
             steps.append(await self._store(session, reply, steps, before, input))
 
     def _context(
@@ -232,6 +234,19 @@ class ReActAgent:
         return Message.tool(
             result.text, tool_call_id=call.id, name=call.name[:256], metadata=metadata
         )
+
+
+def _distinct_call_ids(reply: Message) -> Message:
+    # Results are matched to calls by id: a model repeating one within a request gets a new
+    # id for the repeat, so each call has exactly one result.
+    seen: set[str] = set()
+    calls = []
+    for c in reply.tool_calls or []:
+        if c.id in seen:
+            c = ToolCall(name=c.name, arguments=c.arguments)
+        seen.add(c.id)
+        calls.append(c)
+    return reply.model_copy(update={"tool_calls": calls})
 
 
 def _index_of(history: list[Message], message_id: str) -> int | None:
