@@ -7,7 +7,7 @@ turn a crash interrupted, and talks to OpenAI-compatible models (or an offline s
 ...     '''The text in capitals.'''
 ...     return text.upper()
 >>> ReActAgent(model="scripted:calls", tools=[shout], max_steps=4)
-ReActAgent(model=<...ScriptedModel object at ...>, tools=['shout'])
+ReActAgent(model=ScriptedModel(calls_policy), tools=['shout'])
 """
 
 from aixgo_agent_react.agent import ReActAgent

@@ -124,6 +124,11 @@ class ScriptedModel:
             self._replies = [r if isinstance(r, Message) else Message.assistant(r) for r in script]
         self.requests: list[list[Message]] = []
 
+    def __repr__(self) -> str:
+        if self._policy is not None:
+            return f"ScriptedModel({getattr(self._policy, '__name__', 'policy')})"
+        return f"ScriptedModel({len(self._replies)} replies left)"
+
     @classmethod
     def from_spec(cls, name: str, **options: Any) -> ScriptedModel:
         """The built-in policy ``name`` (``"echo"``, ``"calls"``; empty means ``"calls"``)."""
