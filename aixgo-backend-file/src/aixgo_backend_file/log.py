@@ -301,6 +301,13 @@ class SessionLog(Recovery):
             offset += len(ln)
             seq += 1
         self._write_log(lines[0] if len(lines) == 1 else b"".join(lines))
+        if self.fsync:
+            # durability=fsync: only the log must be durable (sidecars and listing lines are
+            # rebuilt from it), and syncing it before they are dirtied keeps their pages out
+            # of the journal commit this fdatasync waits for (measured: ~1.43x -> ~1.34x of
+            # a bare write+fdatasync). The lock is held meanwhile: writers of one session
+            # from several processes sync one after another.
+            os.fdatasync(self.fd)
         window = self.window
         if window is not None:
             for k, i in enumerate(fresh):

@@ -237,8 +237,6 @@ class Store:
                 out = log.append(messages, encoded, expected_seq, now_micros(), self._touch)
             finally:
                 log.unlock()
-            if self.fsync:
-                log.sync()
             return out
 
     def messages(self, session_id: str, last: int | None) -> list[Message]:
