@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from aixgo import Message, Runtime, plugins
 from aixgo.agent import SessionAwareAgent
-from aixgo.errors import AgentError, InvalidMessage
+from aixgo.errors import AgentError, CallTimeout, InvalidMessage
 from aixgo.message import ToolCall
 from aixgo.runtime import REPLY_TO
 from aixgo.session import SessionManager
@@ -193,6 +194,47 @@ async def test_a_failed_turn_resumes_without_running_stored_tools_again(
         again = await rt.call("assistant", question, user="alice")  # answered: returned as is
     assert out.text == "final" and again.id == out.id
     assert tools.runs == ["k1", "k2"]
+    assert [m.role for m in await history(mgr)] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_runtime_timeout_in_a_tool_keeps_the_steps_so_far(mgr: SessionManager) -> None:
+    runs: list[str] = []
+    hang = {"on": True}
+
+    @tool
+    def quick() -> str:
+        """Fast."""
+        runs.append("quick")
+        return "q"
+
+    @tool
+    async def stuck() -> str:
+        """Hangs the first time."""
+        runs.append("stuck")
+        if hang["on"]:
+            await asyncio.sleep(30)
+        return "s"
+
+    model = answer_after_tools(("quick", {}), ("stuck", {}))
+    question = Message.user("go")
+    async with Runtime(session_manager=mgr, timeout=0.5) as rt:
+        rt.register("assistant", ReActAgent(model, [quick, stuck], tool_timeout=None))
+        with pytest.raises(CallTimeout):
+            await rt.call("assistant", question, user="alice")
+        assert [m.role for m in await history(mgr)] == ["user", "assistant", "tool"]
+        hang["on"] = False
+        t0 = time.monotonic()
+        out = await rt.call("assistant", question, user="alice")
+        assert time.monotonic() - t0 < 1
+    assert out.text == "done: 2 results"
+    assert runs == ["quick", "stuck", "stuck"]
     assert [m.role for m in await history(mgr)] == [
         "user",
         "assistant",
