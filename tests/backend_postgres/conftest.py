@@ -12,7 +12,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from aixgo import plugins
 from aixgo.identifiers import new_id
 
 ADMIN_URL = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -45,12 +44,3 @@ def schema() -> str:
 def pg_url(pg_database: str, schema: str) -> str:
     """A URL to an empty store: a schema of its own in the run's database."""
     return f"{pg_database}?schema={schema}"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("AIXGO_DISABLE_PLUGINS", raising=False)
-    monkeypatch.delenv("AIXGO_LOAD_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()

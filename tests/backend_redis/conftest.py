@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aixgo import plugins
 from aixgo.identifiers import new_id
 
 from .servers import RedisCluster3, RedisProcess
@@ -67,12 +66,3 @@ async def cluster_url(redis_cluster: RedisCluster3, prefix: str) -> AsyncIterato
                 await client.delete(key)
         finally:
             await client.aclose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("AIXGO_DISABLE_PLUGINS", raising=False)
-    monkeypatch.delenv("AIXGO_LOAD_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()

@@ -45,15 +45,6 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
     plugins.reset()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("AIXGO_DISABLE_PLUGINS", raising=False)
-    monkeypatch.delenv("AIXGO_LOAD_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
-
-
 # -- real servers for the tests that move sessions between backends ------------------------
 
 

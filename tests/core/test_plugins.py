@@ -182,16 +182,19 @@ def aixgo_register_options(register):
     register(Option("retry_budget", default=3, description="Retries per call"))
 """
     fake_dist("agents-dist", {"agents": "agents_plugin"}, {"agents_plugin": src})
-    assert plugins.agent_types() == ["echo"]
+    assert "echo" in plugins.agent_types()
     factory, reg = plugins.agent_factory("echo")
     assert factory.__name__ == "Echo"
     assert reg.distribution == "agents-dist"
     assert plugins.options()["retry_budget"].default == 3
     (info,) = [p for p in plugins.plugins() if p.name == "agents"]
     assert (info.agents, info.options) == (["echo"], ["retry_budget"])
-    with pytest.raises(
-        PluginError, match="no plugin provides agent type 'react'.*aixgo-agent-react"
-    ):
+
+
+def test_missing_agent_type_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIXGO_DISABLE_PLUGINS", "react")  # as if it were not installed
+    plugins.reset()
+    with pytest.raises(PluginError, match="agent type 'react'.*pip install aixgo-agent-react"):
         plugins.agent_factory("react")
 
 

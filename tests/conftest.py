@@ -1,0 +1,19 @@
+"""Fixtures every test tree shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aixgo import plugins
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test discovers plugins afresh, with no allow or block list from the caller's
+    environment leaking in."""
+    monkeypatch.delenv("AIXGO_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("AIXGO_LOAD_PLUGINS", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
