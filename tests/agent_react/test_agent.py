@@ -318,7 +318,14 @@ async def test_a_long_history_is_read_as_a_bounded_tail(
     async with Runtime(session_manager=mgr) as rt:
         rt.register("assistant", ReActAgent(model, []))
         await rt.call_with_session("assistant", Message.user("now"), s.id)
+        await s.append_messages(
+            [Message.user("q"), Message.assistant("x"), Message.assistant("y"), Message.user("z")]
+        )
+        await s.append_message(Message.assistant("ignored"))
+        await rt.call_with_session("assistant", Message.user("then"), s.id)
     assert [m.text for m in model.requests[0]] == ["q8", "a8", "q9", "a9", "now"]
+    # The window starts inside a turn (x, y of q): what is left of it is not sent.
+    assert [m.text for m in model.requests[1]] == ["z", "ignored", "then"]
 
 
 @pytest.mark.asyncio

@@ -158,8 +158,10 @@ class ReActAgent:
             before, steps = history, []
         else:
             before, steps = history[:at], history[at + 1 :]
-            if len(history) == _WINDOW and before and before[0].role != "user":
-                before = before[1:]  # a turn cut by the window: drop its tail
+            if before and (before[0].seq or 1) > 1:
+                # A tail of the history may begin inside a turn: drop that turn's remains.
+                first_user = next((i for i, m in enumerate(before) if m.role == "user"), None)
+                before = before[first_user:] if first_user is not None else []
         return await self._loop(input, before, steps, session)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -173,7 +175,7 @@ class ReActAgent:
             for call_id in pending:
                 request = next(m for m in reversed(steps) if m.tool_calls)
                 result = await self._run_tool(request, call_id)
-                steps.append(await self._store(session, result, steps, before, input))
+                steps.append(await self._store(session, result, steps, input))
             done = sum(1 for m in steps if m.role == "assistant" and m.tool_calls)
             if done >= self.max_steps:
                 return Message.assistant(
@@ -188,7 +190,7 @@ class ReActAgent:
             if not reply.tool_calls:
                 return reply
             reply = _distinct_call_ids(reply)
-            steps.append(await self._store(session, reply, steps, before, input))
+            steps.append(await self._store(session, reply, steps, input))
 
     def _context(
         self, input: Message, before: list[Message], steps: list[Message]
@@ -205,7 +207,6 @@ class ReActAgent:
         session: Session | None,
         message: Message,
         steps: list[Message],
-        before: list[Message],
         input: Message,
     ) -> Message:
         if session is None:
