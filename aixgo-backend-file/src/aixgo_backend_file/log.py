@@ -13,11 +13,15 @@ Two sidecars make reads cheap and are always rebuildable from the log:
 * ``<id>.meta``: a copy of every checkpoint/restore/delete record with its log offset, so
   opening a session reads the branch table and checkpoints without scanning the messages.
 
-Writers hold an exclusive ``flock`` on the log and write, in order: log line(s), listing index
-entries, sidecar entries. Every operation first compares the log's size with the size this
-process last validated: if they match (the common case) nothing else is read; if not, it parses
-only the new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer
-did not get to. A sidecar that disagrees with the log is rebuilt from the log.
+Both are made on first need (the first message, the first checkpoint): a new session is its
+log alone, and a missing sidecar reads as an empty one, so a create is one file.
+
+Writers hold an exclusive ``flock`` on the log and write, in order: log line(s) (then, with
+``durability=fsync``, its ``fdatasync``), listing index entries, sidecar entries. Every
+operation first compares the log's size (one ``lseek``) with the size this process last
+validated: if they match (the common case) nothing else is read; if not, it parses only the
+new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer did not
+get to. A sidecar that disagrees with the log is rebuilt from the log.
 """
 
 from __future__ import annotations
@@ -262,6 +266,8 @@ class SessionLog(Recovery):
         touch: Touch,
     ) -> list[Message]:
         """Append under the exclusive lock (held by the caller)."""
+        if len(messages) == 1:
+            return self._append_one(messages[0], encoded[0], expected_seq, now, touch)
         hashes = [id_hash(m.id) for m in messages]
         known: dict[str, Message] = {}
         if self.count:
@@ -271,12 +277,7 @@ class SessionLog(Recovery):
                     known[m.id] = found
         length = self.lin.length
         if len(known) < len(messages) and expected_seq is not None and expected_seq != length:
-            raise ConflictError(
-                f"session {self.id!r} has {length} messages, not {expected_seq}: "
-                "another writer appended first; re-read the history and retry",
-                expected_seq=expected_seq,
-                actual_seq=length,
-            )
+            raise self._conflict(expected_seq, length)
         if known:
             fresh = [i for i, m in enumerate(messages) if m.id not in known]
             if not fresh:
@@ -334,6 +335,52 @@ class SessionLog(Recovery):
                 out.append(_with_seq(m, seq))
                 seq += 1
         return out
+
+    def _append_one(
+        self, message: Message, data: bytes, expected_seq: int | None, now: int, touch: Touch
+    ) -> list[Message]:
+        """:meth:`append` of one message, without the batch bookkeeping (the common call)."""
+        idhash = id_hash(message.id)
+        if self.count:
+            found = self.find(message, idhash)
+            if found is not None:
+                return [found]
+        seq = self.lin.length + 1
+        if expected_seq is not None and expected_seq != seq - 1:
+            raise self._conflict(expected_seq, seq - 1)
+        ts = self.updated if self.updated > now else now
+        branch = self.lin.head
+        payload = record.MESSAGE % (branch, seq, seq, seq, ts, idhash, data)
+        ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
+        offset = self.size
+        self._write_log(ln)
+        if self.fsync:
+            os.fdatasync(self.fd)  # see append()
+        window = self.window
+        if window is not None:
+            ords = window.get(idhash)
+            if ords is None:
+                window[idhash] = [self.count]
+            else:
+                ords.append(self.count)
+        self.count += 1
+        self.lin.append(1)
+        self.updated = ts
+        self.size = offset + len(ln)
+        self.lines += 1
+        self._info = None
+        touch(self, ts)
+        idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
+        write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
+        return [_with_seq(message, seq)]
+
+    def _conflict(self, expected_seq: int, length: int) -> ConflictError:
+        return ConflictError(
+            f"session {self.id!r} has {length} messages, not {expected_seq}: "
+            "another writer appended first; re-read the history and retry",
+            expected_seq=expected_seq,
+            actual_seq=length,
+        )
 
     def add_checkpoint(self, checkpoint_id: str, label: str | None, now: int) -> Checkpoint:
         if checkpoint_id in self.checkpoints:
