@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,6 +203,7 @@ async def test_a_failed_turn_resumes_without_running_stored_tools_again(
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
 async def test_a_runtime_timeout_in_a_tool_keeps_the_steps_so_far(mgr: SessionManager) -> None:
     runs: list[str] = []
     hang = {"on": True}
@@ -230,9 +230,7 @@ async def test_a_runtime_timeout_in_a_tool_keeps_the_steps_so_far(mgr: SessionMa
             await rt.call("assistant", question, user="alice")
         assert [m.role for m in await history(mgr)] == ["user", "assistant", "tool"]
         hang["on"] = False
-        t0 = time.monotonic()
-        out = await rt.call("assistant", question, user="alice")
-        assert time.monotonic() - t0 < 1
+        out = await rt.call("assistant", question, user="alice")  # no_waiting: not waited for
     assert out.text == "done: 2 results"
     assert runs == ["quick", "stuck", "stuck"]
     assert [m.role for m in await history(mgr)] == [

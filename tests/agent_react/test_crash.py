@@ -89,6 +89,7 @@ class Finisher:
         return Message.assistant(f"results: {results}")
 
 
+@pytest.mark.usefixtures("no_waiting")
 @pytest.mark.parametrize("kill_at", ["tool", "model"])
 def test_a_turn_killed_mid_loop_resumes_from_the_last_stored_step(
     tmp_path: Path, kill_at: str
@@ -134,9 +135,7 @@ def test_a_turn_killed_mid_loop_resumes_from_the_last_stored_step(
             out = await rt.call("assistant", Message.user("compute", id=message_id), user="alice")
             return out, before, await s.get_messages()
 
-    t0 = time.monotonic()
-    out, before, after = asyncio.run(resume())
-    assert time.monotonic() - t0 < 10  # the resumed call did not wait for its own steps
+    out, before, after = asyncio.run(resume())  # no_waiting: not waited for its own steps
     runs = (tmp_path / "runs").read_text().split()
     if kill_at == "tool":
         assert [m.role for m in before] == ["user", "assistant", "tool"]

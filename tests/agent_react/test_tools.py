@@ -82,11 +82,9 @@ async def test_exceptions_and_timeouts_become_tool_errors() -> None:
     res = await broken.run({"x": 1})
     assert res.error
     assert res.text == "error: tool 'broken' failed: ZeroDivisionError: no"
-    t0 = time.monotonic()
     res = await slow.run({}, default_timeout=10)  # the tool's own timeout wins
     assert res.error
     assert "did not finish within 0.1 s" in res.text
-    assert time.monotonic() - t0 < 2
     res = await slow_sync.run({}, default_timeout=0.1)
     assert res.error
     assert "within 0.1 s" in res.text

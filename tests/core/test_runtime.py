@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aixgo import Message, Runtime
+from aixgo import Message, Runtime, ToolCall
 from aixgo.agent import Agent, SessionAwareAgent
 from aixgo.errors import (
     AgentError,
@@ -359,10 +359,8 @@ async def test_an_agent_error_leaves_the_input_and_the_retry_resumes(mgr: Sessio
 async def test_a_timeout_writes_nothing_more_and_names_the_session(mgr: SessionManager) -> None:
     async with Runtime(session_manager=mgr, timeout=0.05) as rt:
         rt.register("slow", Slow(5))
-        t0 = time.monotonic()
-        with pytest.raises(CallTimeout) as info:
+        with pytest.raises(CallTimeout) as info:  # Slow(5) would take 5 s without it
             await rt.call("slow", Message.user("hurry"), user="alice")
-        assert time.monotonic() - t0 < 2
     assert isinstance(info.value, TimeoutError)
     s = await only_session(mgr)
     assert info.value.session_id == s.id and info.value.agent == "slow"
@@ -544,11 +542,10 @@ async def test_a_turn_running_elsewhere_is_waited_for(mgr: SessionManager) -> No
 
     async with Runtime(session_manager=mgr) as rt:
         rt.register("echo", Echo())
-        t0 = time.monotonic()
         await asyncio.gather(
             other_process_answers(), rt.call_with_session("echo", Message.user("second"), s.id)
         )
-        assert time.monotonic() - t0 >= 0.2
+    # The second turn went in only after the other process's answer: it waited.
     assert [m.text for m in await s.get_messages()] == [
         "first, from another process", "answer to first", "second", "echo: second"
     ]  # fmt: skip
@@ -561,36 +558,51 @@ async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionMana
     async with Runtime(session_manager=mgr, timeout=0.3) as rt:
         rt.register("echo", Echo())
         t0 = time.monotonic()
-        await rt.call_with_session("echo", Message.user("next"), s.id)
-        assert 1.3 <= time.monotonic() - t0 < 5  # timeout + 1 s
-    # An old unanswered input is not waited for at all.
+        await rt.call_with_session("echo", Message.user("next"), s.id)  # returns: bounded
+        assert time.monotonic() - t0 >= 1.3  # it did wait, for timeout + 1 s
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+async def test_an_old_unanswered_input_is_not_waited_for(mgr: SessionManager) -> None:
     old = await mgr.create("echo", user_id="bob")
     await old.append_message(Message.user("long ago", created_at="2020-01-01T00:00:00Z"))
     async with Runtime(session_manager=mgr) as rt:
         rt.register("echo", Echo())
-        t0 = time.monotonic()
         await rt.call_with_session("echo", Message.user("now"), old.id)
-        assert time.monotonic() - t0 < 1
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+@pytest.mark.parametrize("steps", [1, 40])
 async def test_a_resumed_turn_does_not_wait_for_its_own_tool_results(
-    mgr: SessionManager,
+    mgr: SessionManager, steps: int
 ) -> None:
     s = await mgr.create("echo", user_id="alice")
+    await s.append_messages([Message.user("earlier"), Message.assistant("echo: earlier")])
     question = Message.user("weather?")
-    # What a run that died after a tool call left behind (in another process).
-    await s.append_messages([question, Message.tool("12°C", tool_call_id="c1")])
+    # What a run that died after many tool calls left behind (in another process): more
+    # steps after its input than any fixed look-back would see.
+    done = [
+        m
+        for i in range(steps)
+        for m in (
+            Message.assistant(tool_calls=[ToolCall(id=f"c{i}", name="weather")]),
+            Message.tool(f"{i}°C", tool_call_id=f"c{i}"),
+        )
+    ]
+    await s.append_messages([question, *done])
     async with Runtime(session_manager=mgr) as rt:
         rt.register("echo", Echo())
-        t0 = time.monotonic()
         out = await rt.call_with_session("echo", question, s.id)
-        assert time.monotonic() - t0 < 1
-    assert [m.text for m in await s.get_messages()] == ["weather?", "12°C", "echo: weather?"]
+    texts = [m.text for m in await s.get_messages()]
+    assert texts[:3] == ["earlier", "echo: earlier", "weather?"]
+    assert texts[-1] == "echo: weather?" and len(texts) == 4 + 2 * steps
     assert out.metadata[REPLY_TO] == question.id
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
 async def test_messages_an_application_stores_itself_are_not_waited_for(
     mgr: SessionManager,
 ) -> None:
@@ -600,10 +612,8 @@ async def test_messages_an_application_stores_itself_are_not_waited_for(
     await g.append_messages([Message.system("You are terse."), Message.assistant("Hi! Ask me.")])
     async with Runtime(session_manager=mgr) as rt:
         rt.register("echo", Echo())
-        t0 = time.monotonic()
         await rt.call_with_session("echo", Message.user("a"), s.id)
         await rt.call_with_session("echo", Message.user("b"), g.id)
-        assert time.monotonic() - t0 < 1
     assert [m.text for m in await g.get_messages()] == [
         "You are terse.",
         "Hi! Ask me.",
@@ -613,6 +623,7 @@ async def test_messages_an_application_stores_itself_are_not_waited_for(
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
 async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManager) -> None:
     class ToolThenFail:
         def __init__(self) -> None:
@@ -634,9 +645,7 @@ async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManag
         for name in ("flaky", "tools"):
             with pytest.raises(AgentError):
                 await rt.call(name, Message.user("lost"), user="alice")
-            t0 = time.monotonic()
             out = await rt.call(name, Message.user("new question"), user="alice")
-            assert time.monotonic() - t0 < 1
             assert out.text == "recovered"
 
 

@@ -439,11 +439,11 @@ class Runtime:
         deadline = loop.time() + bound
         conflicts = waits = 0
         while True:
-            # A few messages, not one: a resumed call whose crashed run stored tool results
-            # after its input finds the input here and need not wait for itself.
-            tail = await s.get_messages(last=_LOOKBACK)
+            tail, opener = await _open_turn(s)
             count = (tail[-1].seq or 0) if tail else 0
-            ours = any(m.id == message.id for m in tail)
+            # A resumed call whose crashed run stored steps after its input finds the input
+            # opening the last turn, however many steps followed: it need not wait for itself.
+            ours = opener is not None and opener.id == message.id
             if (
                 tail
                 and not ours
@@ -544,3 +544,21 @@ async def _maybe_call(agent: object, method: str) -> None:
 
 async def _backoff(attempt: int) -> None:
     await asyncio.sleep(min(0.005 * 2**attempt, 0.2))
+
+
+def _is_step(m: Message) -> bool:
+    """A step inside a turn: a request for tools, or a tool's result."""
+    return m.role == "tool" or (m.role == "assistant" and bool(m.tool_calls))
+
+
+async def _open_turn(s: Session) -> tuple[list[Message], Message | None]:
+    """The history's tail and the message that opened its last turn (the newest message that
+    is not a step), reading back geometrically so a long turn costs a few reads, not one read
+    of the whole history."""
+    n = _LOOKBACK
+    while True:
+        tail = await s.get_messages(last=n)
+        opener = next((m for m in reversed(tail) if not _is_step(m)), None)
+        if opener is not None or len(tail) < n:
+            return tail, opener
+        n *= 8
