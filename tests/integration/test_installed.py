@@ -80,3 +80,6 @@ def test_every_first_party_plugin_is_discovered_from_its_wheel() -> None:
     for dist, schemes in expected.items():
         if dist in ours:
             assert set(by_dist.get(dist, [])) >= schemes, dist
+    if "aixgo-agent-react" in ours:
+        assert "react" in plugins.agent_types()
+        assert plugins.agent_factory("react")[1].distribution == "aixgo-agent-react"
