@@ -109,7 +109,7 @@ class Index:
         process's write). Listing resolves every row against its session, so the row's
         older time only matters to where a page stops reading, and that rule still holds:
         the session's real time is earlier than the write of whatever line follows its
-        row, because that line did not exist when this update checked (see :meth:`page`).
+        row, because that line did not exist when this update checked (module docs).
         """
         line = None
         mine = self._mine
@@ -129,9 +129,11 @@ class Index:
                     continue
             if line is None:
                 line = b"%016x %b\n" % (updated, session_id.encode())
-            os.write(fd, line)
-            # O_APPEND leaves the file position at the end of the line just written.
-            mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id)
+            if os.write(fd, line) == len(line):
+                # O_APPEND leaves the file position at the end of the line just written.
+                mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id)
+            else:  # a short write (disk full): never vouch for a partial line
+                mine.pop(key, None)
 
     def page(
         self,

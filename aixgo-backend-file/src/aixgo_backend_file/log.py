@@ -281,6 +281,7 @@ class SessionLog(Recovery):
         if known:
             fresh = [i for i, m in enumerate(messages) if m.id not in known]
             if not fresh:
+                self._sync_found()
                 return [known[m.id] for m in messages]
         else:
             fresh = list(range(len(messages)))
@@ -344,6 +345,7 @@ class SessionLog(Recovery):
         if self.count:
             found = self.find(message, idhash)
             if found is not None:
+                self._sync_found()
                 return [found]
         seq = self.lin.length + 1
         if expected_seq is not None and expected_seq != seq - 1:
@@ -373,6 +375,12 @@ class SessionLog(Recovery):
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
         write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
         return [_with_seq(message, seq)]
+
+    def _sync_found(self) -> None:
+        """An idempotent repeat is acknowledged as stored: in fsync mode make sure it is on
+        disk (its writer may have died between writing it and syncing it)."""
+        if self.fsync:
+            os.fdatasync(self.fd)
 
     def _conflict(self, expected_seq: int, length: int) -> ConflictError:
         return ConflictError(
