@@ -255,3 +255,29 @@ async def test_fsync_mode_syncs_before_acknowledging_an_idempotent_repeat(
         assert (await s.append_message(one)).seq == 1
         assert [m.seq for m in await s.append_messages([one, two])] == [1, 2]
         assert len(synced) == 2
+
+
+@pytest.mark.asyncio
+async def test_listing_notices_another_writers_delete_and_append(store_url: str) -> None:
+    """Listing checks a remembered summary against the open log's size: a delete (which
+    grows the log before unlinking it) and an append by another writer both show."""
+    async with SessionManager(store_url) as one, SessionManager(store_url) as two:
+        ids = [(await one.create("a", user_id="u")).id for _ in range(3)]
+        await check_listings(store_url, ids[::-1])
+        assert [i.id for i in (await one.list(user_id="u")).items] == ids[::-1]
+        await two.delete(ids[1])
+        await (await two.get(ids[0])).append_message(Message.user("x"))
+        page = await one.list(user_id="u")
+        assert [i.id for i in page.items] == [ids[0], ids[2]]
+        assert page.items[0].message_count == 1
+
+
+@pytest.mark.asyncio
+async def test_the_creator_reads_what_another_writer_appended(store_url: str) -> None:
+    """The creating process's view of a new session counts its header line, so catching up
+    with another writer's first message is not mistaken for damage."""
+    async with SessionManager(store_url) as one, SessionManager(store_url) as two:
+        s = await one.create("a", user_id="u")
+        await (await two.get(s.id)).append_message(Message.user("x"))
+        assert [m.text for m in await s.get_messages()] == ["x"]
+        assert (await s.append_message(Message.user("y"))).seq == 2

@@ -48,8 +48,9 @@ _LINE = re.compile(rb"([0-9a-f]{16}) (" + ID_PATTERN.encode() + rb")\n")
 _SCAN = 512  # lines read per pread when scanning backwards
 _MAX_FDS = 64
 
-#: Looks a session up for listing: its current summary, or None if it no longer exists.
-Resolve = Callable[[str], SessionInfo | None]
+#: Looks a session up for listing: its current summary and ``updated_at`` in µs, or None if
+#: it no longer exists.
+Resolve = Callable[[str], tuple[SessionInfo, int] | None]
 
 
 def keys_for(agent: str, user_id: str | None) -> list[str]:
@@ -170,10 +171,11 @@ class Index:
                 if sid in seen:
                     continue
                 seen.add(sid)
-                info = resolve(sid)
-                if info is None:
+                got = resolve(sid)
+                if got is None:
                     continue
-                sort_key = (to_micros(info.updated_at), sid)
+                info, updated = got
+                sort_key = (updated, sid)
                 if after is not None and sort_key >= after:
                     continue
                 found.append((*sort_key, info))

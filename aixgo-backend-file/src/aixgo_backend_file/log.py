@@ -102,6 +102,7 @@ class SessionLog(Recovery):
             write_all(fd, data)
             log._apply_other(header, 0)
             log.size = len(data)
+            log.lines = 1  # the header: catching up with another writer checks against it
             touch(log, log.updated)
             if fsync:
                 os.fdatasync(fd)

@@ -55,7 +55,7 @@ class Store:
         self._closed = False
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
         self._keys: dict[tuple[str, str | None], list[str]] = {}
-        self._summaries: OrderedDict[str, tuple[int, SessionInfo]] = OrderedDict()
+        self._summaries: OrderedDict[str, tuple[int, SessionInfo, int]] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -170,35 +170,39 @@ class Store:
             finally:
                 log.unlock()
 
-    def peek(self, session_id: str) -> SessionInfo | None:
-        """For listing: the session's summary, or None if it is gone. A remembered summary
-        is checked with one ``lstat`` instead of a lock: the log only ever grows, so the same
-        size means the same content."""
+    def peek(self, session_id: str) -> tuple[SessionInfo, int] | None:
+        """For listing: the session's summary and its ``updated_at`` in µs, or None if it is
+        gone. A remembered summary is checked with one ``lstat`` instead of a lock: the log
+        only ever grows, so the same size means the same content."""
         known = self._summaries.get(session_id)
         if known is not None:
+            log = self._open.get(session_id)
             try:
-                st = os.lstat(self.layout.log_path(session_id))
+                if log is not None:  # a delete grows the log (its record) before unlinking
+                    size = os.lseek(log.fd, 0, os.SEEK_END)
+                else:
+                    size = os.lstat(self.layout.log_path(session_id)).st_size
             except FileNotFoundError:
                 self._summaries.pop(session_id, None)
                 self._forget(session_id)
                 return None
-            if st.st_size == known[0]:
+            if size == known[0]:
                 self._summaries.move_to_end(session_id)
-                return known[1]
+                return known[1], known[2]
         try:
             with self.lock:
                 log = self._locked(session_id, exclusive=False)
                 try:
-                    info, size = log.info(), log.size
+                    info, size, updated = log.info(), log.size, log.updated
                 finally:
                     log.unlock()
         except SessionNotFound:
             self._summaries.pop(session_id, None)
             return None
-        self._summaries[session_id] = (size, info)
+        self._summaries[session_id] = (size, info, updated)
         if len(self._summaries) > MAX_SUMMARIES:
             self._summaries.popitem(last=False)
-        return info
+        return info, updated
 
     def list_page(
         self, agent: str | None, user_id: str | None, limit: int, cursor: str | None
