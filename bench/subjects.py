@@ -39,7 +39,8 @@ class Pool:
     def take(self, n: int = 1) -> list[Message]:
         if len(self.items) < n:
             self.items += [message() for _ in range(max(n, 1000))]
-        out, self.items = self.items[-n:], self.items[:-n]
+        out = self.items[-n:]
+        del self.items[-n:]  # in place: slicing off a copy of the pool cost ~100 us per take
         return out
 
 
