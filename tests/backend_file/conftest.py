@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,30 @@ async def backend(store_url: str) -> AsyncIterator[FileBackend]:
     b = FileBackend(store_url)
     yield b
     await b.close()
+
+
+WORKER = str(Path(__file__).with_name("worker.py"))
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"worker failed to start: {line!r} {err}")
+    return proc
+
+
+@pytest.fixture
+def spawn_worker() -> Spawn:
+    """Start ``worker.py`` (a real process using the store) and wait until it is ready."""
+    return _spawn

@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,9 @@ from aixgo import Message
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
 
-WORKER = str(Path(__file__).with_name("worker.py"))
+#: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
 
 KEYS: list[dict[str, str]] = [
     {},
@@ -38,23 +39,6 @@ def the_log(store_dir: Path) -> Path:
 
 def session_files(store_dir: Path, sid: str) -> list[str]:
     return sorted(p.suffix for p in store_dir.glob(f"s/*/{sid}.*"))
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, WORKER, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"worker failed to start: {line!r} {err}")
-    return proc
 
 
 def ask(proc: subprocess.Popen[str], line: str) -> str:
@@ -113,8 +97,10 @@ async def test_a_new_session_is_one_file_until_it_needs_more(
 
 
 @pytest.mark.slow
-def test_a_session_created_by_a_killed_process_is_intact(store_url: str, store_dir: Path) -> None:
-    proc = spawn("serve", store_url)
+def test_a_session_created_by_a_killed_process_is_intact(
+    spawn_worker: Spawn, store_url: str, store_dir: Path
+) -> None:
+    proc = spawn_worker("serve", store_url)
     sid = ask(proc, "create a u")
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -164,9 +150,10 @@ async def test_repeated_appends_skip_index_lines_until_another_writer_comes(
 
 @pytest.mark.slow
 def test_two_processes_alternating_on_one_users_sessions_keep_listing_order(
+    spawn_worker: Spawn,
     store_url: str,
 ) -> None:
-    procs = [spawn("serve", store_url) for _ in range(2)]
+    procs = [spawn_worker("serve", store_url) for _ in range(2)]
     try:
         ids = [ask(p, "create a u") for p in procs]
         # The second is newest; then a pattern with runs (skips) and switches (writes).

@@ -7,31 +7,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aixgo.session import SessionManager
 
-WORKER = str(Path(__file__).with_name("worker.py"))
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, WORKER, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"worker failed to start: {line!r} {err}")
-    return proc
+#: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
+Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 async def new_session(url: str) -> str:
@@ -48,13 +32,15 @@ async def texts(url: str, session_id: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_loses_no_acknowledged_message(store_url: str) -> None:
+def test_kill_9_at_random_moments_loses_no_acknowledged_message(
+    spawn_worker: Spawn, store_url: str
+) -> None:
     rng = random.Random(os.environ.get("AIXGO_TEST_SEED", "kill-9"))
     sid = asyncio.run(new_session(store_url))
     stored: list[str] = []
     kills = 0
     while kills < 35:
-        proc = spawn("loop", store_url, sid, str(len(stored)))
+        proc = spawn_worker("loop", store_url, sid, str(len(stored)))
         time.sleep(rng.uniform(0.0, 0.04))
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate()
@@ -71,7 +57,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_message(store_url: str) 
         stored = now
     assert len(stored) > 100  # the kills really landed among appends
     # The store still opens and appends after all that.
-    proc = spawn("loop", store_url, sid, str(len(stored)))
+    proc = spawn_worker("loop", store_url, sid, str(len(stored)))
     time.sleep(0.05)
     proc.terminate()
     proc.communicate()
@@ -93,9 +79,9 @@ def go(procs: list[subprocess.Popen[str]]) -> list[list[str]]:
 
 
 @pytest.mark.slow
-def test_four_processes_append_500_each_to_one_session(store_url: str) -> None:
+def test_four_processes_append_500_each_to_one_session(spawn_worker: Spawn, store_url: str) -> None:
     sid = asyncio.run(new_session(store_url))
-    procs = [spawn("append", store_url, sid, f"w{k}", "500") for k in range(4)]
+    procs = [spawn_worker("append", store_url, sid, f"w{k}", "500") for k in range(4)]
     outs = go(procs)
     seqs = [int(x) for out in outs for x in out]
     assert sorted(seqs) == list(range(1, 2001))  # no loss, no duplicate
@@ -124,9 +110,9 @@ def test_four_processes_append_500_each_to_one_session(store_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_creates_from_four_processes(store_url: str) -> None:
+def test_concurrent_creates_from_four_processes(spawn_worker: Spawn, store_url: str) -> None:
     asyncio.run(new_session(store_url))  # the store exists; processes race on shards/indexes
-    procs = [spawn("create", store_url, "agent", "user-1", "100") for _ in range(4)]
+    procs = [spawn_worker("create", store_url, "agent", "user-1", "100") for _ in range(4)]
     ids = [x for out in go(procs) for x in out]
     assert len(ids) == len(set(ids)) == 400
 
