@@ -9,14 +9,13 @@ It uses the embedded default store (``$AIXGO_SESSION_URL``, else the file store 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from aixgo import Message, plugins
 from aixgo.session import SessionManager, default_session_url
 
 
 def store_url() -> str:
-    url = os.environ.get("AIXGO_SESSION_URL") or default_session_url()
+    url = default_session_url()  # $AIXGO_SESSION_URL, else the embedded file store
     if url.partition("://")[0] not in plugins.backend_schemes():
         print(f"({url} needs a backend plugin that is not installed; using memory://)")
         return "memory://"

@@ -78,7 +78,7 @@ def make_model() -> Model | str:
 
 
 def store_url() -> str:
-    url = os.environ.get("AIXGO_SESSION_URL") or default_session_url()
+    url = default_session_url()  # $AIXGO_SESSION_URL, else the embedded file store
     if url.partition("://")[0] not in plugins.backend_schemes():
         print(f"({url} needs a backend plugin that is not installed; using memory://)")
         return "memory://"
