@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from aixgo.errors import CorruptedData, InvalidMessage
 from aixgo.message import Message
 
-__all__ = ["MAX_MESSAGE_BYTES", "check_batch", "decode_message", "encode_message"]
+__all__ = ["MAX_MESSAGE_BYTES", "check_batch", "decode_message", "encode_message", "with_seq"]
 
 #: The largest message (as UTF-8 JSON) any backend must accept.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -43,6 +43,23 @@ def encode_message(message: Message) -> bytes:
             "(for example as base64)"
         )
     return data
+
+
+def with_seq(message: Message, seq: int | None) -> Message:
+    """``message.model_copy(update={"seq": seq})`` at about half the cost, for backends to
+    stamp a stored message on their hot paths. ``seq`` is not validated: pass what the store
+    assigned (an int from 1 up) or ``None``.
+
+    >>> m = Message.user("hi")
+    >>> with_seq(m, 7).seq, m.seq, with_seq(m, 7) == m.model_copy(update={"seq": 7})
+    (7, None, True)
+    """
+    # What model_copy does for a model without extra fields or private attributes (a
+    # shallow __copy__, then the update), minus its generic update handling.
+    out = message.__copy__()
+    out.__dict__["seq"] = seq
+    out.__pydantic_fields_set__.add("seq")
+    return out
 
 
 def decode_message(data: bytes | str, where: str = "") -> Message:
