@@ -32,7 +32,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, encode_message
+from aixgo.session.codec import check_batch, encode_message, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
@@ -76,6 +76,7 @@ class RedisBackend:
             window=self.options.retry_window,
             timeout=self.options.timeout,
             secret=self.options.password,
+            slots=self.options.pool_size,
         )
         self._client: Client | None = None
         self._scripts: Scripts | None = None
@@ -269,7 +270,7 @@ class RedisBackend:
         encoded = check_batch(messages)
         for i, m in enumerate(messages):
             if m.seq is not None:  # stored JSON always ends in "seq":null (see rows.message)
-                encoded[i] = encode_message(m.model_copy(update={"seq": None}))
+                encoded[i] = encode_message(with_seq(m, None))
         args: list[str | int] = ["" if expected_seq is None else expected_seq]
         for m, data in zip(messages, encoded, strict=True):
             args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
@@ -297,7 +298,7 @@ class RedisBackend:
             if i in known:
                 out.append(known[i])
             else:
-                out.append(m.model_copy(update={"seq": seq}))
+                out.append(with_seq(m, seq))
                 seq += 1
         return out
 

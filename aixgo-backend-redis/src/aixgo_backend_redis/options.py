@@ -59,7 +59,7 @@ class RedisOptions:
     prefix: str = "aixgo:"
     #: Sliding expiry in seconds: every write renews every key of the session. None: keep.
     ttl: int | None = None
-    #: Connections per server (the pool blocks, up to ``timeout``, when all are busy).
+    #: Connections per server; when all are busy a call waits up to ``timeout`` for one.
     pool_size: int = 50
     #: Seconds one command may take before it fails with BackendTimeout.
     timeout: float = 5.0

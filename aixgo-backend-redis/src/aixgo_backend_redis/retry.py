@@ -13,6 +13,10 @@ Policy (one place, so every operation behaves alike):
 * Authentication failures and other refusals are raised at once: waiting will not fix them.
 
 redis-py's own retries are switched off (``retries=0``) so the budget is ours alone.
+
+At most ``slots`` operations are in flight at once (each uses one connection at a time, so
+the pool never runs dry); the next waits up to ``timeout`` for a slot, then gets a
+:class:`BackendTimeout`. Backoff sleeps hold no slot.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class Retrier:
         window: float,
         timeout: float,
         secret: str | None = None,
+        slots: int = 50,
         base: float = 0.05,
         cap: float = 1.0,
     ) -> None:
@@ -70,6 +75,7 @@ class Retrier:
         self._secret = secret
         self._base = base
         self._cap = cap
+        self._slots = asyncio.Semaphore(slots)
 
     def _scrub(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
@@ -102,7 +108,20 @@ class Retrier:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.window
         attempt = 0
+        slots = self._slots
         while True:
+            if slots.locked():  # all busy: wait, but no longer than a command may take
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await slots.acquire()
+                except TimeoutError:
+                    raise BackendTimeout(
+                        f"no free connection to Redis at {self.shown_url} for {what} within "
+                        f"{self.timeout:g} s: all pool_size= connections stayed busy; raise "
+                        "pool_size or timeout, or make fewer calls at once"
+                    ) from None
+            else:
+                await slots.acquire()  # free: returns at once
             try:
                 return await op(attempt > 0)
             except rx.TimeoutError as exc:
@@ -110,12 +129,15 @@ class Retrier:
             except _FATAL as exc:
                 raise self.error(what, exc) from exc
             except _TRANSIENT as exc:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise self.unavailable(what, exc) from exc
-                jitter = random.uniform(0.5, 1.0)  # noqa: S311 - spreads reconnects, not crypto
-                # The last attempt is made at the deadline, not one backoff step before it.
-                await asyncio.sleep(min(remaining, self._cap, self._base * 2**attempt * jitter))
-                attempt += 1
+                failure = exc
             except rx.RedisError as exc:
                 raise self.error(what, exc) from exc
+            finally:
+                slots.release()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self.unavailable(what, failure) from failure
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - spreads reconnects, not crypto
+            # The last attempt is made at the deadline, not one backoff step before it.
+            await asyncio.sleep(min(remaining, self._cap, self._base * 2**attempt * jitter))
+            attempt += 1

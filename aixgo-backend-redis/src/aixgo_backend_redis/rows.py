@@ -17,7 +17,7 @@ from typing import Any
 from aixgo.clock import from_micros, to_micros
 from aixgo.errors import CorruptedData
 from aixgo.message import Message
-from aixgo.session.codec import decode_message
+from aixgo.session.codec import decode_message, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 __all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "message", "to_us"]
@@ -90,7 +90,7 @@ def message(data: bytes | str, seq: int | None, where: str) -> Message:
         decode_message(data, shown)
         raise
     if seq is not None and msg.seq != seq:
-        return msg.model_copy(update={"seq": seq})
+        return with_seq(msg, seq)
     if msg.seq is None:
         raise CorruptedData(f"stored message {msg.id!r} at {where} has no seq")
     return msg
