@@ -5,6 +5,7 @@ safety exactly as without it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aixgo import Message
+from aixgo.clock import from_micros, now_micros
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
 
@@ -118,7 +120,17 @@ def test_a_session_created_by_a_killed_process_is_intact(
     asyncio.run(check())
 
 
+@pytest.fixture
+def slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that moves 1 µs per reading (for creates and appends alike), so a writer's
+    row never ages past REFRESH_US however slowly the test runs."""
+    ticks = itertools.count(now_micros())
+    monkeypatch.setattr("aixgo_backend_file.store.now_micros", lambda: next(ticks))
+    monkeypatch.setattr("aixgo.session.manager.utc_now", lambda: from_micros(next(ticks)))
+
+
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("slow_clock")
 async def test_repeated_appends_skip_index_lines_until_another_writer_comes(
     store_url: str, store_dir: Path
 ) -> None:

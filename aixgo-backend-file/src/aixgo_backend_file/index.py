@@ -8,18 +8,21 @@ processes at once without a lock (each line is a single ``O_APPEND`` write far b
 ``PIPE_BUF``).
 
 A session's newest line is the one that counts; older lines are skipped when reading. A
-writer whose own line is still a key's last line writes nothing to that key (an append to
-the session that was updated last costs one ``lseek`` per key instead of a write): its row
-then carries an older time than the session, which is harmless because rows are only
-candidates, resolved against the session, and the session's real time is still earlier than
-the writing of any line after its row (that line did not exist when the writer checked), so
-the stopping rule below keeps holding.
+writer whose own line is still a key's last line, and at most :data:`REFRESH_US` old, writes
+nothing to that key (an append to the session that was updated last costs one ``lseek`` per
+key instead of a write): the row then carries an older time than its session, by at most
+:data:`REFRESH_US`. Rows are only candidates, checked against the session itself (its log is
+the truth): deleted sessions drop out and the sort key is the session's real ``updated_at``.
+
 Lines are in time order up to the few microseconds between a writer taking its timestamp and
 writing the line, so a page reads backwards from the end (or from a binary search for the
 cursor) and stops once no line it has not read could still belong on the page, allowing
-:data:`SLACK_US` of disorder. Every candidate is checked against the session itself (its log
-is the truth): deleted sessions drop out and the sort key is the session's real
-``updated_at``. The files are rebuilt and compacted by :mod:`aixgo_backend_file.repair`.
+:data:`SLACK_US` of disorder (and :data:`REFRESH_US` of row age). It looks up only the rows
+that could belong on it: once it is full, a row more than :data:`REFRESH_US` older than its
+last item cannot (nor can any older row of that session), and with a cursor, a row newer
+than the cursor cannot (a session is never older than its rows). So a burst of sessions
+updated within :data:`SLACK_US` of each other costs a page a scan of their rows, not a
+lookup of each. The files are rebuilt and compacted by :mod:`aixgo_backend_file.repair`.
 """
 
 from __future__ import annotations
@@ -37,13 +40,17 @@ from aixgo.session.models import Page, SessionInfo
 
 from aixgo_backend_file.paths import Layout, key_hash, open_file
 
-__all__ = ["ENTRY", "SLACK_US", "Index", "keys_for"]
+__all__ = ["ENTRY", "REFRESH_US", "SLACK_US", "Index", "keys_for"]
 
 #: Bytes per index line: 16 hex digits of time, a space, the session id, a newline.
 ENTRY = 16 + 1 + ID_LENGTH + 1
 #: How far out of time order two index lines may be written (a writer stalled this long
 #: between timestamping and writing may be listed slightly out of order).
 SLACK_US = 100_000
+#: How much older than its session a session's newest row may be: a writer whose own row is
+#: still a key's newest skips writing another only while that row is younger than this. The
+#: bound lets a page pass over rows that cannot belong on it without looking them up.
+REFRESH_US = 1_000
 _LINE = re.compile(rb"([0-9a-f]{16}) (" + ID_PATTERN.encode() + rb")\n")
 _SCAN = 512  # lines read per pread when scanning backwards
 _MAX_FDS = 64
@@ -77,8 +84,8 @@ class Index:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self._fds: OrderedDict[str, int] = OrderedDict()
-        # Per key: (end offset of the line this process wrote last, its session id).
-        self._mine: dict[str, tuple[int, str]] = {}
+        # Per key: the line this process wrote last (its end offset, session id and time).
+        self._mine: dict[str, tuple[int, str, int]] = {}
 
     def close(self) -> None:
         while self._fds:
@@ -105,12 +112,12 @@ class Index:
     def note(self, keys: list[str], updated: int, session_id: str) -> None:
         """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``.
 
-        A key whose newest line is already this session's is left alone: the line this
-        process wrote last is still the file's end (one ``lseek``, which sees any other
-        process's write). Listing resolves every row against its session, so the row's
-        older time only matters to where a page stops reading, and that rule still holds:
-        the session's real time is earlier than the write of whatever line follows its
-        row, because that line did not exist when this update checked (module docs).
+        A key whose newest line is already this session's, written less than
+        :data:`REFRESH_US` before ``updated``, is left alone: the line this process wrote
+        last is still the file's end (one ``lseek``, which sees any other process's write).
+        Listing resolves every row it may use against its session, so the row's older time
+        only matters to which rows a page looks up and where it stops, and both allow for
+        :data:`REFRESH_US` (module docs).
         """
         line = None
         mine = self._mine
@@ -125,6 +132,7 @@ class Index:
                 if (
                     last is not None
                     and last[1] == session_id
+                    and updated - last[2] <= REFRESH_US
                     and os.lseek(fd, 0, os.SEEK_END) == last[0]
                 ):
                     continue
@@ -132,7 +140,7 @@ class Index:
                 line = b"%016x %b\n" % (updated, session_id.encode())
             if os.write(fd, line) == len(line):
                 # O_APPEND leaves the file position at the end of the line just written.
-                mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id)
+                mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id, updated)
             else:  # a short write (disk full): never vouch for a partial line
                 mine.pop(key, None)
 
@@ -156,19 +164,35 @@ class Index:
         seen: set[str] = set()
         found: list[tuple[int, str, SessionInfo]] = []
         best: list[tuple[int, str]] = []  # min-heap of the limit+1 best keys found
+        # Once limit+1 sessions are found: the oldest one's time, less REFRESH_US. A row
+        # older than this cannot belong on the page, nor can any row of its session before
+        # it (a session's rows are written in time order), so it is passed over unresolved;
+        # and once a row is SLACK_US older still, no row before it can belong either.
+        skip_below = -1
+        stop_below = -1
+        # A session is never older than its rows, so with a cursor a row newer than the
+        # cursor is passed over unresolved too (its session's older rows still come up).
+        after_ts = after[0] if after is not None else 1 << 64
         while hi > 0:
             lo = max(0, hi - _SCAN)
             raw = os.pread(fd, (hi - lo) * ENTRY, lo * ENTRY)
-            for k in range(len(raw) // ENTRY - 1, -1, -1):
-                m = _LINE.fullmatch(raw, k * ENTRY, (k + 1) * ENTRY)
-                if m is None:
+            for pos in range((len(raw) // ENTRY - 1) * ENTRY, -1, -ENTRY):
+                try:
+                    ts = int(raw[pos : pos + 16], 16)
+                except ValueError:
                     continue  # a damaged line (power loss); repair rewrites the file
-                ts = int(m.group(1), 16)
-                if len(best) > limit and ts + SLACK_US < best[0][0]:
-                    hi = 0
-                    break
+                if ts < skip_below:
+                    if ts < stop_below and _LINE.fullmatch(raw, pos, pos + ENTRY):
+                        hi = 0
+                        break
+                    continue
+                if ts > after_ts:
+                    continue  # its session is at least this new: on an earlier page
+                m = _LINE.fullmatch(raw, pos, pos + ENTRY)
+                if m is None:
+                    continue
                 sid = m.group(2).decode()
-                if sid in seen:
+                if sid in seen or (after is not None and (ts, sid) >= after):
                     continue
                 seen.add(sid)
                 got = resolve(sid)
@@ -183,6 +207,9 @@ class Index:
                     heapq.heappush(best, sort_key)
                 else:
                     heapq.heappushpop(best, sort_key)
+                if len(best) > limit:
+                    skip_below = best[0][0] - REFRESH_US
+                    stop_below = skip_below - SLACK_US
             else:
                 hi = lo
         found.sort(key=lambda row: (row[0], row[1]), reverse=True)
