@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -22,10 +23,10 @@ def with_db(url: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", parts.query, ""))
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """URL of a database made for this run, dropped (WITH FORCE) at the end."""
-    name = f"aixgo_test_{os.getpid()}_{new_id()[:8]}"
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """URL of a new, empty database, dropped (WITH FORCE) on exit."""
+    name = f"{prefix}_{os.getpid()}_{new_id()[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -33,6 +34,13 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """URL of a database made for this run, dropped at the end."""
+    with throwaway_database("aixgo_test") as url:
+        yield url
 
 
 @pytest.fixture

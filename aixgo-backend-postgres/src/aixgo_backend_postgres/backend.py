@@ -1,7 +1,8 @@
 """``postgresql://``: sessions in PostgreSQL, one round trip per operation.
 
 Open makes one direct connection first (so a server that is down fails at once with the
-real reason, password redacted), brings the schema up to date on it, then starts a
+real reason, password redacted), brings the schema up to date on it (the same code as
+:meth:`PostgresBackend.migrate`, which ``aixgo sessions migrate`` calls), then starts a
 :class:`psycopg_pool.AsyncConnectionPool`. Every operation runs one statement on a pooled
 connection in autocommit mode; writes that touch several rows are server-side functions
 that lock the session row first (see :mod:`aixgo_backend_postgres.schema`), so atomicity,
@@ -26,7 +27,7 @@ from aixgo.message import Message
 from aixgo.session.backend import Capability
 from aixgo.session.codec import check_batch, decode_message
 from aixgo.session.cursor import decode_cursor, encode_cursor
-from aixgo.session.models import Checkpoint, Page, SessionInfo
+from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
@@ -90,15 +91,39 @@ class PostgresBackend:
             self._pool = pool
             return pool
 
-    async def _start(self) -> AsyncConnectionPool[Any]:
+    async def _connect(self) -> Conn:
+        """A direct autocommit connection, outside the pool (schema work, first contact)."""
         opts = self.options
         try:
-            conn = await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
+            return await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL at {opts.shown}: "
                 f"{retry.scrub(str(exc).strip(), opts)}"
             ) from None
+
+    async def migrate(self, *, check: bool = False) -> MigrationReport:
+        """Bring the schema up to date, or with ``check`` only report whether that is due
+        (:class:`aixgo.session.Migratable`; ``aixgo sessions migrate`` calls it).
+
+        Runs on a connection of its own, so it neither needs nor opens the pool, and it
+        migrates whatever the URL's ``migrate=`` says. A schema newer than this code raises
+        :class:`~aixgo_backend_postgres.SchemaVersionError` and is left as it is.
+        """
+        self._check_open()
+        opts = self.options
+        try:
+            async with await self._connect() as conn:
+                if check:
+                    found = await migrations.read_version(conn, opts.schema)
+                    return migrations.inspect(found, opts.schema, opts.shown)
+                return await migrations.migrate(conn, opts.schema, opts.shown)
+        except psycopg.Error as exc:
+            raise retry.translate(exc, opts) from None
+
+    async def _start(self) -> AsyncConnectionPool[Any]:
+        opts = self.options
+        conn = await self._connect()
         try:
             async with conn:
                 found = await migrations.read_version(conn, opts.schema)

@@ -5,7 +5,9 @@ one transaction under a transaction-scoped advisory lock keyed by the schema nam
 several processes open a fresh database together one migrates and the others wait, then find
 nothing left to do. A database whose schema is newer than this code is refused with
 :class:`SchemaVersionError` before anything is changed (and the transaction would roll back
-anyway). Run it by hand with ``python -m aixgo_backend_postgres.migrate URL``.
+anyway). Run it by hand with ``aixgo sessions migrate`` (which calls
+:meth:`PostgresBackend.migrate <aixgo_backend_postgres.PostgresBackend.migrate>`) or
+``python -m aixgo_backend_postgres.migrate URL``: both run :func:`migrate` and :func:`inspect`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from aixgo.session import MigrationReport
 from psycopg import sql
 
 from aixgo_backend_postgres.errors import SchemaVersionError
 from aixgo_backend_postgres.schema import MIGRATIONS
 
-__all__ = ["LATEST", "check_version", "migrate", "read_version"]
+__all__ = ["LATEST", "check_version", "inspect", "migrate", "read_version"]
 
 #: The schema version this code reads and writes.
 LATEST = MIGRATIONS[-1].version
@@ -54,6 +57,22 @@ def _too_new(found: int, schema: str, shown: str) -> SchemaVersionError:
     )
 
 
+def _target(schema: str, shown: str) -> str:
+    return f"schema {schema!r} of {shown}"
+
+
+def inspect(found: int | None, schema: str, shown: str) -> MigrationReport:
+    """The report for a schema at version ``found`` (``None``: no aixgo tables), changing
+    nothing; :class:`SchemaVersionError` if it is newer than this code.
+
+    >>> print(inspect(None, "aixgo", "postgresql://db/app"))
+    schema 'aixgo' of postgresql://db/app has no schema yet; version ... is due
+    """
+    if found is not None and found > LATEST:
+        raise _too_new(found, schema, shown)
+    return MigrationReport(_target(schema, shown), found=found, latest=LATEST)
+
+
 def check_version(found: int | None, schema: str, shown: str) -> None:
     """Refuse a schema that is not exactly :data:`LATEST` (used with ``migrate=false``)."""
     if found is not None and found > LATEST:
@@ -62,15 +81,17 @@ def check_version(found: int | None, schema: str, shown: str) -> None:
         have = "has no aixgo tables" if found is None else f"is at version {found}"
         raise SchemaVersionError(
             f"schema {schema!r} of {shown} {have}; this code needs version {LATEST}. Run "
-            f"`python -m aixgo_backend_postgres.migrate URL` (or drop migrate=false)",
+            "`aixgo sessions --url URL migrate` or `python -m aixgo_backend_postgres.migrate "
+            "URL` (or drop migrate=false)",
             found=found or 0,
             expected=LATEST,
         )
 
 
-async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -> list[int]:
-    """Apply the missing migrations to ``schema``; return the versions applied (empty when it
-    was up to date). Raises :class:`SchemaVersionError` if the schema is newer than the code."""
+async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -> MigrationReport:
+    """Apply the missing migrations to ``schema``; report what was found and applied (nothing
+    when it was up to date). :class:`SchemaVersionError` if the schema is newer than the code.
+    ``conn`` must be in autocommit mode."""
     table = _version_table(schema)
     applied: list[int] = []
     async with conn.transaction():
@@ -80,17 +101,14 @@ async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -
         await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, schema))
         cur = await conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),))
         row = await cur.fetchone()
-        found = 0
+        found: int | None = None
         if row is not None and row[0] is not None:
-            cur = await conn.execute(
-                sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(table)
-            )
+            cur = await conn.execute(sql.SQL("SELECT max(version) FROM {}").format(table))
             vrow = await cur.fetchone()
-            found = int(vrow[0]) if vrow is not None else 0
-        if found > LATEST:
-            raise _too_new(found, schema, shown)
+            found = None if vrow is None or vrow[0] is None else int(vrow[0])
+        report = inspect(found, schema, shown)
         if found == LATEST:
-            return applied
+            return report
         await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         await conn.execute(
             sql.SQL(
@@ -100,7 +118,7 @@ async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -
         )
         quoted = sql.Identifier(schema).as_string(conn)
         for m in MIGRATIONS:
-            if m.version <= found:
+            if m.version <= (found or 0):
                 continue
             # The SQL is ours (no user input) but for the schema name, which is quoted.
             await conn.execute(m.sql.replace("{s}", quoted).encode())
@@ -109,4 +127,4 @@ async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, shown: str) -
                 (m.version, m.description),
             )
             applied.append(m.version)
-    return applied
+    return MigrationReport(report.target, found=found, latest=LATEST, applied=tuple(applied))

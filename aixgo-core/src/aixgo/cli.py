@@ -72,7 +72,10 @@ _add_commands()
 def main() -> None:
     """Entry point of the ``aixgo`` script: aixgo errors print as one line, exit status 1."""
     try:
-        cli.main(standalone_mode=False)
+        # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
+        status = cli.main(standalone_mode=False)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -1,5 +1,5 @@
-"""``aixgo sessions ...``: list, show, export, import, delete, checkpoints, restore, on any
-backend (``--url``, else ``$AIXGO_SESSION_URL``, else the embedded file store).
+"""``aixgo sessions ...``: list, show, export, import, delete, checkpoints, restore, migrate,
+on any backend (``--url``, else ``$AIXGO_SESSION_URL``, else the embedded file store).
 
 Tables are for people; ``--json`` prints JSON for scripts. ``export``/``import`` move sessions
 between stores as JSON Lines (see :mod:`aixgo.session.archive` for what is carried)::
@@ -19,7 +19,14 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
-from aixgo.session import SessionManager, default_session_url, redact_url
+from aixgo.session import (
+    Migratable,
+    MigrationReport,
+    SessionManager,
+    default_session_url,
+    open_backend,
+    redact_url,
+)
 from aixgo.session.archive import OnConflict, TransferStats, export_sessions, import_sessions
 
 __all__ = ["sessions", "table"]
@@ -309,3 +316,49 @@ def restore_command(url: str, session_id: str, checkpoint_id: str, as_json: bool
         return
     click.echo(f"restored {session_id} to {checkpoint_id}: {info.message_count} messages")
     click.echo(f"undo with: aixgo sessions restore {session_id} {undo.id}")
+
+
+async def _migrate(url: str, check: bool) -> MigrationReport | None:
+    # The backend itself, never a manager: opening may migrate on its own, which --check
+    # must not do.
+    backend = open_backend(url)
+    try:
+        if not isinstance(backend, Migratable):
+            return None
+        return await backend.migrate(check=check)
+    finally:
+        await backend.close()
+
+
+@sessions.command("migrate")
+@click.option("--url", "own_url", metavar="URL", help="Backend URL (same as `sessions --url`).")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if a migration is due.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def migrate_command(ctx: click.Context, own_url: str | None, check: bool, as_json: bool) -> None:
+    """Create or upgrade the store's schema (PostgreSQL's tables, say).
+
+    Safe to run from several processes at once. A store without a schema (memory://,
+    file://, redis://) has nothing to migrate: that is reported, exit status 0. A store whose
+    schema is newer than the installed backend is refused, unchanged (exit status 1).
+    """
+    url: str = own_url or ctx.obj
+    shown = redact_url(url)
+    report = asyncio.run(_migrate(url, check))
+    if report is None:
+        scheme = url.partition("://")[0].lower()
+        message = f"{scheme}:// has no schema to migrate ({shown})"
+        data: dict[str, Any] = {"url": shown, "migratable": False, "pending": False}
+    else:
+        message = str(report)
+        if check and report.pending:
+            message += "; run `aixgo sessions migrate` to apply it"
+        data = {"url": shown, "migratable": True, "target": report.target,
+                "found": report.found, "version": report.version, "latest": report.latest,
+                "applied": list(report.applied), "pending": report.pending}  # fmt: skip
+    if as_json:
+        _dump({**data, "message": message})
+    else:
+        click.echo(message)
+    if report is not None and report.pending:
+        ctx.exit(1)

@@ -4,10 +4,10 @@
 >>> mgr = SessionManager(open_backend("memory://"))
 """
 
-from aixgo.session.backend import Backend, Capability
+from aixgo.session.backend import Backend, Capability, Migratable
 from aixgo.session.context import current_session
 from aixgo.session.manager import SessionManager
-from aixgo.session.models import Checkpoint, Page, SessionInfo
+from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend, redact_url
 
@@ -19,6 +19,8 @@ __all__ = [
     "Page",
     "Backend",
     "Capability",
+    "Migratable",
+    "MigrationReport",
     "open_backend",
     "default_session_url",
     "redact_url",

@@ -32,6 +32,21 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
 
 Cost rules: append is O(batch), ``get_messages(last=n)`` is O(n) whatever the history length,
 a checkpoint is O(1), listing is paginated. Never rewrite a whole history or index per message.
+
+Optional: a backend whose store has a schema (tables, a key layout with a version) that must be
+created or upgraded also implements :class:`Migratable`, ``async def migrate(self, *,
+check=False) -> MigrationReport``. ``aixgo sessions migrate`` calls it; for a backend without
+it the command says there is nothing to migrate and succeeds. Its rules:
+
+* It brings the store's schema to the version the code uses and reports what it found and
+  applied; run again, it applies nothing. It is safe when several processes run it at once
+  (one migrates, the others find nothing left to do).
+* ``check=True`` changes nothing: it only reports (``report.pending`` says a migration is due).
+* A store whose schema is newer than the code is refused with a :class:`ConfigError` (in both
+  modes), and is never altered.
+* It works on a backend that was never opened, and does not open it (opening may itself
+  migrate); ``close()`` afterwards releases what it used. Unreachable store:
+  :class:`BackendUnavailable`; the report and errors show URLs without their password.
 """
 
 from __future__ import annotations
@@ -41,9 +56,9 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from aixgo.message import Message
-from aixgo.session.models import Checkpoint, Page, SessionInfo
+from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 
-__all__ = ["Backend", "Capability"]
+__all__ = ["Backend", "Capability", "Migratable"]
 
 
 class Capability(StrEnum):
@@ -126,3 +141,20 @@ class Backend(Protocol):
     ) -> Checkpoint:
         """Make the checkpoint's history current, after recording the current head as the
         checkpoint ``undo_id`` labelled ``"before-restore"``; return that undo checkpoint."""
+
+
+@runtime_checkable
+class Migratable(Protocol):
+    """The optional schema capability of a backend (see the module docs for its rules).
+
+    A backend has it by defining the method; ``isinstance(backend, Migratable)`` tells.
+    The built-in ``memory://`` store has no schema, so it has nothing to migrate::
+
+        >>> from aixgo.session import open_backend
+        >>> isinstance(open_backend("memory://"), Migratable)
+        False
+    """
+
+    async def migrate(self, *, check: bool = False) -> MigrationReport:
+        """Bring the store's schema up to date, or with ``check`` only inspect it; return
+        what was found and applied. A schema newer than the code raises :class:`ConfigError`."""

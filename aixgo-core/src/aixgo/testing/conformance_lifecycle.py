@@ -1,6 +1,7 @@
 """Conformance of a backend's life: the protocol and its capabilities, open and close,
-discovery by URL scheme, and (when declared) persistence across a reopen and sharing one
-store between instances."""
+discovery by URL scheme, (when declared) persistence across a reopen and sharing one store
+between instances, and (when implemented) the optional ``migrate()`` of a store with a
+schema."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aixgo import plugins
 from aixgo.errors import BackendClosed, ConflictError, SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import Message
-from aixgo.session import Backend, Capability, SessionManager, open_backend
+from aixgo.session import Backend, Capability, Migratable, SessionManager, open_backend
 from aixgo.testing.base import (
     Call,
     ConformanceBase,
@@ -91,6 +92,22 @@ class LifecycleConformance(ConformanceBase):
             **backend_calls(backend, s.id),
         }
         await each_raises(BackendClosed, calls)
+
+    @pytest.mark.asyncio
+    async def test_migrate_finds_an_opened_store_up_to_date(self, backend: Backend) -> None:
+        if not isinstance(backend, Migratable):
+            pytest.skip(f"{type(backend).__name__} has no migrate(): no schema to migrate")
+        s = await new_session(SessionManager(backend), 1)
+        checked = await backend.migrate(check=True)
+        assert (checked.pending, checked.applied, checked.version) == (False, (), checked.latest)
+        again = await backend.migrate()
+        assert (again.pending, again.applied, again.found) == (False, (), again.latest)
+        assert str(again)
+        assert str(checked)
+        await s.append_message(Message.user("m2"))
+        assert await texts(s) == ["m1", "m2"]
+        await backend.close()
+        await each_raises(BackendClosed, {"migrate": backend.migrate})
 
     @pytest.mark.asyncio
     async def test_the_scheme_is_discovered_through_entry_points(
