@@ -3,6 +3,7 @@ and a unique key prefix per test whose keys are deleted afterwards."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -10,7 +11,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aixgo.identifiers import new_id
 
-from .servers import RedisCluster3, RedisProcess
+from .servers import RedisCluster3, RedisProcess, TlsFiles
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
+    """A test CA and the certificates it signed (see :class:`TlsFiles`), for the TLS tests."""
+    files = TlsFiles.make(tmp_path_factory.mktemp("tls-files"))
+    yield files
+    shutil.rmtree(files.folder, ignore_errors=True)
 
 
 @pytest.fixture
