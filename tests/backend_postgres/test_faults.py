@@ -111,6 +111,11 @@ async def test_every_write_is_safe_to_retry_after_it_committed(
         assert drop.fired == 1 and [m.seq for m in stored] == [1, 2]
         assert [m.text for m in await s.get_messages()] == ["a", "b"]
 
+        drop = _DropAfterCommit(monkeypatch, b"aixgo_append_one")
+        one = await s.append_message(Message.user("a1"), expected_seq=2)
+        assert drop.fired == 1 and one.seq == 3
+        assert [m.text for m in await s.get_messages()] == ["a", "b", "a1"]
+
         drop = _DropAfterCommit(monkeypatch, b"INSERT INTO")
         cp = await s.checkpoint(label="x")
         assert drop.fired == 1 and [c.id for c in await s.list_checkpoints()] == [cp.id]
@@ -118,8 +123,8 @@ async def test_every_write_is_safe_to_retry_after_it_committed(
         await s.append_message(Message.user("c"))
         drop = _DropAfterCommit(monkeypatch, b"aixgo_restore")
         undo = await s.restore(cp.id)
-        assert drop.fired == 1 and undo.seq == 3 and undo.label == "before-restore"
-        assert [m.text for m in await s.get_messages()] == ["a", "b"]
+        assert drop.fired == 1 and undo.seq == 4 and undo.label == "before-restore"
+        assert [m.text for m in await s.get_messages()] == ["a", "b", "a1"]
         assert len(await s.list_checkpoints()) == 2
 
         drop = _DropAfterCommit(monkeypatch, b"aixgo_delete_session")

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from aixgo import Message
 from aixgo.session import SessionManager
-from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError
+from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError, migrations
 from aixgo_backend_postgres.migrate import main as migrate_main
+from aixgo_backend_postgres.schema import MIGRATIONS
 
 from .helpers import admin
 
@@ -39,7 +41,37 @@ async def test_first_open_creates_the_schema(pg_url: str, schema: str) -> None:
     names = {name for name, _ in catalog}
     assert {"aixgo_sessions", "aixgo_messages", "aixgo_branches", "aixgo_checkpoints"} <= names
     assert {"aixgo_current_messages", "aixgo_history", "aixgo_append", "aixgo_restore"} <= names
-    assert (str(SCHEMA_VERSION), "sessions, branches, messages, checkpoints") in catalog
+    assert {"aixgo_append_one"} <= names
+    versions = [(v, d) for v, d in catalog if v.isdigit()]
+    assert versions == [(str(m.version), m.description) for m in MIGRATIONS]
+    assert versions[-1][0] == str(SCHEMA_VERSION)
+
+
+@pytest.mark.asyncio
+async def test_a_store_of_an_older_version_is_upgraded_keeping_its_data(
+    pg_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store made by the code of version 1, with a history and a restore in it.
+    with monkeypatch.context() as old:
+        old.setattr(migrations, "MIGRATIONS", MIGRATIONS[:1])
+        old.setattr(migrations, "LATEST", 1)
+        async with SessionManager(pg_url) as mgr:
+            s = await mgr.create("assistant", user_id="u")
+            await s.append_messages([Message.user("a"), Message.user("b")])
+            cp = await s.checkpoint()
+            await s.append_messages([Message.user("c"), Message.user("d")])
+            await s.restore(cp.id)
+    assert [v for v, _ in await _catalog(pg_url, schema) if v.isdigit()] == ["1"]
+
+    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 1
+    report = await PostgresBackend(pg_url).migrate()
+    assert (report.found, report.applied) == (1, tuple(range(2, SCHEMA_VERSION + 1)))
+    async with SessionManager(f"{pg_url}&migrate=false") as mgr:
+        s = await mgr.get(s.id)
+        assert [m.text for m in await s.get_messages()] == ["a", "b"]
+        stored = await s.append_message(Message.user("e"), expected_seq=2)
+        assert stored.seq == 3
+        assert await s.get_messages() == [*(await s.get_messages())[:2], stored]
 
 
 @pytest.mark.asyncio
@@ -50,7 +82,7 @@ async def test_many_backends_opening_a_fresh_schema_at_once(pg_url: str, schema:
     finally:
         await asyncio.gather(*(b.close() for b in backends))
     versions = [v for v, _ in await _catalog(pg_url, schema) if v.isdigit()]
-    assert versions == [str(SCHEMA_VERSION)]
+    assert versions == [str(m.version) for m in MIGRATIONS]  # each applied once
 
 
 def test_many_processes_migrating_at_once(pg_url: str) -> None:

@@ -152,8 +152,8 @@ async def test_tail_reads_use_the_session_seq_index(
 
 @pytest.mark.asyncio
 async def test_statements_inside_the_functions_read_only_what_they_need(pg_url: str) -> None:
-    """auto_explain shows the plans of the statements inside aixgo_append, _replay,
-    _restore and the tail read, on a 2,000-message session after a restore, on a connection
+    """auto_explain shows the plans of the statements inside aixgo_append, _append_one,
+    _replay, _restore and the tail read, on a 2,000-message session after a restore, on a connection
     set up like the pool's: none scans a table or filters away more than a handful of rows."""
     from aixgo import Message
     from aixgo.session.codec import encode_message
@@ -185,6 +185,10 @@ async def test_statements_inside_the_functions_read_only_what_they_need(pg_url: 
             for _ in range(7):  # past the five custom plans a plan cache may try first
                 fresh = "[" + encode_message(Message.user("y")).decode() + "]"
                 await conn.execute(sql.append, (s.id, fresh, None))
+                one = Message.user("z")
+                await conn.execute(
+                    sql.append_one, (s.id, one.id, encode_message(one).decode(), None)
+                )
                 replay = "[" + encode_message(known).decode() + "]"
                 await (await conn.execute(sql.append_replay, (s.id, replay, None))).fetchall()
                 await (await conn.execute(sql.tail, {"id": s.id, "last": 50})).fetchall()

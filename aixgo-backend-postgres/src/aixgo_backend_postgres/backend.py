@@ -25,7 +25,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.codec import check_batch, decode_message, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
@@ -241,11 +241,17 @@ class PostgresBackend:
     ) -> list[Message]:
         self._check_open()
         encoded = check_batch(messages)
-        params = (session_id, (b"[" + b",".join(encoded) + b"]").decode(), expected_seq)
+        params: tuple[Any, ...]
+        if len(encoded) == 1:
+            query = self._sql.append_one
+            params = (session_id, messages[0].id, encoded[0].decode(), expected_seq)
+        else:
+            query = self._sql.append
+            params = (session_id, _json_array(encoded), expected_seq)
 
         async def op(conn: Conn, attempt: int) -> int | list[Any]:
             try:
-                row = await (await conn.execute(self._sql.append, params)).fetchone()
+                row = await (await conn.execute(query, params)).fetchone()
                 assert row is not None
                 return int(row[0])
             except psycopg.DatabaseError as exc:
@@ -257,11 +263,12 @@ class PostgresBackend:
                     raise
             # Part of the batch was stored before (a retry): the careful way, which returns
             # the stored copies. Rare, so its second round trip does not matter.
-            return await (await conn.execute(self._sql.append_replay, params)).fetchall()
+            careful = (session_id, _json_array(encoded), expected_seq)
+            return await (await conn.execute(self._sql.append_replay, careful)).fetchall()
 
         result = await self._run(op)
         if isinstance(result, int):
-            return [m.model_copy(update={"seq": result + i}) for i, m in enumerate(messages, 1)]
+            return [with_seq(m, result + i) for i, m in enumerate(messages, 1)]
         known: dict[int, Message] = {}
         base = 0
         for pos, seq, stored in result:
@@ -277,7 +284,7 @@ class PostgresBackend:
                 out.append(known[i])
             else:
                 base += 1
-                out.append(m.model_copy(update={"seq": base}))
+                out.append(with_seq(m, base))
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
@@ -395,6 +402,12 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
         raise SessionNotFound(session_id) from None
     if exc.sqlstate == _NO_CHECKPOINT:
         raise CheckpointNotFound(checkpoint_id, session_id) from None
+
+
+def _json_array(encoded: list[bytes]) -> str:
+    # The batch travels as one JSON array: one text parameter is far cheaper to send than
+    # an array, which psycopg adapts element by element.
+    return (b"[" + b",".join(encoded) + b"]").decode()
 
 
 def _conflict(session_id: str, expected: int | None, actual: int) -> ConflictError:

@@ -310,4 +310,51 @@ END
 $$;
 """
 
-MIGRATIONS: list[Migration] = [Migration(1, "sessions, branches, messages, checkpoints", _V1)]
+# Appending one message (Session.append_message: most appends) with less work than
+# aixgo_append, which unpacks a JSON array and rebuilds each element with jsonb_set. Here the
+# id comes as its own parameter and the message as JSON text, whose seq is set by appending a
+# "seq" member before the text is parsed (in JSON input to jsonb the last of duplicate keys
+# wins), so the message is parsed once and never taken apart. The probe for a stored id is a
+# nested IF, so on a never-restored session without expected_seq no subquery is even planned.
+_V2 = r"""
+-- Append one message, given as a JSON object (text) and its id; return the history's length
+-- before it. Same locking, checks and errors as aixgo_append.
+CREATE FUNCTION {s}.aixgo_append_one(p_session text, p_id text, p_message text,
+                                     p_expected bigint)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_head integer;
+    v_len bigint;
+    v_conflict boolean;
+BEGIN
+    UPDATE {s}.aixgo_sessions s
+       SET message_count = s.message_count + 1,
+           updated_at = greatest(clock_timestamp(), s.updated_at)
+     WHERE s.id = p_session
+    RETURNING s.head, s.message_count - 1 INTO v_head, v_len;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % does not exist', p_session USING ERRCODE = 'AXS01';
+    END IF;
+    v_conflict := p_expected IS NOT NULL AND p_expected <> v_len;
+    IF v_head <> 0 OR v_conflict THEN
+        IF EXISTS (SELECT 1 FROM {s}.aixgo_messages m
+                    WHERE m.session_id = p_session AND m.id = p_id) THEN
+            RAISE EXCEPTION 'the message is stored already' USING ERRCODE = 'AXR01';
+        END IF;
+        IF v_conflict THEN
+            RAISE EXCEPTION '%', v_len USING ERRCODE = 'AXC09';
+        END IF;
+    END IF;
+    INSERT INTO {s}.aixgo_messages (session_id, branch, seq, id, message)
+    VALUES (p_session, v_head, v_len + 1, p_id,
+            (left(p_message, -1) || ',"seq":' || (v_len + 1) || '}')::jsonb);
+    RETURN v_len;
+END
+$$;
+"""
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "sessions, branches, messages, checkpoints", _V1),
+    Migration(2, "aixgo_append_one: one message, parsed once", _V2),
+]

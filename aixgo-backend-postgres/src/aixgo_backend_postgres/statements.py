@@ -45,6 +45,8 @@ _TEMPLATES = {
     # The batch travels as one JSON array: one text parameter is far cheaper to send than
     # arrays, which psycopg adapts element by element.
     "append": "SELECT {s}.aixgo_append(%s, %s::jsonb, %s)",
+    # One message (the common case): its id and JSON text travel as they are, no array.
+    "append_one": "SELECT {s}.aixgo_append_one(%s, %s, %s, %s)",
     "append_replay": (
         "SELECT pos, stored_seq, stored FROM {s}.aixgo_append_replay(%s, %s::jsonb, %s)"
     ),
@@ -107,6 +109,7 @@ class Statements:
     get: bytes
     delete: bytes
     append: bytes
+    append_one: bytes
     append_replay: bytes
     tail: bytes
     checkpoint: bytes
