@@ -57,7 +57,7 @@ async def test_a_page_after_a_burst_of_creates_looks_up_few_sessions(
     looked = count_lookups(monkeypatch)
     page = await backend.list_sessions(user_id="u", limit=10)
     assert [i.id for i in page.items] == newest_first[:10]
-    # The page's 11 rows, and those within REFRESH_US (1 ms: 10 rows) of its last one.
+    # The page's 11 rows, and those within REFRESH_US (2 ms: 20 rows) of its last one.
     assert len(looked) <= 10 + 1 + REFRESH_US // 100 + 1, len(looked)
     looked.clear()
     assert await all_pages(backend, 7) == newest_first

@@ -50,7 +50,7 @@ SLACK_US = 100_000
 #: How much older than its session a session's newest row may be: a writer whose own row is
 #: still a key's newest skips writing another only while that row is younger than this. The
 #: bound lets a page pass over rows that cannot belong on it without looking them up.
-REFRESH_US = 1_000
+REFRESH_US = 2_000
 _LINE = re.compile(rb"([0-9a-f]{16}) (" + ID_PATTERN.encode() + rb")\n")
 _SCAN = 512  # lines read per pread when scanning backwards
 _MAX_FDS = 64
