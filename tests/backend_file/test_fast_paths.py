@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -231,29 +230,6 @@ async def test_fsync_mode_survives_a_power_loss_shaped_tail(
         log.write_bytes(good[0])
         idx.write_bytes(good[1])
         meta.write_bytes(good[2])
-
-
-@pytest.mark.asyncio
-async def test_fsync_mode_syncs_before_acknowledging_an_idempotent_repeat(
-    store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A repeat returns the stored copy as acknowledged: its writer may have died between
-    writing and syncing it, so the log is synced again before the answer."""
-    async with SessionManager(store_url + "?durability=fsync") as mgr:
-        s = await mgr.create("a")
-        one, two = Message.user("1"), Message.user("2")
-        await s.append_messages([one, two])
-        synced: list[int] = []
-        real = os.fdatasync
-
-        def counting(fd: int) -> None:
-            synced.append(fd)
-            real(fd)
-
-        monkeypatch.setattr(os, "fdatasync", counting)
-        assert (await s.append_message(one)).seq == 1
-        assert [m.seq for m in await s.append_messages([one, two])] == [1, 2]
-        assert len(synced) == 2
 
 
 @pytest.mark.asyncio

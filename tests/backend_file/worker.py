@@ -8,6 +8,13 @@
     python worker.py serve URL                     one command per stdin line, one answer
                                                    per command: "create AGENT USER" prints
                                                    the id, "append SESSION TEXT" the seq
+    python worker.py tasks URL SESSION TAG N K     wait for "go" (N > 0) or start at once
+                                                   (N = 0: until killed); K tasks append at
+                                                   once, ids TAG.<task>.<i>; each
+                                                   acknowledgement prints "id seq synced",
+                                                   synced being how many bytes of the log
+                                                   this process's finished fdatasyncs cover;
+                                                   at the end "syncs <count>"
 
 Messages of the loop mode have ids ``m<i>`` and text ``<i>``; every third append is a batch
 of three, so kills also land inside batches.
@@ -16,6 +23,7 @@ of three, so kills also land inside batches.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from aixgo import Message
@@ -58,6 +66,43 @@ async def create(url: str, agent: str, user: str, n: int) -> None:
             print(s.id, flush=True)
 
 
+def spy_on_fdatasync() -> tuple[dict[int, int], list[int]]:
+    """Wrap ``os.fdatasync``: per inode, the file size when the latest finished sync began
+    (what it covers); and a list with one item per sync."""
+    covered: dict[int, int] = {}
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        st = os.fstat(fd)
+        real(fd)
+        covered[st.st_ino] = max(covered.get(st.st_ino, 0), st.st_size)
+        calls.append(st.st_ino)
+
+    os.fdatasync = fdatasync
+    return covered, calls
+
+
+async def tasks(url: str, session_id: str, tag: str, n: int, k: int) -> None:
+    covered, calls = spy_on_fdatasync()
+    async with SessionManager(url) as mgr:
+        s = await mgr.get(session_id)
+        print("ready", flush=True)
+        if n:
+            sys.stdin.readline()
+
+        async def one(task: int) -> None:
+            i = 0
+            while not n or i < n:
+                mid = f"{tag}.{task}.{i}"
+                stored = await s.append_message(Message.user(mid, id=mid))
+                print(mid, stored.seq, max(covered.values(), default=0), flush=True)
+                i += 1
+
+        await asyncio.gather(*(one(t) for t in range(k)))
+    print("syncs", len(calls), flush=True)
+
+
 async def serve(url: str) -> None:
     async with SessionManager(url) as mgr:
         await mgr.open()
@@ -81,6 +126,8 @@ def main() -> None:
         asyncio.run(create(args[0], args[1], args[2], int(args[3])))
     elif mode == "serve":
         asyncio.run(serve(args[0]))
+    elif mode == "tasks":
+        asyncio.run(tasks(args[0], args[1], args[2], int(args[3]), int(args[4])))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

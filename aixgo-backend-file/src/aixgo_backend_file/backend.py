@@ -6,7 +6,8 @@ expand. Options go in the query string and are checked strictly:
 * ``durability=flush`` (default): every acknowledged write is in the operating system's
   cache, so it survives the process crashing or being killed;
 * ``durability=fsync``: every acknowledged write is also on disk (``fdatasync``), so it
-  survives power loss, at the cost of a disk flush per write.
+  survives power loss, at the cost of a disk flush per write, shared by the writes in flight
+  at once (:mod:`aixgo_backend_file.commit`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ class FileBackend:
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
-        return self.store.append(session_id, messages, expected_seq)
+        out, pending = self.store.append(session_id, messages, expected_seq)
+        if pending is not None:
+            await self.store.commit.wait(*pending)
+        return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         return self.store.messages(session_id, last)
@@ -139,7 +143,10 @@ class FileBackend:
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None
     ) -> Checkpoint:
-        return self.store.checkpoint(session_id, checkpoint_id, label)
+        cp, pending = self.store.checkpoint(session_id, checkpoint_id, label)
+        if pending is not None:
+            await self.store.commit.wait(*pending)
+        return cp
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         return self.store.checkpoints(session_id)
@@ -147,4 +154,7 @@ class FileBackend:
     async def restore_checkpoint(
         self, session_id: str, checkpoint_id: str, *, undo_id: str
     ) -> Checkpoint:
-        return self.store.restore(session_id, checkpoint_id, undo_id)
+        undo, pending = self.store.restore(session_id, checkpoint_id, undo_id)
+        if pending is not None:
+            await self.store.commit.wait(*pending)
+        return undo

@@ -16,8 +16,11 @@ Two sidecars make reads cheap and are always rebuildable from the log:
 Both are made on first need (the first message, the first checkpoint): a new session is its
 log alone, and a missing sidecar reads as an empty one, so a create is one file.
 
-Writers hold an exclusive ``flock`` on the log and write, in order: log line(s) (then, with
-``durability=fsync``, its ``fdatasync``), listing index entries, sidecar entries. Every
+Writers hold an exclusive ``flock`` on the log and write, in order: log line(s), listing
+index entries, sidecar entries. With ``durability=fsync`` the log is then synced after the
+lock is released, by :mod:`aixgo_backend_file.commit`, before the write is acknowledged
+(sidecars and listing lines may reach the disk before the log lines they point at: loading
+checks them against the log and rebuilds them). Every
 operation first compares the log's size (one ``lseek``) with the size this process last
 validated: if they match (the common case) nothing else is read; if not, it parses only the
 new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer did not
@@ -105,7 +108,7 @@ class SessionLog(Recovery):
             log.lines = 1  # the header: catching up with another writer checks against it
             touch(log, log.updated)
             if fsync:
-                os.fdatasync(fd)
+                log.sync()
                 shard = os.path.dirname(path)
                 fsync_dir(shard)
                 if new_shard:
@@ -265,10 +268,13 @@ class SessionLog(Recovery):
         expected_seq: int | None,
         now: int,
         touch: Touch,
+        *,
+        sync: bool = False,
     ) -> list[Message]:
-        """Append under the exclusive lock (held by the caller)."""
+        """Append under the exclusive lock (held by the caller); with ``sync``, fdatasync
+        the log lines before writing the sidecar and index entries."""
         if len(messages) == 1:
-            return self._append_one(messages[0], encoded[0], expected_seq, now, touch)
+            return self._append_one(messages[0], encoded[0], expected_seq, now, touch, sync)
         hashes = [id_hash(m.id) for m in messages]
         known: dict[str, Message] = {}
         if self.count:
@@ -282,7 +288,6 @@ class SessionLog(Recovery):
         if known:
             fresh = [i for i, m in enumerate(messages) if m.id not in known]
             if not fresh:
-                self._sync_found()
                 return [known[m.id] for m in messages]
         else:
             fresh = list(range(len(messages)))
@@ -304,13 +309,8 @@ class SessionLog(Recovery):
             offset += len(ln)
             seq += 1
         self._write_log(lines[0] if len(lines) == 1 else b"".join(lines))
-        if self.fsync:
-            # durability=fsync: only the log must be durable (sidecars and listing lines are
-            # rebuilt from it), and syncing it before they are dirtied keeps their pages out
-            # of the journal commit this fdatasync waits for (measured: ~1.43x -> ~1.34x of
-            # a bare write+fdatasync). The lock is held meanwhile: writers of one session
-            # from several processes sync one after another.
-            os.fdatasync(self.fd)
+        if sync:
+            self._sync_to(offset)
         window = self.window
         if window is not None:
             for k, i in enumerate(fresh):
@@ -339,14 +339,19 @@ class SessionLog(Recovery):
         return out
 
     def _append_one(
-        self, message: Message, data: bytes, expected_seq: int | None, now: int, touch: Touch
+        self,
+        message: Message,
+        data: bytes,
+        expected_seq: int | None,
+        now: int,
+        touch: Touch,
+        sync: bool,
     ) -> list[Message]:
         """:meth:`append` of one message, without the batch bookkeeping (the common call)."""
         idhash = id_hash(message.id)
         if self.count:
             found = self.find(message, idhash)
             if found is not None:
-                self._sync_found()
                 return [found]
         seq = self.lin.length + 1
         if expected_seq is not None and expected_seq != seq - 1:
@@ -357,8 +362,8 @@ class SessionLog(Recovery):
         ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
         offset = self.size
         self._write_log(ln)
-        if self.fsync:
-            os.fdatasync(self.fd)  # see append()
+        if sync:
+            self._sync_to(offset + len(ln))
         window = self.window
         if window is not None:
             ords = window.get(idhash)
@@ -376,12 +381,6 @@ class SessionLog(Recovery):
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
         write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
         return [_with_seq(message, seq)]
-
-    def _sync_found(self) -> None:
-        """An idempotent repeat is acknowledged as stored: in fsync mode make sure it is on
-        disk (its writer may have died between writing it and syncing it)."""
-        if self.fsync:
-            os.fdatasync(self.fd)
 
     def _conflict(self, expected_seq: int, length: int) -> ConflictError:
         return ConflictError(
@@ -458,6 +457,20 @@ class SessionLog(Recovery):
             raise
 
     def sync(self) -> None:
-        """``durability=fsync``: make the log's new lines durable (the sidecars are
-        rebuildable, so they are not synced)."""
-        os.fdatasync(self.fd)
+        """Make the log durable up to what this process has read or written of it (the
+        sidecars are rebuildable, so they are not synced)."""
+        self._sync_to(self.size)
+
+    def _sync_to(self, end: int) -> None:
+        """``fdatasync`` the log, whose first ``end`` bytes are validated or written."""
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            # e.g. EIO. Linux reports a failed writeback once: a later sync of the same
+            # pages may succeed without them being on disk, so this view is not trusted
+            # again (the store drops it; the next operation reopens the session).
+            self.sync_error = exc
+            raise BackendError(
+                f"fdatasync of {self.path} failed ({exc}): the write may not be on disk"
+            ) from exc
+        self.synced = end

@@ -80,6 +80,10 @@ class LogState:
         self.fsync = fsync
         self.idx_fd: int | None = None
         self.meta_fd: int | None = None
+        # durability=fsync: how far this process knows the log to be on disk (its own
+        # fdatasync finished after the log was this long), and a failed sync's error.
+        self.synced = 0
+        self.sync_error: OSError | None = None
         self._reset()
 
     def _reset(self) -> None:

@@ -3,7 +3,10 @@ synchronous operations :class:`~aixgo_backend_file.backend.FileBackend` exposes 
 
 Operations run inline on the caller's thread: an append is a handful of system calls (a few
 microseconds), far cheaper than a hop to a worker thread, and an asyncio program with many
-sessions still interleaves them at call boundaries. A thread lock makes one store safe to
+sessions still interleaves them at call boundaries. With ``durability=fsync`` a write returns
+what its acknowledgement must wait for (:class:`~aixgo_backend_file.commit.Pending`), and the
+backend awaits it: writes of many tasks share one ``fdatasync``
+(:mod:`aixgo_backend_file.commit`). A thread lock makes one store safe to
 share between threads; file locks (``flock``) make one store directory safe to share between
 processes.
 """
@@ -22,6 +25,7 @@ from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
+from aixgo_backend_file.commit import GroupCommit, Pending
 from aixgo_backend_file.index import Index, keys_for, query_key
 from aixgo_backend_file.log import SessionLog
 from aixgo_backend_file.paths import (
@@ -50,6 +54,7 @@ class Store:
         self.layout = Layout(root)
         self.index = Index(self.layout)
         self.lock = threading.RLock()
+        self.commit = GroupCommit(self.lock, self._drop)
         self._open: OrderedDict[str, SessionLog] = OrderedDict()
         self._ready = False
         self._closed = False
@@ -102,6 +107,7 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self._closed = True
+            self.commit.flush_all()
             while self._open:
                 self._open.popitem()[1].close()
             self.index.close()
@@ -130,12 +136,20 @@ class Store:
         self._open[log.id] = log
         if len(self._open) > MAX_OPEN_SESSIONS:
             _, old = self._open.popitem(last=False)
+            self.commit.flush(old)
             old.close()
 
     def _forget(self, session_id: str) -> None:
         log = self._open.pop(session_id, None)
         if log is not None:
+            self.commit.flush(log)
             log.close()
+
+    def _drop(self, log: SessionLog) -> None:
+        """Forget ``log`` if it is still the open one (store lock held): its sync failed,
+        so the next operation reopens the session rather than trust this view."""
+        if self._open.get(log.id) is log:
+            self._forget(log.id)
 
     def _log(self, session_id: str) -> SessionLog:
         self._ensure()
@@ -224,7 +238,9 @@ class Store:
 
     def append(
         self, session_id: str, messages: Sequence[Message], expected_seq: int | None
-    ) -> list[Message]:
+    ) -> tuple[list[Message], Pending | None]:
+        """The stored messages, and in fsync mode what acknowledging them waits for (an
+        idempotent repeat too: its writer may have died before syncing it)."""
         encoded = check_batch(messages)
         with self.lock:
             log = self._open.get(session_id)
@@ -237,11 +253,18 @@ class Store:
                 except SessionNotFound:
                     self._forget(session_id)
                     raise
+            # fsync mode: a lone writer syncs inline, before the sidecars (as fast as it
+            # gets); writes in flight together leave it to the group commit.
+            sync = self.fsync and self.commit.alone()
             try:
-                out = log.append(messages, encoded, expected_seq, now_micros(), self._touch)
+                out = log.append(
+                    messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
+                )
             finally:
                 log.unlock()
-            return out
+                if log.sync_error is not None:
+                    self._drop(log)
+            return out, self.commit.note(log) if self.fsync else None
 
     def messages(self, session_id: str, last: int | None) -> list[Message]:
         with self.lock:
@@ -251,16 +274,16 @@ class Store:
             finally:
                 log.unlock()
 
-    def checkpoint(self, session_id: str, checkpoint_id: str, label: str | None) -> Checkpoint:
+    def checkpoint(
+        self, session_id: str, checkpoint_id: str, label: str | None
+    ) -> tuple[Checkpoint, Pending | None]:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
             try:
                 cp = log.add_checkpoint(checkpoint_id, label, now_micros())
             finally:
                 log.unlock()
-            if self.fsync:
-                log.sync()
-            return cp
+            return cp, self.commit.note(log) if self.fsync else None
 
     def checkpoints(self, session_id: str) -> list[Checkpoint]:
         with self.lock:
@@ -270,13 +293,13 @@ class Store:
             finally:
                 log.unlock()
 
-    def restore(self, session_id: str, checkpoint_id: str, undo_id: str) -> Checkpoint:
+    def restore(
+        self, session_id: str, checkpoint_id: str, undo_id: str
+    ) -> tuple[Checkpoint, Pending | None]:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
             try:
                 undo = log.restore(checkpoint_id, undo_id, now_micros(), self._touch)
             finally:
                 log.unlock()
-            if self.fsync:
-                log.sync()
-            return undo
+            return undo, self.commit.note(log) if self.fsync else None
