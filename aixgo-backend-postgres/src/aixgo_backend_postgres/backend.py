@@ -3,10 +3,11 @@
 Open makes one direct connection first (so a server that is down fails at once with the
 real reason, password redacted), brings the schema up to date on it (the same code as
 :meth:`PostgresBackend.migrate`, which ``aixgo sessions migrate`` calls), then starts a
-:class:`psycopg_pool.AsyncConnectionPool`. Every operation runs one statement on a pooled
-connection in autocommit mode; writes that touch several rows are server-side functions
-that lock the session row first (see :mod:`aixgo_backend_postgres.schema`), so atomicity,
-idempotence and ``expected_seq`` are enforced by the database, whichever process writes.
+:class:`psycopg_pool.AsyncConnectionPool` (lent out through :mod:`.connections`). Every
+operation runs one statement on a pooled connection in autocommit mode; writes that touch
+several rows are server-side functions that lock the session row first (see
+:mod:`aixgo_backend_postgres.schema`), so atomicity, idempotence and ``expected_seq`` are
+enforced by the database, whichever process writes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from aixgo_backend_postgres import migrations, retry
+from aixgo_backend_postgres.connections import Connections
 from aixgo_backend_postgres.options import PostgresOptions, parse_url
 from aixgo_backend_postgres.statements import Statements
 
@@ -63,7 +65,7 @@ class PostgresBackend:
         self.options: PostgresOptions = parse_url(url)
         self.url = self.options.shown
         self._sql = Statements.for_schema(self.options.schema)
-        self._pool: AsyncConnectionPool[Any] | None = None
+        self._connections: Connections | None = None
         self._opening = asyncio.Lock()
         self._closed = False
 
@@ -75,21 +77,21 @@ class PostgresBackend:
     async def open(self) -> None:
         await self._ready()
 
-    async def _ready(self) -> AsyncConnectionPool[Any]:
+    async def _ready(self) -> Connections:
         if self._closed:
             raise BackendClosed(f"backend {self.url}")
-        if self._pool is not None:
-            return self._pool
+        if self._connections is not None:
+            return self._connections
         async with self._opening:
             # Another task may have opened (or closed) the backend while this one waited.
-            if (ready := self._ready_pool()) is not None:
+            if (ready := self._ready_connections()) is not None:
                 return ready
-            pool = await self._start()
+            connections = await self._start()
             if self._is_closed():
-                await pool.close()
+                await connections.close()
                 raise BackendClosed(f"backend {self.url}")
-            self._pool = pool
-            return pool
+            self._connections = connections
+            return connections
 
     async def _connect(self) -> Conn:
         """A direct autocommit connection, outside the pool (schema work, first contact)."""
@@ -121,7 +123,7 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise retry.translate(exc, opts) from None
 
-    async def _start(self) -> AsyncConnectionPool[Any]:
+    async def _start(self) -> Connections:
         opts = self.options
         conn = await self._connect()
         try:
@@ -149,13 +151,13 @@ class PostgresBackend:
         except PoolTimeout as exc:
             await pool.close()
             raise retry.translate(exc, opts) from None
-        return pool
+        return Connections(pool)
 
     async def close(self) -> None:
         self._closed = True
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        connections, self._connections = self._connections, None
+        if connections is not None:
+            await connections.close()
 
     async def _run(self, op: Callable[[Conn, int], Awaitable[T]]) -> T:
         return await retry.run(await self._ready(), self.options, op)
@@ -389,8 +391,8 @@ class PostgresBackend:
     def _is_closed(self) -> bool:
         return self._closed
 
-    def _ready_pool(self) -> AsyncConnectionPool[Any] | None:
-        return self._pool
+    def _ready_connections(self) -> Connections | None:
+        return self._connections
 
     def _check_open(self) -> None:
         if self._closed:

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from aixgo.errors import AixgoError, BackendError, BackendUnavailable
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from aixgo_backend_postgres.connections import Connections
 from aixgo_backend_postgres.errors import StatementTimeout
 from aixgo_backend_postgres.options import PostgresOptions
 
@@ -72,7 +73,7 @@ def translate(exc: psycopg.Error, opts: PostgresOptions) -> AixgoError:
 
 
 async def run(
-    pool: AsyncConnectionPool[Any],
+    connections: Connections,
     opts: PostgresOptions,
     op: Callable[[Conn, int], Awaitable[T]],
 ) -> T:
@@ -81,20 +82,16 @@ async def run(
     while True:
         conn: Conn | None = None
         try:
-            # getconn/putconn rather than pool.connection(): that also enters the connection's
-            # own context, whose exit takes the connection lock to commit a transaction an
-            # autocommit connection never has (about a tenth of a fast append's client time).
-            # putconn rolls back or discards whatever state an error left the connection in.
-            conn = await pool.getconn()
+            conn, since = await connections.take()
             try:
                 return await op(conn, attempt)
             finally:
-                await pool.putconn(conn)
+                await connections.give(conn, since)
         except psycopg.Error as exc:
             if attempt >= opts.retries or not is_transient(exc, conn):
                 raise translate(exc, opts) from None
         attempt += 1
         # A dropped connection rarely comes alone (restart, failover): test the idle ones
         # so the retry does not pick another dead one.
-        await pool.check()
+        await connections.check()
         await asyncio.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))
