@@ -37,6 +37,16 @@ __all__ = ["GroupCommit", "Pending"]
 Pending = tuple[SessionLog, int]
 
 
+class _Group:
+    """The writes gathering for the next sync: the leader's loop and the waiting writers."""
+
+    __slots__ = ("loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: list[asyncio.Future[None]] = []
+
+
 class GroupCommit:
     """The logs of one store with writes not yet synced, and the group syncing them."""
 
@@ -44,7 +54,7 @@ class GroupCommit:
         self._lock = lock  # the store's: it guards the logs and the dirty set
         self._drop = drop  # forgets a log whose sync failed (see SessionLog._sync_to)
         self._dirty: dict[SessionLog, None] = {}  # insertion-ordered set
-        self._group: asyncio.Future[None] | None = None
+        self._group: _Group | None = None
 
     def alone(self) -> bool:
         """Whether a write about to be made had best be synced at once, inline (before its
@@ -89,13 +99,17 @@ class GroupCommit:
                     "be on disk"
                 ) from log.sync_error
             group = self._group
-            if group is not None and group.get_loop() is asyncio.get_running_loop():
-                await asyncio.shield(group)  # a cancelled waiter must not cancel the group
+            loop = asyncio.get_running_loop()
+            if group is not None and group.loop is loop:
+                # A future of its own (a cancelled waiter cancels only that), woken
+                # directly: it writes its next line before the leader's task can.
+                woken = loop.create_future()
+                group.waiters.append(woken)
+                await woken
             else:
-                await self._lead()
+                await self._lead(loop)
 
-    async def _lead(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _lead(self, loop: asyncio.AbstractEventLoop) -> None:
         # Yielding lets the tasks queued to run now write first; tasks that become ready
         # later run after this one anyway. With none queued, sync at once. (``_ready`` is
         # asyncio's run queue; a loop without one, such as uvloop, always yields.)
@@ -103,8 +117,7 @@ class GroupCommit:
         if ready is not None and not ready:
             self._sync_dirty()
             return
-        group = loop.create_future()
-        self._group = group
+        group = self._group = _Group(loop)
         try:
             await asyncio.sleep(0)
         finally:
@@ -112,9 +125,11 @@ class GroupCommit:
             try:
                 self._sync_dirty(group)
             finally:
-                group.set_result(None)
+                for woken in group.waiters:
+                    if not woken.done():
+                        woken.set_result(None)
 
-    def _sync_dirty(self, group: asyncio.Future[None] | None = None) -> None:
+    def _sync_dirty(self, group: _Group | None = None) -> None:
         with self._lock:
             if group is not None and self._group is group:
                 self._group = None  # writers from now on form the next group
