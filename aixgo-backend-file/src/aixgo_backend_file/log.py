@@ -67,13 +67,24 @@ from aixgo_backend_file.state import (
 __all__ = ["SessionLog"]
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _with_seq(message: Message, seq: int) -> Message:
     """``message.model_copy(update={"seq": seq})``, spelled out: what pydantic's
-    ``model_copy`` does for a model without extra fields (a shallow ``__copy__``, then the
-    update), at half its cost, which matters on the append hot path."""
-    out = message.__copy__()
-    out.__dict__["seq"] = seq
-    out.__pydantic_fields_set__.add("seq")
+    ``__copy__`` does for a model without extra fields or private attributes (a new instance
+    with copies of ``__dict__`` and the set of fields set), with the update folded in, at
+    under half the cost of ``model_copy``, which matters on the append hot path."""
+    if message.__pydantic_extra__ is not None or message.__pydantic_private__ is not None:
+        return message.model_copy(update={"seq": seq})
+    out = _new(type(message))
+    data = message.__dict__.copy()
+    data["seq"] = seq
+    _set(out, "__dict__", data)
+    _set(out, "__pydantic_fields_set__", message.__pydantic_fields_set__ | {"seq"})
+    _set(out, "__pydantic_extra__", None)
+    _set(out, "__pydantic_private__", None)
     return out
 
 
