@@ -407,8 +407,7 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
 
 
 def _json_array(encoded: list[bytes]) -> str:
-    # The batch travels as one JSON array: one text parameter is far cheaper to send than
-    # an array, which psycopg adapts element by element.
+    # One text parameter (see statements.py: "append").
     return (b"[" + b",".join(encoded) + b"]").decode()
 
 
