@@ -28,7 +28,7 @@ import report
 import throughput
 from aixgo import plugins
 from subjects import AixgoSubject, RawFile, Subject, file_url, temp_store
-from timing import Result, measure
+from timing import Result, measure, measure_pair
 
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
@@ -131,6 +131,58 @@ async def run_subject(s: Subject, quick: bool, results: list[Result]) -> None:
         await s.close()
 
 
+def build_pairs(keep: list[object]) -> list[tuple[AixgoSubject, Subject]]:
+    """Fresh (aixgo backend, its raw floor) pairs for the paired phase."""
+    schemes = plugins.backend_schemes()
+    pairs: list[tuple[AixgoSubject, Subject]] = []
+    if "file" in schemes:
+        for mode, fsync in (("flush", False), ("fsync", True)):
+            store = temp_store()
+            keep.append(store)
+            url = file_url(store.name, durability=mode)
+            pairs.append((AixgoSubject(f"aixgo file:// ({mode})", url, {}), RawFile(fsync=fsync)))
+    if "redis" in schemes and reachable(REDIS_URL):
+        url = f"{REDIS_URL}?prefix={BENCH_TAG}-paired:"
+        pairs.append((AixgoSubject("aixgo redis://", url, {}), floors.RawRedis(REDIS_URL)))
+    if "postgresql" in schemes and reachable(PG_URL):
+        url = f"{PG_URL}?schema={BENCH_TAG.replace('-', '_')}"
+        pairs.append((AixgoSubject("aixgo postgresql://", url, {}), floors.RawPostgres(PG_URL)))
+    return pairs
+
+
+async def run_pair(a: AixgoSubject, b: Subject, quick: bool, results: list[Result]) -> None:
+    """The paired phase: each operation that has a floor target, timed alternately with the
+    floor (see :func:`timing.measure_pair`); the targets table takes its ratios from here."""
+    runs = 1000 if quick else 3000
+    budget = 20.0 if quick else 60.0
+    print(f"== paired: {a.name} / {b.name}", flush=True)
+    await a.open()
+    await b.open()
+    try:
+
+        async def pair(op: str, size: int | None = None, n: int = runs) -> None:
+            ra, rb = await measure_pair(
+                (a.name, b.name), op, (getattr(a, op), getattr(b, op)),
+                runs=n, budget_s=budget, size=size,
+            )  # fmt: skip
+            ratio = ra.median_us / rb.median_us if ra.median_us and rb.median_us else None
+            shown = f"{ratio:.2f}x" if ratio else "-"
+            print(f"   {op:<13} {size or '':>9} {ra.median_us or 0:>10.1f} / "
+                  f"{rb.median_us or 0:.1f} us = {shown}")  # fmt: skip
+            results.extend((ra, rb))
+
+        await pair("append_one")
+        if hasattr(b, "tail"):
+            for size in [1_000, 10_000] if quick else [1_000, 100_000]:
+                deadline = time.perf_counter() + budget * 4
+                await a.fill(size, deadline)
+                await b.fill(size, deadline)
+                await pair("tail", size, n=min(runs, 1000))
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def main_async(args: argparse.Namespace) -> list[Result]:
     keep: list[object] = []
     results: list[Result] = []
@@ -142,6 +194,9 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     ]
     for s in subjects:
         await run_subject(s, args.quick, results)
+    for a, b in build_pairs(keep):
+        if only is None or any(o in a.name for o in only):
+            await run_pair(a, b, args.quick, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
     results += await throughput.run_all(targets, quick=args.quick)
     for k in keep:

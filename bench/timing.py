@@ -56,3 +56,43 @@ async def measure(
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
     note = "" if len(samples) == runs else f"budget: {len(samples)} of {runs} runs"
     return Result(subject, op, size, statistics.median(samples), p99, len(samples), note)
+
+
+async def measure_pair(
+    names: tuple[str, str],
+    op: str,
+    fns: tuple[Callable[[], Awaitable[object]], Callable[[], Awaitable[object]]],
+    *,
+    runs: int,
+    warmup: int = 20,
+    budget_s: float = 20.0,
+    size: int | None = None,
+) -> tuple[Result, Result]:
+    """Time two operations alternately (A B, then B A, ...), so both see the same machine
+    load: on a shared, noisy machine the ratio of their medians is then meaningful, where two
+    phases measured minutes apart can differ by the noise alone. Results are named
+    ``"paired <op>"``."""
+    for _ in range(warmup):
+        for fn in fns:
+            await fn()
+    deadline = time.perf_counter() + budget_s
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for k in order:
+            t0 = time.perf_counter_ns()
+            await fns[k]()
+            samples[k].append((time.perf_counter_ns() - t0) / 1000)
+        if time.perf_counter() > deadline:
+            break
+    out = []
+    for name, got in zip(names, samples, strict=True):
+        got.sort()
+        n = len(got)
+        note = "" if n == runs else f"budget: {n} of {runs} runs"
+        if n < 10:
+            out.append(Result(name, f"paired {op}", size, None, None, n, f"too slow: {note}"))
+            continue
+        p99 = got[min(n - 1, int(n * 0.99))]
+        out.append(Result(name, f"paired {op}", size, statistics.median(got), p99, n, note))
+    return out[0], out[1]
