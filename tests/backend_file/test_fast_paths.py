@@ -16,7 +16,6 @@ from aixgo import Message
 from aixgo.clock import from_micros, now_micros
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
-from aixgo_backend_file.log import _with_seq
 
 #: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
 Spawn = Callable[..., "subprocess.Popen[str]"]
@@ -257,13 +256,3 @@ async def test_the_creator_reads_what_another_writer_appended(store_url: str) ->
         await (await two.get(s.id)).append_message(Message.user("x"))
         assert [m.text for m in await s.get_messages()] == ["x"]
         assert (await s.append_message(Message.user("y"))).seq == 2
-
-
-def test_the_stored_copy_is_what_model_copy_makes_and_leaves_the_message_alone() -> None:
-    m = Message.user("hi", metadata={"k": [1]})
-    stored = _with_seq(m, 7)
-    assert stored == m.model_copy(update={"seq": 7})
-    assert stored.seq == 7 and m.seq is None
-    assert "seq" in stored.model_fields_set and "seq" not in m.model_fields_set
-    assert stored.model_dump() == {**m.model_dump(), "seq": 7}
-    assert type(stored) is Message and stored is not m

@@ -23,7 +23,13 @@ from aixgo.errors import (
     UsageError,
 )
 from aixgo.identifiers import MAX_NAME_LENGTH, is_id, new_id, validate_id, validate_name
-from aixgo.session.codec import MAX_MESSAGE_BYTES, check_batch, decode_message, encode_message
+from aixgo.session.codec import (
+    MAX_MESSAGE_BYTES,
+    check_batch,
+    decode_message,
+    encode_message,
+    with_seq,
+)
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.url import default_session_url, redact_url
 from pydantic import ValidationError
@@ -214,3 +220,14 @@ def test_error_tree_separates_mistakes_from_failures() -> None:
     assert (err.expected_seq, err.actual_seq) == (1, 2)
     assert "list_checkpoints" in str(CheckpointNotFound("c", "s"))
     assert json.dumps(str(SessionNotFound("s")))
+
+
+def test_with_seq_is_what_model_copy_makes_and_leaves_the_message_alone() -> None:
+    m = Message.user("hi", metadata={"k": [1]})
+    stored = with_seq(m, 7)
+    assert stored == m.model_copy(update={"seq": 7})
+    assert stored.seq == 7 and m.seq is None
+    assert "seq" in stored.model_fields_set and "seq" not in m.model_fields_set
+    assert stored.model_dump() == {**m.model_dump(), "seq": 7}
+    assert type(stored) is Message and stored is not m
+    assert with_seq(stored, None) == m  # and back
