@@ -97,7 +97,7 @@ BENCH_PEERS = [
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed of every backend beside the raw floors and the peers, in one run; ``-- --quick``
-    for a one-minute run, ``-- --publish`` to refresh docs/performance.md."""
+    for a short run (~2-3 minutes), ``-- --publish`` to refresh docs/performance.md."""
     _sync(session)
     # Peers are installed here only, never as dependencies of our packages.
     session.install(*BENCH_PEERS)

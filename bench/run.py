@@ -1,6 +1,6 @@
 """``nox -s bench``: aixgo backends side by side with the raw floors and the peers, one run.
 
-    python bench/run.py [--quick] [--out bench-results] [--only NAME,...]
+    python bench/run.py [--quick] [--publish] [--out bench-results] [--only NAME,...]
 
 Writes ``results.json``, ``results.md`` and ``tail-latency.png`` to ``--out``; with
 ``--publish`` also ``docs/performance.md``. Speed is never asserted in unit tests: this is where
@@ -17,6 +17,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +35,31 @@ REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
 BENCH_TAG = f"aixgo-bench-{os.getpid()}"
 PG_URL = os.environ.get("AIXGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much a run measures: ``--quick`` (2-3 minutes on a 2-core VM) or full (about 20)."""
+
+    runs: int  # timed calls per operation
+    budget_s: float  # per operation
+    fill_s: float  # per history size to fill (a peer too slow to fill it is reported)
+    sizes: tuple[int, ...]  # history lengths for tail and checkpoint
+    file_extra: tuple[int, ...]  # more sizes for the file backend (flush)
+    sessions: int  # sessions of one user for the listing page
+    paired_runs: int
+    paired_sizes: tuple[int, ...]
+    throughput_s: float  # per backend and mode
+
+
+QUICK = Plan(
+    runs=100, budget_s=3.0, fill_s=6.0, sizes=(1_000, 10_000), file_extra=(), sessions=1_000,
+    paired_runs=300, paired_sizes=(1_000, 10_000), throughput_s=1.0,
+)  # fmt: skip
+FULL = Plan(
+    runs=2000, budget_s=60.0, fill_s=240.0, sizes=(1_000, 10_000, 100_000), file_extra=(1_000_000,),
+    sessions=10_000, paired_runs=3000, paired_sizes=(1_000, 100_000), throughput_s=10.0,
+)  # fmt: skip
 
 
 def reachable(url: str) -> bool:
@@ -78,13 +104,13 @@ def build_subjects(quick: bool, keep: list[object]) -> list[Subject]:
     return out
 
 
-async def run_subject(s: Subject, quick: bool, results: list[Result]) -> None:
-    runs = 300 if quick else 2000
-    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
-    if not quick and s.name.startswith("aixgo file://") and "flush" in s.name:
-        sizes.append(1_000_000)
-    budget = 15.0 if quick else 60.0
+async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
+    runs, budget = plan.runs, plan.budget_s
+    sizes = list(plan.sizes)
+    if s.name.startswith("aixgo file://") and "flush" in s.name:
+        sizes += plan.file_extra
     print(f"== {s.name}", flush=True)
+    started = time.perf_counter()
     try:
         await s.open()
     except Exception as exc:  # a peer that cannot even start is reported, not fatal
@@ -105,7 +131,7 @@ async def run_subject(s: Subject, quick: bool, results: list[Result]) -> None:
         await op("append_batch")
         for size in sizes if hasattr(s, "tail") else []:
             try:
-                await s.fill(size, time.perf_counter() + budget * 4)
+                await s.fill(size, time.perf_counter() + plan.fill_s)
             except TimeoutError as exc:
                 results.append(
                     Result(s.name, "tail", size, None, None, 0, f"too slow to fill: {exc}")
@@ -124,11 +150,12 @@ async def run_subject(s: Subject, quick: bool, results: list[Result]) -> None:
                 Result(s.name, "tail_peak_memory", sizes[-1], peak / 1024, None, 1, unit="KiB")
             )
         if hasattr(s, "list_page"):
-            count = 2_000 if quick else 10_000
+            count = plan.sessions
             await s.fill_sessions(count)  # type: ignore[attr-defined]
             await op("list_page", count, n=min(runs, 500))
     finally:
         await s.close()
+        print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def build_pairs(keep: list[object]) -> list[tuple[AixgoSubject, Subject]]:
@@ -150,11 +177,10 @@ def build_pairs(keep: list[object]) -> list[tuple[AixgoSubject, Subject]]:
     return pairs
 
 
-async def run_pair(a: AixgoSubject, b: Subject, quick: bool, results: list[Result]) -> None:
+async def run_pair(a: AixgoSubject, b: Subject, plan: Plan, results: list[Result]) -> None:
     """The paired phase: each operation that has a floor target, timed alternately with the
     floor (see :func:`timing.measure_pair`); the targets table takes its ratios from here."""
-    runs = 1000 if quick else 3000
-    budget = 20.0 if quick else 60.0
+    runs, budget = plan.paired_runs, plan.budget_s
     print(f"== paired: {a.name} / {b.name}", flush=True)
     await a.open()
     await b.open()
@@ -173,8 +199,8 @@ async def run_pair(a: AixgoSubject, b: Subject, quick: bool, results: list[Resul
 
         await pair("append_one")
         if hasattr(b, "tail"):
-            for size in [1_000, 10_000] if quick else [1_000, 100_000]:
-                deadline = time.perf_counter() + budget * 4
+            for size in plan.paired_sizes:
+                deadline = time.perf_counter() + plan.fill_s
                 await a.fill(size, deadline)
                 await b.fill(size, deadline)
                 await pair("tail", size, n=min(runs, 1000))
@@ -186,6 +212,7 @@ async def run_pair(a: AixgoSubject, b: Subject, quick: bool, results: list[Resul
 async def main_async(args: argparse.Namespace) -> list[Result]:
     keep: list[object] = []
     results: list[Result] = []
+    plan = QUICK if args.quick else FULL
     only = set(args.only.split(",")) if args.only else None
     subjects = [
         s
@@ -193,12 +220,12 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         if only is None or any(o in s.name for o in only)
     ]
     for s in subjects:
-        await run_subject(s, args.quick, results)
+        await run_subject(s, plan, results)
     for a, b in build_pairs(keep):
         if only is None or any(o in a.name for o in only):
-            await run_pair(a, b, args.quick, results)
+            await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
-    results += await throughput.run_all(targets, quick=args.quick)
+    results += await throughput.run_all(targets, seconds=plan.throughput_s)
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()
@@ -227,7 +254,7 @@ async def cleanup() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="a one-minute run")
+    ap.add_argument("--quick", action="store_true", help="a short run (~2-3 minutes)")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--only", default="", help="comma-separated parts of subject names")
     ap.add_argument("--publish", action="store_true", help="also write docs/performance.md")

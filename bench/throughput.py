@@ -65,11 +65,11 @@ async def measure(name: str, url: str, seconds: float) -> list[Result]:
 
 
 async def run_all(
-    targets: list[tuple[str, str, frozenset[Capability]]], quick: bool
+    targets: list[tuple[str, str, frozenset[Capability]]], seconds: float
 ) -> list[Result]:
     results: list[Result] = []
     for name, url, caps in targets:
         if Capability.MULTI_PROCESS in caps:
             print(f"== {name}: {PROCESSES} processes")
-            results += await measure(name, url, 3.0 if quick else 10.0)
+            results += await measure(name, url, seconds)
     return results
