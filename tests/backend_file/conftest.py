@@ -62,3 +62,25 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 def spawn_worker() -> Spawn:
     """Start ``worker.py`` (a real process using the store) and wait until it is ready."""
     return _spawn
+
+
+Release = Callable[[list["subprocess.Popen[str]"]], list[str]]
+
+
+def _release(procs: list[subprocess.Popen[str]]) -> list[str]:
+    for p in procs:  # all first, so the workers run at the same time
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture
+def release_workers() -> Release:
+    """Send ready workers "go" together, wait for them to succeed; their standard outputs."""
+    return _release

@@ -20,6 +20,8 @@ from aixgo.session import SessionManager
 
 #: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
 Spawn = Callable[..., "subprocess.Popen[str]"]
+#: The release_workers fixture (conftest.py): sends them "go", returns their outputs.
+Release = Callable[[list["subprocess.Popen[str]"]], list[str]]
 
 
 class SyncSpy:
@@ -290,20 +292,12 @@ def parse_acks(out: str) -> tuple[list[tuple[str, int, int]], int | None]:
 
 @pytest.mark.slow
 def test_three_processes_with_concurrent_tasks_acknowledge_only_synced_appends(
-    spawn_worker: Spawn, store_url: str, store_dir: Path
+    spawn_worker: Spawn, release_workers: Release, store_url: str, store_dir: Path
 ) -> None:
     url = store_url + "?durability=fsync"
     sid = asyncio.run(new_session(url))
     procs = [spawn_worker("tasks", url, sid, f"w{p}", "20", "8") for p in range(3)]
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(parse_acks(out))
+    results = [parse_acks(out) for out in release_workers(procs)]
     ends = record_ends(log_of(store_dir, sid))
     seqs = []
     for acks, syncs in results:

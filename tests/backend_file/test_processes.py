@@ -16,6 +16,8 @@ from aixgo.session import SessionManager
 
 #: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
 Spawn = Callable[..., "subprocess.Popen[str]"]
+#: The release_workers fixture (conftest.py): sends them "go", returns their outputs.
+Release = Callable[[list["subprocess.Popen[str]"]], list[str]]
 
 
 async def new_session(url: str) -> str:
@@ -65,24 +67,13 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_message(
     assert final == [str(i) for i in range(len(final))]
 
 
-def go(procs: list[subprocess.Popen[str]]) -> list[list[str]]:
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        outs.append(out.split())
-    return outs
-
-
 @pytest.mark.slow
-def test_four_processes_append_500_each_to_one_session(spawn_worker: Spawn, store_url: str) -> None:
+def test_four_processes_append_500_each_to_one_session(
+    spawn_worker: Spawn, release_workers: Release, store_url: str
+) -> None:
     sid = asyncio.run(new_session(store_url))
     procs = [spawn_worker("append", store_url, sid, f"w{k}", "500") for k in range(4)]
-    outs = go(procs)
+    outs = [out.split() for out in release_workers(procs)]
     seqs = [int(x) for out in outs for x in out]
     assert sorted(seqs) == list(range(1, 2001))  # no loss, no duplicate
     for out in outs:  # each writer saw its own seqs strictly increase
@@ -110,10 +101,12 @@ def test_four_processes_append_500_each_to_one_session(spawn_worker: Spawn, stor
 
 
 @pytest.mark.slow
-def test_concurrent_creates_from_four_processes(spawn_worker: Spawn, store_url: str) -> None:
+def test_concurrent_creates_from_four_processes(
+    spawn_worker: Spawn, release_workers: Release, store_url: str
+) -> None:
     asyncio.run(new_session(store_url))  # the store exists; processes race on shards/indexes
     procs = [spawn_worker("create", store_url, "agent", "user-1", "100") for _ in range(4)]
-    ids = [x for out in go(procs) for x in out]
+    ids = [x for out in release_workers(procs) for x in out.split()]
     assert len(ids) == len(set(ids)) == 400
 
     async def check() -> None:
