@@ -21,6 +21,7 @@ from aixgo import Message
 from aixgo.errors import BackendUnavailable, SessionNotFound
 from aixgo.session import Backend, Session, SessionManager, open_backend
 from aixgo.testing import BackendConformance
+from aixgo.testing.base import listed
 from aixgo_backend_redis.connection import TlsConnection, make_client
 from aixgo_backend_redis.options import parse_url
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -115,16 +116,9 @@ async def test_sessions_on_every_node_round_trip_over_tls(
             labels = {c.label for c in await s.list_checkpoints()}
             assert labels == {"three", "before-restore"}
 
-        listed: list[str] = []
-        cursor = None
-        while True:
-            page = await mgr.list(agent="bot", user_id="u", limit=2, cursor=cursor)
-            listed += [info.id for info in page.items]
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        assert sorted(listed) == sorted(s.id for s in sessions)
-        assert listed[: len(owners)] == [s.id for s in reversed(owners.values())]
+        shown = await listed(mgr, agent="bot", user_id="u", limit=2)  # paging by cursor
+        assert sorted(shown) == sorted(s.id for s in sessions)
+        assert shown[: len(owners)] == [s.id for s in reversed(owners.values())]
 
         for s in sessions:
             await mgr.delete(s.id)
