@@ -1,0 +1,74 @@
+"""The bench's own logic: paired timing and where the targets table takes its ratios from.
+(The bench itself is run by ``nox -s bench``; these check only its arithmetic.)"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+
+import report
+from timing import Result, measure_pair
+
+
+@pytest.mark.asyncio
+async def test_measure_pair_alternates_and_times_both() -> None:
+    order: list[str] = []
+
+    async def a() -> None:
+        order.append("a")
+
+    async def b() -> None:
+        order.append("b")
+        await asyncio.sleep(0.001)  # b is clearly the slower one
+
+    ra, rb = await measure_pair(("A", "B"), "append_one", (a, b), runs=20, warmup=0)
+    assert order[:4] == ["a", "b", "b", "a"]  # A B, then B A: neither always goes first
+    assert (ra.subject, ra.op, ra.samples) == ("A", "paired append_one", 20)
+    assert (rb.subject, rb.op, rb.samples) == ("B", "paired append_one", 20)
+    assert ra.median_us is not None and rb.median_us is not None
+    assert rb.median_us > ra.median_us and rb.median_us >= 1000
+
+
+def _lookup(results: list[Result]) -> report.Lookup:
+    def get(subject: str, op: str, size: int | None) -> float | None:
+        for r in results:
+            if r.subject == subject and r.op == op and r.size == size:
+                return r.median_us
+        return None
+
+    return get
+
+
+def _row(rows: list[tuple[str, float | None, str, bool | None]], name: str) -> float | None:
+    return next(value for target, value, _, _ in rows if target == name)
+
+
+def test_floor_ratios_come_from_the_paired_phase_when_it_ran() -> None:
+    results = [
+        Result(report.REDIS, "append_one", None, 400.0, None, 100),  # a noisy phase
+        Result(report.RAW_R, "append_one", None, 100.0, None, 100),
+        Result(report.REDIS, "paired append_one", None, 150.0, None, 100),
+        Result(report.RAW_R, "paired append_one", None, 100.0, None, 100),
+        Result(report.PG, "append_one", None, 300.0, None, 100),  # no paired phase: sequential
+        Result(report.RAW_P, "append_one", None, 200.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [])
+    assert _row(rows, "redis: append / raw") == 1.5
+    assert _row(rows, "postgres: append / raw") == 1.5
+
+
+def test_tail_targets_only_at_sizes_the_backend_was_filled_to() -> None:
+    results = [
+        Result(report.REDIS, "paired tail", 1_000, 120.0, None, 100),
+        Result(report.RAW_R, "paired tail", 1_000, 100.0, None, 100),
+        Result(report.FILE, "tail", 1_000_000, 90.0, None, 100),
+    ]
+    names = [name for name, *_ in report._targets(_lookup(results), [1_000, 1_000_000])]
+    assert "redis: tail 100 at 1,000 / raw" in names
+    assert "redis: tail 100 at 1,000,000 / raw" not in names
+    assert not any(n.startswith("postgres: tail") for n in names)
