@@ -1,5 +1,5 @@
 """The append and create shortcuts: files made on first need, and listing-index lines skipped
-when a key's newest line is already the session's. Each must keep listing order and crash
+while the session's own were written moments ago. Each must keep listing order and crash
 safety exactly as without it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from aixgo import Message
 from aixgo.clock import from_micros, now_micros
 from aixgo.session import SessionManager
-from aixgo_backend_file.index import ENTRY
+from aixgo_backend_file.index import ENTRY, REFRESH_US
 
 #: The spawn_worker fixture (conftest.py): starts worker.py and waits until it is ready.
 Spawn = Callable[..., "subprocess.Popen[str]"]
@@ -130,33 +130,37 @@ def slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("slow_clock")
-async def test_repeated_appends_skip_index_lines_until_another_writer_comes(
-    store_url: str, store_dir: Path
+async def test_repeated_appends_skip_index_lines_for_the_refresh_interval_only(
+    store_url: str, store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A writer that wrote a session's rows at most REFRESH_US ago writes none, even after
+    other writers' rows followed its own; listings stay exact throughout."""
+    # Appends are stamped 10 s ahead: newer than anything the other manager creates now.
+    clock = [now_micros() + 10_000_000]
+    monkeypatch.setattr("aixgo_backend_file.store.now_micros", lambda: clock[0])
     async with SessionManager(store_url) as one, SessionManager(store_url) as two:
         s = await one.create("a", user_id="u")
         await s.append_message(Message.user("0"))
         sizes = index_sizes(store_dir)
         assert len(sizes) == 4
         for i in range(5):
+            clock[0] += 100
             await s.append_message(Message.user(str(i + 1)))
-        assert index_sizes(store_dir) == sizes  # its line is still every key's newest
-        t = await two.create("a", user_id="u")  # another store object: another writer
-        await check_listings(store_url, [t.id, s.id])
-        grown = index_sizes(store_dir)
-        await s.append_message(Message.user("6"))  # noticed the other writer's line
-        assert index_sizes(store_dir) == {k: v + ENTRY for k, v in grown.items()}
-        await check_listings(store_url, [s.id, t.id])
-        # A session of another user leaves the u- and p- keys to s: only g and a- grow.
+        assert index_sizes(store_dir) == sizes
+        t = await two.create("a", user_id="u")  # another writer: its rows follow s's
         v = await two.create("a", user_id="v")
-        before = index_sizes(store_dir)
-        await s.append_message(Message.user("7"))
-        after = index_sizes(store_dir)
-        assert sorted(k for k in after if after[k] != before.get(k)) == sorted(
-            k for k in after if k == "g.ix" or k.startswith("a-")
-        )
+        grown = index_sizes(store_dir)
+        assert grown != sizes
+        clock[0] += 100
+        await s.append_message(Message.user("6"))  # still within REFRESH_US: no row
+        assert index_sizes(store_dir) == grown
         await check_listings(store_url, [s.id, t.id], KEYS[2:])
         await check_listings(store_url, [s.id, v.id, t.id], KEYS[:2])
+        # 5 appends and 6 made it 600 us; one more REFRESH_US and it writes each of its keys.
+        clock[0] += REFRESH_US - 600 + 1
+        await s.append_message(Message.user("7"))
+        assert index_sizes(store_dir) == {k: n + ENTRY * (k in sizes) for k, n in grown.items()}
+        await check_listings(store_url, [s.id, t.id], KEYS[2:])
 
 
 @pytest.mark.slow

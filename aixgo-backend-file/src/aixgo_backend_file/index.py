@@ -8,11 +8,12 @@ processes at once without a lock (each line is a single ``O_APPEND`` write far b
 ``PIPE_BUF``).
 
 A session's newest line is the one that counts; older lines are skipped when reading. A
-writer whose own line is still a key's last line, and at most :data:`REFRESH_US` old, writes
-nothing to that key (an append to the session that was updated last costs one ``lseek`` per
-key instead of a write): the row then carries an older time than its session, by at most
-:data:`REFRESH_US`. Rows are only candidates, checked against the session itself (its log is
-the truth): deleted sessions drop out and the sort key is the session's real ``updated_at``.
+writer that wrote the session's rows itself at most :data:`REFRESH_US` ago writes none (an
+append to a session updated moments ago costs no listing syscall at all): the newest row then
+carries an older time than its session, by at most :data:`REFRESH_US`, wherever other
+sessions' rows were written since. Rows are only candidates, checked against the session
+itself (its log is the truth): deleted sessions drop out and the sort key is the session's
+real ``updated_at``.
 
 Lines are in time order up to the few microseconds between a writer taking its timestamp and
 writing the line, so a page reads backwards from the end (or from a binary search for the
@@ -84,13 +85,10 @@ class Index:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self._fds: OrderedDict[str, int] = OrderedDict()
-        # Per key: the line this process wrote last (its end offset, session id and time).
-        self._mine: dict[str, tuple[int, str, int]] = {}
 
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.popitem()[1])
-        self._mine.clear()
 
     def _fd(self, key: str, *, create: bool) -> int | None:
         fd = self._fds.get(key)
@@ -104,45 +102,22 @@ class Index:
             return None
         self._fds[key] = fd
         if len(self._fds) > _MAX_FDS:
-            old, old_fd = self._fds.popitem(last=False)
-            os.close(old_fd)
-            self._mine.pop(old, None)
+            os.close(self._fds.popitem(last=False)[1])
         return fd
 
-    def note(self, keys: list[str], updated: int, session_id: str) -> None:
-        """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``.
-
-        A key whose newest line is already this session's, written less than
-        :data:`REFRESH_US` before ``updated``, is left alone: the line this process wrote
-        last is still the file's end (one ``lseek``, which sees any other process's write).
-        Listing resolves every row it may use against its session, so the row's older time
-        only matters to which rows a page looks up and where it stops, and both allow for
-        :data:`REFRESH_US` (module docs).
+    def note(self, keys: list[str], updated: int, session_id: str) -> bool:
+        """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``: one
+        line per key. False if a line was cut short (disk full), so the caller does not
+        count on it to skip later rows (see the module docs).
         """
-        line = None
-        mine = self._mine
+        line = b"%016x %b\n" % (updated, session_id.encode())
+        whole = True
         for key in keys:
-            fd = self._fds.get(key)
-            if fd is None:
-                fd = self._fd(key, create=True)
-                assert fd is not None
-            else:
-                self._fds.move_to_end(key)
-                last = mine.get(key)
-                if (
-                    last is not None
-                    and last[1] == session_id
-                    and updated - last[2] <= REFRESH_US
-                    and os.lseek(fd, 0, os.SEEK_END) == last[0]
-                ):
-                    continue
-            if line is None:
-                line = b"%016x %b\n" % (updated, session_id.encode())
-            if os.write(fd, line) == len(line):
-                # O_APPEND leaves the file position at the end of the line just written.
-                mine[key] = (os.lseek(fd, 0, os.SEEK_CUR), session_id, updated)
-            else:  # a short write (disk full): never vouch for a partial line
-                mine.pop(key, None)
+            fd = self._fd(key, create=True)
+            assert fd is not None
+            if os.write(fd, line) != len(line):
+                whole = False
+        return whole
 
     def page(
         self,

@@ -84,6 +84,8 @@ class LogState:
         # fdatasync finished after the log was this long), and a failed sync's error.
         self.synced = 0
         self.sync_error: OSError | None = None
+        # When this process last wrote the session's listing rows (µs; see Store._touch).
+        self.noted = -(1 << 62)
         self._reset()
 
     def _reset(self) -> None:

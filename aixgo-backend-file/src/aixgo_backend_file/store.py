@@ -26,7 +26,7 @@ from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 from aixgo_backend_file.commit import GroupCommit, Pending
-from aixgo_backend_file.index import Index, keys_for, query_key
+from aixgo_backend_file.index import REFRESH_US, Index, keys_for, query_key
 from aixgo_backend_file.log import SessionLog
 from aixgo_backend_file.paths import (
     FORMAT,
@@ -125,12 +125,17 @@ class Store:
     # ---------------------------------------------------------------- sessions
 
     def _touch(self, log: LogState, updated: int) -> None:
+        # Rows this process wrote for the session at most REFRESH_US ago still bound its
+        # age as a page needs (index docs): write none, not even a syscall's worth.
+        if updated - log.noted <= REFRESH_US:
+            return
         keys = self._keys.get((log.agent, log.user_id))
         if keys is None:
             if len(self._keys) >= 4 * MAX_OPEN_SESSIONS:
                 self._keys.clear()
             keys = self._keys[log.agent, log.user_id] = keys_for(log.agent, log.user_id)
-        self.index.note(keys, updated, log.id)
+        if self.index.note(keys, updated, log.id):
+            log.noted = updated
 
     def _remember(self, log: SessionLog) -> None:
         self._open[log.id] = log
