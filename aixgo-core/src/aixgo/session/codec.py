@@ -90,6 +90,8 @@ def check_batch(messages: Sequence[Message] | Message) -> list[bytes]:
     """
     if isinstance(messages, Message):
         raise InvalidMessage("append_messages takes a list of messages; use append_message()")
+    if len(messages) == 1 and isinstance(messages[0], Message):
+        return [encode_message(messages[0])]  # the common call: nothing to compare ids with
     if not messages:
         raise InvalidMessage("cannot append an empty list of messages")
     seen: set[str] = set()

@@ -65,7 +65,13 @@ class Session:
                 f"append_message takes a Message, not {type(message).__name__}; "
                 "build one with Message.user(...)"
             )
-        (stored,) = await self.append_messages([message], expected_seq=expected_seq)
+        # append_messages' checks, inlined: this is every backend's hottest path.
+        self._mgr._check_open()
+        if expected_seq is not None:
+            check_count(expected_seq, "expected_seq", low=0)
+        (stored,) = await self._mgr.backend.append_messages(
+            self.id, [message], expected_seq=expected_seq
+        )
         return stored
 
     async def append_messages(
