@@ -24,8 +24,10 @@ def lose_replies(monkeypatch: pytest.MonkeyPatch, names: set[str]) -> list[str]:
     lost: list[str] = []
     real = Scripts.run
 
-    async def run(self: Scripts, name: str, keys: list[str], args: list[Any]) -> list[Any]:
-        reply = await real(self, name, keys, args)
+    async def run(
+        self: Scripts, name: str, keys: list[str], args: list[Any], **kw: Any
+    ) -> list[Any]:
+        reply = await real(self, name, keys, args, **kw)
         if name in names and name not in lost:
             lost.append(name)
             raise RedisConnectionError("connection reset by peer (test)")

@@ -43,6 +43,7 @@ from aixgo_backend_redis.keys import Keys
 from aixgo_backend_redis.options import parse_url
 from aixgo_backend_redis.retry import Retrier
 from aixgo_backend_redis.scripts import Scripts, source
+from aixgo_backend_redis.wire import Arg, Wire, pack
 
 __all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
 
@@ -80,6 +81,7 @@ class RedisBackend:
         )
         self._client: Client | None = None
         self._scripts: Scripts | None = None
+        self._wire: Wire | None = None  # standalone servers only (see wire.py)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -91,8 +93,9 @@ class RedisBackend:
         if self._closed:
             raise BackendClosed(f"backend {self.options.shown}")
         if self._client is None or self._scripts is None:
-            self._client = make_client(self.options)
-            self._scripts = Scripts(self._client)
+            self._client = client = make_client(self.options)
+            self._wire = None if isinstance(client, RedisCluster) else Wire(client.connection_pool)
+            self._scripts = Scripts(client, self._wire)
         return self._client, self._scripts
 
     async def open(self) -> None:
@@ -125,15 +128,24 @@ class RedisBackend:
         await self._drop_client()
 
     async def _drop_client(self) -> None:
-        client, self._client, self._scripts = self._client, None, None
+        client, self._client, self._scripts, self._wire = self._client, None, None, None
         if client is not None:
             await client.aclose()
 
-    async def _session(self, name: str, session_id: str, *args: str | int) -> list[Any]:
+    async def _command(self, *args: Arg) -> Any:
+        """One command: on the wire to a standalone server, else through the client (which
+        sends it to the node of its key in a cluster)."""
+        client, _ = self._connection()
+        wire = self._wire
+        if wire is not None:
+            return await wire.call(pack(*args))
+        return await client.execute_command(*args)
+
+    async def _session(self, name: str, session_id: str, *args: Arg) -> list[Any]:
         """Run per-session script ``name`` once (callers wrap it in the retry policy)."""
         _, scripts = self._connection()
-        argv: list[str | int] = [session_id, self._ttl_ms, self._inline, *args]
-        reply = await scripts.run(name, self.keys.session(session_id), argv)
+        argv: list[Arg] = [session_id, self._ttl_ms, self._inline, *args]
+        reply = await scripts.run(name, self.keys.session(session_id), argv, fixed=3)
         if reply and reply[0] == b"notfound":
             raise SessionNotFound(session_id)
         return reply
@@ -178,9 +190,8 @@ class RedisBackend:
 
     async def get_session(self, session_id: str) -> SessionInfo:
         async def op(retried: bool) -> list[Any]:
-            client, _ = self._connection()
             key = self.keys.session(session_id)[0]
-            return list(await client.hmget(key, list(rows.SUMMARY_FIELDS)))
+            return list(await self._command("HMGET", key, *rows.SUMMARY_FIELDS))
 
         values = await self._retry.run("get_session", op)
         if values[0] is None:
@@ -284,15 +295,18 @@ class RedisBackend:
                     expected_seq=expected_seq,
                     actual_seq=int(reply[1]),
                 )
-            await self._index(reply[4], session_id, int(reply[2]))
+            if self._inline != "1":
+                await self._index(reply[4], session_id, int(reply[2]))
             return reply
 
         reply = await self._retry.run("append_messages", op)
+        seq = int(reply[3])
+        if len(reply) == 5:  # nothing was stored already: the common case
+            return [with_seq(m, seq + i) for i, m in enumerate(messages)]
         known: dict[int, Message] = {}
         where = self.keys.session(session_id)[2]
         for j in range(5, len(reply), 3):
             known[int(reply[j]) - 1] = rows.message(reply[j + 2], int(reply[j + 1]), where)
-        seq = int(reply[3])
         out: list[Message] = []
         for i, m in enumerate(messages):
             if i in known:
@@ -314,10 +328,9 @@ class RedisBackend:
         passing through Lua. Otherwise (a restore less than ``last`` messages ago, an empty
         or missing session) ``tail.lua`` walks the branches.
         """
-        client, _ = self._connection()
         key = self.keys.session(session_id)[2]
         if last != 0:
-            data = await client.lrange(key, 0 if last is None else -last, -1)
+            data = await self._command("LRANGE", key, 0 if last is None else -last, -1)
             if data and not any(d[:1] == b"#" for d in data):
                 n = len(data)
                 return [rows.message(d, None, f"{key}[{i - n}]") for i, d in enumerate(data)]

@@ -110,5 +110,6 @@ def make_client(o: RedisOptions) -> Client:
         kwargs.update(host=host, port=port)
         if o.tls:
             kwargs.update(connection_class=TlsConnection, tls_context=tls_context(o))
-    pool = ConnectionPool(max_connections=o.pool_size, **kwargs)
+    # One more than pool_size: the Wire keeps a spare checked out (see wire.py).
+    pool = ConnectionPool(max_connections=o.pool_size + 1, **kwargs)
     return Redis.from_pool(pool)

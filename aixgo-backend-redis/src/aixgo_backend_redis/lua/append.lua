@@ -7,7 +7,12 @@
 local n = (#ARGV - 4) / 2
 local fields = {'head', 'count', 'updated', 'idx'}
 for k = 1, n do fields[4 + k] = '#' .. ARGV[3 + 2 * k] end
-local h = hmget(S, fields)
+local h
+if n == 1 then -- the common call, without hmget's chunking and copying (~3 us)
+  h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx', fields[5])
+else
+  h = hmget(S, fields)
+end
 if not h[1] then return {'notfound'} end
 local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
 local refs = {}

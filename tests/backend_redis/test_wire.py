@@ -1,0 +1,104 @@
+"""The lean command path (aixgo_backend_redis.wire): replies stay in step with their
+commands after a cancellation, a timeout or an error reply, concurrent calls each get their
+own reply, and scripts the server lost are loaded again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aixgo import Message
+from aixgo_backend_redis import RedisBackend
+from aixgo_backend_redis.wire import Wire, pack
+from redis.exceptions import ResponseError, TimeoutError
+
+from .helpers import manager
+from .servers import RedisProcess
+
+# Keeps the server busy for ``ARGV[1]`` ms, then answers "slow".
+BUSY = """
+local t = redis.call('TIME')
+local stop = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1]) * 1000
+repeat t = redis.call('TIME') until tonumber(t[1]) * 1000000 + tonumber(t[2]) >= stop
+return 'slow'
+"""
+
+
+@pytest_asyncio.fixture
+async def client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis(port=redis_server.port, socket_timeout=0.5)
+    yield c
+    await c.aclose()
+
+
+async def conn_id(wire: Wire) -> int:
+    got = await wire.call(pack("CLIENT", "ID"))
+    assert isinstance(got, int)
+    return got
+
+
+@pytest.mark.asyncio
+async def test_a_call_cancelled_before_its_reply_leaves_the_next_call_in_step(
+    client: aioredis.Redis,
+) -> None:
+    wire = Wire(client.connection_pool)
+    task = asyncio.create_task(wire.call(pack("EVAL", BUSY, 0, 200)))
+    await asyncio.sleep(0.05)  # sent, and the server is busy with it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The late "slow" reply must not be taken for this call's.
+    assert await wire.call(pack("ECHO", "after")) == b"after"
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_raises_and_the_next_call_gets_its_own_reply(
+    client: aioredis.Redis,
+) -> None:
+    wire = Wire(client.connection_pool)
+    with pytest.raises(TimeoutError):
+        await wire.call(pack("EVAL", BUSY, 0, 1000))  # socket_timeout is 0.5 s
+    assert await wire.call(pack("ECHO", "after")) == b"after"
+
+
+@pytest.mark.asyncio
+async def test_an_error_reply_is_raised_and_the_connection_is_kept(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    wire = Wire(client.connection_pool)
+    await client.set(prefix + "text", "not a number")
+    before = await conn_id(wire)
+    with pytest.raises(ResponseError, match="not an integer"):
+        await wire.call(pack("INCR", prefix + "text"))
+    assert await conn_id(wire) == before  # in step, so not reconnected
+    await client.delete(prefix + "text")
+
+
+@pytest.mark.asyncio
+async def test_concurrent_calls_each_get_their_own_reply(client: aioredis.Redis) -> None:
+    wire = Wire(client.connection_pool)
+    got = await asyncio.gather(*(wire.call(pack("ECHO", f"m{i}")) for i in range(40)))
+    assert got == [f"m{i}".encode() for i in range(40)]
+    # One spare is kept; every other connection went back to the pool.
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 1
+
+
+@pytest.mark.asyncio
+async def test_scripts_the_server_lost_are_loaded_again(
+    redis_url: str, redis_server: RedisProcess
+) -> None:
+    async with manager(redis_url) as mgr:
+        assert isinstance(mgr.backend, RedisBackend)
+        s = await mgr.create("bot", user_id="u")
+        await s.append_message(Message.user("before"))
+        other = aioredis.Redis(port=redis_server.port)
+        try:
+            await other.script_flush()  # as after a restart or a failover
+        finally:
+            await other.aclose()
+        await s.append_message(Message.user("after"))
+        assert [m.text for m in await s.get_messages()] == ["before", "after"]
