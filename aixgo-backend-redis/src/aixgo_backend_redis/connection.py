@@ -2,7 +2,8 @@
 or Redis Cluster. No I/O happens here; the first command connects.
 
 Both kinds get socket and connect timeouts (a dead server is an error, never a hang), a
-pool of ``pool_size`` connections (per server), bytes replies (message JSON goes straight to
+pool of ``pool_size`` connections per server (a standalone one has one more, the spare of
+:mod:`aixgo_backend_redis.wire`), bytes replies (message JSON goes straight to
 pydantic), hiredis for parsing when installed, and no retries of their own:
 :mod:`aixgo_backend_redis.retry` owns the retry budget. It also bounds how many operations
 are in flight, so the pool never runs dry and a caller waits (up to ``timeout``) for a free
