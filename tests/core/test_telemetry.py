@@ -130,3 +130,22 @@ async def test_tracing_off_emits_nothing(spans: InMemorySpanExporter) -> None:
         await rt.call("echo", Message.user("hi"), user="alice")
         assert type(rt.session_manager.backend).__name__ == "MemoryBackend"
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.asyncio
+async def test_optional_backend_methods_pass_through_the_traced_wrapper() -> None:
+    from aixgo.session import Migratable, MigrationReport, open_backend
+    from aixgo.session.memory import MemoryBackend
+    from aixgo.telemetry import TracedBackend
+
+    class Schemaful(MemoryBackend):
+        async def migrate(self, *, check: bool = False) -> MigrationReport:
+            return MigrationReport("memory", found=1, latest=1)
+
+    plain = TracedBackend(open_backend("memory://"))
+    assert not isinstance(plain, Migratable)
+    with pytest.raises(AttributeError):
+        plain.migrate  # noqa: B018
+    traced = TracedBackend(Schemaful())
+    assert isinstance(traced, Migratable)
+    assert (await traced.migrate(check=True)).version == 1

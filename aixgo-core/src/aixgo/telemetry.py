@@ -139,6 +139,13 @@ class TracedBackend:
     def __repr__(self) -> str:
         return f"TracedBackend({self.inner!r})"
 
+    def __getattr__(self, name: str) -> Any:
+        # Optional methods of the wrapped backend (Migratable.migrate, a plugin's own
+        # extras) pass through untraced, so isinstance(traced, Migratable) answers for it.
+        if name.startswith("_") or name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def _op(self, op: str, session_id: str | None, fn: Callable[[], Awaitable[T]]) -> T:
         tracer = trace.get_tracer(_SCOPE)
         start = time.perf_counter()
