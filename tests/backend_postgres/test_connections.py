@@ -103,3 +103,29 @@ async def test_check_tests_the_spare_and_close_closes_it(
     assert fresh.closed
     with pytest.raises(PoolClosed):
         await lent.take()
+
+
+@pytest.mark.asyncio
+async def test_each_connection_keeps_one_cursor_that_survives_errors(
+    lent: Connections, pg_database: str
+) -> None:
+    conn, since = await lent.take()
+    cur = lent.cursor(conn)
+    assert lent.cursor(conn) is cur
+    await cur.execute("SELECT 1")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await lent.cursor(conn).execute("SELECT 1 / 0")
+    assert await (await lent.cursor(conn).execute("SELECT 2")).fetchone() == (2,)
+    # A connection the pool replaces gets a cursor of its own, and the old one goes with it.
+    async with await admin(pg_database) as killer:
+        await killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        await cur.execute("SELECT 1")
+    await lent.give(conn, since)
+    fresh, since = await lent.take()
+    assert fresh is not conn and lent.cursor(fresh) is not cur
+    assert await (await lent.cursor(fresh).execute("SELECT 3")).fetchone() == (3,)
+    await lent.give(fresh, since)  # the spare now, with its cursor
+    assert list(lent._cursors) == [fresh]
+    await lent.close()
+    assert not lent._cursors

@@ -78,12 +78,14 @@ class _DropAfterCommit:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, marker: bytes) -> None:
         self.fired = 0
-        real = psycopg.AsyncConnection.execute
+        # Every statement goes through a cursor's execute (conn.execute makes a cursor).
+        real = psycopg.AsyncCursor.execute
 
-        async def execute(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            cur = await real(conn, query, *args, **kwargs)
+        async def execute(cur: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            out = await real(cur, query, *args, **kwargs)
             if not self.fired and isinstance(query, bytes) and marker in query:
                 self.fired += 1
+                conn = cur.connection
                 pid = conn.info.backend_pid
                 async with await psycopg.AsyncConnection.connect(
                     conn.info.dsn, password=conn.info.password, autocommit=True
@@ -91,9 +93,9 @@ class _DropAfterCommit:
                     await killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
                 await asyncio.sleep(0.05)
                 raise psycopg.OperationalError("simulated: connection lost after commit")
-            return cur
+            return out
 
-        monkeypatch.setattr(psycopg.AsyncConnection, "execute", execute)
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
 
 
 @pytest.mark.asyncio

@@ -251,11 +251,18 @@ class PostgresBackend:
             query = self._sql.append
             params = (session_id, _json_array(encoded), expected_seq)
 
+        connections = await self._ready()
+        cursor = connections.cursor
+
         async def op(conn: Conn, attempt: int) -> int | list[Any]:
             try:
-                row = await (await conn.execute(query, params)).fetchone()
-                assert row is not None
-                return int(row[0])
+                cur = await cursor(conn).execute(query, params)
+                # One bigint, read as it came (text) without building a row.
+                res = cur.pgresult
+                assert res is not None
+                value = res.get_value(0, 0)
+                assert value is not None
+                return int(value)
             except psycopg.DatabaseError as exc:
                 _raise_missing(exc, session_id)
                 if exc.sqlstate == _CONFLICT:
@@ -268,7 +275,7 @@ class PostgresBackend:
             careful = (session_id, _json_array(encoded), expected_seq)
             return await (await conn.execute(self._sql.append_replay, careful)).fetchall()
 
-        result = await self._run(op)
+        result = await retry.run(connections, self.options, op)
         if isinstance(result, int):
             return [with_seq(m, result + i) for i, m in enumerate(messages, 1)]
         known: dict[int, Message] = {}
