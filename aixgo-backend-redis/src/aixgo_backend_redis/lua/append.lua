@@ -1,5 +1,6 @@
 -- ARGV[4] expected_seq ("" for none), then pairs: message id, message JSON.
--- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where the
+-- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where idx
+-- is the session's index keys for Redis Cluster's second step ('' when done here) and the
 -- triples are the messages that were already in the current history (idempotent repeats),
 -- or {'conflict', count}, or {'notfound'}.
 -- One HMGET reads the summary and where each message id was stored ("#<id>" fields), and one
@@ -15,6 +16,17 @@ else
 end
 if not h[1] then return {'notfound'} end
 local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
+if n == 1 and not h[5] and (ARGV[4] == '' or tonumber(ARGV[4]) == count) then
+  -- One message whose id was never stored: the common call, without the batch's tables.
+  count = count + 1
+  redis.call('RPUSH', M, with_seq(ARGV[6], count))
+  updated = math.max(now_us(), updated)
+  redis.call('HSET', S, fields[5], h[1] .. ':' .. tostring(count), 'count', count,
+    'updated', int(updated))
+  if INLINE then touch_indexes(idx, updated, false) end
+  renew()
+  return {'ok', count, int(updated), count, INLINE and '' or idx}
+end
 local refs = {}
 for k = 1, n do refs[k] = h[4 + k] end
 local known, out, fresh = {}, {}, n
@@ -64,6 +76,6 @@ if fresh > 0 then
   if INLINE then touch_indexes(idx, updated, false) end
 end
 renew()
-local reply = {'ok', count, int(updated), first, idx}
+local reply = {'ok', count, int(updated), first, INLINE and '' or idx}
 for j = 1, #out do reply[#reply + 1] = out[j] end
 return reply
