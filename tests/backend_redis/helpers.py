@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from aixgo import Message
 from aixgo.session import SessionManager, open_backend
 from aixgo_backend_redis import RedisBackend
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -16,6 +17,16 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 async def manager(url: str) -> AsyncIterator[SessionManager]:
     async with SessionManager(open_backend(url)) as mgr:
         yield mgr
+
+
+async def short_round_trip(url: str) -> None:
+    """Create, append, read back and delete one session over ``url`` (a connectivity check
+    for the TLS and cluster tests)."""
+    async with manager(url) as mgr:
+        s = await mgr.create("bot", user_id="u")
+        await s.append_message(Message.user("over TLS"))
+        assert [m.text for m in await s.get_messages(last=5)] == ["over TLS"]
+        await mgr.delete(s.id)
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ from aixgo_backend_redis.connection import TlsConnection, make_client
 from aixgo_backend_redis.options import parse_url
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from .helpers import manager
+from .helpers import manager, short_round_trip
 from .servers import RedisCluster3, TlsFiles
 
 PASSWORD = "s3cret-cluster"
@@ -128,21 +128,13 @@ async def test_sessions_on_every_node_round_trip_over_tls(
         assert (await mgr.list(agent="bot", user_id="u")).items == []
 
 
-async def _short_round_trip(url: str) -> None:
-    async with manager(url) as mgr:
-        s = await mgr.create("bot", user_id="u")
-        await s.append_message(Message.user("over TLS"))
-        assert [m.text for m in await s.get_messages(last=5)] == ["over TLS"]
-        await mgr.delete(s.id)
-
-
 @pytest.mark.asyncio
 async def test_an_encrypted_client_key_opens_with_ssl_password(
     tls_cluster: RedisCluster3, tls_files: TlsFiles, prefix: str
 ) -> None:
     key = tls_files.path("client-encrypted.key")
     pw = TlsFiles.KEY_PASSWORD
-    await _short_round_trip(
+    await short_round_trip(
         url_of(tls_cluster, **trusted(tls_files, ssl_keyfile=key, ssl_password=pw, prefix=prefix))
     )
 
@@ -153,7 +145,7 @@ async def test_ssl_cert_reqs_none_trusts_a_server_without_its_ca(
 ) -> None:
     options = trusted(tls_files, ssl_cert_reqs="none", prefix=prefix)
     del options["ssl_ca_certs"]
-    await _short_round_trip(url_of(tls_cluster, **options))
+    await short_round_trip(url_of(tls_cluster, **options))
 
 
 @pytest.mark.asyncio
@@ -162,7 +154,7 @@ async def test_ssl_check_hostname_false_accepts_a_name_the_certificate_lacks(
 ) -> None:
     hosts = f"127.0.0.2:{tls_cluster.nodes[0].port}"
     options = trusted(tls_files, ssl_check_hostname="false", prefix=prefix)
-    await _short_round_trip(url_of(tls_cluster, hosts, **options))
+    await short_round_trip(url_of(tls_cluster, hosts, **options))
 
 
 def _no_ca(options: dict[str, str]) -> dict[str, str]:

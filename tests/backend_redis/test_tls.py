@@ -7,11 +7,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aixgo import Message
 from aixgo.errors import BackendUnavailable
 from aixgo.session import SessionManager, open_backend
 
-from .helpers import manager
+from .helpers import short_round_trip
 from .servers import RedisProcess, TlsFiles
 
 
@@ -33,11 +32,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) ->
 async def test_sessions_over_tls(tls_server: int, tls_files: TlsFiles, prefix: str) -> None:
     ca = tls_files.path("ca.crt")
     url = f"rediss://:s3cret@127.0.0.1:{tls_server}/0?ssl_ca_certs={ca}&prefix={prefix}"
-    async with manager(url) as mgr:
-        s = await mgr.create("bot", user_id="u")
-        await s.append_message(Message.user("over TLS"))
-        assert [m.text for m in await s.get_messages(last=5)] == ["over TLS"]
-        await mgr.delete(s.id)
+    await short_round_trip(url)
 
 
 @pytest.mark.asyncio
