@@ -14,7 +14,6 @@ from aixgo.session import SessionInfo, open_backend
 from aixgo.testing.base import listed
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis.keys import Keys
-from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
 from .helpers import keys_of, manager, raw
@@ -158,17 +157,22 @@ def test_every_scheme_opens_this_backend_without_connecting() -> None:
 
 
 class _Trips:
-    """Counts what the client sends: a pipeline or a single command is one send."""
+    """Counts what the client sends: a pipeline or a single command is one write to a
+    connection's stream, whether redis-py sends it (``writelines``) or the wire (``write``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = AbstractConnection.send_packed_command
+        write, writelines = asyncio.StreamWriter.write, asyncio.StreamWriter.writelines
 
-        async def counted(conn: AbstractConnection, *args: Any, **kw: Any) -> None:
-            self.count += 1
-            await real(conn, *args, **kw)
+        def counted(real: Any) -> Any:
+            def send(writer: asyncio.StreamWriter, data: Any) -> None:
+                self.count += 1
+                real(writer, data)
 
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+            return send
+
+        monkeypatch.setattr(asyncio.StreamWriter, "write", counted(write))
+        monkeypatch.setattr(asyncio.StreamWriter, "writelines", counted(writelines))
 
     async def of(self, call: Any) -> int:
         before = self.count

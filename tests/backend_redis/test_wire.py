@@ -1,11 +1,15 @@
 """The lean command path (aixgo_backend_redis.wire): replies stay in step with their
-commands after a cancellation, a timeout or an error reply, concurrent calls each get their
-own reply, and scripts the server lost are loaded again."""
+commands after a cancellation, a timeout or an error reply, a write the server does not take
+times out, concurrent calls each get their own reply, and scripts the server lost are loaded
+again."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -62,6 +66,56 @@ async def test_a_timeout_raises_and_the_next_call_gets_its_own_reply(
     with pytest.raises(TimeoutError):
         await wire.call(pack("EVAL", BUSY, 0, 1000))  # socket_timeout is 0.5 s
     assert await wire.call(pack("ECHO", "after")) == b"after"
+
+
+@pytest.mark.asyncio
+async def test_a_write_the_server_does_not_take_times_out_and_the_connection_recovers(
+    tmp_path: Path,
+) -> None:
+    server = RedisProcess(tmp_path / "stopped")
+    server.start()
+    client = aioredis.Redis(port=server.port, socket_timeout=0.5)
+    try:
+        wire = Wire(client.connection_pool)
+        assert await wire.call(pack("ECHO", "before")) == b"before"  # connected: the lean send
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)  # reads nothing: the socket buffers fill up
+        try:
+            big = pack("SET", "wire-test-big", b"x" * (64 << 20))
+            async with asyncio.timeout(20):  # the guard against a hang, not the measure
+                with pytest.raises(TimeoutError, match="writing"):
+                    await wire.call(big)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # The half-sent command went with its connection; the next call has a new one.
+        assert await wire.call(pack("ECHO", "after")) == b"after"
+        assert await client.exists("wire-test-big") == 0
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_call_on_a_connected_wire_makes_no_task(client: aioredis.Redis) -> None:
+    """redis-py's timed send makes a task per command (asyncio.wait_for); ours must not."""
+    wire = Wire(client.connection_pool)
+    await wire.call(pack("PING"))  # connects
+    loop = asyncio.get_running_loop()
+    made = 0
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: object, **kw: object) -> asyncio.Task:
+        nonlocal made
+        made += 1
+        return asyncio.Task(coro, loop=loop, **kw)  # type: ignore[arg-type]
+
+    loop.set_task_factory(counting)
+    try:
+        for i in range(5):
+            assert await wire.call(pack("ECHO", f"m{i}")) == f"m{i}".encode()
+    finally:
+        loop.set_task_factory(factory)
+    assert made == 0
 
 
 @pytest.mark.asyncio
