@@ -76,14 +76,15 @@ async def send(conn: AbstractConnection, packed: bytes) -> None:
             # returns at once otherwise), and see a lost connection now rather than later.
             async with asyncio.timeout(conn.socket_timeout):
                 await writer.drain()
-    except TimeoutError:  # asyncio's, the builtin
+    except BaseException as exc:
+        # Drop what is still buffered (a plain close would send it later, and the server
+        # would run a command we reported as failed), then let redis-py forget the connection.
+        writer.transport.abort()
         await conn.disconnect(nowait=True)
-        raise rx.TimeoutError("Timeout writing to socket") from None
-    except OSError as exc:
-        await conn.disconnect(nowait=True)
-        raise rx.ConnectionError(f"Error while writing to socket: {exc}") from exc
-    except BaseException:
-        await conn.disconnect(nowait=True)  # a partial command must not stay on the line
+        if isinstance(exc, TimeoutError):  # asyncio's, the builtin
+            raise rx.TimeoutError("Timeout writing to socket") from None
+        if isinstance(exc, OSError):
+            raise rx.ConnectionError(f"Error while writing to socket: {exc}") from exc
         raise
 
 

@@ -20,12 +20,12 @@ if n == 1 and not h[5] and (ARGV[4] == '' or tonumber(ARGV[4]) == count) then
   -- One message whose id was never stored: the common call, without the batch's tables.
   count = count + 1
   redis.call('RPUSH', M, with_seq(ARGV[6], count))
-  updated = math.max(now_us(), updated)
+  local now = int(math.max(now_us(), updated)) -- formatted once: string.format is not cheap
   redis.call('HSET', S, fields[5], h[1] .. ':' .. tostring(count), 'count', count,
-    'updated', int(updated))
-  if INLINE then touch_indexes(idx, updated, false) end
+    'updated', now)
+  if INLINE then touch_indexes(idx, now, false) end
   renew()
-  return {'ok', count, int(updated), count, INLINE and '' or idx}
+  return {'ok', count, now, count, INLINE and '' or idx}
 end
 local refs = {}
 for k = 1, n do refs[k] = h[4 + k] end
@@ -73,7 +73,7 @@ if fresh > 0 then
   writes[#writes + 1] = 'updated'
   writes[#writes + 1] = int(updated)
   hset(S, writes)
-  if INLINE then touch_indexes(idx, updated, false) end
+  if INLINE then touch_indexes(idx, int(updated), false) end
 end
 renew()
 local reply = {'ok', count, int(updated), first, INLINE and '' or idx}

@@ -1,11 +1,18 @@
--- Shared by every per-session script (prepended by scripts.py).
+-- Shared by every per-session script (see scripts.py: once at the top of the function
+-- library, or before each script sent with EVAL). Each call starts with bind(KEYS, ARGV):
 -- KEYS[1..4]: summary (which also maps "#<message id>" to where the message is stored),
 -- branches, messages (a list), checkpoints of one session (one hash tag).
 -- ARGV[1]: session id; ARGV[2]: ttl in ms ("0": none); ARGV[3]: "1" to update the listing
 -- indexes here too (standalone Redis), "0" to leave that to the caller (Redis Cluster).
-local S, B, M, C = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local SID, TTL, INLINE = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local S, B, M, C, SID, TTL, INLINE
+local branches -- the branch table cache below: one call's, never the next call's
 local CHUNK = 1000 -- unpack() has a stack limit; large batches go in chunks
+
+local function bind(keys, argv)
+  S, B, M, C = keys[1], keys[2], keys[3], keys[4]
+  SID, TTL, INLINE = argv[1], tonumber(argv[2]), argv[3] == '1'
+  branches = {}
+end
 
 local function int(x) return string.format('%.0f', x) end
 
@@ -20,7 +27,6 @@ end
 -- message JSON) and starts its branch after it, so each branch's own messages are one
 -- contiguous run of the list, the head's run is at its end, and a run of the list's end
 -- without a marker is the end of the current history.
-local branches = {}
 local function branch(b)
   local br = branches[b]
   if br == nil then
@@ -109,16 +115,18 @@ end
 -- Sliding expiry: all four keys get the same deadline on every write.
 local function renew()
   if TTL > 0 then
-    for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], TTL) end
+    redis.call('PEXPIRE', S, TTL)
+    redis.call('PEXPIRE', B, TTL)
+    redis.call('PEXPIRE', M, TTL)
+    redis.call('PEXPIRE', C, TTL)
   end
 end
 
--- Standalone only: move this session to `score` in each of its indexes. The index keys are
--- read from the summary (Redis Cluster cannot do this: they live in other slots, and
--- index.lua does the same there as a second step).
+-- Standalone only: move this session to `score` (microseconds, as text: see int) in each of
+-- its indexes. The index keys are read from the summary (Redis Cluster cannot do this: they
+-- live in other slots, and index.lua does the same there as a second step).
 local function touch_indexes(idx, score, joining)
-  local s = int(score)
-  for _, key in ipairs(split_lines(idx)) do index_add(key, SID, s, TTL, false, joining) end
+  for _, key in ipairs(split_lines(idx)) do index_add(key, SID, score, TTL, false, joining) end
 end
 
 local function checkpoint_value(head, seq, now, label_json)

@@ -9,5 +9,5 @@ redis.call('HSET', S, 'agent', ARGV[4], 'created', ARGV[7], 'updated', ARGV[8], 
 if ARGV[6] == '1' then redis.call('HSET', S, 'user', ARGV[5]) end
 redis.call('HSET', B, '0', '-1,0,0')
 renew()
-if INLINE then touch_indexes(ARGV[10], tonumber(ARGV[8]), true) end
+if INLINE then touch_indexes(ARGV[10], ARGV[8], true) end
 return {'ok'}

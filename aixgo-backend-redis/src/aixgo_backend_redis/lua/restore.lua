@@ -20,7 +20,8 @@ local parent = owner(tb, ts) or -1
 local start = redis.call('RPUSH', M, '#' .. tostring(nb) .. ',' .. tostring(ts))
 redis.call('HSET', B, tostring(nb), tostring(parent) .. ',' .. tostring(ts) .. ',' .. start)
 updated = math.max(now, updated)
-redis.call('HSET', S, 'head', nb, 'hfork', ts, 'nb', nb + 1, 'count', ts, 'updated', int(updated))
-if INLINE then touch_indexes(idx, updated, false) end
+local now = int(updated)
+redis.call('HSET', S, 'head', nb, 'hfork', ts, 'nb', nb + 1, 'count', ts, 'updated', now)
+if INLINE then touch_indexes(idx, now, false) end
 renew()
-return {'ok', undo, int(updated), idx}
+return {'ok', undo, now, idx}
