@@ -126,7 +126,9 @@ end
 -- its indexes. The index keys are read from the summary (Redis Cluster cannot do this: they
 -- live in other slots, and index.lua does the same there as a second step).
 local function touch_indexes(idx, score, joining)
-  for _, key in ipairs(split_lines(idx)) do index_add(key, SID, score, TTL, false, joining) end
+  for key in string.gmatch(idx or '', '[^\n]+') do
+    index_add(key, SID, score, TTL, false, joining)
+  end
 end
 
 local function checkpoint_value(head, seq, now, label_json)
