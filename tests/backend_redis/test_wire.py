@@ -1,7 +1,7 @@
 """The lean command path (aixgo_backend_redis.wire): replies stay in step with their
 commands after a cancellation, a timeout or an error reply, a write the server does not take
-times out, concurrent calls each get their own reply, and scripts the server lost are loaded
-again."""
+times out (and is never sent later), and concurrent calls each get their own reply. Scripts
+and functions the server lost are loaded again: see test_library.py."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aixgo import Message
-from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis.wire import Wire, pack
 from redis.exceptions import ResponseError, TimeoutError
 
-from .helpers import manager
 from .servers import RedisProcess
 
 # Keeps the server busy for ``ARGV[1]`` ms, then answers "slow".
@@ -141,20 +138,3 @@ async def test_concurrent_calls_each_get_their_own_reply(client: aioredis.Redis)
     # One spare is kept; every other connection went back to the pool.
     pool = client.connection_pool
     assert len(pool._in_use_connections) == 1
-
-
-@pytest.mark.asyncio
-async def test_scripts_the_server_lost_are_loaded_again(
-    redis_url: str, redis_server: RedisProcess
-) -> None:
-    async with manager(redis_url) as mgr:
-        assert isinstance(mgr.backend, RedisBackend)
-        s = await mgr.create("bot", user_id="u")
-        await s.append_message(Message.user("before"))
-        other = aioredis.Redis(port=redis_server.port)
-        try:
-            await other.script_flush()  # as after a restart or a failover
-        finally:
-            await other.aclose()
-        await s.append_message(Message.user("after"))
-        assert [m.text for m in await s.get_messages()] == ["before", "after"]
