@@ -7,8 +7,9 @@ two forms:
 
 * **a function library** (standalone servers, :func:`library`): the shared code once at the
   top, and each script a function of it, called with ``FCALL``. The shared functions are
-  made once, when the library is loaded, instead of on every call: ~10 us less per call on
-  the development machine than the same script through ``EVALSHA``. The library's name
+  made once, when the library is loaded, instead of on every call (with append.lua's
+  timestamp formatted once, an append took ~3% less time than through ``EVALSHA`` on the
+  development machine: ~7 us of ~240 us). The library's name
   carries a digest of its text, so two aixgo versions on one server never replace each
   other's; a backend that opens deletes the libraries of other versions (a process still
   running one loads its own again on its next call, as after a server restart). A server

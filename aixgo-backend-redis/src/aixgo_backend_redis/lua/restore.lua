@@ -20,8 +20,8 @@ local parent = owner(tb, ts) or -1
 local start = redis.call('RPUSH', M, '#' .. tostring(nb) .. ',' .. tostring(ts))
 redis.call('HSET', B, tostring(nb), tostring(parent) .. ',' .. tostring(ts) .. ',' .. start)
 updated = math.max(now, updated)
-local now = int(updated)
-redis.call('HSET', S, 'head', nb, 'hfork', ts, 'nb', nb + 1, 'count', ts, 'updated', now)
-if INLINE then touch_indexes(idx, now, false) end
+local stamp = int(updated)
+redis.call('HSET', S, 'head', nb, 'hfork', ts, 'nb', nb + 1, 'count', ts, 'updated', stamp)
+if INLINE then touch_indexes(idx, stamp, false) end
 renew()
-return {'ok', undo, now, idx}
+return {'ok', undo, stamp, idx}
