@@ -62,8 +62,9 @@ def pack_args(args: Iterable[Arg]) -> bytes:
 
 async def send(conn: AbstractConnection, packed: bytes) -> None:
     """Write ``packed`` on ``conn``, connecting it first if it is not connected; raise
-    redis-py's ``TimeoutError`` if the server takes none of it for ``socket_timeout`` seconds,
-    or ``ConnectionError`` if the connection is lost (disconnecting ``conn`` either way)."""
+    redis-py's ``TimeoutError`` if the server has not taken it all within ``socket_timeout``
+    seconds, or ``ConnectionError`` if the connection is lost (dropping what was not sent and
+    disconnecting ``conn`` either way)."""
     writer = getattr(conn, "_writer", None)  # None: not connected (or not redis-py's layout)
     if writer is None or not conn.is_connected:
         await conn.send_packed_command(packed, check_health=False)  # connects, then sends

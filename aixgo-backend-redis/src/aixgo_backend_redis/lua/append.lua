@@ -6,10 +6,11 @@
 -- One HMGET reads the summary and where each message id was stored ("#<id>" fields), and one
 -- HSET writes them back: calls into Redis dominate a script's cost.
 local n = (#ARGV - 4) / 2
+local h
 if n == 1 then
   -- One message: the common call, without the batch's tables (~4 us less on the server).
   local ref = '#' .. ARGV[5]
-  local h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx', ref)
+  h = redis.call('HMGET', S, 'head', 'count', 'updated', 'idx', ref)
   local count = tonumber(h[2])
   if h[1] and not h[5] and (ARGV[4] == '' or tonumber(ARGV[4]) == count) then
     -- Its id was never stored, and any expected_seq holds.
@@ -24,7 +25,7 @@ if n == 1 then
 end
 local fields = {'head', 'count', 'updated', 'idx'}
 for k = 1, n do fields[4 + k] = '#' .. ARGV[3 + 2 * k] end
-local h = hmget(S, fields)
+h = h or hmget(S, fields) -- one message that is a repeat, a conflict or not found: read once
 if not h[1] then return {'notfound'} end
 local head, count, updated, idx = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), h[4]
 local refs = {}
