@@ -72,3 +72,21 @@ def test_tail_targets_only_at_sizes_the_backend_was_filled_to() -> None:
     assert "redis: tail 100 at 1,000 / raw" in names
     assert "redis: tail 100 at 1,000,000 / raw" not in names
     assert not any(n.startswith("postgres: tail") for n in names)
+
+
+def test_tail_targets_are_the_paired_sizes_when_the_paired_phase_ran() -> None:
+    # The issues' sizes are the paired ones; a sequential tail at another size is shown in
+    # the tables but is no target (its ratio to a floor timed minutes apart is mostly noise).
+    results = [
+        Result(report.REDIS, "paired tail", 1_000, 120.0, None, 100),
+        Result(report.RAW_R, "paired tail", 1_000, 100.0, None, 100),
+        Result(report.REDIS, "tail", 10_000, 1000.0, None, 100),
+        Result(report.RAW_R, "tail", 10_000, 500.0, None, 100),
+        Result(report.PG, "tail", 10_000, 150.0, None, 100),  # no paired phase: sequential
+        Result(report.RAW_P, "tail", 10_000, 100.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [1_000, 10_000])
+    names = [name for name, *_ in rows]
+    assert "redis: tail 100 at 1,000 / raw" in names
+    assert "redis: tail 100 at 10,000 / raw" not in names
+    assert _row(rows, "postgres: tail 100 at 10,000 / raw") == 1.5
