@@ -142,6 +142,23 @@ async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("created", b"soon"), ("updated", b"inf"), ("created", b"1e20"), ("meta", b"{bad")],
+)
+async def test_a_damaged_summary_is_reported_with_its_key(
+    any_url: str, prefix: str, field: str, value: bytes
+) -> None:
+    async with manager(any_url) as mgr, raw(any_url) as r:
+        s = await mgr.create("bot", user_id="u")
+        await r.hset(Keys(prefix).session(s.id)[0], field, value)
+        with pytest.raises(CorruptedData, match=r":s is not valid"):
+            await mgr.get(s.id)
+        with pytest.raises(CorruptedData, match=r":s is not valid"):
+            await mgr.list(user_id="u")
+
+
+@pytest.mark.asyncio
 async def test_unix_socket(redis_server: Any, prefix: str) -> None:
     url = f"unix://{redis_server.folder}/redis.sock?prefix={prefix}"
     async with manager(url) as mgr:

@@ -224,16 +224,13 @@ class RedisBackend:
     ) -> list[tuple[SessionInfo, bytes]]:
         """Up to ``need`` live sessions of ``index`` after ``(score, sid)``, with scores."""
         client, scripts = self._connection()
-        pre, suf = self.keys.summary_affixes()
+        affixes = pre, suf = self.keys.summary_affixes()
         found: list[tuple[SessionInfo, bytes]] = []
         if self._inline == "1":
             flat = await scripts.run("list", [index], [pre, suf, need, score, sid, "1"])
-            for j in range(0, len(flat), 8):
-                row_id = _s(flat[j])
-                found.append(
-                    (rows.info(row_id, flat[j + 2 : j + 8], pre + row_id + suf), flat[j + 1])
-                )
-            return found
+            at = range(0, len(flat), 8)
+            infos = rows.infos([(_s(flat[j]), flat[j + 2 : j + 8]) for j in at], affixes)
+            return [(info, flat[j + 1]) for info, j in zip(infos, at, strict=True)]
         while len(found) < need:
             want = need - len(found)
             flat = await scripts.run("list", [index], [pre, suf, want, score, sid, "0"])
@@ -242,13 +239,14 @@ class RedisBackend:
                 for row_id in ids:
                     pipe.hmget(pre + row_id + suf, list(rows.SUMMARY_FIELDS))
                 summaries = await pipe.execute() if ids else []
-            stale = []
+            stale, live, scores = [], [], []
             for j, (row_id, values) in enumerate(zip(ids, summaries, strict=True)):
                 if values[0] is None:
                     stale.append(row_id)
                 else:
-                    info = rows.info(row_id, values, pre + row_id + suf)
-                    found.append((info, flat[2 * j + 1]))
+                    live.append((row_id, values))
+                    scores.append(flat[2 * j + 1])
+            found += zip(rows.infos(live, affixes), scores, strict=True)
             if stale:
                 await client.zrem(index, *stale)
             if len(ids) < want:

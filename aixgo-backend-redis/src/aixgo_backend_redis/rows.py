@@ -19,11 +19,13 @@ from aixgo.errors import CorruptedData
 from aixgo.message import Message
 from aixgo.session.codec import decode_message, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
+from pydantic import TypeAdapter
 
-__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "message", "to_us"]
+__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "infos", "message", "to_us"]
 
 #: The summary fields a listing or get_session reads, in this order.
 SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
+_INFOS = TypeAdapter(list[SessionInfo])
 
 
 #: Microseconds since the epoch (the unit of every stored time and index score).
@@ -31,29 +33,62 @@ to_us = to_micros
 
 
 def from_us(us: int | float | bytes | str) -> datetime:
-    """The UTC time ``us`` microseconds after the epoch (scores may come back as '1.7e+15')."""
-    return from_micros(int(float(us)) if isinstance(us, bytes | str) else int(us))
+    """The UTC time ``us`` microseconds after the epoch (scores may come back as '1.7e+15').
+
+    >>> from_us(b"1.7e+15") == from_us(b"1700000000000000")
+    True
+    """
+    if isinstance(us, bytes | str):
+        try:
+            us = int(us)  # what the scripts write
+        except ValueError:
+            us = int(float(us))  # OverflowError for 'inf'
+    return from_micros(int(us))
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _summary(session_id: str, values: Sequence[Any]) -> dict[str, Any]:
+    agent, user, created, updated, count, meta = values
+    return {
+        "id": session_id,
+        "agent": _text(agent),
+        "user_id": None if user is None else _text(user),
+        "created_at": from_us(created),
+        "updated_at": from_us(updated),
+        "message_count": int(count),
+        # Most sessions carry no metadata: skip the parser (a quarter of a row's cost).
+        "metadata": {} if meta == b"{}" else json.loads(meta),
+    }
+
+
 def info(session_id: str, values: Sequence[Any], where: str) -> SessionInfo:
     """The summary from ``values`` (:data:`SUMMARY_FIELDS` in order, as Redis returns them)."""
-    agent, user, created, updated, count, meta = values
     try:
-        return SessionInfo(
-            id=session_id,
-            agent=_text(agent),
-            user_id=None if user is None else _text(user),
-            created_at=from_us(created),
-            updated_at=from_us(updated),
-            message_count=int(count),
-            metadata=json.loads(meta),
-        )
-    except (TypeError, ValueError) as exc:
+        return SessionInfo(**_summary(session_id, values))
+    except (TypeError, ValueError, OverflowError) as exc:
         raise CorruptedData(f"session summary {where} is not valid: {exc}") from None
+
+
+def infos(
+    found: Sequence[tuple[str, Sequence[Any]]], affixes: tuple[str, str]
+) -> list[SessionInfo]:
+    """The summaries of a listing page: ``(session id, values)`` pairs as for :func:`info`,
+    and the affixes that name a summary's key around its id. One validation for the whole
+    page costs about half as much per row as :func:`info`'s one per row.
+
+    >>> page = infos([("a" * 32, [b"bot", None, b"0", b"1", b"0", b"{}"])], ("k:", ":s"))
+    >>> page[0].agent, page[0].user_id, page[0].message_count
+    ('bot', None, 0)
+    """
+    try:
+        return _INFOS.validate_python([_summary(sid, values) for sid, values in found])
+    except (TypeError, ValueError, OverflowError):
+        pre, suf = affixes
+        # Again row by row, to name the damaged one.
+        return [info(sid, values, pre + sid + suf) for sid, values in found]
 
 
 def checkpoint(checkpoint_id: str, session_id: str, value: bytes | str) -> tuple[int, Checkpoint]:
