@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,10 @@ from aixgo import Message
 from aixgo.errors import BackendUnavailable
 from aixgo.session import SessionManager, open_backend
 from aixgo_backend_redis import BackendTimeout
+from aixgo_backend_redis.connection import make_client
 from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis.options import parse_url
+from redis import exceptions as rx
 
 from .helpers import manager, raw
 from .servers import RedisCluster3, RedisProcess, free_port
@@ -162,3 +167,36 @@ async def test_a_slow_server_is_a_typed_timeout_never_a_hang(tmp_path: Path) -> 
             assert stored.seq == len(texts)
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+async def test_a_write_redis_py_gave_up_on_is_never_sent_later(
+    kind: str, redis_server: RedisProcess, redis_cluster: RedisCluster3, prefix: str
+) -> None:
+    """redis-py's own send path (every command of a cluster; a standalone client's commands
+    outside the wire): a write that times out is dropped, not sent once the server reads
+    again, so the server never runs a command reported as failed."""
+    base = redis_server.url if kind == "standalone" else redis_cluster.url
+    client = make_client(parse_url(f"{base}?prefix={prefix}&timeout=0.5"))
+    key = f"{prefix}big"
+    try:
+        await client.get(key)  # connected to the key's server: the write is what stalls
+        if kind == "standalone":
+            server = redis_server
+        else:
+            port = client.get_node_from_key(key).port  # type: ignore[union-attr]
+            server = next(n for n in redis_cluster.nodes if n.port == port)
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)  # reads nothing: the socket buffers fill up
+        try:
+            async with asyncio.timeout(20):  # the guard against a hang, not the measure
+                with pytest.raises(rx.TimeoutError, match="writing"):
+                    await client.set(key, b"x" * (64 << 20))
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(1)  # time enough to send 64 MiB on loopback many times over
+        assert await client.exists(key) == 0
+    finally:
+        await client.delete(key)
+        await client.aclose()

@@ -12,27 +12,76 @@ per command (measured: a condition variable and a timeout around every checkout)
 
 TLS: every connection of one client shares one TLS context (:class:`TlsConnection`), built
 here from the ``ssl_*`` options, for standalone servers and every node of a cluster alike.
+
+Every connection, of either client, drops what it has not sent when redis-py gives it up
+after an error (:class:`DropUnsent`), so a command reported as failed is never sent later.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio import (
+    Connection,
+    ConnectionPool,
+    Redis,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import RedisSSLContext
+from redis.asyncio.connection import AbstractConnection, RedisSSLContext
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from aixgo_backend_redis.options import RedisOptions
 
-__all__ = ["Client", "TlsConnection", "make_client", "tls_context"]
+__all__ = [
+    "Client",
+    "DropUnsent",
+    "TcpConnection",
+    "TlsConnection",
+    "UnixConnection",
+    "make_client",
+    "tls_context",
+]
 
 #: Either client; both speak the commands this package uses.
 Client = Redis | RedisCluster
 
 
-class TlsConnection(SSLConnection):
+class DropUnsent(AbstractConnection):
+    """A connection that, when redis-py gives it up after an error (a write or read that
+    failed or timed out, a cancellation: ``disconnect(nowait=True)``), drops the bytes it has
+    not yet sent.
+
+    redis-py closes the transport then, and asyncio's ``close()`` keeps sending what is
+    buffered once the server reads again: a server that stalled past the timeout would then
+    run a command its caller was told had failed. ``abort()`` discards it (what the kernel
+    already took may still arrive; a command cut short there is never run).
+    """
+
+    async def disconnect(
+        self,
+        nowait: bool = False,
+        error: Exception | None = None,
+        failure_count: int | None = None,
+        health_check_failed: bool = False,
+    ) -> None:
+        writer = getattr(self, "_writer", None)
+        if nowait and writer is not None:
+            writer.transport.abort()
+        await super().disconnect(nowait, error, failure_count, health_check_failed)
+
+
+class TcpConnection(DropUnsent, Connection):
+    """redis-py's TCP connection, with :class:`DropUnsent`."""
+
+
+class UnixConnection(DropUnsent, UnixDomainSocketConnection):
+    """redis-py's Unix socket connection, with :class:`DropUnsent`."""
+
+
+class TlsConnection(DropUnsent, SSLConnection):
     """redis-py's TLS connection, with the TLS context of its client rather than its own.
 
     redis-py gives every connection a fresh ``ssl.create_default_context()``, which parses
@@ -67,8 +116,8 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def _use_tls(cluster: RedisCluster, context: RedisSSLContext) -> None:
-    """Make every connection of ``cluster`` a :class:`TlsConnection` with ``context``.
+def _use_connection(cluster: RedisCluster, cls: type[Connection], **kwargs: Any) -> None:
+    """Make every connection of ``cluster`` a ``cls`` made with ``kwargs`` too.
 
     redis-py's asyncio ``RedisCluster`` takes no connection class or TLS context, and no
     ``ssl_password`` either (a ``TypeError``, though its TLS connections take one). It keeps
@@ -76,12 +125,11 @@ def _use_tls(cluster: RedisCluster, context: RedisSSLContext) -> None:
     each startup node a copy: both are changed here, before anything connects (connections
     are made lazily).
     """
-    tls = {"connection_class": TlsConnection, "tls_context": context}
-    cluster.connection_kwargs.update(tls)
-    cluster.nodes_manager.connection_kwargs.update(tls)
+    cluster.connection_kwargs.update(connection_class=cls, **kwargs)
+    cluster.nodes_manager.connection_kwargs.update(connection_class=cls, **kwargs)
     for node in cluster.nodes_manager.startup_nodes.values():
-        node.connection_class = TlsConnection
-        node.connection_kwargs["tls_context"] = context
+        node.connection_class = cls
+        node.connection_kwargs.update(kwargs)
 
 
 def make_client(o: RedisOptions) -> Client:
@@ -101,14 +149,16 @@ def make_client(o: RedisOptions) -> Client:
             **common,
         )
         if o.tls:
-            _use_tls(cluster, tls_context(o))
+            _use_connection(cluster, TlsConnection, tls_context=tls_context(o))
+        else:
+            _use_connection(cluster, TcpConnection)
         return cluster
     kwargs: dict[str, Any] = {"db": o.db, **common}
     if o.unix_path is not None:
-        kwargs.update(connection_class=UnixDomainSocketConnection, path=o.unix_path)
+        kwargs.update(connection_class=UnixConnection, path=o.unix_path)
     else:
         host, port = o.hosts[0]
-        kwargs.update(host=host, port=port)
+        kwargs.update(host=host, port=port, connection_class=TcpConnection)
         if o.tls:
             kwargs.update(connection_class=TlsConnection, tls_context=tls_context(o))
     # One more than pool_size: the Wire keeps a spare checked out (see wire.py).
