@@ -43,8 +43,8 @@ def from_micros(micros: int) -> datetime:
     datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc)
     """
     try:
-        # One addition: half the time of fromtimestamp().replace(), and listings and tails
-        # convert two times per row.
+        # One addition: half the time of fromtimestamp().replace(), and a listing page
+        # converts two times per row.
         return _EPOCH + timedelta(microseconds=micros)
     except OverflowError:
         raise ValueError(f"{micros} microseconds after the epoch is out of range") from None
