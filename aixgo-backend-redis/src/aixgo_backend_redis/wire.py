@@ -80,6 +80,8 @@ async def send(conn: AbstractConnection, packed: bytes) -> None:
     except BaseException as exc:
         # Drop what is still buffered (a plain close would send it later, and the server
         # would run a command we reported as failed), then let redis-py forget the connection.
+        # The backend's own connections do this in disconnect() (connection.DropUnsent); a
+        # Wire may be given any redis-py pool, whose connections do not.
         writer.transport.abort()
         await conn.disconnect(nowait=True)
         if isinstance(exc, TimeoutError):  # asyncio's, the builtin
