@@ -4,7 +4,7 @@
 >>> mgr = SessionManager(open_backend("memory://"))
 """
 
-from aixgo.session.backend import Backend, Capability, Migratable
+from aixgo.session.backend import Backend, Capability, Migratable, SessionPerUser, TurnLeases
 from aixgo.session.context import current_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
@@ -20,6 +20,8 @@ __all__ = [
     "Backend",
     "Capability",
     "Migratable",
+    "SessionPerUser",
+    "TurnLeases",
     "MigrationReport",
     "open_backend",
     "default_session_url",

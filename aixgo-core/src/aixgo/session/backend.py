@@ -58,7 +58,7 @@ from typing import Protocol, runtime_checkable
 from aixgo.message import Message
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 
-__all__ = ["Backend", "Capability", "Migratable"]
+__all__ = ["Backend", "Capability", "Migratable", "SessionPerUser", "TurnLeases"]
 
 
 class Capability(StrEnum):
@@ -158,3 +158,52 @@ class Migratable(Protocol):
     async def migrate(self, *, check: bool = False) -> MigrationReport:
         """Bring the store's schema up to date, or with ``check`` only inspect it; return
         what was found and applied. A schema newer than the code raises :class:`ConfigError`."""
+
+
+@runtime_checkable
+class SessionPerUser(Protocol):
+    """Optional: an atomic "get or create" of a user's current session with an agent.
+
+    ``SessionManager.get_or_create`` uses it when the backend has it, so that however many
+    processes or machines make a user's first call at once, exactly one session is created.
+    Without it the manager serializes within one process only, and converges racing
+    creations afterwards (see :meth:`SessionManager.get_or_create`).
+    """
+
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        """The most recently updated session of ``(info.agent, info.user_id)``, or ``info``
+        stored as a new, empty session if that pair has none; ``(session, created)``.
+        Atomic across every process sharing the store: two concurrent calls for the same
+        pair never both create. ``info.user_id`` is never ``None`` here."""
+
+
+@runtime_checkable
+class TurnLeases(Protocol):
+    """Optional: a per-session turn lease held in the store, so that one turn at a time runs
+    on a session across every process and machine sharing the store.
+
+    Rules the conformance kit checks:
+
+    * ``acquire_turn`` succeeds for at most one ``owner`` at a time; it returns a fencing
+      token, an integer that is larger for every later successful acquisition of the same
+      session's lease (by any owner), and ``None`` while another owner holds an unexpired
+      lease. The same owner acquiring again while it holds the lease renews it and gets the
+      same token.
+    * A lease expires ``ttl`` seconds after it was last acquired or renewed; then any owner
+      may take it (a process that died holding it loses it after at most ``ttl``).
+    * ``renew_turn`` extends the lease by ``ttl`` from now and returns ``True`` if ``owner``
+      still holds it, ``False`` (changing nothing) if it expired or another owner took it.
+    * ``release_turn`` gives the lease up if ``owner`` holds it; otherwise it does nothing.
+    * All three raise :class:`SessionNotFound` for an unknown session; ``delete_session``
+      also drops the session's lease.
+    """
+
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        """Take the session's turn lease for ``owner`` for ``ttl`` seconds; the fencing token,
+        or ``None`` if another owner holds it."""
+
+    async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` seconds from now; ``False`` if it was lost."""
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        """Give up ``owner``'s lease, if it still holds it."""
