@@ -86,6 +86,20 @@ class ForgetsIds(MemoryBackend):
         return await super().append_messages(session_id, fresh, expected_seq=expected_seq)
 
 
+class TrustsIds(MemoryBackend):
+    """Takes a stored id for a repeat whatever the message now says."""
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
+    ) -> list[Message]:
+        history = {m.id: m for m in await self.get_messages(session_id)}
+        fresh = [m for m in messages if m.id not in history]
+        if fresh:
+            stored = await super().append_messages(session_id, fresh, expected_seq=expected_seq)
+            history.update((m.id, m) for m in stored)
+        return [history[m.id] for m in messages]
+
+
 class HeadForTail(MemoryBackend):
     """``get_messages(last=n)`` returns the first n messages, not the last."""
 
@@ -127,6 +141,18 @@ async def test_the_kit_fails_a_broken_backend(broken: type[MemoryBackend], test:
     try:
         with pytest.raises(AssertionError):
             await getattr(BackendConformance(), test)(backend)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_the_kit_fails_a_backend_that_trusts_a_reused_id() -> None:
+    backend = TrustsIds()
+    try:
+        with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+            await BackendConformance().test_reusing_a_stored_id_for_other_content_conflicts(
+                backend, {"content": "changed"}
+            )
     finally:
         await backend.close()
 

@@ -46,7 +46,7 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message
-from aixgo.session.codec import decode_message, with_seq
+from aixgo.session.codec import check_repeat, decode_message, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
@@ -271,7 +271,7 @@ class SessionLog(Recovery):
             for m, h in zip(messages, hashes, strict=True):
                 found = self.find(m, h)
                 if found is not None:
-                    known[m.id] = found
+                    known[m.id] = check_repeat(self.id, found, m)
         length = self.lin.length
         if len(known) < len(messages) and expected_seq is not None and expected_seq != length:
             raise self._conflict(expected_seq, length)
@@ -342,7 +342,7 @@ class SessionLog(Recovery):
         if self.count:
             found = self.find(message, idhash)
             if found is not None:
-                return [found]
+                return [check_repeat(self.id, found, message)]
         seq = self.lin.length + 1
         if expected_seq is not None and expected_seq != seq - 1:
             raise self._conflict(expected_seq, seq - 1)

@@ -26,7 +26,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, decode_message, with_seq
+from aixgo.session.codec import check_batch, check_repeat, decode_message, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
@@ -273,7 +273,14 @@ class PostgresBackend:
             # Part of the batch was stored before (a retry): the careful way, which returns
             # the stored copies. Rare, so its second round trip does not matter.
             careful = (session_id, _json_array(encoded), expected_seq)
-            return await (await conn.execute(self._sql.append_replay, careful)).fetchall()
+            async with conn.transaction():
+                rows = await (await conn.execute(self._sql.append_replay, careful)).fetchall()
+                # A reused id with other content: raising rolls back what the call stored.
+                for pos, seq, stored in rows:
+                    if pos > 0:
+                        check_repeat(session_id, self._decode(stored, session_id, seq),
+                                     messages[pos - 1])  # fmt: skip
+            return rows
 
         result = await retry.run(connections, self.options, op)
         if isinstance(result, int):

@@ -32,7 +32,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, encode_message, with_seq
+from aixgo.session.codec import check_batch, check_repeat, encode_message, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
@@ -280,12 +280,21 @@ class RedisBackend:
         for i, m in enumerate(messages):
             if m.seq is not None:  # stored JSON always ends in "seq":null (see rows.message)
                 encoded[i] = encode_message(with_seq(m, None))
-        args: list[str | int] = ["" if expected_seq is None else expected_seq]
+        expected: str | int = "" if expected_seq is None else expected_seq
+        # A batch probes first: if it holds stored ids the script writes nothing and returns
+        # them, to be compared before the batch is sent again to be written.
+        args: list[str | int] = [f"?{expected}" if len(messages) > 1 else expected]
         for m, data in zip(messages, encoded, strict=True):
             args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
+        where = self.keys.session(session_id)[2]
 
         async def op(retried: bool) -> list[Any]:
             reply = await self._session("append", session_id, *args)
+            if reply[0] == b"known":
+                for j in range(2, len(reply), 3):
+                    stored = rows.message(reply[j + 2], int(reply[j + 1]), where)
+                    check_repeat(session_id, stored, messages[int(reply[j]) - 1])
+                reply = await self._session("append", session_id, expected, *args[1:])
             if reply[0] == b"conflict":
                 raise ConflictError(
                     f"session {session_id!r} has {reply[1]} messages, not {expected_seq}: "
@@ -302,9 +311,12 @@ class RedisBackend:
         if len(reply) == 5:  # nothing was stored already: the common case
             return [with_seq(m, seq + i) for i, m in enumerate(messages)]
         known: dict[int, Message] = {}
-        where = self.keys.session(session_id)[2]
         for j in range(5, len(reply), 3):
-            known[int(reply[j]) - 1] = rows.message(reply[j + 2], int(reply[j + 1]), where)
+            i = int(reply[j]) - 1
+            # One message: nothing was written, so a reused id is refused here.
+            known[i] = check_repeat(
+                session_id, rows.message(reply[j + 2], int(reply[j + 1]), where), messages[i]
+            )
         out: list[Message] = []
         for i, m in enumerate(messages):
             if i in known:

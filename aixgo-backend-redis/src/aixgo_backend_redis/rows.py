@@ -120,10 +120,9 @@ def message(data: bytes | str, seq: int | None, where: str) -> Message:
     """
     try:
         msg = Message.model_validate_json(data)
-    except ValueError:  # pydantic's ValidationError: report it with where it is
+    except ValueError:  # pydantic's ValidationError: the careful path reads or reports it
         shown = where if seq is None else f"{where} (message {seq} of the history)"
-        decode_message(data, shown)
-        raise
+        msg = decode_message(data, shown)
     if seq is not None and msg.seq != seq:
         return with_seq(msg, seq)
     if msg.seq is None:

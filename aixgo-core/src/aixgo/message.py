@@ -22,7 +22,9 @@ class ToolCall(BaseModel):
     'get_weather'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinities are written as the (non-JSON) constants so that storing refuses them
+    # (aixgo.session.codec) instead of silently writing null.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     id: str = Field(default_factory=new_id, min_length=1, max_length=256)
     name: str = Field(min_length=1, max_length=256)
@@ -42,7 +44,7 @@ class Message(BaseModel):
     ('user', 'Hello! My name is Alice.', None)
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     id: str = Field(default_factory=new_id, min_length=1, max_length=256)
     role: Role

@@ -1,4 +1,7 @@
--- ARGV[4] expected_seq ("" for none), then pairs: message id, message JSON.
+-- ARGV[4] expected_seq ("" for none), prefixed with "?" to probe: a batch that holds stored
+-- ids then returns {'known', count, (position, seq, json)...} and writes nothing, so the
+-- client can compare them with what it sends before anything is stored. Then pairs: message
+-- id, message JSON.
 -- Returns {'ok', count, updated_us, first_fresh_seq, idx, (position, seq, json)...} where idx
 -- is the session's index keys for Redis Cluster's second step ('' when done here) and the
 -- triples are the messages that were already in the current history (idempotent repeats),
@@ -23,6 +26,8 @@ if n == 1 then
     return {'ok', count, now, count, INLINE and '' or h[4]}
   end
 end
+local probe = string.byte(ARGV[4]) == 63 -- '?'
+local expected = probe and string.sub(ARGV[4], 2) or ARGV[4]
 local fields = {'head', 'count', 'updated', 'idx'}
 for k = 1, n do fields[4 + k] = '#' .. ARGV[3 + 2 * k] end
 h = h or hmget(S, fields) -- one message that is a repeat, a conflict or not found: read once
@@ -49,7 +54,12 @@ for k = 1, n do
     end
   end
 end
-if fresh > 0 and ARGV[4] ~= '' and tonumber(ARGV[4]) ~= count then
+if probe and #out > 0 then
+  local reply = {'known', count}
+  for j = 1, #out do reply[#reply + 1] = out[j] end
+  return reply
+end
+if fresh > 0 and expected ~= '' and tonumber(expected) ~= count then
   return {'conflict', count}
 end
 local first = count + 1

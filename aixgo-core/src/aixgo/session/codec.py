@@ -5,18 +5,34 @@ JSON only, never pickle: a stored session can be read with ``cat`` and cannot ru
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
-from aixgo.errors import CorruptedData, InvalidMessage
+from aixgo.errors import ConflictError, CorruptedData, InvalidMessage
 from aixgo.message import Message
 
-__all__ = ["MAX_MESSAGE_BYTES", "check_batch", "decode_message", "encode_message", "with_seq"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_MESSAGE_BYTES",
+    "check_batch",
+    "check_json_value",
+    "check_repeat",
+    "decode_message",
+    "encode_message",
+    "same_message",
+    "with_seq",
+]
 
 #: The largest message (as UTF-8 JSON) any backend must accept.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: How deeply lists and objects may nest in a message's content, in each tool call's
+#: arguments, and in metadata (the value itself is level 1). JSON parsers, ours included,
+#: refuse to read very deep documents back, so deeper data is refused before it is stored.
+MAX_DEPTH = 64
 
 # "\u0000" preceded by an even number of backslashes is an escaped NUL character; with an odd
 # number it is the literal text "\u0000", which is fine.
@@ -31,7 +47,15 @@ def encode_message(message: Message) -> bytes:
     >>> encode_message(Message.user("hi", id="m1"))[:40]
     b'{"id":"m1","role":"user","content":"hi",'
     """
-    data = message.__pydantic_serializer__.to_json(message)
+    try:
+        data = message.__pydantic_serializer__.to_json(message)
+    except PydanticSerializationError as exc:
+        # The only way a valid Message fails to serialize: text that is not Unicode
+        # (a lone surrogate such as "\ud800" from a bad decode), which UTF-8 cannot carry.
+        raise InvalidMessage(
+            f"message {message.id!r} holds text that cannot be stored as UTF-8 (a lone "
+            f"surrogate?): {exc}"
+        ) from None
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(
             f"message {message.id!r} is {len(data):,} bytes as JSON; the limit is "
@@ -42,7 +66,88 @@ def encode_message(message: Message) -> bytes:
             f"message {message.id!r} contains a NUL character; remove it or encode the data "
             "(for example as base64)"
         )
+    # The checks below walk the message; these byte tests (C speed) rule out nearly every
+    # message first. Non-finite floats are written as NaN/Infinity (Message's config), which
+    # is not JSON: they would not read back, or would read back as null. A lone surrogate in
+    # an object key is written as U+FFFD, so the key would read back changed.
+    if (
+        data.count(b"[") + data.count(b"{") > MAX_DEPTH
+        or b"NaN" in data
+        or b"Infinity" in data
+        or b"\xef\xbf\xbd" in data
+    ):
+        _check_values(message)
     return data
+
+
+def _check_values(message: Message) -> None:
+    where = f"message {message.id!r}"
+    check_json_value(message.content, f"the content of {where}", InvalidMessage)
+    for call in message.tool_calls or ():
+        check_json_value(call.arguments, f"the arguments of tool call {call.id!r} in {where}",
+                         InvalidMessage)  # fmt: skip
+    check_json_value(message.metadata, f"the metadata of {where}", InvalidMessage)
+
+
+def check_json_value(value: object, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` if ``value`` nests lists and objects more than :data:`MAX_DEPTH` deep,
+    holds a float that is NaN or infinite, or text that is not Unicode (a lone surrogate);
+    the rules for everything a store keeps as JSON.
+
+    >>> check_json_value({"a": [1.5, {"b": float("nan")}]}, "metadata", ValueError)
+    Traceback (most recent call last):
+    ...
+    ValueError: metadata holds a non-finite number (nan) at a.1.b; JSON has no NaN or Infinity
+    """
+    # Iterative, so a hostile depth cannot exhaust the interpreter's stack.
+    stack: list[tuple[object, int, tuple[str | int, ...]]] = [(value, 1, ())]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise error(
+                    f"{what} nests lists and objects more than {MAX_DEPTH} levels deep (at "
+                    f"{_path(path)}); flatten it or store it as a string"
+                )
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((v, depth + 1, (*path, k)) for k, v in pairs)
+            if isinstance(item, dict):
+                stack.extend((k, depth, path) for k in item)  # keys: checked as text
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise error(
+                    f"{what} holds text that is not valid Unicode (a lone surrogate) at "
+                    f"{_path(path)}; decode the source text properly"
+                ) from None
+        elif isinstance(item, float) and (item != item or item in (_INF, -_INF)):
+            raise error(
+                f"{what} holds a non-finite number ({item}) at {_path(path)}; JSON has no NaN "
+                "or Infinity"
+            )
+
+
+_INF = float("inf")
+
+
+def _path(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in path[:8]) + (".…" if len(path) > 8 else "") or "the top"
+
+
+def same_message(stored: Message, given: Message) -> bool:
+    """Whether ``given`` repeats ``stored``: the same id, role, content, name, tool calls and
+    ``tool_call_id``. Metadata and ``created_at`` may differ (a retry may rebuild the message);
+    an id stored with other content is a different message, and appending it is a conflict.
+    """
+    return (
+        stored.id == given.id
+        and stored.role == given.role
+        and stored.content == given.content
+        and stored.name == given.name
+        and stored.tool_calls == given.tool_calls
+        and stored.tool_call_id == given.tool_call_id
+    )
 
 
 def with_seq(message: Message, seq: int | None) -> Message:
@@ -72,14 +177,38 @@ _new = object.__new__
 _set = object.__setattr__
 
 
+def check_repeat(session_id: str, stored: Message, given: Message) -> Message:
+    """``stored`` if ``given`` repeats it (:func:`same_message`), else :class:`ConflictError`:
+    a backend calls this for every message of a batch whose id is already in the history,
+    before it writes anything, so a batch that reuses an id for other content stores nothing.
+    """
+    if same_message(stored, given):
+        return stored
+    raise ConflictError(
+        f"message id {given.id!r} is already stored in session {session_id!r} as message "
+        f"{stored.seq} with a different role or content; a repeated append must send the "
+        "same message (give a new message a new id)"
+    )
+
+
 def decode_message(data: bytes | str, where: str = "") -> Message:
     """The message stored as ``data``; :class:`CorruptedData` naming ``where`` if it is not a
     valid message."""
     try:
         return Message.model_validate_json(data)
     except ValidationError as exc:
+        error = exc
+        if exc.errors()[0]["type"] == "json_invalid" and "recursion" in str(exc):
+            # Stored before MAX_DEPTH existed: deeper than pydantic's JSON parser reads, but
+            # within what the standard library's parser and pydantic's validator handle.
+            try:
+                return Message.model_validate(json.loads(data))
+            except (ValueError, RecursionError) as deeper:
+                error = deeper if isinstance(deeper, ValidationError) else exc
         at = f" at {where}" if where else ""
-        raise CorruptedData(f"stored message{at} is not valid: {exc.errors()[0]['msg']}") from exc
+        raise CorruptedData(
+            f"stored message{at} is not valid: {error.errors()[0]['msg']}"
+        ) from error
 
 
 def check_batch(messages: Sequence[Message] | Message) -> list[bytes]:

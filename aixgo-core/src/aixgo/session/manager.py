@@ -16,6 +16,7 @@ from aixgo.errors import BackendClosed, InvalidArgument, SessionNotFound
 from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import utc_now
 from aixgo.session.backend import Backend
+from aixgo.session.codec import check_json_value
 from aixgo.session.models import Page, SessionInfo
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend
@@ -176,6 +177,7 @@ def _check_metadata(metadata: object) -> dict[str, JsonValue]:
         meta = _METADATA.validate_python(metadata)
     except ValidationError as exc:
         raise InvalidArgument(f"metadata must be a JSON object with string keys: {exc}") from None
+    check_json_value(meta, "metadata", InvalidArgument)
     size = len(json.dumps(meta, ensure_ascii=False).encode())
     if size > MAX_METADATA_BYTES:
         raise InvalidArgument(

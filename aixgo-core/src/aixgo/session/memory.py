@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aixgo.errors import BackendClosed, CheckpointNotFound, ConflictError, SessionNotFound
 from aixgo.message import Message, utc_now
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, decode_message
+from aixgo.session.codec import check_batch, check_repeat, decode_message
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.lineage import Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
@@ -125,7 +125,11 @@ class MemoryBackend:
         stored = self._get(session_id)
         encoded = check_batch(messages)
         lin = stored.lineage
-        known = {m.id: hit for m in messages if (hit := stored.live(m.id)) is not None}
+        known = {
+            m.id: check_repeat(session_id, hit, m)
+            for m in messages
+            if (hit := stored.live(m.id)) is not None
+        }
         fresh = [(m, data) for m, data in zip(messages, encoded, strict=True) if m.id not in known]
         if fresh and expected_seq is not None and expected_seq != lin.length:
             raise ConflictError(

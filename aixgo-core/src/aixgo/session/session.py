@@ -12,6 +12,7 @@ from aixgo.arguments import check_count
 from aixgo.errors import InvalidMessage
 from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import Message
+from aixgo.session.codec import check_repeat
 from aixgo.session.models import Checkpoint, SessionInfo
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ class Session:
         (stored,) = await self._mgr.backend.append_messages(
             self.id, [message], expected_seq=expected_seq
         )
+        # Our backends refuse a reused id themselves; this catches a third-party backend
+        # that returns the stored copy of another message (nothing was written then).
+        if stored.content is not message.content and stored.id == message.id:
+            check_repeat(self.id, stored, message)
         return stored
 
     async def append_messages(

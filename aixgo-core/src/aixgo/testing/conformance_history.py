@@ -9,8 +9,9 @@ import asyncio
 import pytest
 
 from aixgo.errors import ConflictError, InvalidMessage
-from aixgo.message import Message
-from aixgo.session import Backend, SessionManager
+from aixgo.message import Message, ToolCall, utc_now
+from aixgo.session import Backend, SessionManager, codec
+from aixgo.session.codec import MAX_DEPTH
 from aixgo.testing.base import ConformanceBase, new_session, texts
 from aixgo.testing.samples import (
     AWKWARD_TEXTS,
@@ -18,6 +19,7 @@ from aixgo.testing.samples import (
     as_stored,
     at,
     every_field,
+    nested,
     numbered,
 )
 
@@ -77,11 +79,70 @@ class HistoryConformance(ConformanceBase):
         msg = Message.user("once")
         stored = await s.append_message(msg)
         assert await s.append_message(msg) == stored
-        # Same id, other content: a retry of the stored message, so the stored copy wins.
-        assert await s.append_message(msg.model_copy(update={"content": "changed"})) == stored
+        # A retry may rebuild the message: other metadata or created_at is still a repeat.
+        rebuilt = msg.model_copy(update={"metadata": {"retry": 1}, "created_at": utc_now()})
+        assert await s.append_message(rebuilt) == stored
         assert await s.append_messages([msg]) == [stored]
         assert await s.get_messages() == [stored]
         assert (await s.info()).message_count == 1
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"content": "changed"},
+            {"role": "assistant"},
+            {"name": "mallory"},
+            {"content": [{"type": "text", "text": "once"}]},
+        ],
+    )
+    async def test_reusing_a_stored_id_for_other_content_conflicts(
+        self, backend: Backend, change: dict[str, object]
+    ) -> None:
+        s = await new_session(SessionManager(backend))
+        msg = Message.user("once")
+        stored = [await s.append_message(msg), await s.append_message(Message.assistant("ok"))]
+        other = msg.model_copy(update=change)
+        with pytest.raises(ConflictError, match="different role or content"):
+            await s.append_message(other)
+        with pytest.raises(ConflictError):
+            await backend.append_messages(s.id, [other])
+        # In a batch, the new messages beside it are not stored either.
+        with pytest.raises(ConflictError):
+            await s.append_messages([Message.user("new"), other, Message.user("newer")])
+        assert await s.get_messages() == stored
+        assert (await s.info()).message_count == 2
+
+    @pytest.mark.asyncio
+    async def test_nesting_up_to_the_limit_round_trips(self, backend: Backend) -> None:
+        s = await new_session(SessionManager(backend))
+        call = ToolCall(name="t", arguments={"q": nested(MAX_DEPTH - 1)})
+        sent = [
+            Message.user(
+                [{"type": "data", "v": nested(MAX_DEPTH - 2)}],
+                metadata={"k": nested(MAX_DEPTH - 1)},
+            ),
+            Message.assistant(tool_calls=[call]),
+        ]
+        assert await s.append_messages(sent) == as_stored(sent)
+        assert await s.get_messages() == as_stored(sent)
+        assert await s.get_messages(last=1) == as_stored(sent)[1:]
+
+    @pytest.mark.asyncio
+    async def test_a_message_stored_deeper_than_today_s_limit_stays_readable(
+        self, backend: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Older versions accepted nesting that JSON parsers refuse to read back (~200 levels);
+        # a store holding such a message must still read, list and export, never brick.
+        s = await new_session(SessionManager(backend), 1)
+        deep = Message.user("deep", metadata={"k": nested(220)})
+        with monkeypatch.context() as patched:
+            patched.setattr(codec, "MAX_DEPTH", 1000)
+            stored = await s.append_message(deep)
+        after = await s.append_message(Message.assistant("after"))
+        assert (await s.get_messages())[1:] == [stored, after]
+        assert await s.get_messages(last=2) == [stored, after]
+        assert await backend.get_messages(s.id, last=1) == [after]
 
     @pytest.mark.asyncio
     async def test_a_batch_of_known_messages_is_a_no_op(self, backend: Backend) -> None:

@@ -3,6 +3,7 @@ text, odd but valid names, and inputs every backend must refuse."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -10,13 +11,14 @@ from typing import Any
 from pydantic import JsonValue
 
 from aixgo.message import Message, ToolCall
-from aixgo.session.codec import MAX_MESSAGE_BYTES
+from aixgo.session.codec import MAX_DEPTH, MAX_MESSAGE_BYTES
 
 __all__ = [
     "AWKWARD_TEXTS",
     "BAD_NAMES",
     "BAD_SESSION_IDS",
     "METADATA",
+    "nested",
     "ODD_NAMES",
     "REFUSED_BATCHES",
     "as_stored",
@@ -113,6 +115,24 @@ def _nul_in_tool_call() -> list[Any]:
     return [Message.user("fine"), Message.assistant(tool_calls=[call])]
 
 
+def nested(levels: int, leaf: JsonValue = "leaf") -> JsonValue:
+    """``leaf`` inside ``levels`` nested lists and objects (alternating, a list outermost)."""
+    value = leaf
+    for i in range(levels):
+        value = [value] if i % 2 == 0 else {"k": value}
+    return value
+
+
+def _deep_tool_call() -> list[Any]:
+    call = ToolCall(name="lookup", arguments={"q": nested(MAX_DEPTH)})  # the dict is level 1
+    return [Message.user("fine"), Message.assistant(tool_calls=[call])]
+
+
+def _non_finite_tool_call() -> list[Any]:
+    call = ToolCall(name="lookup", arguments={"x": float("-inf")})
+    return [Message.user("fine"), Message.assistant(tool_calls=[call])]
+
+
 #: Batches a backend must refuse with InvalidMessage, storing none of their messages. Each is
 #: made on demand (one is over 16 MiB). Most start with a valid message, to prove atomicity.
 REFUSED_BATCHES: dict[str, Callable[[], list[Any]]] = {
@@ -125,4 +145,14 @@ REFUSED_BATCHES: dict[str, Callable[[], list[Any]]] = {
     "empty-batch": list,
     "duplicate-ids": lambda: [Message.user("twice", id="same-id"), Message.user("x", id="same-id")],
     "not-a-message": lambda: [Message.user("fine"), {"role": "user", "content": "a dict"}],
+    "too-deep-content": lambda: [
+        Message.user("fine"),
+        Message.user([{"type": "data", "v": nested(MAX_DEPTH - 1)}]),
+    ],
+    "too-deep-metadata": lambda: [Message.user("fine", metadata={"k": nested(MAX_DEPTH)})],
+    "too-deep-tool-arguments": _deep_tool_call,
+    "nan-in-metadata": lambda: [Message.user("fine"), Message.user("x", metadata={"r": math.nan})],
+    "infinity-in-tool-arguments": _non_finite_tool_call,
+    "lone-surrogate-in-content": lambda: [Message.user("fine"), Message.user("a\ud800b")],
+    "lone-surrogate-in-a-metadata-key": lambda: [Message.user("x", metadata={"\udc80": 1})],
 }
