@@ -17,10 +17,13 @@ from aixgo.errors import AgentError, CallTimeout, InvalidMessage
 from aixgo.message import ToolCall
 from aixgo.runtime import REPLY_TO
 from aixgo.session import SessionManager
+from aixgo.session.codec import MAX_DEPTH
+from aixgo.testing.samples import nested
 from aixgo_agent_react import ReActAgent, ScriptedModel, Tool, tool
 from aixgo_agent_react import agent as agent_module
 from aixgo_agent_react.agent import STOPPED, TOOL_ERROR
 from aixgo_agent_react.budget import estimate_tokens
+from pydantic import JsonValue
 
 
 def ask(*calls: tuple[str, dict[str, object]]) -> Message:
@@ -333,10 +336,17 @@ async def test_a_long_history_is_read_as_a_bounded_tail(
         ("x" * 1001, "1,001 characters; at most 1,000"),
         ("hello\x00world", "control character '\\x00'"),
         ("esc \x1b[31m", "control character '\\x1b'"),
+        # Structured content: every string of every part, not only the text parts.
+        ([{"type": "image_url", "image_url": {"url": "x" * 1000}}], "characters; at most 1,000"),
+        (
+            [{"type": "text", "text": "ok"}, {"type": "file", "name": "a\x1b]0;x\x07"}],
+            "control character '\\x1b'",
+        ),
+        ([{"type": "data", "v": nested(MAX_DEPTH)}], f"more than {MAX_DEPTH} levels deep"),
     ],
 )
 async def test_bad_input_is_refused_before_anything_is_stored(
-    mgr: SessionManager, text: str, problem: str
+    mgr: SessionManager, text: str | list[dict[str, JsonValue]], problem: str
 ) -> None:
     model = ScriptedModel(["never"])
     agent = ReActAgent(model, [], max_input_chars=1000)

@@ -167,6 +167,11 @@ def test_limits(write: Any, tmp_path: Path) -> None:
     deep = "a: " + "[" * 40 + "]" * 40 + "\n"
     with pytest.raises(ConfigError, match="nested deeper than 32"):
         load_config(write(deep))
+    # Deep enough that PyYAML's own recursive composer gives up before our check runs.
+    for opener, closer in (("[", "]"), ("{a: ", "}")):
+        deeper = "a: " + opener * 20_000 + closer * 20_000 + "\n"
+        with pytest.raises(ConfigError, match="nested far deeper than 32"):
+            load_config(write(deeper))
     bomb = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
     for i in range(1, 7):
         bomb += f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join([f"*{chr(96 + i)}"] * 10) + "]\n"

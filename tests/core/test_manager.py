@@ -11,7 +11,9 @@ import pytest_asyncio
 from aixgo import Message
 from aixgo.errors import BackendClosed, InvalidArgument, InvalidIdentifier, InvalidMessage
 from aixgo.session import Page, SessionInfo, SessionManager
+from aixgo.session.codec import MAX_DEPTH
 from aixgo.session.memory import MemoryBackend
+from aixgo.testing.samples import nested
 
 
 @pytest_asyncio.fixture
@@ -34,6 +36,12 @@ def test_default_manager_opens_aixgo_session_url(monkeypatch: pytest.MonkeyPatch
         (["not", "a", "dict"], "JSON object"),
         ({"k": "x" * 70_000}, "at most 65,536"),
         ({"k": ["a\x00"]}, "NUL"),
+        ({"k": nested(MAX_DEPTH)}, f"more than {MAX_DEPTH} levels deep"),
+        ({"k": nested(100_000)}, "levels deep|JSON object"),  # never a RecursionError
+        ({"r": [1.0, float("nan")]}, "non-finite"),
+        ({"r": float("-inf")}, "non-finite"),
+        ({"t": "a\ud800b"}, "lone surrogate"),
+        ({"\udc80": 1}, "lone surrogate"),
     ],
 )
 async def test_bad_metadata_is_refused_and_nothing_created(
@@ -48,9 +56,9 @@ async def test_bad_metadata_is_refused_and_nothing_created(
 async def test_argument_checks(mgr: SessionManager) -> None:
     s = await mgr.create("assistant", user_id="u")
     bad_calls = [
-        (s.get_messages(last=-1), "last must be at least 0"),
+        (s.get_messages(last=-1), "last must be between 0 and"),
         (s.get_messages(last=True), "last must be an int"),
-        (s.append_message(Message.user("x"), expected_seq=-1), "expected_seq must be at least"),
+        (s.append_message(Message.user("x"), expected_seq=-1), "expected_seq must be between 0"),
         (mgr.list(limit=0), "limit must be between 1 and 1000"),
         (mgr.list(cursor=5), "cursor must be a string"),  # type: ignore[arg-type]
     ]

@@ -31,13 +31,14 @@ assistant: Results: 5
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from aixgo import Message
 from aixgo.errors import InvalidArgument, InvalidMessage
 from aixgo.message import ToolCall
 from aixgo.session import Session
+from aixgo.session.codec import check_json_value
 from pydantic import JsonValue
 
 from aixgo_agent_react.budget import TokenCounter, estimate_tokens, fit_history
@@ -56,6 +57,19 @@ TOOL_ERROR = "aixgo.react.tool_error"
 # How many of the latest messages are read to build the context; the budget is met within.
 _WINDOW = 400
 _ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _strings(value: JsonValue) -> Iterator[str]:
+    """Every string in ``value``, keys included (its depth is already bounded)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
 
 
 class ReActAgent:
@@ -127,17 +141,25 @@ class ReActAgent:
             raise InvalidMessage(f"the input must be a Message, not {type(input).__name__}")
         if input.role != "user":
             raise InvalidMessage(f"the input must be a user message, not a {input.role!r} one")
-        text = input.text
-        if len(text) > self.max_input_chars:
+        if isinstance(input.content, str):
+            texts = [input.content]
+        else:
+            # Structured content reaches the model too: every string in every part (an image
+            # URL, a file name), not only the text parts, counts and is checked.
+            check_json_value(input.content, "the input's content", InvalidMessage)
+            texts = list(_strings(input.content))
+        size = sum(map(len, texts))
+        if size > self.max_input_chars:
             raise InvalidMessage(
-                f"the input is {len(text):,} characters; at most {self.max_input_chars:,} are "
+                f"the input is {size:,} characters; at most {self.max_input_chars:,} are "
                 "accepted (max_input_chars)"
             )
-        for i, ch in enumerate(text):
-            if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc":
-                raise InvalidMessage(
-                    f"the input holds the control character {ch!r} at position {i}; remove it"
-                )
+        for text in texts:
+            for i, ch in enumerate(text):
+                if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc":
+                    raise InvalidMessage(
+                        f"the input holds the control character {ch!r} at position {i}; remove it"
+                    )
 
     async def execute(self, input: Message) -> Message:
         """Answer without a session: the context is the system prompt and ``input``."""

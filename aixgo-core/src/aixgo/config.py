@@ -223,6 +223,11 @@ def load_config(path: str | PathLike[str], environ: Mapping[str, str] | None = N
         raise ConfigError(f"{p}{line}: not valid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML composes recursively, before our own depth check can see the tree.
+        raise ConfigError(
+            f"{p}: nested far deeper than {MAX_DEPTH} levels; is it the right file?"
+        ) from None
     doc = _Doc(p, environ)
     if node is None:
         return Config(path=p)

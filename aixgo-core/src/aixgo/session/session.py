@@ -18,7 +18,11 @@ from aixgo.session.models import Checkpoint, SessionInfo
 if TYPE_CHECKING:
     from aixgo.session.manager import SessionManager
 
-__all__ = ["Session"]
+__all__ = ["MAX_SEQ", "Session"]
+
+#: The largest ``expected_seq`` or ``last`` accepted: a signed 64-bit integer, which every
+#: store can compare with (a larger one is refused up front, never a store's own error).
+MAX_SEQ = 2**63 - 1
 
 
 class Session:
@@ -69,7 +73,7 @@ class Session:
         # append_messages' checks, inlined: this is every backend's hottest path.
         self._mgr._check_open()
         if expected_seq is not None:
-            check_count(expected_seq, "expected_seq", low=0)
+            check_count(expected_seq, "expected_seq", low=0, high=MAX_SEQ)
         (stored,) = await self._mgr.backend.append_messages(
             self.id, [message], expected_seq=expected_seq
         )
@@ -86,7 +90,7 @@ class Session:
         saw n messages") a concurrent writer's change raises :class:`ConflictError`."""
         self._mgr._check_open()
         if expected_seq is not None:
-            check_count(expected_seq, "expected_seq", low=0)
+            check_count(expected_seq, "expected_seq", low=0, high=MAX_SEQ)
         if isinstance(messages, Message):
             raise InvalidMessage("append_messages takes a list of messages; use append_message()")
         return await self._mgr.backend.append_messages(
@@ -98,7 +102,7 @@ class Session:
         cost that does not grow with the history's length."""
         self._mgr._check_open()
         if last is not None:
-            check_count(last, "last", low=0)
+            check_count(last, "last", low=0, high=MAX_SEQ)
             if last == 0:
                 await self._mgr.backend.get_session(self.id)  # still report a deleted session
                 return []

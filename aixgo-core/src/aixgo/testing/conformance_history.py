@@ -8,10 +8,11 @@ import asyncio
 
 import pytest
 
-from aixgo.errors import ConflictError, InvalidMessage
+from aixgo.errors import ConflictError, InvalidArgument, InvalidMessage
 from aixgo.message import Message, ToolCall, utc_now
 from aixgo.session import Backend, SessionManager, codec
 from aixgo.session.codec import MAX_DEPTH
+from aixgo.session.session import MAX_SEQ
 from aixgo.testing.base import ConformanceBase, new_session, texts
 from aixgo.testing.samples import (
     AWKWARD_TEXTS,
@@ -188,6 +189,21 @@ class HistoryConformance(ConformanceBase):
         first = await s.append_message(Message.user("a"), expected_seq=0)
         more = await s.append_messages(numbered(2), expected_seq=1)
         assert [first.seq] + [m.seq for m in more] == [1, 2, 3]
+
+    @pytest.mark.asyncio
+    async def test_counts_beyond_64_bits_are_invalid_argument(self, backend: Backend) -> None:
+        s = await new_session(SessionManager(backend), 1)
+        for huge in (2**63, 2**64, 10**30):
+            with pytest.raises(InvalidArgument):
+                await s.append_message(Message.user("x"), expected_seq=huge)
+            with pytest.raises(InvalidArgument):
+                await s.append_messages(numbered(2, prefix="y"), expected_seq=huge)
+            with pytest.raises(InvalidArgument):
+                await s.get_messages(last=huge)
+        # The largest accepted is an ordinary stale expected_seq, and the whole history.
+        with pytest.raises(ConflictError):
+            await s.append_message(Message.user("x"), expected_seq=MAX_SEQ)
+        assert await texts(s, last=MAX_SEQ) == ["m1"]
 
     @pytest.mark.asyncio
     async def test_stale_expected_seq_conflicts_and_writes_nothing(self, backend: Backend) -> None:

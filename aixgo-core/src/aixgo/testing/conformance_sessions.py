@@ -3,6 +3,8 @@ and the names and ids that are accepted or refused."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from aixgo.errors import ConflictError, InvalidArgument, InvalidIdentifier, SessionNotFound
@@ -34,6 +36,9 @@ _BAD_CURSORS = (
     "WzEsIi4uL3giXQ",
     "W3RydWUsImFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhIl0",
     "",
+    # JSON nested 100,000 deep, and the same nested just under the length a cursor may have.
+    base64.urlsafe_b64encode(b"[" * 100_000).decode(),
+    base64.urlsafe_b64encode(b"[" * 180).decode(),
 )
 
 
@@ -172,7 +177,7 @@ class SessionsConformance(ConformanceBase):
         assert rest == everything[2:]
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize("cursor", _BAD_CURSORS)
+    @pytest.mark.parametrize("cursor", _BAD_CURSORS, ids=lambda c: c[:40])
     async def test_a_bad_cursor_is_invalid_argument(self, backend: Backend, cursor: str) -> None:
         mgr = SessionManager(backend)
         await mgr.create(unique("agent"))
