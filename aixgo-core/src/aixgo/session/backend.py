@@ -10,9 +10,13 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
 * ``append_messages`` is atomic: all of the batch is stored, with consecutive ``seq`` values
   continuing the current history, or none of it is. Concurrent appends never lose, duplicate
   or interleave a batch, and ``seq`` is strictly increasing.
+* Whatever an append accepts, every read returns: refuse (``check_batch``) before writing
+  anything your store could not give back.
 * Idempotence: a message whose ``id`` is already in the session's current history is not
   stored again; the stored copy is returned in its place. A batch whose messages are all
-  present is therefore a no-op that returns them, whatever ``expected_seq`` says.
+  present is therefore a no-op that returns them, whatever ``expected_seq`` says. A repeat
+  must be the same message (:func:`~aixgo.session.codec.check_repeat`): an id stored with
+  another role or content is a :class:`ConflictError`, and a batch holding one stores nothing.
 * ``expected_seq=n`` means "I last saw n messages": if the current history does not have
   exactly ``n`` messages (and the batch is not an idempotent repeat), raise
   :class:`ConflictError` and store nothing.
