@@ -1,0 +1,134 @@
+"""A real full disk (a small tmpfs filled to ENOSPC): writes are refused whole with a
+BackendError, reads keep working in this process and in fresh ones, and everything works
+again, with nothing acknowledged lost, once space is freed."""
+
+# ruff: noqa: ASYNC221, ASYNC230, ASYNC240 - tests poke at store files directly, on purpose
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aixgo import Message
+from aixgo.errors import BackendError
+from aixgo.session import SessionManager
+
+if TYPE_CHECKING:
+    from conftest import SmallDisk  # the small_disk fixture's type
+
+WORKER = str(Path(__file__).with_name("worker.py"))
+
+#: Bigger than a page: a write of it needs space the full disk does not have.
+BIG = "x" * 6000
+
+
+def files(store: Path) -> dict[str, bytes]:
+    """Every non-empty file of the store, by path (an empty sidecar reads as a missing one)."""
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.stat().st_size
+    }
+
+
+def dump(url: str) -> list[dict[str, Any]]:
+    """The store as a fresh process reads it (worker.py dump)."""
+    proc = subprocess.run(
+        [sys.executable, WORKER, "dump", url], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    out: list[dict[str, Any]] = json.loads(proc.stdout)
+    return out
+
+
+def assert_refused(exc: pytest.ExceptionInfo[BackendError], disk: SmallDisk) -> None:
+    assert "ENOSPC" in str(exc.value) and str(disk.store) in str(exc.value), exc.value
+
+
+@pytest.mark.asyncio
+async def test_full_disk_refuses_writes_whole_and_everything_works_after_freeing_space(
+    small_disk: SmallDisk,
+) -> None:
+    async with SessionManager(small_disk.url) as mgr:
+        s = await mgr.create("a", user_id="u")
+        await s.append_messages([Message.user(f"m{i}") for i in range(3)])
+        before = files(small_disk.store)
+        small_disk.fill()
+
+        with pytest.raises(BackendError) as exc:
+            await s.append_message(Message.user(BIG))
+        assert_refused(exc, small_disk)
+        with pytest.raises(BackendError) as exc:
+            await s.checkpoint(label="full")
+        assert_refused(exc, small_disk)
+        with pytest.raises(BackendError) as exc:
+            await mgr.create("a", user_id="u")
+        assert_refused(exc, small_disk)
+
+        assert files(small_disk.store) == before  # nothing half-made, no empty log
+        assert [i.id for i in (await mgr.list()).items] == [s.id]
+        assert [m.text for m in await s.get_messages()] == ["m0", "m1", "m2"]
+        assert await s.list_checkpoints() == []
+        assert dump(small_disk.url) == [
+            {"id": s.id, "messages": ["m0", "m1", "m2"], "checkpoints": []}
+        ]
+
+        small_disk.free()
+        assert (await s.append_message(Message.user(BIG))).seq == 4
+        await s.checkpoint(label="freed")
+        s2 = await mgr.create("a", user_id="u")
+        await s2.append_message(Message.user("new"))
+    assert dump(small_disk.url) == [
+        {"id": s2.id, "messages": ["new"], "checkpoints": []},
+        {"id": s.id, "messages": ["m0", "m1", "m2", BIG], "checkpoints": ["freed"]},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_process_reads_on_a_full_disk_although_sidecars_need_rebuilding(
+    small_disk: SmallDisk,
+) -> None:
+    async with SessionManager(small_disk.url) as mgr:
+        s = await mgr.create("a", user_id="u")
+        await s.append_messages([Message.user(f"m{i}") for i in range(3)])
+        await s.checkpoint(label="c")
+        await s.append_message(Message.user("m3"))
+    want = [{"id": s.id, "messages": ["m0", "m1", "m2", "m3"], "checkpoints": ["c"]}]
+    # The derived files are gone (restored from a backup without them, say): opening the
+    # session rebuilds them, which needs space the disk does not have.
+    sidecars = sorted(small_disk.store.glob("s/*/*.idx")) + sorted(
+        small_disk.store.glob("s/*/*.meta")
+    )
+    idx_bytes = sidecars[0].read_bytes()
+    for p in sidecars:
+        p.unlink()
+    small_disk.fill()
+    assert dump(small_disk.url) == want
+    small_disk.free()
+    assert dump(small_disk.url) == want
+    assert sidecars[0].read_bytes() == idx_bytes  # rebuilt on disk once there was room
+
+
+@pytest.mark.asyncio
+async def test_a_write_that_fails_after_its_log_line_is_taken_back(
+    small_disk: SmallDisk,
+) -> None:
+    # The log line fits in its file's last page, the first .meta entry does not: the
+    # checkpoint's record reached the log before the disk refused the rest.
+    async with SessionManager(small_disk.url) as mgr:
+        s = await mgr.create("a", user_id="u")
+        await s.append_message(Message.user("m0"))
+        log = next(small_disk.store.glob("s/*/*.log"))
+        before = log.read_bytes()
+        small_disk.fill()
+        with pytest.raises(BackendError):
+            await s.checkpoint(label="half")
+        assert log.read_bytes() == before
+        small_disk.free()
+        assert await s.list_checkpoints() == []
+        await s.checkpoint(label="whole")
+    assert dump(small_disk.url)[0]["checkpoints"] == ["whole"]
