@@ -2,8 +2,6 @@
 BackendError, reads keep working in this process and in fresh ones, and everything works
 again, with nothing acknowledged lost, once space is freed."""
 
-# ruff: noqa: ASYNC221, ASYNC230, ASYNC240 - tests poke at store files directly, on purpose
-
 from __future__ import annotations
 
 import json
@@ -89,6 +87,29 @@ async def test_full_disk_refuses_writes_whole_and_everything_works_after_freeing
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("write", ["append", "checkpoint", "create"])
+async def test_each_write_is_refused_alone_with_nothing_left_behind(
+    small_disk: SmallDisk, write: str
+) -> None:
+    async with SessionManager(small_disk.url) as mgr:
+        s = await mgr.create("a", user_id="u")
+        await s.append_message(Message.user("m0"))
+        before = files(small_disk.store)
+        small_disk.fill()
+        writes = {
+            "append": lambda: s.append_message(Message.user(BIG)),
+            "checkpoint": lambda: s.checkpoint(label="full"),
+            "create": lambda: mgr.create("a", user_id="u"),
+        }
+        with pytest.raises(BackendError) as exc:
+            await writes[write]()
+        assert_refused(exc, small_disk)
+        assert files(small_disk.store) == before
+        logs = list(small_disk.store.glob("s/*/*.log"))
+        assert len(logs) == 1 and [i.id for i in (await mgr.list()).items] == [s.id]
+
+
+@pytest.mark.asyncio
 async def test_a_fresh_process_reads_on_a_full_disk_although_sidecars_need_rebuilding(
     small_disk: SmallDisk,
 ) -> None:
@@ -132,3 +153,52 @@ async def test_a_write_that_fails_after_its_log_line_is_taken_back(
         assert await s.list_checkpoints() == []
         await s.checkpoint(label="whole")
     assert dump(small_disk.url)[0]["checkpoints"] == ["whole"]
+
+
+def check(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aixgo_backend_file.repair", "--check", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def check_read_only(disk: Path, ro: Path) -> subprocess.CompletedProcess[str]:
+    """``repair --check`` of the store on ``disk`` seen through a read-only bind mount."""
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", str(disk), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        return check(f"file://{ro}/store")
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.asyncio
+async def test_repair_check_on_a_full_disk_or_a_read_only_mount_writes_nothing(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    async with SessionManager(small_disk.url) as mgr:
+        sessions = [await mgr.create("a", user_id="u") for _ in range(2)]
+        for s in sessions:
+            await s.append_messages([Message.user(f"m{i}") for i in range(3)])
+    idx = next(small_disk.store.glob(f"s/*/{sessions[0].id}.idx"))
+    idx.unlink()  # derived: rebuilt when the session is next opened for real
+    before = tree(small_disk.store)
+    small_disk.fill()
+    proc = check(small_disk.url)
+    assert proc.returncode == 1 and not proc.stderr, proc.stderr
+    assert f"NEEDS REPAIR {idx}: missing" in proc.stdout
+    assert "2 sessions checked; nothing was changed" in proc.stdout
+    assert tree(small_disk.store) == before
+    # Read-only all the way down: the same store through a read-only bind mount.
+    proc = check_read_only(small_disk.path, tmp_path / "ro")
+    assert proc.returncode == 1 and not proc.stderr, proc.stderr
+    assert "2 sessions checked; nothing was changed" in proc.stdout
+    small_disk.free()
+    assert tree(small_disk.store) == before
