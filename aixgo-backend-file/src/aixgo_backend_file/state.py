@@ -125,9 +125,13 @@ class LogState:
     def _detach(self, idx_keep: int, meta_keep: int) -> None:
         """Keep the sidecars in memory from now on, starting from the first ``idx_keep`` and
         ``meta_keep`` bytes of the ones on disk (which stay as they are)."""
-        idx = memory_copy(self._readable(self.idx_path, self.idx_fd), idx_keep)
+        idx = memory_copy(
+            self._readable(self.idx_path, self.idx_fd) if idx_keep else None, idx_keep
+        )
         try:
-            meta = memory_copy(self._readable(self.meta_path, self.meta_fd), meta_keep)
+            meta = memory_copy(
+                self._readable(self.meta_path, self.meta_fd) if meta_keep else None, meta_keep
+            )
         except BaseException:
             os.close(idx)
             raise
