@@ -4,6 +4,7 @@ again, with nothing acknowledged lost, once space is freed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from aixgo import Message
 from aixgo.errors import BackendError
 from aixgo.session import SessionManager
+from aixgo_backend_file.index import ENTRY
 
 if TYPE_CHECKING:
     from conftest import SmallDisk  # the small_disk fixture's type
@@ -156,6 +158,34 @@ async def test_a_write_that_fails_after_its_log_line_is_taken_back(
         assert await s.list_checkpoints() == []
         await s.checkpoint(label="whole")
     assert dump(small_disk.url)[0]["checkpoints"] == ["whole"]
+
+
+@pytest.mark.asyncio
+async def test_a_listing_row_cut_short_by_the_full_disk_is_taken_back(
+    small_disk: SmallDisk,
+) -> None:
+    # 81 rows of 50 bytes leave 46 bytes in the listing index's page: the next row can only
+    # be written short. Left there, it would shift every later row out of place.
+    async with SessionManager(small_disk.url) as mgr:
+        s = await mgr.create("a", user_id="u")
+        await s.append_message(Message.user("m0"))
+        for _ in range(80):
+            await mgr.create("a", user_id="u")
+        index = small_disk.store / "i" / "g.ix"
+        assert index.stat().st_size == 81 * ENTRY
+        small_disk.fill()
+        await asyncio.sleep(0.01)  # past REFRESH_US: the append writes listing rows again
+        with pytest.raises(BackendError) as exc:
+            await s.append_message(Message.user("m1"))
+        assert_refused(exc, small_disk)
+        assert index.stat().st_size == 81 * ENTRY
+        small_disk.free()
+        await s.append_message(Message.user("m1"))
+        new = await mgr.create("a", user_id="u")
+        page = await mgr.list(limit=2)
+        assert [i.id for i in page.items] == [new.id, s.id]
+    listed = [row["id"] for row in dump(small_disk.url)]
+    assert listed[:2] == [new.id, s.id] and len(listed) == 82
 
 
 def check(url: str) -> subprocess.CompletedProcess[str]:

@@ -142,8 +142,8 @@ class Store:
             if len(self._keys) >= 4 * MAX_OPEN_SESSIONS:
                 self._keys.clear()
             keys = self._keys[log.agent, log.user_id] = keys_for(log.agent, log.user_id)
-        if self.index.note(keys, updated, log.id):
-            log.noted = updated
+        self.index.note(keys, updated, log.id)
+        log.noted = updated
 
     def _remember(self, log: SessionLog) -> None:
         self._open[log.id] = log
