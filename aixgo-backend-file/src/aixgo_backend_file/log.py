@@ -24,7 +24,9 @@ checks them against the log and rebuilds them). Every
 operation first compares the log's size (one ``lseek``) with the size this process last
 validated: if they match (the common case) nothing else is read; if not, it parses only the
 new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer did not
-get to. A sidecar that disagrees with the log is rebuilt from the log.
+get to. A sidecar that disagrees with the log is rebuilt from the log; one the disk will not
+let grow (it is full) is kept in memory instead (:mod:`aixgo_backend_file.diskfull`); an
+``.idx`` entry that points at the wrong bytes is read around from the log, with a warning.
 """
 
 from __future__ import annotations

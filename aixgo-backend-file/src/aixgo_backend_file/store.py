@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aixgo.clock import now_micros
-from aixgo.errors import BackendClosed, BackendUnavailable, ConfigError, SessionNotFound
+from aixgo.errors import (
+    BackendClosed,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    SessionNotFound,
+)
 from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
@@ -196,7 +202,14 @@ class Store:
         except SessionNotFound:
             self._forget(session_id)
             raise
+        except OSError as exc:
+            raise self._unreadable(session_id, exc) from exc
         return log
+
+    def _unreadable(self, session_id: str, exc: OSError) -> BackendError:
+        """Catching up with the log failed part-way: drop the view, say why."""
+        self._forget(session_id)
+        return failed(self.root, exc, f"reading session {session_id}", wrote=False)
 
     def create(self, info: SessionInfo) -> None:
         with self.lock:
@@ -288,6 +301,8 @@ class Store:
                 except SessionNotFound:
                     self._forget(session_id)
                     raise
+                except OSError as exc:
+                    raise self._unreadable(session_id, exc) from exc
             # fsync mode: a lone writer syncs inline, before the sidecars (as fast as it
             # gets); writes in flight together leave it to the group commit.
             sync = self.fsync and self.commit.alone()
