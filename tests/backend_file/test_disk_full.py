@@ -16,6 +16,7 @@ from aixgo import Message
 from aixgo.errors import BackendError
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
+from aixgo_backend_file.repair import repair
 
 if TYPE_CHECKING:
     from conftest import SmallDisk  # the small_disk fixture's type
@@ -188,9 +189,10 @@ async def test_a_listing_row_cut_short_by_the_full_disk_is_taken_back(
     assert listed[:2] == [new.id, s.id] and len(listed) == 82
 
 
-def check(url: str) -> subprocess.CompletedProcess[str]:
+def check(url: str, flag: str = "--check") -> subprocess.CompletedProcess[str]:
+    """``python -m aixgo_backend_file.repair --check URL`` (or without ``--check``)."""
     return subprocess.run(
-        [sys.executable, "-m", "aixgo_backend_file.repair", "--check", url],
+        [sys.executable, "-m", "aixgo_backend_file.repair", *filter(None, [flag]), url],
         capture_output=True,
         text=True,
         check=False,
@@ -233,5 +235,13 @@ async def test_repair_check_on_a_full_disk_or_a_read_only_mount_writes_nothing(
     proc = check_read_only(small_disk.path, tmp_path / "ro")
     assert proc.returncode == 1 and not proc.stderr, proc.stderr
     assert "2 sessions checked; nothing was changed" in proc.stdout
-    small_disk.free()
     assert tree(small_disk.store) == before
+    # repair itself needs room: it stops with a clear error, the listing as it was.
+    listing = {p: p.read_bytes() for p in small_disk.store.glob("i/*")}
+    proc = check(small_disk.url, "")
+    assert proc.returncode == 2 and "free space and run repair again" in proc.stderr, proc.stderr
+    assert {p: p.read_bytes() for p in small_disk.store.glob("i/*")} == listing
+    small_disk.free()
+    assert repair(small_disk.url).sessions == 2
+    proc = check(small_disk.url)
+    assert proc.returncode == 0 and "2 sessions checked" in proc.stdout, proc.stdout
