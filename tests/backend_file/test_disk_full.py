@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 WORKER = str(Path(__file__).with_name("worker.py"))
 
+#: The file system's page: tmpfs gives files space a page at a time.
+PAGE = 4096
 #: Bigger than a page: a write of it needs space the full disk does not have.
 BIG = "x" * 6000
 
@@ -165,28 +167,31 @@ async def test_a_write_that_fails_after_its_log_line_is_taken_back(
 async def test_a_listing_row_cut_short_by_the_full_disk_is_taken_back(
     small_disk: SmallDisk,
 ) -> None:
-    # 81 rows of 50 bytes leave 46 bytes in the listing index's page: the next row can only
-    # be written short. Left there, it would shift every later row out of place.
+    # Rows are added until the listing index's last page has less room than a row holds:
+    # the next row can only be written short. Left there, it would shift every later row
+    # out of place.
     async with SessionManager(small_disk.url) as mgr:
         s = await mgr.create("a", user_id="u")
         await s.append_message(Message.user("m0"))
-        for _ in range(80):
-            await mgr.create("a", user_id="u")
         index = small_disk.store / "i" / "g.ix"
-        assert index.stat().st_size == 81 * ENTRY
+        sessions = 1
+        while PAGE - index.stat().st_size % PAGE >= ENTRY:
+            await mgr.create("a", user_id="u")  # one row each
+            sessions += 1
+        rows = index.stat().st_size
         small_disk.fill()
         await asyncio.sleep(0.01)  # past REFRESH_US: the append writes listing rows again
         with pytest.raises(BackendError) as exc:
             await s.append_message(Message.user("m1"))
         assert_refused(exc, small_disk)
-        assert index.stat().st_size == 81 * ENTRY
+        assert index.stat().st_size == rows
         small_disk.free()
         await s.append_message(Message.user("m1"))
         new = await mgr.create("a", user_id="u")
         page = await mgr.list(limit=2)
         assert [i.id for i in page.items] == [new.id, s.id]
     listed = [row["id"] for row in dump(small_disk.url)]
-    assert listed[:2] == [new.id, s.id] and len(listed) == 82
+    assert listed[:2] == [new.id, s.id] and len(listed) == sessions + 1
 
 
 def check(url: str, flag: str = "--check") -> subprocess.CompletedProcess[str]:
