@@ -13,6 +13,7 @@ processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -115,7 +116,8 @@ class Store:
         try:
             write_all(fd, FORMAT)
         except OSError as exc:
-            os.ftruncate(fd, 0)  # an empty marker is written again on the next open
+            with contextlib.suppress(OSError):  # an empty marker is written on the next open
+                os.ftruncate(fd, 0)
             raise BackendUnavailable(str(failed(self.root, exc, "creating the store"))) from exc
 
     def close(self) -> None:
