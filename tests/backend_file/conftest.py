@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,60 @@ def _release(procs: list[subprocess.Popen[str]]) -> list[str]:
 def release_workers() -> Release:
     """Send ready workers "go" together, wait for them to succeed; their standard outputs."""
     return _release
+
+
+class SmallDisk:
+    """A 2 MiB file system of its own (tmpfs) holding a store: :meth:`fill` it until the
+    disk is full (ENOSPC), :meth:`free` the space again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.store = path / "store"
+        self.url = f"file://{self.store}"
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            chunk = b"\0" * 65536
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    if len(chunk) == 1:
+                        break
+                    chunk = chunk[: len(chunk) // 2]
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self._filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A real full disk for the tests: needs root to mount (so fails under CI, which runs
+    as root; elsewhere the test is skipped)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    why = "mount/umount not found"
+    if mount and umount:
+        done = subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        why = done.stderr.strip()
+    if not (mount and umount) or done.returncode:
+        msg = f"cannot mount a small tmpfs to fill up (it needs root): {why}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    try:
+        yield SmallDisk(where)
+    finally:
+        subprocess.run([umount, str(where)], check=True)

@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from aixgo import Message
 from aixgo.errors import CorruptedData, SessionNotFound
 from aixgo.session import SessionManager
+from aixgo_backend_file.state import IDX
 
 
 def files(store_dir: Path, ext: str) -> Path:
@@ -157,3 +159,38 @@ async def test_idempotent_retry_after_reopen_and_in_another_process_view(store_u
         again = await (await b.get(s.id)).append_message(msg)  # another "process" retries
         assert again == first and again.seq == 1
         assert len(await s.get_messages()) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("damage", ["offset", "swapped", "outside"])
+async def test_a_damaged_idx_entry_is_read_around_from_the_log(
+    store_url: str, store_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """The .idx is derived data: an entry gone bad is not a damaged log. The read is served
+    from the log, and a warning says the index needs repair."""
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.create("a")
+        await s.append_messages([Message.user(f"m{i}", id=f"id{i}") for i in range(6)])
+        await s.append_message(Message.user("m6", id="id6"))  # the last entry stays good
+    idx = files(store_dir, "idx")
+    data = bytearray(idx.read_bytes())
+    second, third = slice(IDX.size, 2 * IDX.size), slice(2 * IDX.size, 3 * IDX.size)
+    if damage == "offset":
+        data[IDX.size] ^= 0x01  # message 2's entry points one byte off
+    elif damage == "swapped":  # both point at a whole record of the right length
+        data[second], data[third] = data[third], data[second]
+    else:
+        data[IDX.size : IDX.size + 8] = b"\xff" * 8
+    idx.write_bytes(bytes(data))
+    want = [f"m{i}" for i in range(7)]
+    caplog.set_level(logging.WARNING, logger="aixgo.file")
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.get(s.id)
+        got = await s.get_messages()
+        assert [m.text for m in got] == want
+        assert [m.seq for m in got] == list(range(1, 8))
+        assert [m.text for m in await s.get_messages(last=6)] == want[1:]
+        assert (await s.append_message(Message.user("m1", id="id1"))).seq == 2  # a retry
+    warned = [r.getMessage() for r in caplog.records if r.name == "aixgo.file"]
+    assert any(str(idx) in w and "index needs repair" in w for w in warned), warned
+    assert idx.read_bytes() == bytes(data)  # reading wrote nothing; repair rewrites it

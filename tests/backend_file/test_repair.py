@@ -13,6 +13,7 @@ from aixgo import Message
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
 from aixgo_backend_file.repair import repair
+from aixgo_backend_file.state import IDX
 
 
 async def build(url: str) -> list[str]:
@@ -87,3 +88,53 @@ async def test_repair_cli_reports_damage_with_file_and_line(
         check=False,
     )
     assert bad.returncode == 2 and "absolute" in bad.stderr
+
+
+def tree(store_dir: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under the store: mode and content."""
+    return {
+        str(p.relative_to(store_dir)): (p.stat().st_mode, p.read_bytes())
+        for p in sorted(store_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def check(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aixgo_backend_file.repair", "--check", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.asyncio
+async def test_repair_check_reports_what_repair_would_do_and_changes_nothing(
+    store_url: str, store_dir: Path
+) -> None:
+    ids = await build(store_url)
+    logs = sorted(store_dir.glob("s/*/*.log"))
+    idx = logs[0].with_suffix(".idx")
+    data = bytearray(idx.read_bytes())
+    data[IDX.size] ^= 0x01  # entry 2 of a derived index gone bad
+    idx.write_bytes(bytes(data))
+    with logs[1].open("ab") as f:
+        f.write(b"0000004")  # a record torn by a crash
+    never = store_dir / "s" / "00" / ("00" * 16 + ".log")  # a create that never completed
+    never.parent.mkdir(mode=0o700, exist_ok=True)
+    never.touch(mode=0o600)
+    before = tree(store_dir)
+    proc = check(store_url)
+    assert proc.returncode == 1, proc.stderr
+    assert tree(store_dir) == before  # not a byte changed, nothing made or removed
+    out = proc.stdout
+    assert f"{len(ids)} sessions checked; nothing was changed" in out
+    assert f"NEEDS REPAIR {idx}: entry 2 does not match the log; the index needs repair" in out
+    assert f"NEEDS REPAIR {logs[1]}: 7 bytes from byte " in out
+    assert f"would remove {'00' * 16}" in out
+    assert "DAMAGED" not in out
+    report = repair(store_url)
+    assert report.sessions == len(ids) and not report.damaged
+    proc = check(store_url)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.strip() == f"{len(ids)} sessions checked; nothing was changed"

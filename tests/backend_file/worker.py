@@ -15,6 +15,9 @@
                                                    synced being how many bytes of the log
                                                    this process's finished fdatasyncs cover;
                                                    at the end "syncs <count>"
+    python worker.py dump URL                      print the store as JSON: every listed
+                                                   session's id, message texts and
+                                                   checkpoint labels, most recent first
 
 Messages of the loop mode have ids ``m<i>`` and text ``<i>``; every third append is a batch
 of three, so kills also land inside batches.
@@ -23,6 +26,7 @@ of three, so kills also land inside batches.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
@@ -116,6 +120,17 @@ async def serve(url: str) -> None:
                 print((await s.append_message(Message.user(args[1]))).seq, flush=True)
 
 
+async def dump(url: str) -> None:
+    async with SessionManager(url) as mgr:
+        out = []
+        for info in (await mgr.list(limit=1000)).items:
+            s = await mgr.get(info.id)
+            texts = [m.text for m in await s.get_messages()]
+            labels = [cp.label for cp in await s.list_checkpoints()]
+            out.append({"id": info.id, "messages": texts, "checkpoints": labels})
+    print(json.dumps(out), flush=True)
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     if mode == "loop":
@@ -126,6 +141,8 @@ def main() -> None:
         asyncio.run(create(args[0], args[1], args[2], int(args[3])))
     elif mode == "serve":
         asyncio.run(serve(args[0]))
+    elif mode == "dump":
+        asyncio.run(dump(args[0]))
     elif mode == "tasks":
         asyncio.run(tasks(args[0], args[1], args[2], int(args[3]), int(args[4])))
     else:

@@ -28,6 +28,8 @@ lookup of each. The files are rebuilt and compacted by :mod:`aixgo_backend_file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import heapq
 import os
 import re
@@ -105,19 +107,19 @@ class Index:
             os.close(self._fds.popitem(last=False)[1])
         return fd
 
-    def note(self, keys: list[str], updated: int, session_id: str) -> bool:
+    def note(self, keys: list[str], updated: int, session_id: str) -> None:
         """Record that ``session_id`` was updated at ``updated`` (µs) under ``keys``: one
-        line per key. False if a line was cut short (disk full), so the caller does not
-        count on it to skip later rows (see the module docs).
+        line per key. OSError if the disk refuses a line; a line cut short is taken back,
+        as the fixed-width lines after it would be misread.
         """
         line = b"%016x %b\n" % (updated, session_id.encode())
-        whole = True
         for key in keys:
             fd = self._fd(key, create=True)
             assert fd is not None
-            if os.write(fd, line) != len(line):
-                whole = False
-        return whole
+            written = os.write(fd, line)
+            if written != len(line):
+                _take_back(fd, written)
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (listing index)")
 
     def page(
         self,
@@ -205,3 +207,12 @@ class Index:
             else:
                 lo = mid + 1
         return lo
+
+
+def _take_back(fd: int, written: int) -> None:
+    """Cut off the ``written`` bytes of a line just appended short to ``fd``, unless another
+    writer appended after them (on a full disk it cannot have: its write needed room too)."""
+    end = os.lseek(fd, 0, os.SEEK_CUR)
+    with contextlib.suppress(OSError):
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - written)

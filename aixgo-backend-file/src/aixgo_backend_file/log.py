@@ -24,7 +24,9 @@ checks them against the log and rebuilds them). Every
 operation first compares the log's size (one ``lseek``) with the size this process last
 validated: if they match (the common case) nothing else is read; if not, it parses only the
 new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer did not
-get to. A sidecar that disagrees with the log is rebuilt from the log.
+get to. A sidecar that disagrees with the log is rebuilt from the log; one the disk will not
+let grow (it is full) is kept in memory instead (:mod:`aixgo_backend_file.diskfull`); an
+``.idx`` entry that points at the wrong bytes is read around from the log, with a warning.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from aixgo.session.codec import check_repeat, decode_message, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
+from aixgo_backend_file.diskfull import logger
 from aixgo_backend_file.paths import Layout, open_file
 from aixgo_backend_file.recovery import Recovery
 from aixgo_backend_file.state import (
@@ -82,6 +85,9 @@ class SessionLog(Recovery):
             raise ConflictError(f"session {info.id!r} exists already") from None
         log = cls(layout, info.id, fd, fsync=fsync)
         try:
+            # Held until the create is complete: an opener that finds the file meanwhile
+            # waits, then sees it whole or unlinked, never a session that is taken back.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             header = {
                 "t": "session",
                 "v": 1,
@@ -104,9 +110,62 @@ class SessionLog(Recovery):
                 if new_shard:
                     fsync_dir(os.path.dirname(shard))
         except BaseException:
+            log._unmake()
+            raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return log
+
+    def _unmake(self) -> None:
+        """Take back a create that failed part-way (its lock held): no file of it remains,
+        so it is neither listed nor found."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+            if self.fsync:
+                fsync_dir(os.path.dirname(self.path))
+        self.close()
+
+    @classmethod
+    def scan(cls, layout: Layout, session_id: str) -> SessionLog:
+        """Read a session from its log alone, writing nothing anywhere (``repair --check``):
+        its sidecars as they should be are in memory, and :attr:`problems` says where the
+        files on disk differ. SessionNotFound if the log is not a session (any more)."""
+        path = layout.session_base(session_id) + "log"
+        try:
+            fd = open_file(path, os.O_RDONLY, "session log")
+        except FileNotFoundError:
+            raise SessionNotFound(session_id) from None
+        log = cls(layout, session_id, fd, fsync=False)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            log._detach(0, 0)
+            log._catch_up(lambda _log, _ts: None, cut=False)
+            if log.lines == 0:
+                raise SessionNotFound(session_id, "its creation did not complete")
+            if log.deleted:
+                raise SessionNotFound(session_id, "its delete did not complete")
+            log.problems = log._differences()
+        except BaseException:
             log.close()
             raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
         return log
+
+    def _differences(self) -> list[str]:
+        """Where the files on disk differ from what this scan derived from the log."""
+        out = []
+        end = os.fstat(self.fd).st_size
+        if end > self.size:
+            out.append(
+                f"{self.path}: {end - self.size} bytes from byte {self.size} on are a record "
+                "torn by a crash; repair cuts them off"
+            )
+        sidecars = ((self.idx_path, self.idx_fd, IDX.size), (self.meta_path, self.meta_fd, 0))
+        for path, fd, unit in sidecars:
+            assert fd is not None
+            why = _compare(path, fd, unit)
+            if why:
+                out.append(f"{path}: {why}; the index needs repair")
+        return out
 
     @classmethod
     def open(cls, layout: Layout, session_id: str, *, fsync: bool, touch: Touch) -> SessionLog:
@@ -187,6 +246,46 @@ class SessionLog(Recovery):
         seq: int,
         out: list[Message],
     ) -> None:
+        """Decode the records ``entries`` (``.idx`` entries from ordinal ``first``, seq
+        ``seq`` on) point at. An entry that points at the wrong bytes is derived data gone
+        bad, not a damaged log: the records are then found from the log itself."""
+        done = len(out)
+        try:
+            self._decode_entries(entries, first, seq, out)
+        except CorruptedData:
+            fixed = self._entries_from_log(entries, first)
+            if fixed is None:
+                raise
+            del out[done:]
+            self._decode_entries(fixed, first, seq, out)
+
+    def _entries_from_log(
+        self, entries: list[tuple[int, ...]], first: int
+    ) -> list[tuple[int, ...]] | None:
+        """``entries`` as the log says they are, if they differ from what ``.idx`` said."""
+        if not self._reload_from_log():
+            return None
+        raw = pread_all(self._idx(), len(entries) * IDX.size, first * IDX.size)
+        fixed = list(IDX.iter_unpack(raw))
+        pairs = enumerate(zip(entries, fixed, strict=False))
+        bad = next((k for k, (was, right) in pairs if was != right), None)
+        if bad is None:
+            return None
+        logger.warning(
+            "%s: entry %d does not match the log; reading the session from its log (the index "
+            "needs repair: run `python -m aixgo_backend_file.repair`)",
+            self.idx_path,
+            first + bad + 1,
+        )
+        return fixed
+
+    def _decode_entries(
+        self,
+        entries: list[tuple[int, ...]],
+        first: int,
+        seq: int,
+        out: list[Message],
+    ) -> None:
         i = 0
         while i < len(entries):
             start = entries[i][0]
@@ -194,6 +293,10 @@ class SessionLog(Recovery):
             while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
                 j += 1
             stop = entries[j][0] + entries[j][1]
+            if not start < stop <= self.size:
+                raise CorruptedData(
+                    f"{self.idx_path}: entry {first + i + 1} points outside the log"
+                )
             buf = pread_all(self.fd, stop - start, start)
             for k in range(i, j + 1):
                 offset, length = entries[k][0], entries[k][1]
@@ -206,7 +309,7 @@ class SessionLog(Recovery):
         rel = offset - start
         parsed = record.parse_at(buf, rel)
         head = record.parse_message(parsed.payload) if parsed.payload is not None else None
-        if head is None or parsed.end - rel != length:
+        if head is None or parsed.end - rel != length or head.seq != seq:
             line = 2 + ordinal + bisect.bisect_left(self.meta_offsets, offset)
             raise CorruptedData(
                 f"{self.path}, line {line}: message record {ordinal + 1} fails its checksum "
@@ -425,6 +528,26 @@ class SessionLog(Recovery):
         self._write_other({"t": "deleted", "ts": now, "o": self.count}, meta=False)
         self._remove_files()
 
+    def mark(self) -> tuple[int, int, int]:
+        """Where this view's files end now, for :meth:`undo`."""
+        return self.size, self.count, self.meta_size
+
+    def undo(self, mark: tuple[int, int, int]) -> None:
+        """Take back a write that failed part-way (exclusive lock held): cut the log and the
+        sidecars back to ``mark``. Shrinking needs no free space. The view is stale after
+        it: the store reopens the session."""
+        size, count, meta_size = mark
+        self.stale = True
+        try:
+            self._truncate(size)
+        except OSError as exc:  # the line stays, whole: a retry with its ids finds it
+            logger.warning("%s: cannot take back a failed write (%s)", self.path, exc)
+        for fd, keep in ((self.idx_fd, count * IDX.size), (self.meta_fd, meta_size)):
+            if fd is not None:
+                with contextlib.suppress(OSError):  # the next open checks them anyway
+                    if os.fstat(fd).st_size > keep:
+                        os.ftruncate(fd, keep)
+
     def _write_other(self, rec: dict[str, Any], *, meta: bool = True) -> None:
         data = record.line(record.other_payload(rec))
         offset = self.size
@@ -440,7 +563,7 @@ class SessionLog(Recovery):
     def _write_log(self, data: bytes) -> None:
         try:
             write_all(self.fd, data)
-        except (OSError, BackendError):
+        except OSError:
             # ENOSPC and friends: take back a partial line so the log stays well-formed.
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, self.size)
@@ -464,3 +587,31 @@ class SessionLog(Recovery):
                 f"fdatasync of {self.path} failed ({exc}): the write may not be on disk"
             ) from exc
         self.synced = end
+
+
+def _compare(path: str, want_fd: int, unit: int) -> str:
+    """How the file at ``path`` differs from ``want_fd`` (empty if it does not): ``unit``
+    is the size of one entry, or 0 for a file of lines."""
+    want_size = os.fstat(want_fd).st_size
+    try:
+        fd = open_file(path, os.O_RDONLY, "session sidecar")
+    except FileNotFoundError:
+        return f"missing ({want_size} bytes expected)" if want_size else ""
+    try:
+        have_size = os.fstat(fd).st_size
+        pos = 0
+        while pos < min(have_size, want_size):
+            n = min(CHUNK, min(have_size, want_size) - pos)
+            have, want = os.pread(fd, n, pos), os.pread(want_fd, n, pos)
+            if have != want:
+                at = pos + next(i for i in range(len(have)) if have[i] != want[i])
+                where = f"entry {at // unit + 1}" if unit else f"byte {at}"
+                return f"{where} does not match the log"
+            pos += n
+    finally:
+        os.close(fd)
+    if have_size < want_size:
+        return f"ends early ({have_size} of {want_size} bytes)"
+    if have_size > want_size:
+        return f"runs past the log ({have_size} bytes, {want_size} expected)"
+    return ""

@@ -19,6 +19,7 @@ from aixgo.errors import (
 )
 
 from aixgo_backend_file import record
+from aixgo_backend_file.diskfull import logger
 from aixgo_backend_file.state import CHUNK, IDX, LogState, Touch, fsync_dir, pread_all, write_all
 
 __all__ = ["Recovery"]
@@ -26,6 +27,10 @@ __all__ = ["Recovery"]
 
 class _Rebuild(Exception):
     """A sidecar disagrees with the log: rebuild both from the log."""
+
+
+def _no_touch(log: LogState, updated: int) -> None:
+    """A :data:`Touch` for reads that must write nothing."""
 
 
 class Recovery(LogState):
@@ -56,6 +61,7 @@ class Recovery(LogState):
         self._apply_other(rec, 0)
         self.size = header[1]
         self.lines = 1
+        self._uncut = False
         covered = self.size
         self.meta_fd = self._open_sidecar(self.meta_path, create=False)
         if self.meta_fd is not None:
@@ -68,6 +74,8 @@ class Recovery(LogState):
         self.size = covered
         self.lines = 1 + self.count + len(self.meta_offsets)
         self._fix_lengths()
+        if self._uncut:  # a torn sidecar end stayed: never append after it
+            self._detach(self.count * IDX.size, self.meta_size)
 
     def _load_meta(self, fd: int) -> int:
         buf = pread_all(fd, os.fstat(fd).st_size, 0)
@@ -77,7 +85,7 @@ class Recovery(LogState):
             if parsed is None or parsed.payload is None:
                 if parsed is not None and parsed.complete:
                     raise _Rebuild
-                os.ftruncate(fd, pos)  # a torn sidecar line: the log still has the record
+                self._cut_sidecar(fd, pos)  # a torn sidecar line: the log still has the record
                 break
             try:
                 offset = int(buf[pos : pos + 16], 16)
@@ -93,7 +101,7 @@ class Recovery(LogState):
         size = os.fstat(fd).st_size
         if size % IDX.size:
             size -= size % IDX.size
-            os.ftruncate(fd, size)
+            self._cut_sidecar(fd, size)
         self.count = size // IDX.size
         if not self.count:
             return 0
@@ -110,6 +118,12 @@ class Recovery(LogState):
         self.updated = max(self.updated, ts)
         return offset + length
 
+    def _cut_sidecar(self, fd: int, size: int) -> None:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            self._uncut = True
+
     def _fix_lengths(self) -> None:
         branches = self.lin.branches
         for b, br in enumerate(branches):
@@ -118,10 +132,30 @@ class Recovery(LogState):
 
     def _rebuild(self) -> None:
         """Forget the sidecars and re-derive everything from the log (O(log size))."""
+        refused = False
         for fd in (self.idx_fd, self.meta_fd):
             if fd is not None:
-                os.ftruncate(fd, 0)
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    refused = True
         self._reset()
+        if refused:
+            self._detach(0, 0)
+
+    def _reload_from_log(self) -> bool:
+        """Re-derive this view from the log alone, into memory, writing nothing: True if the
+        log holds the same history as before (so a sidecar was what was wrong). Otherwise,
+        or if the log turns out damaged, the view is left stale for the store to drop."""
+        size, count = self.size, self.count
+        self.stale = True
+        self._detach(0, 0)
+        self._reset()
+        self._catch_up(_no_touch, cut=False)
+        if (self.size, self.count) != (size, count):
+            return False
+        self.stale = False
+        return True
 
     def _read_record(self, offset: int) -> tuple[bytes, int] | None:
         """The valid record at ``offset`` of the log and its end, or None."""
@@ -135,16 +169,16 @@ class Recovery(LogState):
         parsed = record.parse_at(buf, 0)
         return (parsed.payload, offset + parsed.end) if parsed.payload is not None else None
 
-    def _catch_up(self, touch: Touch) -> None:
+    def _catch_up(self, touch: Touch, *, cut: bool = True) -> None:
         """Apply log bytes past :attr:`size` (exclusive lock held): what other processes
-        wrote, or the tail a crashed writer left. Cuts a torn tail; reports damage in the
-        middle with file and line; writes sidecar entries the writer did not."""
+        wrote, or the tail a crashed writer left. Cuts a torn tail (unless ``cut`` is False:
+        then it is left, unapplied); reports damage in the middle with file and line; writes
+        sidecar entries the writer did not (in memory, if the disk refuses them)."""
         end = os.fstat(self.fd).st_size
         if end < self.size:
             raise CorruptedData(f"{self.path} shrank below data already read; run repair")
         disk_idx = self._sidecar_size(self.idx_path, self.idx_fd) // IDX.size
         disk_meta = self._sidecar_size(self.meta_path, self.meta_fd)
-        meta0 = self.meta_size
         idx_out: list[bytes] = []
         meta_out: list[bytes] = []
         batch: list[tuple[int, int, record.MessageHead]] = []
@@ -203,11 +237,11 @@ class Recovery(LogState):
             pos = line_end
         # A half-written batch (the log ends inside it) was never acknowledged: drop it whole.
         torn = torn or bool(batch)
-        if torn:
+        if torn and cut:
             self._truncate(self.size)
-        self._write_sidecars(idx_out, meta_out, disk_idx, disk_meta, meta0)
+        self._update_sidecars(idx_out, meta_out, disk_idx, disk_meta)
         if torn or idx_out or meta_out:
-            touch(self, self.updated)  # the crashed writer may not have reached the indexes
+            self._note(touch)  # the crashed writer may not have reached the indexes
 
     def _check_torn(self, pos: int, end: int) -> None:
         """A record at ``pos`` does not check out. If a valid record follows it, this is
@@ -249,8 +283,41 @@ class Recovery(LogState):
         except FileNotFoundError:
             return 0
 
+    def _update_sidecars(
+        self, idx_out: list[bytes], meta_out: list[bytes], disk_idx: int, disk_meta: int
+    ) -> None:
+        """Bring the sidecars up to date; if the disk refuses, go on with them in memory
+        (reading needs no free space), from the part of them that was already right."""
+        try:
+            self._write_sidecars(idx_out, meta_out, disk_idx, disk_meta)
+        except OSError as exc:
+            if self.detached:
+                raise
+            logger.warning(
+                "%s: cannot update the session's sidecar files (%s); reading it from the log "
+                "meanwhile",
+                self.path,
+                exc.strerror or exc,
+            )
+            idx_keep = min(disk_idx, self.count) * IDX.size
+            meta_keep = min(disk_meta, self.meta_size - sum(map(len, meta_out)))
+            self._detach(idx_keep, meta_keep)
+            self._write_sidecars(idx_out, meta_out, idx_keep // IDX.size, meta_keep)
+
+    def _note(self, touch: Touch) -> None:
+        try:
+            touch(self, self.updated)
+        except OSError as exc:
+            # Reading must not need free space; the rows only order the listing.
+            logger.warning(
+                "%s: cannot add the session's listing rows (%s); it may list out of order "
+                "until it is written to again or repair is run",
+                self.path,
+                exc.strerror or exc,
+            )
+
     def _write_sidecars(
-        self, idx_out: list[bytes], meta_out: list[bytes], disk_idx: int, disk_meta: int, meta0: int
+        self, idx_out: list[bytes], meta_out: list[bytes], disk_idx: int, disk_meta: int
     ) -> None:
         if idx_out or disk_idx > self.count:
             fd = self._idx()

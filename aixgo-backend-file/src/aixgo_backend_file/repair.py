@@ -6,9 +6,13 @@ For every session log it rebuilds the ``.idx`` and ``.meta`` sidecars (cutting a
 finishes interrupted deletes and removes logs whose creation never completed; then it rewrites
 each listing index compacted — one line per session, in time order — replacing the old file
 atomically. Damage in the middle of a log is reported with file and line and that session is
-left untouched (move the file aside to drop it). ``--check`` rebuilds nothing and removes
-nothing (opening a session still cuts a torn tail, as any open does). Exit status: 0 when
-all is well, 1 when a log is damaged, 2 when the store cannot be opened.
+left untouched (move the file aside to drop it). Exit status: 0 when all is well, 1 when a log
+is damaged, 2 when the store cannot be opened or written (a full disk: free space, run again).
+
+``--check`` changes nothing: it opens every file read-only and writes nothing at all (so it
+also runs on a full disk or a read-only mount), reads each log whole and reports what repair
+would do — sidecars that do not match their log ("the index needs repair"), torn tails, logs
+to remove — and damage. Its exit status is 1 also when repair would change something.
 
 Run it while no other process writes to the store: index lines appended by another process
 during the rebuild would be lost from the listing (the sessions themselves are not touched).
@@ -25,14 +29,24 @@ import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from aixgo.errors import AixgoError, CorruptedData, SessionNotFound
+from aixgo.errors import (
+    AixgoError,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    CorruptedData,
+    SessionNotFound,
+)
 from aixgo.identifiers import is_id
 
 from aixgo_backend_file.backend import parse_url
+from aixgo_backend_file.diskfull import failed
 from aixgo_backend_file.index import keys_for
 from aixgo_backend_file.log import SessionLog
-from aixgo_backend_file.paths import open_file
+from aixgo_backend_file.paths import FORMAT, Layout, check_private_dir, open_file
+from aixgo_backend_file.state import write_all
 from aixgo_backend_file.store import Store
 
 __all__ = ["Report", "main", "repair"]
@@ -40,24 +54,80 @@ __all__ = ["Report", "main", "repair"]
 
 @dataclass
 class Report:
-    """What :func:`repair` found and did."""
+    """What :func:`repair` found and did (with ``check``: found, and would do)."""
 
     sessions: int = 0
     removed: list[str] = field(default_factory=list)  # deleted or never-created sessions
     damaged: list[str] = field(default_factory=list)  # CorruptedData messages
     indexes: int = 0
+    check: bool = False
+    stale: list[str] = field(default_factory=list)  # --check: files repair would fix
 
     def __str__(self) -> str:
-        lines = [f"{self.sessions} sessions, {self.indexes} listing indexes rebuilt"]
-        lines += [f"removed {sid}" for sid in self.removed]
+        if self.check:
+            lines = [f"{self.sessions} sessions checked; nothing was changed"]
+            lines += [f"would remove {sid}" for sid in self.removed]
+        else:
+            lines = [f"{self.sessions} sessions, {self.indexes} listing indexes rebuilt"]
+            lines += [f"removed {sid}" for sid in self.removed]
+        lines += [f"NEEDS REPAIR {msg}" for msg in self.stale]
         lines += [f"DAMAGED {msg}" for msg in self.damaged]
         return "\n".join(lines)
 
+    @property
+    def clean(self) -> bool:
+        """Nothing damaged, and (checking) nothing that repair would change."""
+        return not (self.damaged or (self.check and (self.removed or self.stale)))
+
 
 def repair(url: str, *, check: bool = False) -> Report:
-    """Rebuild the sidecars and listing indexes of the store at ``url`` (see module docs)."""
+    """Rebuild the sidecars and listing indexes of the store at ``url`` (see module docs);
+    with ``check``, only say what that would change, writing nothing."""
     root, options = parse_url(url)
-    store = Store(root, fsync=options.get("durability") == "fsync")
+    try:
+        if check:
+            return _check(root)
+        return _repair(root, fsync=options.get("durability") == "fsync")
+    except OSError as exc:
+        raise failed(root, exc, "repair" if not check else "repair --check", wrote=False) from exc
+
+
+def _check(root: Path) -> Report:
+    layout = Layout(root)
+    check_private_dir(root, follow=True, what="session store")
+    try:
+        fd = open_file(layout.format, os.O_RDONLY, "store marker")
+    except FileNotFoundError:
+        raise BackendUnavailable(f"{root} is not a session store (it has no FORMAT)") from None
+    try:
+        head = os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)
+    if head not in (FORMAT, b""):
+        raise ConfigError(f"{root} holds a store of another format ({head[:40]!r})")
+    report = Report(check=True)
+    shards = sorted(layout.sessions.iterdir()) if layout.sessions.is_dir() else []
+    for shard in shards:
+        for path in sorted(shard.glob("*.log")):
+            sid = path.stem
+            if not is_id(sid):
+                continue
+            try:
+                log = SessionLog.scan(layout, sid)
+            except SessionNotFound:
+                report.removed.append(sid)
+                continue
+            except CorruptedData as exc:
+                report.damaged.append(str(exc))
+                continue
+            report.sessions += 1
+            report.stale += log.problems
+            log.close()
+    return report
+
+
+def _repair(root: Path, *, fsync: bool) -> Report:
+    store = Store(root, fsync=fsync)
     store.open()
     report = Report()
     rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -68,11 +138,10 @@ def repair(url: str, *, check: bool = False) -> Report:
                 if not is_id(sid):
                     continue
                 try:
-                    log = _rescan(store, sid, check=check)
+                    log = _rescan(store, sid)
                 except SessionNotFound:
                     report.removed.append(sid)
-                    if not check:
-                        _remove(store, sid)
+                    _remove(store, sid)
                     continue
                 except CorruptedData as exc:
                     report.damaged.append(str(exc))
@@ -80,26 +149,31 @@ def repair(url: str, *, check: bool = False) -> Report:
                 report.sessions += 1
                 for key in keys_for(log.agent, log.user_id):
                     rows[key].append((log.updated, sid))
+                detached = log.detached
                 log.close()
-        if not check:
-            report.indexes = _write_indexes(store, rows)
+                if detached:
+                    raise BackendError(
+                        f"file://{root}: cannot write the rebuilt sidecars of session {sid} "
+                        "(the disk refused them: see the warning logged); free space and run "
+                        "repair again"
+                    )
+        report.indexes = _write_indexes(store, rows)
     finally:
         store.close()
     return report
 
 
-def _rescan(store: Store, sid: str, *, check: bool) -> SessionLog:
+def _rescan(store: Store, sid: str) -> SessionLog:
     """Open ``sid`` with its sidecars discarded, so everything is re-derived from the log."""
     layout = store.layout
-    if not check:
-        fd = open_file(layout.session_file(sid, "log"), os.O_RDWR | os.O_APPEND, "session log")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            for ext in ("idx", "meta"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(layout.session_file(sid, ext))
-        finally:
-            os.close(fd)
+    fd = open_file(layout.session_file(sid, "log"), os.O_RDWR | os.O_APPEND, "session log")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for ext in ("idx", "meta"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(layout.session_file(sid, ext))
+    finally:
+        os.close(fd)
     # Listing indexes are rewritten afterwards, so nothing is noted while rescanning.
     return SessionLog.open(layout, sid, fsync=store.fsync, touch=lambda log, ts: None)
 
@@ -119,8 +193,11 @@ def _write_indexes(store: Store, rows: dict[str, list[tuple[int, str]]]) -> int:
             os.unlink(tmp)
         fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "listing index")
         try:
-            os.write(fd, b"".join(b"%016x %b\n" % (ts, sid.encode()) for ts, sid in entries))
+            write_all(fd, b"".join(b"%016x %b\n" % (ts, sid.encode()) for ts, sid in entries))
             os.fsync(fd)
+        except OSError as exc:
+            os.unlink(tmp)  # the old index stays in place
+            raise failed(store.root, exc, f"rewriting the listing index {key}") from exc
         finally:
             os.close(fd)
         os.replace(tmp, store.layout.index_file(key))
@@ -138,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Rebuild the sidecars and listing indexes of a file:// session store.",
     )
     parser.add_argument("url", help="the store URL, e.g. file:///var/lib/app/sessions")
-    parser.add_argument("--check", action="store_true", help="only report, change nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="only report; open everything read-only, write nothing"
+    )
     args = parser.parse_args(argv)
     try:
         report = repair(args.url, check=args.check)
@@ -146,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report)
-    return 1 if report.damaged else 0
+    return 0 if report.clean else 1
 
 
 if __name__ == "__main__":

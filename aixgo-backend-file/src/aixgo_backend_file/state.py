@@ -18,13 +18,13 @@ from typing import Any, NoReturn
 
 from aixgo.clock import from_micros
 from aixgo.errors import (
-    BackendError,
     CheckpointNotFound,
     CorruptedData,
 )
 from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, SessionInfo
 
+from aixgo_backend_file.diskfull import memory_copy
 from aixgo_backend_file.paths import Layout, open_file
 
 __all__ = [
@@ -86,6 +86,14 @@ class LogState:
         self.sync_error: OSError | None = None
         # When this process last wrote the session's listing rows (µs; see Store._touch).
         self.noted = -(1 << 62)
+        # The sidecars are in memory (the disk ones could not be written, or must not be):
+        # the store reopens the session after its next successful write to catch up on disk.
+        self.detached = False
+        # A write failed part-way, or a rescan was cut short: the store must not reuse this
+        # view and reopens the session.
+        self.stale = False
+        self._uncut = False  # loading could not cut a torn sidecar end
+        self.problems: list[str] = []  # what a scan found wrong on disk (SessionLog.scan)
         self._reset()
 
     def _reset(self) -> None:
@@ -113,6 +121,38 @@ class LogState:
             return open_file(path, flags, "session sidecar")
         except FileNotFoundError:
             return None
+
+    def _detach(self, idx_keep: int, meta_keep: int) -> None:
+        """Keep the sidecars in memory from now on, starting from the first ``idx_keep`` and
+        ``meta_keep`` bytes of the ones on disk (which stay as they are)."""
+        idx = memory_copy(
+            self._readable(self.idx_path, self.idx_fd) if idx_keep else None, idx_keep
+        )
+        try:
+            meta = memory_copy(
+                self._readable(self.meta_path, self.meta_fd) if meta_keep else None, meta_keep
+            )
+        except BaseException:
+            os.close(idx)
+            raise
+        for fd in (self.idx_fd, self.meta_fd):
+            if fd is not None:
+                os.close(fd)
+        self.idx_fd, self.meta_fd = idx, meta
+        self.detached = True
+
+    def _readable(self, path: str, fd: int | None) -> int | None:
+        if fd is not None:
+            return fd
+        try:  # made by another process since this one looked, or never
+            fd = open_file(path, os.O_RDONLY, "session sidecar")
+        except FileNotFoundError:
+            return None
+        if path == self.idx_path:
+            self.idx_fd = fd
+        else:
+            self.meta_fd = fd
+        return fd
 
     def _idx(self) -> int:
         if self.idx_fd is None:
@@ -200,13 +240,12 @@ class LogState:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` in one call, or raise :class:`BackendError` (the caller truncates)."""
+    """Write ``data`` in one call, or raise :class:`OSError` (the caller takes it back)."""
     written = os.write(fd, data)
     if written != len(data):
         # Regular files only write short when the disk is full; never leave half a line.
-        raise BackendError(
-            f"short write ({written} of {len(data)} bytes): is the disk full?"
-        ) from OSError(errno.ENOSPC, "short write")
+        why = f"{os.strerror(errno.ENOSPC)} ({written} of {len(data)} bytes written)"
+        raise OSError(errno.ENOSPC, why)
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:

@@ -13,6 +13,7 @@ processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -20,12 +21,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aixgo.clock import now_micros
-from aixgo.errors import BackendClosed, BackendUnavailable, ConfigError, SessionNotFound
+from aixgo.errors import (
+    BackendClosed,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    SessionNotFound,
+)
 from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 from aixgo_backend_file.commit import GroupCommit, Pending
+from aixgo_backend_file.diskfull import failed
 from aixgo_backend_file.index import REFRESH_US, Index, keys_for, query_key
 from aixgo_backend_file.log import SessionLog
 from aixgo_backend_file.paths import (
@@ -35,7 +43,7 @@ from aixgo_backend_file.paths import (
     make_private_dir,
     open_file,
 )
-from aixgo_backend_file.state import LogState
+from aixgo_backend_file.state import LogState, write_all
 
 __all__ = ["MAX_OPEN_SESSIONS", "Store"]
 
@@ -95,7 +103,7 @@ class Store:
         try:
             head = os.pread(fd, 64, 0)
             if not head:
-                os.write(fd, FORMAT)
+                self._mark_format(fd)
             elif head != FORMAT:
                 raise ConfigError(
                     f"{root} holds a store of another format ({head[:40]!r}); "
@@ -103,6 +111,14 @@ class Store:
                 )
         finally:
             os.close(fd)
+
+    def _mark_format(self, fd: int) -> None:
+        try:
+            write_all(fd, FORMAT)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # an empty marker is written on the next open
+                os.ftruncate(fd, 0)
+            raise BackendUnavailable(str(failed(self.root, exc, "creating the store"))) from exc
 
     def close(self) -> None:
         with self.lock:
@@ -134,8 +150,8 @@ class Store:
             if len(self._keys) >= 4 * MAX_OPEN_SESSIONS:
                 self._keys.clear()
             keys = self._keys[log.agent, log.user_id] = keys_for(log.agent, log.user_id)
-        if self.index.note(keys, updated, log.id):
-            log.noted = updated
+        self.index.note(keys, updated, log.id)
+        log.noted = updated
 
     def _remember(self, log: SessionLog) -> None:
         self._open[log.id] = log
@@ -162,9 +178,24 @@ class Store:
         if log is not None:
             self._open.move_to_end(session_id)
             return log
-        log = SessionLog.open(self.layout, session_id, fsync=self.fsync, touch=self._touch)
+        try:
+            log = SessionLog.open(self.layout, session_id, fsync=self.fsync, touch=self._touch)
+        except OSError as exc:
+            raise failed(self.root, exc, f"opening session {session_id}", wrote=False) from exc
         self._remember(log)
         return log
+
+    def _release(self, log: SessionLog, *, wrote: bool) -> None:
+        """Unlock ``log`` after an operation; drop the view if it can no longer be trusted,
+        or, after a write succeeded, if its sidecars were kept in memory (the next operation
+        reopens the session and catches the disk up)."""
+        log.unlock()
+        if log.stale or log.sync_error is not None:
+            self._drop(log)
+        elif wrote and log.detached:
+            if self.fsync:
+                self.commit.note(log)  # closing the view syncs what is noted
+            self._drop(log)
 
     def _locked(self, session_id: str, *, exclusive: bool) -> SessionLog:
         log = self._log(session_id)
@@ -173,12 +204,22 @@ class Store:
         except SessionNotFound:
             self._forget(session_id)
             raise
+        except OSError as exc:
+            raise self._unreadable(session_id, exc) from exc
         return log
+
+    def _unreadable(self, session_id: str, exc: OSError) -> BackendError:
+        """Catching up with the log failed part-way: drop the view, say why."""
+        self._forget(session_id)
+        return failed(self.root, exc, f"reading session {session_id}", wrote=False)
 
     def create(self, info: SessionInfo) -> None:
         with self.lock:
             self._ensure()
-            log = SessionLog.create(self.layout, info, fsync=self.fsync, touch=self._touch)
+            try:
+                log = SessionLog.create(self.layout, info, fsync=self.fsync, touch=self._touch)
+            except OSError as exc:
+                raise failed(self.root, exc, f"creating session {info.id}") from exc
             self._remember(log)
 
     def info(self, session_id: str) -> SessionInfo:
@@ -235,8 +276,12 @@ class Store:
     def delete(self, session_id: str) -> None:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
+            mark = log.mark()
             try:
                 log.delete(now_micros())
+            except OSError as exc:
+                log.undo(mark)
+                raise failed(self.root, exc, f"deleting session {session_id}") from exc
             finally:
                 log.unlock()
                 self._forget(session_id)
@@ -258,17 +303,21 @@ class Store:
                 except SessionNotFound:
                     self._forget(session_id)
                     raise
+                except OSError as exc:
+                    raise self._unreadable(session_id, exc) from exc
             # fsync mode: a lone writer syncs inline, before the sidecars (as fast as it
             # gets); writes in flight together leave it to the group commit.
             sync = self.fsync and self.commit.alone()
+            mark = log.mark()
             try:
                 out = log.append(
                     messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
                 )
+            except OSError as exc:
+                log.undo(mark)
+                raise failed(self.root, exc, f"appending to session {session_id}") from exc
             finally:
-                log.unlock()
-                if log.sync_error is not None:
-                    self._drop(log)
+                self._release(log, wrote=True)
             return out, self.commit.note(log) if self.fsync else None
 
     def messages(self, session_id: str, last: int | None) -> list[Message]:
@@ -276,18 +325,24 @@ class Store:
             log = self._locked(session_id, exclusive=False)
             try:
                 return log.messages(last)
+            except OSError as exc:
+                raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
             finally:
-                log.unlock()
+                self._release(log, wrote=False)
 
     def checkpoint(
         self, session_id: str, checkpoint_id: str, label: str | None
     ) -> tuple[Checkpoint, Pending | None]:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
+            mark = log.mark()
             try:
                 cp = log.add_checkpoint(checkpoint_id, label, now_micros())
+            except OSError as exc:
+                log.undo(mark)
+                raise failed(self.root, exc, f"checkpointing session {session_id}") from exc
             finally:
-                log.unlock()
+                self._release(log, wrote=True)
             return cp, self.commit.note(log) if self.fsync else None
 
     def checkpoints(self, session_id: str) -> list[Checkpoint]:
@@ -303,8 +358,12 @@ class Store:
     ) -> tuple[Checkpoint, Pending | None]:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
+            mark = log.mark()
             try:
                 undo = log.restore(checkpoint_id, undo_id, now_micros(), self._touch)
+            except OSError as exc:
+                log.undo(mark)
+                raise failed(self.root, exc, f"restoring session {session_id}") from exc
             finally:
-                log.unlock()
+                self._release(log, wrote=True)
             return undo, self.commit.note(log) if self.fsync else None
