@@ -6,10 +6,13 @@ CLI are checked on real servers in ``tests/backend_redis`` and ``tests/backend_p
 
 from __future__ import annotations
 
+import sys
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
 from aixgo import Runtime
+from aixgo.cli import main
 from aixgo.errors import ConfigError
 from aixgo.session import Redactor, escape_userinfo, redact_url, scrub, url_secrets
 from hypothesis import assume, given
@@ -169,3 +172,47 @@ def test_runtime_options_show_and_dump_the_url_without_its_password(
         for secret in secret_forms(password):
             assert secret not in shown, shown
         assert "127.0.0.1" in shown
+
+
+CARELESS_PLUGIN = """
+from aixgo import hookimpl
+from aixgo.errors import BackendUnavailable
+
+def careless(url):
+    raise BackendUnavailable(f"cannot reach {url}")
+
+def crashing(url):
+    raise RuntimeError(f"bad url {url}")
+
+@hookimpl
+def aixgo_register_backends(register):
+    register("careless", careless)
+    register("crashing", crashing)
+"""
+
+
+@pytest.mark.parametrize("scheme", ["careless", "crashing"])
+def test_the_cli_never_prints_a_password_even_from_a_careless_backend(
+    fake_dist: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], scheme: str
+) -> None:
+    fake_dist(
+        "careless-dist", {"careless": "careless_plugin"}, {"careless_plugin": CARELESS_PLUGIN}
+    )
+    password = "p@ss:w%40rd"
+    url = f"{scheme}://u:{password}@db.example:1/x"
+    for argv, env in (
+        (["sessions", "--url", url, "list"], None),
+        (["sessions", f"--url={url}", "list"], None),
+        (["sessions", "list"], url),
+    ):
+        monkeypatch.setattr(sys, "argv", ["aixgo", *argv])
+        if env is None:
+            monkeypatch.delenv("AIXGO_SESSION_URL", raising=False)
+        else:
+            monkeypatch.setenv("AIXGO_SESSION_URL", env)
+        with pytest.raises(SystemExit):
+            main()
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "db.example:1" in err, err
+        for secret in secret_forms(password):
+            assert secret not in err, err

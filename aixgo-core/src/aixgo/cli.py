@@ -13,7 +13,6 @@ import click
 
 from aixgo import __version__, plugins
 from aixgo.errors import AixgoError
-from aixgo.session.redaction import scrub, url_secrets
 
 __all__ = ["cli", "main"]
 
@@ -99,6 +98,8 @@ def _scrubbed(message: str) -> str:
     """``message`` without the secrets of any URL on the command line or in
     ``$AIXGO_SESSION_URL``: the last guard before a terminal or a CI log, should a message
     have come from somewhere that did not redact."""
+    from aixgo.session.redaction import scrub, url_secrets  # not needed by a plain --version
+
     sources = [*sys.argv[1:], os.environ.get("AIXGO_SESSION_URL", "")]
     urls = [arg[m.start() :] for arg in sources if (m := _URL.search(arg))]
     return scrub(message, [secret for url in urls for secret in url_secrets(url)])
