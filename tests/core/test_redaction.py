@@ -216,3 +216,9 @@ def test_the_cli_never_prints_a_password_even_from_a_careless_backend(
         assert err.startswith("error: ") and "db.example:1" in err, err
         for secret in secret_forms(password):
             assert secret not in err, err
+
+
+def test_an_invalid_url_valued_option_is_reported_without_its_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        Runtime(timeout="redis://:hunter2@cache:6379/0")  # type: ignore[arg-type]
+    assert "hunter2" not in str(err.value) and "redis://:***@cache:6379/0" in str(err.value)

@@ -158,5 +158,5 @@ def resolve_options(
         valid = ", ".join(sorted(model.model_fields))
         raise ConfigError(
             f"runtime option {name!r} from {sources.get(name, 'defaults')} is invalid: "
-            f"{err['msg']}, got {err.get('input')!r}{hint}; valid options: {valid}"
+            f"{err['msg']}, got {_shown(err.get('input'))!r}{hint}; valid options: {valid}"
         ) from None
