@@ -145,7 +145,7 @@ def redact_url(url: str) -> str:
     """
     if _is_dsn(url):
         return _redact_dsn(url)
-    out = []
+    out: list[str] = []
     shown_to = 0
     for start, end in sorted(_secret_spans(url)):
         if not out or start > shown_to:  # overlapping and touching spans share one mask
