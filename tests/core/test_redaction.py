@@ -1,11 +1,15 @@
 """Passwords in backend URLs never reach errors, reprs, dumps or output (issue #15).
 
-The core scrubber is checked here over crafted and generated passwords; the backends and the
-CLI are checked on real servers in ``tests/backend_redis`` and ``tests/backend_postgres``.
+The core scrubber, the runtime options and the ``aixgo`` script (on closed ports of both
+backends) are checked here over crafted and generated passwords; the backends' parsing,
+reprs and client messages in ``tests/backend_redis`` and ``tests/backend_postgres``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 from typing import Any
 from urllib.parse import unquote
@@ -15,6 +19,13 @@ from aixgo import Runtime
 from aixgo.cli import main
 from aixgo.errors import ConfigError
 from aixgo.session import Redactor, escape_userinfo, redact_url, scrub, url_secrets
+from aixgo.testing.passwords import (
+    ACCEPTED,
+    REFUSED,
+    assert_no_secret,
+    closed_port,
+    secret_forms,
+)
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -39,10 +50,6 @@ URL_FORMS = [
     "postgres://u:{pw}@db1:5432,db2:5433/app?sslmode=require&schema=s",
     "postgresql://u:{pw}@/db?host=/run/pg",
 ]
-
-
-def secret_forms(password: str) -> set[str]:
-    return {password, unquote(password)}
 
 
 @pytest.mark.parametrize("form", URL_FORMS)
@@ -222,3 +229,48 @@ def test_an_invalid_url_valued_option_is_reported_without_its_password() -> None
     with pytest.raises(ConfigError) as err:
         Runtime(timeout="redis://:hunter2@cache:6379/0")  # type: ignore[arg-type]
     assert "hunter2" not in str(err.value) and "redis://:***@cache:6379/0" in str(err.value)
+
+
+# -- the aixgo script, on real backends ------------------------------------------------------
+
+CLOSED_PORT_URLS = {
+    "redis": "redis://alice:{pw}@127.0.0.1:{port}/0?retry_window=0",
+    "postgres": "postgresql://u:{pw}@127.0.0.1:{port}/db",
+}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> str:
+    """stderr of a failing ``aixgo`` run, checked to be an ``error:`` message."""
+    script = shutil.which("aixgo")
+    assert script is not None
+    environ = {k: v for k, v in os.environ.items() if k != "AIXGO_SESSION_URL"}
+    proc = subprocess.run(
+        [script, *args], capture_output=True, text=True, timeout=60, env={**environ, **(env or {})}
+    )
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert proc.stderr.startswith("error: "), proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("password", [*REFUSED, *ACCEPTED])
+@pytest.mark.parametrize("backend", list(CLOSED_PORT_URLS))
+def test_the_cli_prints_no_password(backend: str, password: str) -> None:
+    port = closed_port()
+    url = CLOSED_PORT_URLS[backend].format(pw=password, port=port)
+    where = f"127.0.0.1:{port}" if password in ACCEPTED else "127.0.0.1"
+    assert_no_secret(run_cli("sessions", "--url", url, "list"), password, where)
+
+
+@pytest.mark.parametrize(
+    ("backend", "password", "command"),
+    [("redis", "pa/ss#w?rd%", "list"), ("postgres", "50%off:now", "migrate")],
+)
+def test_the_cli_prints_no_password_from_any_source(
+    backend: str, password: str, command: str
+) -> None:
+    port = closed_port()
+    url = CLOSED_PORT_URLS[backend].format(pw=password, port=port)
+    where = "127.0.0.1"
+    assert_no_secret(run_cli("sessions", f"--url={url}", command), password, where)
+    env = {"AIXGO_SESSION_URL": url}
+    assert_no_secret(run_cli("sessions", command, env=env), password, where)
