@@ -274,3 +274,18 @@ def test_the_cli_prints_no_password_from_any_source(
     assert_no_secret(run_cli("sessions", f"--url={url}", command), password, where)
     env = {"AIXGO_SESSION_URL": url}
     assert_no_secret(run_cli("sessions", command, env=env), password, where)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u@h/db?password=a&b&c&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
+        ("redis://h/0?token=&]x&ttl=60", "redis://h/0?token=***&ttl=60"),
+        ("redis://h/0?token=x&&ttl=60", "redis://h/0?token=***&ttl=60"),
+    ],
+)
+def test_a_raw_ampersand_in_a_secret_value_hides_what_is_no_option(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

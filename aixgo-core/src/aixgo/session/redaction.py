@@ -37,6 +37,7 @@ _HOSTS = re.compile(r"[\w.~%:,\[\]\-]*")
 # libpq key=value pairs; a quoted value may hold spaces and \' escapes, or run to the end.
 _DSN_PAIR = re.compile(r"(\w+)(\s*=\s*)('(?:[^'\\]|\\.)*(?:'|\Z)|[^\s']\S*|)", re.DOTALL)
 _DSN = re.compile(r"\s*\w+\s*=")
+_QUERY_ITEM = re.compile(r"[\w.\-]+=")
 # Characters a parser may take as the end of a raw password's host.
 _HOST_ENDERS = "/?#"
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -96,17 +97,23 @@ def _secret_spans(url: str, *, likely: bool = False) -> list[tuple[int, int]]:
 
 def _query_spans(url: str, start: int) -> list[tuple[int, int]]:
     """The values of secret query items after ``start``. A '#' stays in the value before it:
-    a raw secret may hold one, and libpq knows no fragments."""
+    a raw secret may hold one, and libpq knows no fragments. So may an '&': the items after
+    a secret that are no ``key=value`` are taken as part of it."""
     question = url.find("?", start)
     if question < 0:
         return []
     spans = []
     pos = question + 1
-    for item in url[pos:].split("&"):
+    items = url[pos:].split("&")
+    while items:
+        item = items.pop(0)
         key, eq, _ = item.partition("=")
+        end = pos + len(item)
         if eq and _is_secret_key(key):
-            spans.append((pos + len(key) + 1, pos + len(item)))
-        pos += len(item) + 1
+            while items and not _QUERY_ITEM.match(items[0]):
+                end += 1 + len(items.pop(0))
+            spans.append((pos + len(key) + 1, end))
+        pos = end + 1
     return spans
 
 
