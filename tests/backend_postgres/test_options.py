@@ -101,4 +101,4 @@ def test_libpq_values_reach_libpq_exactly_as_written() -> None:
     o = parse_url("postgresql://u@h/db?password=a+b%2Bc&application_name=x%20y")
     params = conninfo_to_dict(o.conninfo)
     assert params["password"] == "a+b+c" and params["application_name"] == "x y"
-    assert o.secret == "a+b+c"
+    assert o.redactor("auth a+b+c a+b%2Bc") == "auth *** ***"

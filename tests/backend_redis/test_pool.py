@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from aixgo import Message
+from aixgo.session import Redactor
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis.retry import BackendTimeout, Retrier
 from redis.asyncio import Redis
@@ -36,7 +37,7 @@ async def test_many_concurrent_calls_use_at_most_pool_size_connections(redis_url
 
 @pytest.mark.asyncio
 async def test_waiting_for_a_free_slot_is_bounded_by_timeout() -> None:
-    retry = Retrier("redis://x", window=1.0, timeout=0.05, slots=1)
+    retry = Retrier(Redactor("redis://x"), window=1.0, timeout=0.05, slots=1)
     release = asyncio.Event()
 
     async def busy(retried: bool) -> None:
@@ -58,7 +59,7 @@ async def test_waiting_for_a_free_slot_is_bounded_by_timeout() -> None:
 async def test_a_failed_attempt_gives_its_slot_back_before_backing_off() -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    retry = Retrier("redis://x", window=5.0, timeout=1.0, slots=1, base=0.2, cap=0.2)
+    retry = Retrier(Redactor("redis://x"), window=5.0, timeout=1.0, slots=1, base=0.2, cap=0.2)
     attempts = 0
 
     async def flaky(retried: bool) -> int:

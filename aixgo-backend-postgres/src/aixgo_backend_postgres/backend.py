@@ -100,8 +100,7 @@ class PostgresBackend:
             return await psycopg.AsyncConnection.connect(opts.conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise BackendUnavailable(
-                f"cannot connect to PostgreSQL at {opts.shown}: "
-                f"{retry.scrub(str(exc).strip(), opts)}"
+                f"cannot connect to PostgreSQL at {opts.shown}: {opts.redactor(str(exc).strip())}"
             ) from None
 
     async def migrate(self, *, check: bool = False) -> MigrationReport:

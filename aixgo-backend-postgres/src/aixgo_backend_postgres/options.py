@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from aixgo.errors import ConfigError
-from aixgo.session.url import redact_url
+from aixgo.session.redaction import Redactor, escape_userinfo
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -99,7 +99,8 @@ def libpq_keywords() -> frozenset[str]:
 @dataclass(frozen=True, slots=True)
 class PostgresOptions:
     """A parsed URL. ``conninfo`` holds the password and is never shown; ``shown`` is the URL
-    as error messages may print it."""
+    as error messages may print it, and ``redactor`` scrubs the password from libpq's and the
+    server's messages."""
 
     conninfo: str = field(repr=False)
     shown: str
@@ -110,8 +111,7 @@ class PostgresOptions:
     statement_timeout_ms: int | None = None
     retries: int = 3
     migrate: bool = True
-    #: The password, if the URL has one: scrubbed from any server or libpq message we show.
-    secret: str | None = field(default=None, repr=False)
+    redactor: Redactor = field(default_factory=lambda: Redactor(""), repr=False, compare=False)
 
 
 def parse_url(url: str) -> PostgresOptions:
@@ -123,13 +123,21 @@ def parse_url(url: str) -> PostgresOptions:
     >>> "sslmode=require" in o.conninfo and "schema" not in o.conninfo
     True
     """
-    shown = redact_url(url)
+    redactor = Redactor(url)
+    shown = redactor.shown
     try:
-        parts = urlsplit(url)
+        # libpq ends the password at its first '@': a raw one is percent-encoded first.
+        parts = urlsplit(escape_userinfo(url))
     except ValueError as exc:
-        raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {exc}") from None
+        raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {redactor(str(exc))}") from None
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigError(f"{shown!r} is not a postgresql:// or postgres:// URL")
+    if "#" in url:
+        # urllib would drop everything after it, options (and half a password) included.
+        raise ConfigError(
+            f"{shown!r} holds a '#', which a PostgreSQL URL has no use for: in a password "
+            "or option value write it as %23"
+        )
     ours: dict[str, Any] = {}
     theirs: list[str] = []
     known = libpq_keywords()
@@ -159,7 +167,8 @@ def parse_url(url: str) -> PostgresOptions:
     try:
         params = conninfo_to_dict(bare)
     except psycopg.Error as exc:
-        raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {exc}") from None
+        # libpq's message may quote the whole URL, password included.
+        raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {redactor(str(exc))}") from None
     params["options"] = _server_settings(params.get("options"), ours.get("statement_timeout_ms"))
     # Without a limit an unreachable host would hang open() for the OS TCP timeout.
     params.setdefault("connect_timeout", "10")
@@ -167,7 +176,8 @@ def parse_url(url: str) -> PostgresOptions:
     return PostgresOptions(
         conninfo=make_conninfo("", **params),
         shown=shown,
-        secret=str(password) if password else None,
+        # The password as libpq decoded it, should a message quote that form.
+        redactor=Redactor(url, str(password)) if password else redactor,
         **ours,
     )
 

@@ -22,7 +22,7 @@ from aixgo_backend_postgres.connections import Connections
 from aixgo_backend_postgres.errors import StatementTimeout
 from aixgo_backend_postgres.options import PostgresOptions
 
-__all__ = ["is_transient", "run", "scrub", "translate"]
+__all__ = ["is_transient", "run", "translate"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -32,11 +32,6 @@ Conn = psycopg.AsyncConnection[Any]
 _TRANSIENT = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 # Query cancelled (statement_timeout) and lock_timeout.
 _TIMEOUT = frozenset({"57014", "55P03"})
-
-
-def scrub(text: str, opts: PostgresOptions) -> str:
-    """``text`` without the URL's password, should a server or libpq message echo it."""
-    return text.replace(opts.secret, "***") if opts.secret else text
 
 
 def is_transient(exc: psycopg.Error, conn: Conn | None) -> bool:
@@ -54,7 +49,7 @@ def is_transient(exc: psycopg.Error, conn: Conn | None) -> bool:
 
 def translate(exc: psycopg.Error, opts: PostgresOptions) -> AixgoError:
     """The aixgo error for a psycopg error."""
-    text = scrub(str(exc).strip(), opts)
+    text = opts.redactor(str(exc).strip())  # libpq's and the server's words may quote it
     if exc.sqlstate in _TIMEOUT:
         limit = f" ({opts.statement_timeout_ms} ms)" if opts.statement_timeout_ms else ""
         return StatementTimeout(

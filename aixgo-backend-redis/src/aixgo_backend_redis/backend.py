@@ -73,10 +73,9 @@ class RedisBackend:
         self._ttl_ms = str(self.options.ttl * 1000) if self.options.ttl else "0"
         self._inline = "0" if self.options.cluster else "1"
         self._retry = Retrier(
-            self.options.shown,
+            self.options.redactor,
             window=self.options.retry_window,
             timeout=self.options.timeout,
-            secret=self.options.password,
             slots=self.options.pool_size,
         )
         self._client: Client | None = None

@@ -3,6 +3,8 @@
 Parsing is strict: an unknown or repeated option, or a value out of range, is a
 :class:`~aixgo.errors.ConfigError` that lists what is valid, so a typo never silently falls back
 to a default. Errors show the URL through :func:`~aixgo.session.redact_url`: never a password.
+A raw password with '@', ':' or '%' works; one with '/', '?' or '#' must be percent-encoded
+(:func:`~aixgo.session.escape_userinfo`).
 
 >>> o = parse_url("redis://:s3cret@cache:6380/2?prefix=app:&ttl=3600&pool_size=20")
 >>> (o.hosts, o.db, o.prefix, o.ttl, o.pool_size, o.password)
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aixgo.errors import ConfigError
-from aixgo.session.url import redact_url
+from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
 
 __all__ = ["SCHEMES", "RedisOptions", "parse_url"]
 
@@ -78,6 +80,11 @@ class RedisOptions:
         """The URL as errors and logs show it: without its password."""
         return redact_url(self.url)
 
+    @property
+    def redactor(self) -> Redactor:
+        """Scrubs this URL's secrets from redis-py's messages."""
+        return Redactor(self.url, *(p for p in (self.password,) if p))
+
 
 def parse_url(url: str) -> RedisOptions:
     """The :class:`RedisOptions` of ``url``; :class:`ConfigError` if anything is off."""
@@ -86,7 +93,16 @@ def parse_url(url: str) -> RedisOptions:
     scheme = scheme.lower()
     if not sep or scheme not in _VALID:
         raise ConfigError(f"{shown!r} is not a Redis URL; schemes: {', '.join(SCHEMES)}")
-    query = rest.partition("#")[0].partition("?")[2]
+    # Parsed with its user name and password percent-encoded, so urllib reads it right; the
+    # options keep the URL as given.
+    rest = escape_userinfo(url).partition("://")[2]
+    if "#" in rest:
+        # urllib would drop everything after it, options (and half a password) included.
+        raise ConfigError(
+            f"{shown!r} holds a '#', which a Redis URL has no use for: in a password or "
+            "option value write it as %23"
+        )
+    query = rest.partition("?")[2]
     opts = _query(query, scheme, shown)
     kw: dict[str, object] = {"url": url, "scheme": scheme}
     if scheme == "redis+cluster":
@@ -98,10 +114,10 @@ def parse_url(url: str) -> RedisOptions:
             raise ConfigError(f"{shown!r}: Redis Cluster has only database 0; drop '/{path}'")
     else:
         try:
-            parts = urlsplit(url)
+            parts = urlsplit(f"{scheme}://{rest}")
             port = parts.port
         except ValueError as exc:
-            raise ConfigError(f"{shown!r} is not a valid URL: {exc}") from None
+            raise ConfigError(f"{shown!r} is not a valid URL: {Redactor(url)(str(exc))}") from None
         userinfo = parts.netloc.rpartition("@")[0]
         if scheme == "unix":
             if not parts.path:

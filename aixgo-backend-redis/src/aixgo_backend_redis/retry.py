@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aixgo.errors import BackendError, BackendUnavailable, CorruptedData
+from aixgo.session.redaction import Redactor
 from redis import exceptions as rx
 
 __all__ = ["BackendTimeout", "Retrier"]
@@ -60,26 +61,22 @@ class Retrier:
 
     def __init__(
         self,
-        shown_url: str,
+        redactor: Redactor,
         *,
         window: float,
         timeout: float,
-        secret: str | None = None,
         slots: int = 50,
         base: float = 0.05,
         cap: float = 1.0,
     ) -> None:
-        self.shown_url = shown_url
+        self.shown_url = redactor.shown
         self.window = window
         self.timeout = timeout
-        self._secret = secret
+        # redis-py's messages are its own: they may quote what they were given.
+        self._scrub = redactor.describe
         self._base = base
         self._cap = cap
         self._slots = asyncio.Semaphore(slots)
-
-    def _scrub(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._secret, "***") if self._secret else text
 
     def unavailable(self, what: str, exc: BaseException) -> BackendUnavailable:
         """The error for ``what`` failing because Redis cannot be reached."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import sys
 
 import click
@@ -13,6 +15,9 @@ from aixgo import __version__, plugins
 from aixgo.errors import AixgoError
 
 __all__ = ["cli", "main"]
+
+# Where a URL starts in an argument such as --url=redis://...
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,5 +90,16 @@ def main() -> None:
         click.echo("Aborted!", err=True)
         sys.exit(1)
     except AixgoError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_scrubbed(str(exc))}", err=True)
         sys.exit(1)
+
+
+def _scrubbed(message: str) -> str:
+    """``message`` without the secrets of any URL on the command line or in
+    ``$AIXGO_SESSION_URL``: the last guard before a terminal or a CI log, should a message
+    have come from somewhere that did not redact."""
+    from aixgo.session.redaction import scrub, url_secrets  # not needed by a plain --version
+
+    sources = [*sys.argv[1:], os.environ.get("AIXGO_SESSION_URL", "")]
+    urls = [arg[m.start() :] for arg in sources if (m := _URL.search(arg))]
+    return scrub(message, [secret for url in urls for secret in url_secrets(url)])

@@ -19,14 +19,23 @@ aixgo.errors.ConfigError: unknown runtime option 'timout' (keyword argument); va
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    create_model,
+    model_serializer,
+)
 
 from aixgo import plugins
 from aixgo.errors import ConfigError, PluginError
 from aixgo.session.manager import SessionManager
+from aixgo.session.redaction import redact_url
 
 __all__ = ["ENV_PREFIX", "CoreOptions", "describe_options", "options_model", "resolve_options"]
 
@@ -55,6 +64,18 @@ class CoreOptions(BaseModel):
         "configures an OpenTelemetry SDK)",
     )
 
+    # A URL-valued option (session_manager, or a plugin's) may carry a password. The
+    # attribute keeps the real URL, which the runtime connects with; repr and dumps, which
+    # are for showing and logging, carry it redacted.
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _shown(value)
+
+    @model_serializer(mode="wrap")
+    def _dump_redacted(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: _shown(v) for k, v in data.items()} if isinstance(data, dict) else data
+
     def get(self, name: str) -> Any:
         """The value of option ``name`` (core or plugin), or :class:`ConfigError`.
 
@@ -64,6 +85,10 @@ class CoreOptions(BaseModel):
         if name not in type(self).model_fields:
             raise ConfigError(_unknown(name, "lookup", type(self)))
         return getattr(self, name)
+
+
+def _shown(value: Any) -> Any:
+    return redact_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def options_model() -> type[CoreOptions]:
@@ -133,5 +158,5 @@ def resolve_options(
         valid = ", ".join(sorted(model.model_fields))
         raise ConfigError(
             f"runtime option {name!r} from {sources.get(name, 'defaults')} is invalid: "
-            f"{err['msg']}, got {err.get('input')!r}{hint}; valid options: {valid}"
+            f"{err['msg']}, got {_shown(err.get('input'))!r}{hint}; valid options: {valid}"
         ) from None

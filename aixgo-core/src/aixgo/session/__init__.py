@@ -8,6 +8,7 @@ from aixgo.session.backend import Backend, Capability, Migratable, SessionPerUse
 from aixgo.session.context import current_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
+from aixgo.session.redaction import Redactor, escape_userinfo, scrub, url_secrets
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend, redact_url
 
@@ -26,5 +27,9 @@ __all__ = [
     "open_backend",
     "default_session_url",
     "redact_url",
+    "Redactor",
+    "scrub",
+    "url_secrets",
+    "escape_userinfo",
     "current_session",
 ]

@@ -33,6 +33,8 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
 * Unknown session → :class:`SessionNotFound`; unknown checkpoint, or one of another session →
   :class:`CheckpointNotFound`; any call after ``close()`` → :class:`BackendClosed`;
   an unreachable store → :class:`BackendUnavailable` (URL shown without its password).
+* Secrets never reach a message or a repr: show the URL as ``Redactor(url).shown`` and pass
+  a client library's messages through the redactor (:mod:`aixgo.session.redaction`).
 
 Cost rules: append is O(batch), ``get_messages(last=n)`` is O(n) whatever the history length,
 a checkpoint is O(1), listing is paginated. Never rewrite a whole history or index per message.

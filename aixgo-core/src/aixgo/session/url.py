@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aixgo import plugins
 from aixgo.errors import AixgoError, ConfigError, PluginError
 from aixgo.session.backend import Backend
+from aixgo.session.redaction import Redactor, redact_url
 
+# redact_url lives in aixgo.session.redaction; it is re-exported here, where it started.
 __all__ = ["default_session_url", "open_backend", "redact_url"]
-
-_SECRET_PARAMS = ("password", "passwd", "secret", "token")
 
 
 def default_session_url() -> str:
@@ -22,39 +21,6 @@ def default_session_url() -> str:
         return url
     home = os.environ.get("AIXGO_HOME")
     return f"file://{home}/sessions" if home else "file://~/.aixgo/sessions"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (and secret-looking query values) replaced by ``***``.
-
-    >>> redact_url("redis://:hunter2@cache:6379/0?ssl_keyfile_password=x&db=1")
-    'redis://:***@cache:6379/0?ssl_keyfile_password=***&db=1'
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, host = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:***@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            secret = [any(s in k.lower() for s in _SECRET_PARAMS) for k, _ in pairs]
-            query = urlencode(
-                [(k, "***" if hide else v) for (k, v), hide in zip(pairs, secret, strict=True)],
-                safe="/:*",
-            )
-        if "://" not in url:
-            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-        # Built by hand: urlunsplit drops the "//" of host-less URLs (postgresql:///db).
-        out = f"{parts.scheme}://{netloc}{parts.path}"
-        return (
-            out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-        )
-    except ValueError:
-        scheme = url.partition("://")[0] if "://" in url else ""
-        return f"{scheme}://***" if scheme else "***"
 
 
 def open_backend(url: str) -> Backend:
@@ -82,9 +48,11 @@ def open_backend(url: str) -> Backend:
     except AixgoError:
         raise
     except Exception as exc:
+        # A plugin's own exception may quote the URL it was given, password and all.
+        redactor = Redactor(url)
         raise PluginError(
-            f"{reg.origin()} could not open {redact_url(url)!r}: {type(exc).__name__}: {exc}"
-        ) from exc
+            f"{reg.origin()} could not open {redactor.shown!r}: {redactor.describe(exc)}"
+        ) from None
     if not isinstance(backend, Backend):
         raise PluginError(
             f"{reg.origin()} returned {type(backend).__name__} for {scheme}://, which does not "
