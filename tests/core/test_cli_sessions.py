@@ -162,18 +162,26 @@ def test_export_import_is_lossless_and_reports_what_it_cannot_carry(
     imported = run("sessions", "--url", target, "import", str(archive), "--json", "--progress")
     stats = json.loads(imported.stdout)
     assert stats == {"sessions": 3, "messages": 8, "checkpoints": 2, "sessions_skipped": 0,
-                     "checkpoints_skipped": 1}  # fmt: skip  # bob's undo checkpoint: discarded tail
+                     "checkpoints_skipped": 1,  # bob's undo checkpoint: discarded tail
+                     "sessions_unchanged": 0, "sessions_completed": 0,
+                     "sessions_replaced": 0}  # fmt: skip
     assert "importing: 3 sessions" in imported.stderr
     assert sync(snapshot(target)) == sync(snapshot(file_url))
 
-    # Checkpoints still work in the copy.
+    # Again: sessions already there as archived are left alone in every mode.
+    for how in ("fail", "skip", "replace"):
+        again = run("sessions", "--url", target, "import", str(archive), "--on-conflict", how)
+        assert "imported 0 sessions" in again.output
+        assert "3 sessions were there already" in again.output
+
+    # Checkpoints still work in the copy (and the restore makes that session differ).
     run("sessions", "--url", target, "restore", ids["a"], ids["cp"])
 
-    # Again: a conflict fails by default, can be skipped or replaced.
+    # A session that differs is a conflict: fails by default, can be skipped or replaced.
     again = run("sessions", "--url", target, "import", str(archive), ok=False)
     assert "exists in the target store already" in str(again.exception)
     skipped = run("sessions", "--url", target, "import", str(archive), "--on-conflict", "skip")
-    assert "skipped 3 existing sessions" in skipped.output
+    assert "skipped 1 existing sessions" in skipped.output
     run("sessions", "--url", target, "import", str(archive), "--on-conflict", "replace")
     assert sync(snapshot(target)) == sync(snapshot(file_url))
 
