@@ -34,7 +34,7 @@ from aixgo.session import (
     open_backend,
     redact_url,
 )
-from aixgo.errors import InvalidArgument
+from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session.archive import (
     OnConflict,
     TransferStats,
@@ -345,15 +345,16 @@ def import_command(
 
     try:
         stats = _run(url, work)
-    except BaseException:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         bar.done()
-        done = bar.stats
-        click.echo(
-            f"import stopped after {done.sessions if done else 0} sessions were written and "
-            f"{done.sessions_unchanged if done else 0} found there already; nothing of the "
-            "failing session was kept. Fix the cause and run the same command again to finish.",
-            err=True,
-        )
+        click.echo(f"interrupted: {_so_far(bar.stats)}; the session in progress was rolled "
+                   "back. Run the same command again to finish.", err=True)  # fmt: skip
+        raise
+    except (AixgoError, OSError) as exc:
+        bar.done()
+        if bar.stats is not None:
+            exc.add_note(f"{_so_far(bar.stats)} before this; nothing of the failing session was "
+                         "kept. Fix the cause and run the same command again to finish.")  # fmt: skip
         raise
     bar.done()
     if as_json:
@@ -377,6 +378,13 @@ def import_command(
     if stats.checkpoints_skipped:
         msg += f"; {stats.checkpoints_skipped} checkpoints pointed into discarded history"
     click.echo(msg)
+
+
+def _so_far(stats: TransferStats | None) -> str:
+    if stats is None:
+        return "no session was written"
+    return (f"{stats.sessions} sessions were written and {stats.sessions_unchanged} found "
+            "there already")  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -548,6 +548,9 @@ async def _append(
         await backend.append_messages(sid, batch, expected_seq=done)
         done += len(batch)
         stats.messages += len(batch)
+        # A backend that never suspends (file:// writes synchronously) would otherwise let no
+        # cancellation in (Ctrl-C under asyncio.run, SIGTERM in the CLI) before the import ends.
+        await asyncio.sleep(0)
     return done
 
 
