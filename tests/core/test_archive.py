@@ -310,9 +310,7 @@ def test_imported_sessions_list_by_import_time_and_future_creation_is_clamped() 
             ids = await seed(src)
             lines = await archive_of(src)
             future = "9999-12-31T23:59:59.999999Z"
-            lines = [
-                _retime(x, future) if json.loads(x)["type"] == "session" else x for x in lines
-            ]
+            lines = [_retime(x, future) if json.loads(x)["type"] == "session" else x for x in lines]
             start = datetime.now(UTC)
             await import_sessions(dst, lines)
             end = datetime.now(UTC)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aixgo import Message, ToolCall
 from aixgo.cli import cli
+from aixgo.errors import SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.session import SessionManager
-from aixgo.errors import SessionNotFound
 from aixgo.session.archive import _on_current_history, export_sessions
 from click.testing import CliRunner, Result
 
@@ -330,9 +330,7 @@ def test_stored_control_characters_are_escaped_in_human_output_and_exact_in_json
 def aixgo(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("aixgo")
     assert exe is not None
-    return subprocess.run(
-        [exe, *args], capture_output=True, text=True, timeout=120, input=stdin
-    )
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, input=stdin)
 
 
 def test_bad_files_are_one_line_errors_with_documented_exit_codes(

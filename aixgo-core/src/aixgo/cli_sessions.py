@@ -26,6 +26,7 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session import (
     Migratable,
     MigrationReport,
@@ -34,7 +35,6 @@ from aixgo.session import (
     open_backend,
     redact_url,
 )
-from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session.archive import (
     OnConflict,
     TransferStats,
@@ -249,8 +249,8 @@ def show_command(
 
 @sessions.command("export")
 @click.argument("session_ids", nargs=-1)
-@click.option("--agent", help="Only this agent's sessions (another agent's named one: not found).")
-@click.option("--user", "user_id", help="Only this user's sessions (another user's named one: not found).")
+@click.option("--agent", help="Only this agent's sessions (others count as not found).")
+@click.option("--user", "user_id", help="Only this user's sessions (others count as not found).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of stdout.")  # fmt: skip
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
@@ -347,14 +347,19 @@ def import_command(
         stats = _run(url, work)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         bar.done()
-        click.echo(f"interrupted: {_so_far(bar.stats)}; the session in progress was rolled "
-                   "back. Run the same command again to finish.", err=True)  # fmt: skip
+        click.echo(
+            f"interrupted: {_so_far(bar.stats)}; the session in progress was rolled back. "
+            "Run the same command again to finish.",
+            err=True,
+        )
         raise
     except (AixgoError, OSError) as exc:
         bar.done()
         if bar.stats is not None:
-            exc.add_note(f"{_so_far(bar.stats)} before this; nothing of the failing session was "
-                         "kept. Fix the cause and run the same command again to finish.")  # fmt: skip
+            exc.add_note(
+                f"{_so_far(bar.stats)} before this; nothing of the failing session was kept. "
+                "Fix the cause and run the same command again to finish."
+            )
         raise
     bar.done()
     if as_json:
@@ -441,8 +446,7 @@ def checkpoints_command(url: str, session_id: str, user_id: str | None, as_json:
         click.echo(f"session {printable(session_id)} has no checkpoints")
         return
     rows = [
-        (printable(c.id), str(c.seq), _when(c.created_at), printable(c.label or ""))
-        for c in cps
+        (printable(c.id), str(c.seq), _when(c.created_at), printable(c.label or "")) for c in cps
     ]
     click.echo(table(("ID", "SEQ", "CREATED", "LABEL"), rows))
 

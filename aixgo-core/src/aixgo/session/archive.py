@@ -208,7 +208,7 @@ class _Refused(Exception):
 
 async def import_sessions(
     mgr: SessionManager,
-    lines: Iterable[str] | Iterable[bytes],
+    lines: Iterable[str | bytes],
     *,
     source: str = "archive",
     on_conflict: OnConflict = "fail",
@@ -235,7 +235,7 @@ async def import_sessions(
     return stats
 
 
-def _read(lines: Iterable[str] | Iterable[bytes], source: str) -> Iterator[_Pending]:
+def _read(lines: Iterable[str | bytes], source: str) -> Iterator[_Pending]:
     """The archive's sessions, each yielded once all its records are read and valid."""
     pending: _Pending | None = None
     seen_header = False
@@ -290,11 +290,12 @@ def _read(lines: Iterable[str] | Iterable[bytes], source: str) -> Iterator[_Pend
         )
 
 
-def _records(lines: Iterable[str] | Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
+def _records(lines: Iterable[str | bytes], source: str) -> Iterator[tuple[int, Any]]:
     """(line number, JSON object) for every non-blank line; a line that is not a UTF-8 JSON
     object is refused naming it."""
     for n, raw in enumerate(lines, 1):
         where = f"{source}, line {n}"
+        text: str
         if isinstance(raw, bytes):
             try:
                 text = raw.decode("utf-8")
@@ -310,7 +311,7 @@ def _records(lines: Iterable[str] | Iterable[bytes], source: str) -> Iterator[tu
         try:
             rec = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{where}: not JSON ({exc.msg}); is the file cut short?") from None
+            raise InvalidArgument(f"{where}: not JSON ({exc.msg}); is it cut short?") from None
         except RecursionError:
             raise InvalidArgument(f"{where}: JSON nested too deeply to read") from None
         except _Refused as exc:
