@@ -266,10 +266,13 @@ def test_every_command_treats_another_users_session_as_not_found(
     ids = sync(seed(file_url))
     a, cp = ids["a"], ids["cp"]
     before = sync(snapshot(file_url))
+    older = tmp_path / "older.jsonl"
+    older.write_text("an older archive\n")
     for args in (
         ["show", a],
         ["export", a],
         ["export", a, "-o", str(tmp_path / "x.jsonl")],
+        ["export", a, "-o", str(older)],
         ["checkpoints", a],
         ["restore", a, cp],
         ["delete", "--yes", a],
@@ -279,6 +282,9 @@ def test_every_command_treats_another_users_session_as_not_found(
         assert f"session {a!r} does not exist" in str(refused.exception), args
         assert "Alice" not in refused.stdout and "five" not in refused.stdout, args
     assert sync(snapshot(file_url)) == before
+    # A refused export leaves no file, and an older one as it was.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["older.jsonl", "store"]
+    assert older.read_text() == "an older archive\n"
     # The owner passes.
     assert cp in run("sessions", "--url", file_url, "checkpoints", a, "--user", "alice").output
     undo = run("sessions", "--url", file_url, "restore", a, cp, "--user", "alice").output

@@ -95,6 +95,6 @@ def _report(exc: BaseException) -> None:
     from aixgo.cli_sessions import printable
 
     # Messages quote stored or user-given text: escaped, so it cannot drive the terminal.
-    click.echo(f"error: {printable(str(exc))}", err=True)
+    click.echo(f"error: {printable(str(exc), lines=True)}", err=True)
     for note in getattr(exc, "__notes__", ()):
-        click.echo(f"  {printable(str(note))}", err=True)
+        click.echo(f"  {printable(str(note), lines=True)}", err=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -263,7 +264,8 @@ def export_command(
     output: Path | None,
     progress: bool | None,
 ) -> None:
-    """Write sessions (all, or the ones named or filtered) as JSON Lines."""
+    """Write sessions (all, or the ones named or filtered) as JSON Lines. With -o, the file
+    appears only once the export is complete."""
 
     async def work(mgr: SessionManager) -> TransferStats:
         from aixgo.session.archive import list_ids
@@ -289,11 +291,20 @@ def export_command(
 
 @contextlib.contextmanager
 def _open_output(path: Path) -> Iterator[TextIO]:
+    """``path`` for writing, through a file beside it that replaces it only once the export is
+    complete: a failed export leaves no partial archive and does not truncate an older one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with path.open("w", encoding="utf-8") as out:
-            yield out
+        out = partial.open("w", encoding="utf-8")
     except OSError as exc:
         raise InvalidArgument(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with out:
+            yield out
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class _stdout:
