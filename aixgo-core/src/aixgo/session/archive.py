@@ -369,6 +369,8 @@ def _add(kind: str, rec: dict[str, Any], p: _Pending) -> None:
         p.messages.append(m)
     else:
         cp = Checkpoint.model_validate(rec["checkpoint"])
+        if cp.session_id != p.info.id:
+            raise _Refused(f"checkpoint {cp.id!r} names session {cp.session_id!r}")
         validate_id(cp.id, "checkpoint id")
         if cp.label is not None:
             validate_name(cp.label, "checkpoint label")
