@@ -8,13 +8,14 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aixgo import Message, ToolCall
-from aixgo.cli import cli
+from aixgo.cli import cli, main
 from aixgo.errors import SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.session import SessionManager
@@ -333,14 +334,24 @@ def test_stored_control_characters_are_escaped_in_human_output_and_exact_in_json
     assert {i["user_id"] for i in json.loads(listed)["items"]} == {"u", f"u{HOSTILE}"}
 
 
-def aixgo(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("aixgo")
-    assert exe is not None
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, input=stdin)
+def aixgo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """The ``aixgo`` script's entry point in this process (a subprocess per case costs
+    seconds here; test_the_script_reports_errors_in_one_line runs the real script):
+    its exit status and stderr."""
+    monkeypatch.setattr(sys, "argv", ["aixgo", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return int(exited.value.code or 0), capsys.readouterr().err
 
 
 def test_bad_files_are_one_line_errors_with_documented_exit_codes(
-    file_url: str, tmp_path: Path
+    file_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ids = sync(seed(file_url))
     good = tmp_path / "good.jsonl"
@@ -359,14 +370,13 @@ def test_bad_files_are_one_line_errors_with_documented_exit_codes(
     ]
     for args, what, detail in cases:
         url = target if args[0] == "import" else file_url
-        proc = aixgo("sessions", "--url", url, *args)
-        assert proc.returncode == 1, (args, proc.stderr)
-        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
-        assert what in proc.stderr and detail in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr
+        code, err = aixgo(monkeypatch, capsys, "sessions", "--url", url, *args)
+        assert code == 1, (args, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert what in err and detail in err, err
     for args in (["import", "--on-conflict", "maybe", str(good)], ["export", "-o", str(tmp_path)]):
-        usage = aixgo("sessions", "--url", target, *args)  # the command line itself is wrong
-        assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
+        code, err = aixgo(monkeypatch, capsys, "sessions", "--url", target, *args)
+        assert code == 2 and "Traceback" not in err, err  # the command line itself is wrong
     assert sync(snapshot(target)) == {}
 
 
