@@ -485,8 +485,10 @@ def _matching_prefix(old: _Stored, p: _Pending) -> int | None:
         or [m.id for m in old.messages] != [m.id for m in p.messages[:n]]
     ):
         return None
-    wanted = {c.id: c.seq for c in _carried(p)}
-    if any(wanted.get(c.id) != c.seq for c in old.checkpoints):
+    # Archived checkpoints an import skips (into discarded history) count too: the store the
+    # archive came from has them, and is the archived session all the same.
+    archived = {c.id: c.seq for c in p.checkpoints}
+    if any(archived.get(c.id) != c.seq for c in old.checkpoints):
         return None
     # Checkpoints are written in position order, so all those before the head must be there.
     if any(seq < n for seq in _missing_checkpoints(old, p)):
