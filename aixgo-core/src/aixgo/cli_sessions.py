@@ -204,7 +204,7 @@ def list_command(
                "next_cursor": page.next_cursor})  # fmt: skip
         return
     if not page.items:
-        click.echo(f"no sessions in {redact_url(url)}")
+        click.echo(f"no sessions in {printable(redact_url(url))}")
         return
     rows = [
         (printable(i.id), printable(i.agent), printable(i.user_id or "-"), str(i.message_count),
@@ -213,7 +213,7 @@ def list_command(
     ]  # fmt: skip
     click.echo(table(("ID", "AGENT", "USER", "MESSAGES", "UPDATED", "TITLE"), rows))
     if page.next_cursor:
-        click.echo(f"more: --cursor {page.next_cursor}")
+        click.echo(f"more: --cursor {printable(page.next_cursor)}")
 
 
 @sessions.command("show")
@@ -529,6 +529,6 @@ def migrate_command(ctx: click.Context, own_url: str | None, check: bool, as_jso
     if as_json:
         _dump({**data, "message": message})
     else:
-        click.echo(message)
+        click.echo(printable(message))
     if report is not None and report.pending:
         ctx.exit(1)
