@@ -339,7 +339,8 @@ def import_command(
 
     To finish after any failure, fix the cause and run the same command again: a session
     already identical to the archived one is left alone (counted as unchanged) and one an
-    earlier run cut short is completed, whatever --on-conflict says.
+    earlier run cut short is completed, whatever --on-conflict says (if completing it fails
+    in turn, it stays cut short for the next run to complete).
     """
     source = "stdin" if str(archive) == "-" else str(archive)
     bar = _Progress("importing", progress)
