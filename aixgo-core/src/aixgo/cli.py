@@ -75,7 +75,9 @@ _add_commands()
 
 
 def main() -> None:
-    """Entry point of the ``aixgo`` script: aixgo errors print as one line, exit status 1."""
+    """Entry point of the ``aixgo`` script. Exit status: 0 done; 1 the operation failed, was
+    refused or interrupted (aixgo errors and unreadable or unwritable files print as one line,
+    ``error: ...``, never a traceback); 2 the command line is wrong (click's usage errors)."""
     try:
         # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
         status = cli.main(standalone_mode=False)
@@ -89,9 +91,19 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(1)
-    except AixgoError as exc:
-        click.echo(f"error: {_scrubbed(str(exc))}", err=True)
+    except (AixgoError, OSError) as exc:
+        _report(exc)
         sys.exit(1)
+
+
+def _report(exc: BaseException) -> None:
+    from aixgo.cli_sessions import printable
+
+    # Messages quote stored or user-given text: escaped, so it cannot drive the terminal,
+    # and scrubbed, so a password that reached one is never printed.
+    click.echo(f"error: {printable(_scrubbed(str(exc)), lines=True)}", err=True)
+    for note in getattr(exc, "__notes__", ()):
+        click.echo(f"  {printable(_scrubbed(str(note)), lines=True)}", err=True)
 
 
 def _scrubbed(message: str) -> str:

@@ -1,24 +1,33 @@
 """``aixgo sessions ...``: list, show, export, import, delete, checkpoints, restore, migrate,
 on any backend (``--url``, else ``$AIXGO_SESSION_URL``, else the embedded file store).
 
-Tables are for people; ``--json`` prints JSON for scripts. ``export``/``import`` move sessions
-between stores as JSON Lines (see :mod:`aixgo.session.archive` for what is carried)::
+Tables are for people; ``--json`` prints JSON for scripts. Stored text is shown with control
+characters escaped (``\x1b``), so a name, label or message cannot drive the terminal;
+``--json`` output is exact (JSON escapes them). ``export``/``import`` move sessions between
+stores as JSON Lines (see :mod:`aixgo.session.archive` for what is carried)::
 
     aixgo sessions --url file:///srv/sessions export -o all.jsonl
     aixgo sessions --url redis://cache:6379/0 import all.jsonl
+
+SIGTERM is handled like Ctrl-C: the running operation is cancelled and rolls back what it must.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session import (
     Migratable,
     MigrationReport,
@@ -27,11 +36,41 @@ from aixgo.session import (
     open_backend,
     redact_url,
 )
-from aixgo.session.archive import OnConflict, TransferStats, export_sessions, import_sessions
+from aixgo.session.archive import (
+    OnConflict,
+    TransferStats,
+    escape_controls,
+    export_sessions,
+    import_sessions,
+)
 
-__all__ = ["sessions", "table"]
+__all__ = ["printable", "sessions", "table"]
 
 T = TypeVar("T")
+
+# C0 controls but tab and newline, DEL, C1 controls, lone surrogates: what a terminal may act
+# on (ESC starts colour, cursor and OSC title sequences; C1 CSI does the same on some).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    r"""``text`` safe to print on a terminal: control characters as ``\x..`` escapes.
+    With ``lines``, tabs and newlines are kept (message text); without, they are escaped too.
+
+    >>> print(printable("\x1b]0;pwned\x07 hi\ttab"))
+    \x1b]0;pwned\x07 hi\x09tab
+    >>> print(printable("two\nlines\x9b2J", lines=True))
+    two
+    lines\x9b2J
+    """
+    pattern = _CONTROL if lines else _CONTROL_ONE_LINE
+    return pattern.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -51,11 +90,44 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with SessionManager(url) as mgr:
-            return await work(mgr)
+    """Run ``work`` with a manager of ``url``. SIGTERM cancels it as Ctrl-C does (so it rolls
+    back what it must) and then ends the command as Ctrl-C does."""
+    terminated = False
 
-    return asyncio.run(go())
+    async def go() -> T:
+        nonlocal terminated
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with _signal_handler(signal.SIGTERM, on_sigterm):
+            async with SessionManager(url) as mgr:
+                return await work(mgr)
+
+    try:
+        return asyncio.run(go())
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None  # click reports it as "Aborted!", status 1
+        raise
+
+
+@contextlib.contextmanager
+def _signal_handler(signum: int, handler: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signum, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, threads)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signum)
 
 
 def _when(dt: Any) -> str:
@@ -63,7 +135,7 @@ def _when(dt: Any) -> str:
 
 
 def _dump(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    click.echo(escape_controls(json.dumps(obj, indent=2, ensure_ascii=False)))
 
 
 class _Progress:
@@ -74,8 +146,10 @@ class _Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.total = total
         self.shown = False
+        self.stats: TransferStats | None = None
 
     def __call__(self, stats: TransferStats) -> None:
+        self.stats = stats
         if not self.enabled:
             return
         of = f"/{self.total}" if self.total is not None else ""
@@ -90,6 +164,7 @@ class _Progress:
     def done(self) -> None:
         if self.shown:
             click.echo("", err=True)
+            self.shown = False
 
 
 @click.group("sessions")
@@ -102,7 +177,13 @@ class _Progress:
 )
 @click.pass_context
 def sessions(ctx: click.Context, url: str | None) -> None:
-    """Manage stored sessions on any backend."""
+    """Manage stored sessions on any backend.
+
+    \b
+    Exit status: 0 done; 1 the operation failed, was refused or was interrupted
+    (Ctrl-C, SIGTERM), with a one-line "error: ..." on stderr; 2 the command line
+    itself is wrong (unknown option, missing argument).
+    """
     ctx.obj = url or default_session_url()
 
 
@@ -123,16 +204,16 @@ def list_command(
                "next_cursor": page.next_cursor})  # fmt: skip
         return
     if not page.items:
-        click.echo(f"no sessions in {redact_url(url)}")
+        click.echo(f"no sessions in {printable(redact_url(url))}")
         return
     rows = [
-        (i.id, i.agent, i.user_id or "-", str(i.message_count), _when(i.updated_at),
-         str(i.metadata.get("title", "")))
+        (printable(i.id), printable(i.agent), printable(i.user_id or "-"), str(i.message_count),
+         _when(i.updated_at), printable(str(i.metadata.get("title", ""))))
         for i in page.items
     ]  # fmt: skip
     click.echo(table(("ID", "AGENT", "USER", "MESSAGES", "UPDATED", "TITLE"), rows))
     if page.next_cursor:
-        click.echo(f"more: --cursor {page.next_cursor}")
+        click.echo(f"more: --cursor {printable(page.next_cursor)}")
 
 
 @sessions.command("show")
@@ -155,20 +236,22 @@ def show_command(
         _dump({"session": info.model_dump(mode="json"),
                "messages": [m.model_dump(mode="json") for m in messages]})  # fmt: skip
         return
-    click.echo(f"session  {info.id}\nagent    {info.agent}\nuser     {info.user_id or '-'}")
+    who = printable(info.user_id or "-")
+    click.echo(f"session  {printable(info.id)}\nagent    {printable(info.agent)}\nuser     {who}")
     click.echo(f"created  {_when(info.created_at)}\nupdated  {_when(info.updated_at)}")
     click.echo(f"messages {info.message_count}")
     if info.metadata:
-        click.echo(f"metadata {json.dumps(info.metadata, ensure_ascii=False)}")
+        click.echo(f"metadata {printable(json.dumps(info.metadata, ensure_ascii=False))}")
     for m in messages:
-        calls = f" [calls {', '.join(c.name for c in m.tool_calls)}]" if m.tool_calls else ""
-        click.echo(f"{m.seq:>5}  {m.role:<9} {m.text}{calls}")
+        names = ", ".join(printable(c.name) for c in m.tool_calls or ())
+        calls = f" [calls {names}]" if m.tool_calls else ""
+        click.echo(f"{m.seq:>5}  {m.role:<9} {printable(m.text, lines=True)}{calls}")
 
 
 @sessions.command("export")
 @click.argument("session_ids", nargs=-1)
-@click.option("--agent", help="Only this agent's sessions.")
-@click.option("--user", "user_id", help="Only this user's sessions.")
+@click.option("--agent", help="Only this agent's sessions (others count as not found).")
+@click.option("--user", "user_id", help="Only this user's sessions (others count as not found).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of stdout.")  # fmt: skip
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
@@ -181,7 +264,8 @@ def export_command(
     output: Path | None,
     progress: bool | None,
 ) -> None:
-    """Write sessions (all, or the ones named or filtered) as JSON Lines."""
+    """Write sessions (all, or the ones named or filtered) as JSON Lines. With -o, the file
+    appears only once the export is complete."""
 
     async def work(mgr: SessionManager) -> TransferStats:
         from aixgo.session.archive import list_ids
@@ -189,8 +273,10 @@ def export_command(
         ids = list(session_ids) or await list_ids(mgr, agent=agent, user_id=user_id)
         bar = _Progress("exporting", progress, len(ids))
         out: TextIO
-        with output.open("w", encoding="utf-8") if output else _stdout() as out:
-            stats = await export_sessions(mgr, out.write, session_ids=ids, progress=bar)
+        with _open_output(output) if output else _stdout() as out:
+            stats = await export_sessions(
+                mgr, out.write, session_ids=ids, agent=agent, user_id=user_id, progress=bar
+            )
         bar.done()
         return stats
 
@@ -198,9 +284,27 @@ def export_command(
     if output is not None:
         click.echo(
             f"exported {stats.sessions} sessions, {stats.messages:,} messages, "
-            f"{stats.checkpoints} checkpoints to {output}",
+            f"{stats.checkpoints} checkpoints to {printable(str(output))}",
             err=True,
         )
+
+
+@contextlib.contextmanager
+def _open_output(path: Path) -> Iterator[TextIO]:
+    """``path`` for writing, through a file beside it that replaces it only once the export is
+    complete: a failed export leaves no partial archive and does not truncate an older one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        out = partial.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with out:
+            yield out
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class _stdout:
@@ -216,46 +320,103 @@ class _stdout:
 @sessions.command("import")
 @click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--on-conflict", type=click.Choice(["fail", "skip", "replace"]), default="fail",
-              show_default=True, help="When the store has a session with the same id.")  # fmt: skip
+              show_default=True,
+              help="When the store has a different session with the same id.")  # fmt: skip
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def import_command(
     url: str, archive: Path, on_conflict: OnConflict, progress: bool | None, as_json: bool
 ) -> None:
-    """Recreate sessions from a JSON Lines archive (ids kept). '-' reads stdin."""
+    """Recreate sessions from a JSON Lines archive (ids kept). '-' reads stdin.
+
+    Each session is validated whole before any of it is written, and lands whole or not at
+    all: one that fails, or is interrupted by Ctrl-C or SIGTERM, is rolled back (with
+    --on-conflict replace, the session it replaced is put back). Sessions are imported in
+    archive order, so a failed run leaves the ones before the failing session imported and
+    the later ones not; an interrupted rollback or a hard kill (kill -9) can leave one
+    session cut short, and with replace lose the session it was replacing.
+
+    To finish after any failure, fix the cause and run the same command again: a session
+    already identical to the archived one is left alone (counted as unchanged) and one an
+    earlier run cut short is completed, whatever --on-conflict says (if completing it fails
+    in turn, it stays cut short for the next run to complete).
+    """
     source = "stdin" if str(archive) == "-" else str(archive)
+    bar = _Progress("importing", progress)
 
     async def work(mgr: SessionManager) -> TransferStats:
-        bar = _Progress("importing", progress)
-        stream = sys.stdin if source == "stdin" else archive.open(encoding="utf-8")
-        try:
-            stats = await import_sessions(
+        with _open_archive(archive, source) as stream:
+            return await import_sessions(
                 mgr,
                 stream,
                 source=source,
                 on_conflict=on_conflict,
                 progress=bar,
             )
-        finally:
-            bar.done()
-            if source != "stdin":
-                stream.close()
-        return stats
 
-    stats = _run(url, work)
+    try:
+        stats = _run(url, work)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        bar.done()
+        click.echo(
+            f"interrupted: {_so_far(bar.stats)}; the session in progress was rolled back. "
+            "Run the same command again to finish.",
+            err=True,
+        )
+        raise
+    except (AixgoError, OSError) as exc:
+        bar.done()
+        if bar.stats is not None:
+            exc.add_note(
+                f"{_so_far(bar.stats)} before this; nothing of the failing session was kept. "
+                "Fix the cause and run the same command again to finish."
+            )
+        raise
+    bar.done()
     if as_json:
         _dump({"sessions": stats.sessions, "messages": stats.messages,
                "checkpoints": stats.checkpoints, "sessions_skipped": stats.sessions_skipped,
-               "checkpoints_skipped": stats.checkpoints_skipped})  # fmt: skip
+               "checkpoints_skipped": stats.checkpoints_skipped,
+               "sessions_unchanged": stats.sessions_unchanged,
+               "sessions_completed": stats.sessions_completed,
+               "sessions_replaced": stats.sessions_replaced})  # fmt: skip
         return
     msg = (f"imported {stats.sessions} sessions, {stats.messages:,} messages, "
-           f"{stats.checkpoints} checkpoints into {redact_url(url)}")  # fmt: skip
+           f"{stats.checkpoints} checkpoints into {printable(redact_url(url))}")  # fmt: skip
+    if stats.sessions_completed:
+        msg += f" ({stats.sessions_completed} cut short by an earlier run, now completed)"
+    if stats.sessions_replaced:
+        msg += f"; replaced {stats.sessions_replaced} existing sessions"
+    if stats.sessions_unchanged:
+        msg += f"; {stats.sessions_unchanged} sessions were there already, unchanged"
     if stats.sessions_skipped:
         msg += f"; skipped {stats.sessions_skipped} existing sessions"
     if stats.checkpoints_skipped:
         msg += f"; {stats.checkpoints_skipped} checkpoints pointed into discarded history"
     click.echo(msg)
+
+
+def _so_far(stats: TransferStats | None) -> str:
+    if stats is None:
+        return "no session was written"
+    return (f"{stats.sessions} sessions were written and {stats.sessions_unchanged} found "
+            "there already")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _open_archive(archive: Path, source: str) -> Iterator[IO[bytes]]:
+    """The archive as binary lines: the importer decodes each and names the line that is not
+    UTF-8."""
+    if source == "stdin":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = archive.open("rb")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {archive}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
 
 
 @sessions.command("delete")
@@ -266,47 +427,55 @@ def import_command(
 def delete_command(url: str, session_ids: tuple[str, ...], user_id: str | None, yes: bool) -> None:
     """Delete sessions with their messages and checkpoints."""
     if not yes:
-        click.confirm(f"delete {len(session_ids)} session(s) from {redact_url(url)}?", abort=True)
+        click.confirm(
+            f"delete {len(session_ids)} session(s) from {printable(redact_url(url))}?", abort=True
+        )
 
     async def work(mgr: SessionManager) -> None:
         for sid in session_ids:
             await mgr.delete(sid, user_id=user_id)
-            click.echo(f"deleted {sid}")
+            click.echo(f"deleted {printable(sid)}")
 
     _run(url, work)
 
 
 @sessions.command("checkpoints")
 @click.argument("session_id")
+@click.option("--user", "user_id", help="Refuse unless the session is this user's.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def checkpoints_command(url: str, session_id: str, as_json: bool) -> None:
+def checkpoints_command(url: str, session_id: str, user_id: str | None, as_json: bool) -> None:
     """A session's checkpoints, oldest first."""
 
     async def work(mgr: SessionManager) -> Any:
-        return await (await mgr.get(session_id)).list_checkpoints()
+        return await (await mgr.get(session_id, user_id=user_id)).list_checkpoints()
 
     cps = _run(url, work)
     if as_json:
         _dump([c.model_dump(mode="json") for c in cps])
         return
     if not cps:
-        click.echo(f"session {session_id} has no checkpoints")
+        click.echo(f"session {printable(session_id)} has no checkpoints")
         return
-    rows = [(c.id, str(c.seq), _when(c.created_at), c.label or "") for c in cps]
+    rows = [
+        (printable(c.id), str(c.seq), _when(c.created_at), printable(c.label or "")) for c in cps
+    ]
     click.echo(table(("ID", "SEQ", "CREATED", "LABEL"), rows))
 
 
 @sessions.command("restore")
 @click.argument("session_id")
 @click.argument("checkpoint_id")
+@click.option("--user", "user_id", help="Refuse unless the session is this user's.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def restore_command(url: str, session_id: str, checkpoint_id: str, as_json: bool) -> None:
+def restore_command(
+    url: str, session_id: str, checkpoint_id: str, user_id: str | None, as_json: bool
+) -> None:
     """Make a session's history what it was at a checkpoint (undoable)."""
 
     async def work(mgr: SessionManager) -> Any:
-        s = await mgr.get(session_id)
+        s = await mgr.get(session_id, user_id=user_id)
         undo = await s.restore(checkpoint_id)
         return undo, await s.info()
 
@@ -314,8 +483,10 @@ def restore_command(url: str, session_id: str, checkpoint_id: str, as_json: bool
     if as_json:
         _dump({"undo": undo.model_dump(mode="json"), "session": info.model_dump(mode="json")})
         return
-    click.echo(f"restored {session_id} to {checkpoint_id}: {info.message_count} messages")
-    click.echo(f"undo with: aixgo sessions restore {session_id} {undo.id}")
+    sid, cid = printable(session_id), printable(checkpoint_id)
+    click.echo(f"restored {sid} to {cid}: {info.message_count} messages")
+    user = f" --user {printable(user_id)}" if user_id is not None else ""
+    click.echo(f"undo with: aixgo sessions restore {sid} {printable(undo.id)}{user}")
 
 
 async def _migrate(url: str, check: bool) -> MigrationReport | None:
@@ -359,6 +530,6 @@ def migrate_command(ctx: click.Context, own_url: str | None, check: bool, as_jso
     if as_json:
         _dump({**data, "message": message})
     else:
-        click.echo(message)
+        click.echo(printable(message))
     if report is not None and report.pending:
         ctx.exit(1)

@@ -21,7 +21,7 @@ from aixgo.session.models import Page, SessionInfo
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend
 
-__all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager"]
+__all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager", "check_metadata"]
 
 MAX_LIST_LIMIT = 1000
 MAX_METADATA_BYTES = 64 * 1024
@@ -93,7 +93,7 @@ class SessionManager:
         validate_name(agent, "agent name")
         if user_id is not None:
             validate_name(user_id, "user id")
-        meta = _check_metadata(metadata)
+        meta = check_metadata(metadata)
         now = utc_now()
         info = SessionInfo(
             id=new_id(),
@@ -170,7 +170,10 @@ class SessionManager:
         await self.backend.delete_session(session_id)
 
 
-def _check_metadata(metadata: object) -> dict[str, JsonValue]:
+def check_metadata(metadata: object) -> dict[str, JsonValue]:
+    """``metadata`` as session metadata (``{}`` for ``None``), or :class:`InvalidArgument`:
+    not a JSON object with string keys, over :data:`MAX_METADATA_BYTES`, or holding NUL,
+    non-finite numbers, lone surrogates or nesting deeper than ``codec.MAX_DEPTH``."""
     if metadata is None:
         return {}
     try:
