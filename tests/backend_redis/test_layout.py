@@ -238,3 +238,11 @@ async def test_sessions_updated_in_the_same_microsecond_page_by_id(any_url: str)
         assert seen == ids
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize("name", WEIRD)
+def test_a_pairs_claim_marker_is_in_its_index_slot(name: str) -> None:
+    keys = Keys("p:")
+    # pair.lua changes both in one script, so Redis Cluster must find them in one slot.
+    assert key_slot(keys.claim(name, "u").encode()) == key_slot(keys.index(name, "u").encode())
+    assert key_slot(keys.claim("a", name).encode()) == key_slot(keys.index("a", name).encode())

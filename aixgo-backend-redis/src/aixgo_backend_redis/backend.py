@@ -449,16 +449,13 @@ class RedisBackend:
         """Redis Cluster: the pair's index is in another slot than the new session, so the
         pair is claimed in the index's slot first (only when its index is empty), the claimer
         creates the session, then settles the claim; the others wait for a claim in flight."""
-        _, scripts = self._connection()
         pair = [self.keys.index(info.agent, user_id), self.keys.claim(info.agent, user_id)]
         hold = round(max(1.0, 2 * self.options.timeout) * 1000)  # a dead claimer's claim ends
         score = rows.to_us(info.updated_at)
         stale: list[str] = []
         while True:
             claim: list[Arg] = ["claim", info.id, score, self._ttl_ms, hold, *stale]
-            reply = await self._retry.run(
-                "get_or_create_session", lambda _, c=claim: scripts.run("pair", pair, c)
-            )
+            reply = await self._pair(pair, claim)
             if reply[0] == b"claimed":
                 if await self._create_claimed(info, argv, pair, score):
                     return info, True
@@ -466,14 +463,22 @@ class RedisBackend:
                 continue
             found, stale, waiting = await self._first_live(reply)
             if found is not None:
-                if stale:  # dead entries (no claim in flight among them), as listing does
-                    client, _ = self._connection()
-                    await self._retry.run(
-                        "get_or_create_session", lambda _: client.zrem(pair[0], *stale)
-                    )
+                if stale:  # dead entries (no claim in flight among them), as listing drops
+                    await self._unlist(pair[0], stale)
                 return found, False
             if waiting:
                 await asyncio.sleep(0.01)
+
+    async def _pair(self, pair: list[str], args: list[Arg]) -> list[Any]:
+        """Run ``lua/pair.lua`` on the pair's index slot."""
+        _, scripts = self._connection()
+        return await self._retry.run(
+            "get_or_create_session", lambda _: scripts.run("pair", pair, args)
+        )
+
+    async def _unlist(self, index: str, ids: list[str]) -> None:
+        client, _ = self._connection()
+        await self._retry.run("get_or_create_session", lambda _: client.zrem(index, *ids))
 
     async def _first_live(self, reply: list[Any]) -> tuple[SessionInfo | None, list[str], bool]:
         """Of a claim's ``members`` reply: the first session that exists, the ids before it
@@ -504,7 +509,6 @@ class RedisBackend:
         """Create the session of a claim, settle it and list the session; ``False`` (with
         the session deleted again) if the claim ran out and another caller took the pair.
         The settle comes before the listing, so a lost session never enters an index."""
-        _, scripts = self._connection()
 
         async def create(retried: bool) -> None:
             reply = await self._session("create", info.id, *argv)
@@ -512,10 +516,7 @@ class RedisBackend:
                 raise ConflictError(f"session {info.id!r} exists already")
 
         await self._retry.run("get_or_create_session", create)
-        settle: list[Arg] = ["settle", info.id]
-        reply = await self._retry.run(
-            "get_or_create_session", lambda _: scripts.run("pair", pair, settle)
-        )
+        reply = await self._pair(pair, ["settle", info.id])
         if reply[0] == b"lost":
             await self._retry.run("get_or_create_session", lambda _: self._drop(info.id))
             return False

@@ -1,9 +1,10 @@
 """The Lua scripts that make every write one atomic server-side step.
 
 Each lives in ``lua/<name>.lua``. The per-session ones share ``lua/common.lua`` (key names,
-the lineage walk, TTL renewal, the standalone index update), and those and ``index.lua``
-(Redis Cluster's second step) share ``lua/index_add.lua``. They reach the server in one of
-two forms:
+the lineage walk, TTL renewal, the standalone index update), and those, ``index.lua`` (Redis
+Cluster's second step) and ``pair.lua`` (Redis Cluster's get-or-create claim) share
+``lua/index_add.lua``; ``get_or_create.lua`` calls ``create.lua`` as a function. They reach
+the server in one of two forms:
 
 * **a function library** (standalone servers, :func:`library`): the shared code once at the
   top, and each script a function of it, called with ``FCALL``. The shared functions are
