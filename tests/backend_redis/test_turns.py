@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aixgo import Message
@@ -19,6 +20,7 @@ from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis.keys import Keys
 
 from .helpers import keys_of, raw
+from .servers import RedisProcess
 
 
 @asynccontextmanager
@@ -105,6 +107,45 @@ async def test_a_claim_whose_creator_died_holds_the_pair_only_until_it_runs_out(
         assert created and loop.time() - start >= 0.25
         assert await r.zrange(keys.index("bot", "u"), 0, -1) == [info.id.encode()]
         assert await r.exists(keys.claim("bot", "u")) == 0  # settled
+
+
+@pytest.mark.asyncio
+async def test_a_creator_whose_claim_ran_out_gives_the_pair_up(
+    cluster_url: str, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    async with backends(cluster_url, 2) as (slow, quick), raw(cluster_url) as r:
+        late = fresh()
+        pair = [keys.index("bot", "u"), keys.claim("bot", "u")]
+        claim = ["claim", late.id, 1, "0", 60_000]
+        assert (await slow._pair(pair, claim))[0] == b"claimed"
+        await r.delete(keys.claim("bot", "u"))  # its claim ran out before it created
+        info, created = await quick.get_or_create_session(fresh())
+        assert created
+        argv = [
+            "bot", "u", "1", 1, 1, "{}", "\n".join(keys.indexes("bot", "u")),
+        ]  # fmt: skip
+        assert await slow._create_claimed(late, argv, pair, 1) is False
+        assert not [k for k in await keys_of(r, prefix) if late.id in k]
+        page = await quick.list_sessions(agent="bot", user_id="u")
+        assert [i.id for i in page.items] == [info.id]
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_refuses_functions_runs_both_as_scripts(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path / "acl")
+    server.start()
+    try:
+        server.cli("acl", "setuser", "nofn", "on", ">pw", "~*", "&*", "+@all", "-function")
+        url = f"redis://nofn:pw@127.0.0.1:{server.port}/0?prefix=acl:"
+        async with backends(url, 2) as (a, b):
+            got = await asyncio.gather(*(x.get_or_create_session(fresh()) for x in (a, b) * 4))
+            assert sum(created for _, created in got) == 1
+            sid = got[0][0].id
+            token = await a.acquire_turn(sid, "alice", 5)
+            assert token is not None and await b.acquire_turn(sid, "bob", 5) is None
+    finally:
+        server.stop()
 
 
 WORKER = textwrap.dedent(
