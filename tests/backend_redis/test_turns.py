@@ -153,10 +153,11 @@ WORKER = textwrap.dedent(
     import asyncio, sys
     from aixgo.identifiers import new_id
     from aixgo.message import utc_now
-    from aixgo.session import SessionInfo, open_backend
+    from aixgo.session import SessionInfo
+    from aixgo_backend_redis import RedisBackend  # not open_backend: no plugin discovery
 
     async def main(url):
-        b = open_backend(url)
+        b = RedisBackend(url)
         await b.open()
         try:
             now = utc_now()
