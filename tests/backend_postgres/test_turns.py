@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from aixgo import Message
-from aixgo.errors import SessionNotFound
+from aixgo.errors import BackendUnavailable, SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import SessionInfo, SessionPerUser, TurnLeases
@@ -221,3 +221,20 @@ async def test_a_store_of_the_previous_version_gets_the_lease_table(
     async with backends(f"{pg_url}&migrate=false", 1) as (b,):
         assert await b.acquire_turn(s.id, "alice", 5) == 1
         assert (await b.get_or_create_session(fresh()))[0].id == s.id
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_server_is_backend_unavailable_without_the_password() -> None:
+    b = PostgresBackend("postgresql://app:s3cret-pw@127.0.0.1:1/db?connect_timeout=1")
+    try:
+        for call in (
+            b.acquire_turn(new_id(), "alice", 1),
+            b.renew_turn(new_id(), "alice", 1),
+            b.release_turn(new_id(), "alice"),
+            b.get_or_create_session(fresh()),
+        ):
+            with pytest.raises(BackendUnavailable) as info:
+                await call
+            assert "s3cret-pw" not in str(info.value)
+    finally:
+        await b.close()

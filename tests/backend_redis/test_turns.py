@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from aixgo import Message
-from aixgo.errors import SessionNotFound
+from aixgo.errors import BackendUnavailable, SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import SessionInfo, SessionPerUser, TurnLeases, open_backend
@@ -277,3 +277,20 @@ async def test_unknown_sessions_and_delete(any_url: str, prefix: str) -> None:
         assert not [k for k in await keys_of(r, prefix) if s.id in k]
         with pytest.raises(SessionNotFound):
             await b.acquire_turn(s.id, "bob", 1)
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_server_is_backend_unavailable_without_the_password() -> None:
+    b = RedisBackend("redis://:s3cret-pw@127.0.0.1:1/0?retry_window=0&connect_timeout=1")
+    try:
+        for call in (
+            b.acquire_turn(new_id(), "alice", 1),
+            b.renew_turn(new_id(), "alice", 1),
+            b.release_turn(new_id(), "alice"),
+            b.get_or_create_session(fresh()),
+        ):
+            with pytest.raises(BackendUnavailable) as info:
+                await call
+            assert "s3cret-pw" not in str(info.value)
+    finally:
+        await b.close()
