@@ -280,6 +280,28 @@ async def test_unknown_sessions_and_delete(any_url: str, prefix: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_with_a_ttl_the_lease_lives_and_expires_with_its_session(
+    any_url: str, prefix: str
+) -> None:
+    url = any_url + "&ttl=1"
+    keys = Keys(prefix)
+    async with backends(url, 1) as (b,), raw(url) as r:
+        info, created = await b.get_or_create_session(fresh())
+        assert created
+        assert 0 < await r.pttl(keys.session(info.id)[0]) <= 1000
+        assert 0 < await r.pttl(keys.index("bot", "u")) <= 1000
+        await asyncio.sleep(0.5)
+        assert await b.acquire_turn(info.id, "alice", 30) is not None
+        # Taking a turn is not a write to the session: its ttl runs on.
+        assert await r.pttl(keys.session(info.id)[0]) <= 500
+        await asyncio.sleep(0.7)
+        with pytest.raises(SessionNotFound):
+            await b.acquire_turn(info.id, "alice", 30)
+        again, created = await b.get_or_create_session(fresh())
+        assert created and again.id != info.id
+
+
+@pytest.mark.asyncio
 async def test_an_unreachable_server_is_backend_unavailable_without_the_password() -> None:
     b = RedisBackend("redis://:s3cret-pw@127.0.0.1:1/0?retry_window=0&connect_timeout=1")
     try:
