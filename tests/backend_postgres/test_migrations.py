@@ -41,7 +41,7 @@ async def test_first_open_creates_the_schema(pg_url: str, schema: str) -> None:
     names = {name for name, _ in catalog}
     assert {"aixgo_sessions", "aixgo_messages", "aixgo_branches", "aixgo_checkpoints"} <= names
     assert {"aixgo_current_messages", "aixgo_history", "aixgo_append", "aixgo_restore"} <= names
-    assert {"aixgo_append_one"} <= names
+    assert {"aixgo_append_one", "aixgo_turns"} <= names
     versions = [(v, d) for v, d in catalog if v.isdigit()]
     assert versions == [(str(m.version), m.description) for m in MIGRATIONS]
     assert versions[-1][0] == str(SCHEMA_VERSION)

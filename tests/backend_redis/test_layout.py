@@ -238,3 +238,36 @@ async def test_sessions_updated_in_the_same_microsecond_page_by_id(any_url: str)
         assert seen == ids
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize("name", WEIRD)
+def test_a_pairs_claim_marker_is_in_its_index_slot(name: str) -> None:
+    keys = Keys("p:")
+    # pair.lua changes both in one script, so Redis Cluster must find them in one slot.
+    assert key_slot(keys.claim(name, "u").encode()) == key_slot(keys.index(name, "u").encode())
+    assert key_slot(keys.claim("a", name).encode()) == key_slot(keys.index("a", name).encode())
+
+
+@pytest.mark.asyncio
+async def test_one_round_trip_per_lease_call_and_get_or_create(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = open_backend(redis_url)
+    assert isinstance(backend, RedisBackend)
+    try:
+        await backend.open()
+        now = utc_now()
+
+        def info() -> SessionInfo:
+            return SessionInfo(id=new_id(), agent="bot", user_id="u", created_at=now,
+                               updated_at=now)  # fmt: skip
+
+        first = info()
+        trips = _Trips(monkeypatch)
+        assert await trips.of(backend.get_or_create_session(first)) == 1  # creates
+        assert await trips.of(backend.get_or_create_session(info())) == 1  # finds
+        assert await trips.of(backend.acquire_turn(first.id, "o", 5)) == 1
+        assert await trips.of(backend.renew_turn(first.id, "o", 5)) == 1
+        assert await trips.of(backend.release_turn(first.id, "o")) == 1
+    finally:
+        await backend.close()

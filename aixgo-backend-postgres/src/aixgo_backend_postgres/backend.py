@@ -13,6 +13,8 @@ enforced by the database, whichever process writes.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +24,7 @@ from aixgo.errors import (
     BackendUnavailable,
     CheckpointNotFound,
     ConflictError,
+    InvalidArgument,
     SessionNotFound,
 )
 from aixgo.message import Message
@@ -37,6 +40,7 @@ from aixgo_backend_postgres import migrations, retry
 from aixgo_backend_postgres.connections import Connections
 from aixgo_backend_postgres.options import PostgresOptions, parse_url
 from aixgo_backend_postgres.statements import Statements
+from aixgo_backend_postgres.turns import TurnStatements
 
 __all__ = ["PostgresBackend"]
 
@@ -65,6 +69,7 @@ class PostgresBackend:
         self.options: PostgresOptions = parse_url(url)
         self.url = self.options.shown
         self._sql = Statements.for_schema(self.options.schema)
+        self._turns = TurnStatements.for_schema(self.options.schema)
         self._connections: Connections | None = None
         self._opening = asyncio.Lock()
         self._closed = False
@@ -401,6 +406,73 @@ class PostgresBackend:
 
         return await self._run(op)
 
+    # -- turn leases and a user's session (see turns.py) -------------------------------
+
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        """Take the session's turn lease for ``owner``; the fencing token, or ``None``."""
+        params = {"id": session_id, "owner": owner, "ms": _lease_ms(ttl)}
+
+        async def op(conn: Conn, attempt: int) -> int | None:
+            try:
+                row = await (await conn.execute(self._turns.acquire, params)).fetchone()
+            except psycopg.errors.ForeignKeyViolation:
+                raise SessionNotFound(session_id) from None
+            return None if row is None else int(row[0])
+
+        return await self._run(op)
+
+    async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s live lease to ``ttl`` from now; ``False`` if it was lost."""
+        params = {"id": session_id, "owner": owner, "ms": _lease_ms(ttl)}
+
+        async def op(conn: Conn, attempt: int) -> bool:
+            row = await (await conn.execute(self._turns.renew, params)).fetchone()
+            assert row is not None
+            if not row[1]:
+                raise SessionNotFound(session_id)
+            return bool(row[0])
+
+        return await self._run(op)
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        """Give up ``owner``'s lease if it holds it; the row (and its token) stays."""
+        params = {"id": session_id, "owner": owner}
+
+        async def op(conn: Conn, attempt: int) -> None:
+            row = await (await conn.execute(self._turns.release, params)).fetchone()
+            if row is None or not row[0]:
+                raise SessionNotFound(session_id)
+
+        await self._run(op)
+
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        """The pair's most recently updated session, or ``info`` stored as a new one; one
+        transaction under the pair's advisory lock (see turns.py)."""
+        if info.user_id is None:
+            raise InvalidArgument("get_or_create_session needs a user id")
+        key = json.dumps([self.options.schema, info.agent, info.user_id])
+        latest = self._sql.lists[True, True, False]
+        mine = {"agent": info.agent, "user": info.user_id, "limit": 1}
+        params = (
+            info.id, info.agent, info.user_id, info.created_at, info.updated_at,
+            Jsonb(info.metadata),
+        )  # fmt: skip
+
+        async def op(conn: Conn, attempt: int) -> tuple[SessionInfo, bool]:
+            async with conn.transaction():
+                await conn.execute(self._turns.pair_lock, (key,))
+                row = await (await conn.execute(latest, mine)).fetchone()
+                if row is not None:
+                    found = _session_info(row)
+                    # A retry finds what its first attempt committed before the drop.
+                    return found, attempt > 0 and found.id == info.id
+                row = await (await conn.execute(self._sql.create, params)).fetchone()
+                if row is None or row[0] != 1:
+                    raise ConflictError(f"session {info.id!r} exists already")
+            return info, True
+
+        return await self._run(op)
+
     def _is_closed(self) -> bool:
         return self._closed
 
@@ -410,6 +482,13 @@ class PostgresBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendClosed(f"backend {self.url}")
+
+
+def _lease_ms(ttl: float) -> int:
+    """A lease's ttl in whole milliseconds, at least one."""
+    if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+        raise InvalidArgument(f"a turn lease's ttl must be positive seconds, not {ttl!r}")
+    return max(1, round(ttl * 1000))
 
 
 def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "") -> None:

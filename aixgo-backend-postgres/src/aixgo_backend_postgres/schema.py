@@ -17,9 +17,12 @@ Why these tables (see the README for the SQL view people query):
 * ``aixgo_checkpoints``: ``(branch, seq)`` per checkpoint; ``n`` orders them.
 * ``aixgo_history(session, last)`` and the view ``aixgo_current_messages``: current
   histories, for SQL users.
+* ``aixgo_turns`` (version 3): the turn lease of a session (see :mod:`.turns`).
 
 No foreign keys: each write that touches several tables runs in one function that locks the
 session row first, so integrity holds without an extra trigger lookup per inserted message.
+The one exception is ``aixgo_turns``, written once per turn rather than per message: its
+foreign key makes an unknown session fail the insert and drops the lease with its session.
 """
 
 from __future__ import annotations
@@ -354,7 +357,20 @@ END
 $$;
 """
 
+# Turn leases: one row per session that ever took one, kept after a release (owner NULL) so
+# the token only ever grows for that session. Expiry is decided by the server's clock alone.
+_V3 = r"""
+CREATE TABLE {s}.aixgo_turns (
+    session_id text COLLATE "C" PRIMARY KEY
+               REFERENCES {s}.aixgo_sessions (id) ON DELETE CASCADE,
+    owner      text COLLATE "C",
+    token      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "sessions, branches, messages, checkpoints", _V1),
     Migration(2, "aixgo_append_one: one message, parsed once", _V2),
+    Migration(3, "aixgo_turns: per-session turn leases with fencing tokens", _V3),
 ]

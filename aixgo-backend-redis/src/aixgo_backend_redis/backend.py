@@ -19,7 +19,10 @@ range, then the summaries (one pipeline, in parallel across nodes).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +31,7 @@ from aixgo.errors import (
     BackendError,
     CheckpointNotFound,
     ConflictError,
+    InvalidArgument,
     SessionNotFound,
 )
 from aixgo.message import Message
@@ -53,6 +57,13 @@ MIN_REDIS_VERSION = (7, 0)
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _lease_ms(ttl: float) -> int:
+    """A lease's ttl in whole milliseconds (what Redis counts in), at least one."""
+    if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+        raise InvalidArgument(f"a turn lease's ttl must be positive seconds, not {ttl!r}")
+    return max(1, round(ttl * 1000))
 
 
 class RedisBackend:
@@ -382,3 +393,151 @@ class RedisBackend:
             return rows.checkpoint(undo_id, session_id, reply[1])[1]
 
         return await self._retry.run("restore_checkpoint", op)
+
+    # -- turn leases (TurnLeases) -----------------------------------------------------------
+
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        """Take the session's turn lease (``lua/turn.lua``); the fencing token or ``None``."""
+        ms = _lease_ms(ttl)
+        reply = await self._retry.run(
+            "acquire_turn", lambda _: self._session("turn", session_id, "acquire", owner, ms)
+        )
+        return int(reply[1]) if reply[0] == b"ok" else None
+
+    async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` from now; ``False`` if it was lost."""
+        ms = _lease_ms(ttl)
+        reply = await self._retry.run(
+            "renew_turn", lambda _: self._session("turn", session_id, "renew", owner, ms)
+        )
+        return bool(reply[0] == b"ok")
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        """Give up ``owner``'s lease if it holds it (a repeat is harmless)."""
+        await self._retry.run(
+            "release_turn", lambda _: self._session("turn", session_id, "release", owner, 0)
+        )
+
+    # -- a user's session (SessionPerUser) --------------------------------------------------
+
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        """The pair's most recently updated session, or ``info`` created: one script on a
+        standalone server (``lua/get_or_create.lua``), a claim in the pair's index around
+        the create in Redis Cluster (``lua/pair.lua``)."""
+        if info.user_id is None:
+            raise InvalidArgument("get_or_create_session needs a user id")
+        argv: list[Arg] = [
+            info.agent, info.user_id, "1", rows.to_us(info.created_at),
+            rows.to_us(info.updated_at),
+            json.dumps(info.metadata, separators=(",", ":"), ensure_ascii=False),
+            "\n".join(self.keys.indexes(info.agent, info.user_id)),
+        ]  # fmt: skip  # create.lua's arguments
+        if self._inline == "1":
+            return await self._retry.run(
+                "get_or_create_session", lambda retried: self._get_or_create(info, argv, retried)
+            )
+        return await self._get_or_create_spread(info, info.user_id, argv)
+
+    async def _get_or_create(
+        self, info: SessionInfo, argv: list[Arg], retried: bool
+    ) -> tuple[SessionInfo, bool]:
+        _, scripts = self._connection()
+        keys = [*self.keys.session(info.id), self.keys.index(info.agent, info.user_id)]
+        args: list[Arg] = [info.id, self._ttl_ms, "1", *argv, *self.keys.summary_affixes()]
+        reply = await scripts.run("get_or_create", keys, args, fixed=3)
+        if reply[0] == b"found":
+            sid = _s(reply[1])
+            found = rows.info(sid, reply[2:8], self.keys.session(sid)[0])
+            # A retry finds what its first attempt created before the reply was lost.
+            return found, retried and sid == info.id
+        if reply[0] == b"exists":
+            raise ConflictError(f"session {info.id!r} exists already")
+        return info, True
+
+    async def _get_or_create_spread(
+        self, info: SessionInfo, user_id: str, argv: list[Arg]
+    ) -> tuple[SessionInfo, bool]:
+        """Redis Cluster: the pair's index is in another slot than the new session, so the
+        pair is claimed in the index's slot first (only when its index is empty), the claimer
+        creates the session, then settles the claim; the others wait for a claim in flight."""
+        pair = [self.keys.index(info.agent, user_id), self.keys.claim(info.agent, user_id)]
+        hold = round(max(1.0, 2 * self.options.timeout) * 1000)  # a dead claimer's claim ends
+        score = rows.to_us(info.updated_at)
+        stale: list[str] = []
+        while True:
+            claim: list[Arg] = ["claim", info.id, score, self._ttl_ms, hold, *stale]
+            reply = await self._pair(pair, claim)
+            if reply[0] == b"claimed":
+                if await self._create_claimed(info, argv, pair, score):
+                    return info, True
+                stale = []
+                continue
+            found, stale, waiting = await self._first_live(reply)
+            if found is not None:
+                if stale:  # dead entries (no claim in flight among them), as listing drops
+                    await self._unlist(pair[0], stale)
+                return found, False
+            if waiting:
+                await asyncio.sleep(0.01)
+
+    async def _pair(self, pair: list[str], args: list[Arg]) -> list[Any]:
+        """Run ``lua/pair.lua`` on the pair's index slot."""
+        _, scripts = self._connection()
+        return await self._retry.run(
+            "get_or_create_session", lambda _: scripts.run("pair", pair, args)
+        )
+
+    async def _unlist(self, index: str, ids: list[str]) -> None:
+        client, _ = self._connection()
+        await self._retry.run("get_or_create_session", lambda _: client.zrem(index, *ids))
+
+    async def _first_live(self, reply: list[Any]) -> tuple[SessionInfo | None, list[str], bool]:
+        """Of a claim's ``members`` reply: the first session that exists, the ids before it
+        that have no summary (stale entries), and whether a claim in flight is in the way."""
+        claimed, ids = _s(reply[1]), [_s(x) for x in reply[2:]]
+        pre, suf = self.keys.summary_affixes()
+
+        async def read(_: bool) -> list[Any]:
+            client, _scripts = self._connection()
+            async with client.pipeline(transaction=False) as pipe:
+                for sid in ids:
+                    pipe.hmget(pre + sid + suf, list(rows.SUMMARY_FIELDS))
+                return list(await pipe.execute())
+
+        summaries = await self._retry.run("get_or_create_session", read)
+        stale: list[str] = []
+        for sid, values in zip(ids, summaries, strict=True):
+            if values[0] is not None:
+                return rows.info(sid, values, pre + sid + suf), stale, False
+            if sid == claimed:
+                return None, stale, True
+            stale.append(sid)
+        return None, stale, False
+
+    async def _create_claimed(
+        self, info: SessionInfo, argv: list[Arg], pair: list[str], score: int
+    ) -> bool:
+        """Create the session of a claim, settle it and list the session; ``False`` (with
+        the session deleted again) if the claim ran out and another caller took the pair.
+        The settle comes before the listing, so a lost session never enters an index."""
+
+        async def create(retried: bool) -> None:
+            reply = await self._session("create", info.id, *argv)
+            if reply[0] == b"exists" and not retried:
+                raise ConflictError(f"session {info.id!r} exists already")
+
+        await self._retry.run("get_or_create_session", create)
+        reply = await self._pair(pair, ["settle", info.id])
+        if reply[0] == b"lost":
+            await self._retry.run("get_or_create_session", lambda _: self._drop(info.id))
+            return False
+        idx = str(argv[-1])
+        await self._retry.run(
+            "get_or_create_session", lambda _: self._index(idx, info.id, score, joining=True)
+        )
+        return True
+
+    async def _drop(self, session_id: str) -> None:
+        """Delete a session that never entered an index (a retry finds it gone)."""
+        with contextlib.suppress(SessionNotFound):
+            await self._session("delete", session_id)

@@ -18,6 +18,13 @@ in a double until the year 2255); each has its own hash tag, one slot per index:
     <prefix>{x:a:<agent>}               sessions of one agent
     <prefix>{x:u:<user>}                sessions of one user
     <prefix>{x:au:<agent>:<user>}       sessions of one agent and user
+    <prefix>{x:au:<agent>:<user>}:p     Redis Cluster only: the id of the session being
+                                        created for that pair right now (get-or-create),
+                                        for a few seconds at most
+
+A session's turn lease is not a key of its own: it is four fields of its summary hash
+(``lease_owner``, ``lease_token``, ``lease_until``, ``fence``), so it lives, expires and is
+deleted with the session.
 
 Agent names and user ids are free text (``:``, braces, spaces, any Unicode), so they appear in
 keys only as unpadded base64url of their UTF-8: never raw, never able to close a hash tag.
@@ -66,6 +73,11 @@ class Keys:
         if user_id is not None:
             return f"{self.prefix}{{x:u:{_name(user_id)}}}"
         return f"{self.prefix}{{x:all}}"
+
+    def claim(self, agent: str, user_id: str) -> str:
+        """The marker of a get-or-create in flight for the pair (Redis Cluster only); in the
+        slot of the pair's index."""
+        return self.index(agent, user_id) + ":p"
 
     def indexes(self, agent: str, user_id: str | None) -> list[str]:
         """Every index a session of ``agent`` and ``user_id`` belongs to."""

@@ -1,9 +1,10 @@
 """The Lua scripts that make every write one atomic server-side step.
 
 Each lives in ``lua/<name>.lua``. The per-session ones share ``lua/common.lua`` (key names,
-the lineage walk, TTL renewal, the standalone index update), and those and ``index.lua``
-(Redis Cluster's second step) share ``lua/index_add.lua``. They reach the server in one of
-two forms:
+the lineage walk, TTL renewal, the standalone index update), and those, ``index.lua`` (Redis
+Cluster's second step) and ``pair.lua`` (Redis Cluster's get-or-create claim) share
+``lua/index_add.lua``; ``get_or_create.lua`` calls ``create.lua`` as a function. They reach
+the server in one of two forms:
 
 * **a function library** (standalone servers, :func:`library`): the shared code once at the
   top, and each script a function of it, called with ``FCALL``. The shared functions are
@@ -45,8 +46,12 @@ from aixgo_backend_redis.wire import Arg, Wire, pack_args
 __all__ = ["LIBRARY_PREFIX", "NAMES", "Scripts", "library", "source"]
 
 #: Scripts that act on one session's keys (and so start with common.lua).
-SESSION_SCRIPTS = ("create", "append", "tail", "checkpoint", "checkpoints", "restore", "delete")
-NAMES = (*SESSION_SCRIPTS, "list")
+SESSION_SCRIPTS = (
+    "create", "append", "tail", "checkpoint", "checkpoints", "restore", "delete",
+    "turn", "get_or_create",
+)  # fmt: skip
+# get_or_create calls create.lua as the function create_ (defined before it in the library).
+NAMES = (*SESSION_SCRIPTS, "list", "pair")
 #: Packed command heads kept (see Scripts.run): a few hundred bytes each.
 MAX_HEADS = 4096
 #: Every aixgo function library is named this and 12 hex digits of its digest.
@@ -72,9 +77,13 @@ def _read(name: str) -> str:
 def source(name: str) -> str:
     """The full Lua source of script ``name`` for ``EVAL``, with the shared functions it
     uses."""
+    if name == "get_or_create":
+        create = f"local function create_(KEYS, ARGV)\nbind(KEYS, ARGV)\n{_read('create')}\nend"
+        parts = [_read("index_add"), _read("common"), create, "bind(KEYS, ARGV)", _read(name)]
+        return "\n".join(parts)
     if name in SESSION_SCRIPTS:
         return "\n".join([_read("index_add"), _read("common"), "bind(KEYS, ARGV)", _read(name)])
-    if name == "index":
+    if name in ("index", "pair"):
         return "\n".join([_read("index_add"), _read(name)])
     return _read(name)
 

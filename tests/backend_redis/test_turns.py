@@ -1,0 +1,318 @@
+"""Many processes, one user (issue #21): get-or-create and turn leases on real Redis servers,
+standalone and cluster, through several backends (each its own connection pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aixgo import Message
+from aixgo.errors import BackendUnavailable, SessionNotFound
+from aixgo.identifiers import new_id
+from aixgo.message import utc_now
+from aixgo.session import SessionInfo, SessionPerUser, TurnLeases, open_backend
+from aixgo_backend_redis import RedisBackend
+from aixgo_backend_redis.keys import Keys
+
+from .helpers import keys_of, raw
+from .servers import RedisProcess
+
+
+@asynccontextmanager
+async def backends(url: str, n: int) -> AsyncIterator[list[RedisBackend]]:
+    """``n`` opened backends on ``url``, each with its own connections."""
+    async with AsyncExitStack() as stack:
+        made: list[RedisBackend] = []
+        for _ in range(n):
+            b = open_backend(url)
+            assert isinstance(b, RedisBackend)
+            stack.push_async_callback(b.close)
+            await b.open()
+            made.append(b)
+        yield made
+
+
+def fresh(agent: str = "bot", user: str = "u") -> SessionInfo:
+    now = utc_now()
+    return SessionInfo(id=new_id(), agent=agent, user_id=user, created_at=now, updated_at=now)
+
+
+def test_the_backend_declares_both_capabilities() -> None:
+    b = RedisBackend("redis://h")
+    assert isinstance(b, SessionPerUser) and isinstance(b, TurnLeases)
+
+
+@pytest.mark.asyncio
+async def test_racing_get_or_create_through_many_backends_makes_one_session(
+    any_url: str,
+) -> None:
+    async with backends(any_url, 4) as bs:
+        calls = [bs[i % 4].get_or_create_session(fresh()) for i in range(24)]
+        got = await asyncio.gather(*calls)
+        assert sum(created for _, created in got) == 1
+        assert len({info.id for info, _ in got}) == 1
+        page = await bs[0].list_sessions(agent="bot", user_id="u")
+        assert [i.id for i in page.items] == [got[0][0].id]
+
+
+@pytest.mark.asyncio
+async def test_get_or_create_returns_the_pairs_most_recently_updated_session(
+    any_url: str, prefix: str
+) -> None:
+    async with backends(any_url, 1) as (b,), raw(any_url) as r:
+        first, second = fresh(), fresh()
+        for info in (first, second, fresh("bot", "other"), fresh("other", "u")):
+            await b.create_session(info)
+        await b.append_messages(first.id, [Message.user("still talking")])
+        # A newer session whose keys are gone but whose index entry stayed (expired, or a
+        # cluster delete that lost its second step) is skipped and its entry dropped.
+        gone = fresh()
+        await b.create_session(gone)
+        await r.delete(*Keys(prefix).session(gone.id))
+        info, created = await b.get_or_create_session(fresh())
+        assert (info.id, created, info.message_count) == (first.id, False, 1)
+        assert info == await b.get_session(first.id)
+        pair = Keys(prefix).index("bot", "u")
+        assert gone.id.encode() not in await r.zrange(pair, 0, -1)
+
+
+@pytest.mark.asyncio
+async def test_get_or_create_stores_the_new_session_like_create(any_url: str) -> None:
+    async with backends(any_url, 1) as (b,):
+        info = fresh().model_copy(update={"metadata": {"title": "trip"}})
+        got, created = await b.get_or_create_session(info)
+        assert created and got == info == await b.get_session(info.id)
+        for agent, user in (("bot", "u"), ("bot", None), (None, "u"), (None, None)):
+            page = await b.list_sessions(agent=agent, user_id=user)
+            assert [i.id for i in page.items] == [info.id]
+
+
+@pytest.mark.asyncio
+async def test_a_claim_whose_creator_died_holds_the_pair_only_until_it_runs_out(
+    cluster_url: str, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    async with backends(cluster_url, 1) as (b,), raw(cluster_url) as r:
+        dead = new_id()  # claimed the pair, then died before creating the session
+        await r.zadd(keys.index("bot", "u"), {dead: 1})
+        await r.set(keys.claim("bot", "u"), dead, px=300)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        info, created = await b.get_or_create_session(fresh())
+        assert created and loop.time() - start >= 0.25
+        assert await r.zrange(keys.index("bot", "u"), 0, -1) == [info.id.encode()]
+        assert await r.exists(keys.claim("bot", "u")) == 0  # settled
+
+
+@pytest.mark.asyncio
+async def test_a_creator_whose_claim_ran_out_gives_the_pair_up(
+    cluster_url: str, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    async with backends(cluster_url, 2) as (slow, quick), raw(cluster_url) as r:
+        late = fresh()
+        pair = [keys.index("bot", "u"), keys.claim("bot", "u")]
+        claim = ["claim", late.id, 1, "0", 60_000]
+        assert (await slow._pair(pair, claim))[0] == b"claimed"
+        await r.delete(keys.claim("bot", "u"))  # its claim ran out before it created
+        info, created = await quick.get_or_create_session(fresh())
+        assert created
+        argv = [
+            "bot", "u", "1", 1, 1, "{}", "\n".join(keys.indexes("bot", "u")),
+        ]  # fmt: skip
+        assert await slow._create_claimed(late, argv, pair, 1) is False
+        assert not [k for k in await keys_of(r, prefix) if late.id in k]
+        page = await quick.list_sessions(agent="bot", user_id="u")
+        assert [i.id for i in page.items] == [info.id]
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_refuses_functions_runs_both_as_scripts(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path / "acl")
+    server.start()
+    try:
+        server.cli("acl", "setuser", "nofn", "on", ">pw", "~*", "&*", "+@all", "-function")
+        url = f"redis://nofn:pw@127.0.0.1:{server.port}/0?prefix=acl:"
+        async with backends(url, 2) as (a, b):
+            got = await asyncio.gather(*(x.get_or_create_session(fresh()) for x in (a, b) * 4))
+            assert sum(created for _, created in got) == 1
+            sid = got[0][0].id
+            token = await a.acquire_turn(sid, "alice", 5)
+            assert token is not None and await b.acquire_turn(sid, "bob", 5) is None
+    finally:
+        server.stop()
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aixgo.identifiers import new_id
+    from aixgo.message import utc_now
+    from aixgo.session import SessionInfo
+    from aixgo_backend_redis import RedisBackend  # not open_backend: no plugin discovery
+
+    async def main(url):
+        b = RedisBackend(url)
+        await b.open()
+        try:
+            now = utc_now()
+            calls = [
+                b.get_or_create_session(
+                    SessionInfo(id=new_id(), agent="bot", user_id="u", created_at=now,
+                                updated_at=now))
+                for _ in range(5)
+            ]
+            for info, created in await asyncio.gather(*calls):
+                print(info.id, int(created))
+        finally:
+            await b.close()
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.asyncio
+async def test_processes_racing_get_or_create_make_one_session(any_url: str) -> None:
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, any_url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    lines = [line.split() for out, _ in outs for line in out.decode().splitlines()]
+    assert len(lines) == 15
+    assert len({sid for sid, _ in lines}) == 1
+    assert sum(int(created) for _, created in lines) == 1
+
+
+# -- turn leases ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_lease_excludes_other_owners_across_backends(any_url: str) -> None:
+    async with backends(any_url, 2) as (a, b):
+        s = fresh()
+        await a.create_session(s)
+        token = await a.acquire_turn(s.id, "alice", 5)
+        assert token is not None
+        assert await b.acquire_turn(s.id, "bob", 5) is None
+        assert await b.acquire_turn(s.id, "alice", 5) == token  # same owner: same token
+        assert await b.renew_turn(s.id, "bob", 5) is False
+        await b.release_turn(s.id, "bob")  # not bob's: nothing happens
+        assert await a.acquire_turn(s.id, "bob", 5) is None
+        assert await b.renew_turn(s.id, "alice", 5) is True
+        await b.release_turn(s.id, "alice")
+        assert await a.renew_turn(s.id, "alice", 5) is False
+        later = await b.acquire_turn(s.id, "bob", 5)
+        assert later is not None and later > token
+
+
+@pytest.mark.asyncio
+async def test_a_lease_expires_after_its_ttl_and_renewing_extends_it(any_url: str) -> None:
+    async with backends(any_url, 2) as (a, b):
+        s = fresh()
+        await a.create_session(s)
+        first = await a.acquire_turn(s.id, "alice", 0.3)
+        assert first is not None
+        await asyncio.sleep(0.2)
+        assert await a.renew_turn(s.id, "alice", 0.3) is True
+        await asyncio.sleep(0.2)  # past the first ttl, within the renewed one
+        assert await b.acquire_turn(s.id, "bob", 0.3) is None
+        await asyncio.sleep(0.2)
+        second = await b.acquire_turn(s.id, "bob", 0.3)
+        assert second is not None and second > first
+        assert await a.renew_turn(s.id, "alice", 0.3) is False
+        assert await a.acquire_turn(s.id, "alice", 0.3) is None
+        await asyncio.sleep(0.4)
+        again = await b.acquire_turn(s.id, "bob", 0.3)  # expired, so a new acquisition
+        assert again is not None and again > second
+
+
+@pytest.mark.asyncio
+async def test_tokens_strictly_increase_under_contention(any_url: str) -> None:
+    async with backends(any_url, 3) as bs:
+        s = fresh()
+        await bs[0].create_session(s)
+        taken: list[int] = []
+
+        async def contend(owner: str, b: RedisBackend) -> None:
+            for _ in range(15):
+                token = await b.acquire_turn(s.id, owner, 5)
+                if token is not None:
+                    taken.append(token)  # before the release: in acquisition order
+                    await b.release_turn(s.id, owner)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(contend(f"o{i}", bs[i % 3]) for i in range(6)))
+        assert len(taken) >= 6
+        assert taken == sorted(set(taken))
+
+
+@pytest.mark.asyncio
+async def test_unknown_sessions_and_delete(any_url: str, prefix: str) -> None:
+    async with backends(any_url, 2) as (a, b), raw(any_url) as r:
+        missing = new_id()
+        with pytest.raises(SessionNotFound):
+            await a.acquire_turn(missing, "alice", 1)
+        with pytest.raises(SessionNotFound):
+            await a.renew_turn(missing, "alice", 1)
+        with pytest.raises(SessionNotFound):
+            await a.release_turn(missing, "alice")
+        s = fresh()
+        await a.create_session(s)
+        assert await a.acquire_turn(s.id, "alice", 30) is not None
+        # The lease is part of the session's summary: no key of its own.
+        mine = {k for k in await keys_of(r, prefix) if s.id in k}
+        assert mine <= set(Keys(prefix).session(s.id))
+        await b.delete_session(s.id)
+        assert not [k for k in await keys_of(r, prefix) if s.id in k]
+        with pytest.raises(SessionNotFound):
+            await b.acquire_turn(s.id, "bob", 1)
+
+
+@pytest.mark.asyncio
+async def test_with_a_ttl_the_lease_lives_and_expires_with_its_session(
+    any_url: str, prefix: str
+) -> None:
+    url = any_url + "&ttl=1"
+    keys = Keys(prefix)
+    async with backends(url, 1) as (b,), raw(url) as r:
+        info, created = await b.get_or_create_session(fresh())
+        assert created
+        assert 0 < await r.pttl(keys.session(info.id)[0]) <= 1000
+        assert 0 < await r.pttl(keys.index("bot", "u")) <= 1000
+        await asyncio.sleep(0.5)
+        assert await b.acquire_turn(info.id, "alice", 30) is not None
+        # Taking a turn is not a write to the session: its ttl runs on.
+        assert await r.pttl(keys.session(info.id)[0]) <= 500
+        await asyncio.sleep(0.7)
+        with pytest.raises(SessionNotFound):
+            await b.acquire_turn(info.id, "alice", 30)
+        again, created = await b.get_or_create_session(fresh())
+        assert created and again.id != info.id
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_server_is_backend_unavailable_without_the_password() -> None:
+    b = RedisBackend("redis://:s3cret-pw@127.0.0.1:1/0?retry_window=0&connect_timeout=1")
+    try:
+        for call in (
+            b.acquire_turn(new_id(), "alice", 1),
+            b.renew_turn(new_id(), "alice", 1),
+            b.release_turn(new_id(), "alice"),
+            b.get_or_create_session(fresh()),
+        ):
+            with pytest.raises(BackendUnavailable) as info:
+                await call
+            assert "s3cret-pw" not in str(info.value)
+    finally:
+        await b.close()
