@@ -9,6 +9,13 @@ from aixgo.session.context import current_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from aixgo.session.session import Session
+from aixgo.session.simple import (
+    HeadRow,
+    MessageRow,
+    SimpleBackend,
+    SimpleStore,
+    StoreTransaction,
+)
 from aixgo.session.url import default_session_url, open_backend, redact_url
 
 __all__ = [
@@ -23,6 +30,11 @@ __all__ = [
     "SessionPerUser",
     "TurnLeases",
     "MigrationReport",
+    "SimpleBackend",
+    "SimpleStore",
+    "StoreTransaction",
+    "HeadRow",
+    "MessageRow",
     "open_backend",
     "default_session_url",
     "redact_url",
