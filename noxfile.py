@@ -50,6 +50,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
     for example in sorted(ROOT.glob("examples/*/main.py")):
         session.run("mypy", str(example.relative_to(ROOT)))
+    session.run("mypy", "examples/backend-sqlite/src")
 
 
 @nox.session

@@ -317,3 +317,37 @@ async def test_the_kit_fails_a_backend_that_shares_state() -> None:
             )
     finally:
         await backend.close()
+
+
+# SQLite specifics: a batch larger than one find_messages call, and a cancelled call.
+
+
+@pytest.mark.asyncio
+async def test_a_batch_beyond_one_lookup_is_stored_and_repeated(sqlite_url: str) -> None:
+    async with SessionManager(sqlite_url) as mgr:
+        s = await mgr.create("agent")
+        batch = [Message.user(f"m{i}") for i in range(1234)]
+        stored = await s.append_messages(batch)
+        assert await s.append_messages(batch, expected_seq=0) == stored
+        assert [m.seq for m in await s.get_messages(last=3)] == [1232, 1233, 1234]
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_append_leaves_no_transaction_open(sqlite_url: str) -> None:
+    async with SessionManager(sqlite_url) as mgr:
+        s = await mgr.create("agent")
+        tasks: list[asyncio.Task[list[Message]]] = []
+        for delay in (0, 0.001, 0.003, 0.01, 0.03, 2.0):  # the last one completes
+            batch = [Message.user("x") for _ in range(50)]
+            tasks.append(asyncio.create_task(s.append_messages(batch)))
+            await asyncio.sleep(delay)
+            tasks[-1].cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(o, list | asyncio.CancelledError) for o in outcomes), outcomes
+        count = len(await s.get_messages())
+        assert count % 50 == 0 and count >= 50  # each batch whole or not at all
+        assert (await s.append_message(Message.user("after"))).seq == count + 1
+        async with SessionManager(sqlite_url) as other:  # and no write lock is left held
+            assert (
+                await (await other.get(s.id)).append_message(Message.user("b"))
+            ).seq == count + 2

@@ -51,12 +51,18 @@ from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 __all__ = [
+    "FIND_CHUNK",
     "HeadRow",
     "MessageRow",
     "SimpleBackend",
     "SimpleStore",
     "StoreTransaction",
 ]
+
+
+#: The most message ids one ``find_messages`` call is given (a larger batch takes several
+#: calls), so a store may put them all in one query.
+FIND_CHUNK = 500
 
 
 class HeadRow(NamedTuple):
@@ -114,7 +120,8 @@ class StoreTransaction(ABC):
 
     @abstractmethod
     async def find_messages(self, session_id: str, message_ids: Sequence[str]) -> list[MessageRow]:
-        """Every row of the session holding one of ``message_ids``, in any order."""
+        """Every row of the session holding one of ``message_ids`` (at most
+        :data:`FIND_CHUNK` of them), in any order."""
 
     @abstractmethod
     async def insert_checkpoint(self, session_id: str, checkpoint_id: str, data: bytes) -> None:
@@ -140,7 +147,8 @@ class SimpleStore(ABC):
         once, before the first transaction."""
 
     async def close(self) -> None:  # noqa: B027 - optional: a store may have nothing to close
-        """Release connections and files. Called once."""
+        """Release connections and files. Called once, when the backend closes (whether or
+        not it was opened)."""
 
     @abstractmethod
     def transaction(
@@ -231,8 +239,7 @@ class SimpleBackend:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._opened:
-                await self.store.close()
+            await self.store.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -305,9 +312,11 @@ class SimpleBackend:
             head = await self._head(tx, session_id)
             lin = head.lineage
             out: dict[str, Message] = {}
-            for row in await tx.find_messages(session_id, [m.id for m in messages]):
-                if lin.is_live(row.branch, row.seq):
-                    out[row.message_id] = with_seq(decode_message(row.data), row.seq)
+            ids = [m.id for m in messages]
+            for at in range(0, len(ids), FIND_CHUNK):
+                for row in await tx.find_messages(session_id, ids[at : at + FIND_CHUNK]):
+                    if lin.is_live(row.branch, row.seq):
+                        out[row.message_id] = with_seq(decode_message(row.data), row.seq)
             for m in messages:
                 if m.id in out:
                     check_repeat(session_id, out[m.id], m)

@@ -55,6 +55,8 @@ class SqliteStore(SimpleStore, StoreTransaction):
                 os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 self._db.executescript(SCHEMA)
+            if sql == "ROLLBACK" and not self._db.in_transaction:  # BEGIN or COMMIT failed
+                return []
             return self._db.execute(sql, args).fetchall()
         except (OSError, sqlite3.OperationalError) as exc:
             raise BackendUnavailable(f"sqlite://{self.path}: {exc}") from None
@@ -71,8 +73,8 @@ class SqliteStore(SimpleStore, StoreTransaction):
     @asynccontextmanager
     async def transaction(self, session_id: str | None, *, write: bool) -> AsyncIterator[Self]:
         async with self._turn:
-            await self._q("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            try:  # BEGIN too: cancelled while waiting, it may still start on the thread
+                await self._q("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield self
                 await self._q("COMMIT")
             except BaseException:
