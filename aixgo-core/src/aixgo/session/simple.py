@@ -49,6 +49,7 @@ from aixgo.session.codec import check_batch, check_repeat, decode_message, with_
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
+from aixgo.session.url import redact_url
 
 __all__ = [
     "FIND_CHUNK",
@@ -182,7 +183,7 @@ class _Head:
         return HeadRow(i.id, i.agent, i.user_id, to_micros(i.updated_at), data)
 
     @classmethod
-    def load(cls, data: bytes) -> _Head:
+    def load(cls, data: bytes, where: str) -> _Head:
         try:
             d = json.loads(data)
             lineage = Lineage([Branch(*b) for b in d["branches"]], d["head"])
@@ -197,7 +198,7 @@ class _Head:
             )
             return cls(info, lineage, d["lease"])
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise CorruptedData(f"stored session head is not valid: {exc}") from None
+            raise CorruptedData(f"the stored head of {where} is not valid: {exc}") from None
 
     def touch(self) -> HeadRow:
         now = max(utc_now(), self.info.updated_at)  # never back, whatever the clock does
@@ -207,11 +208,16 @@ class _Head:
 
 
 def _checkpoint(data: bytes, session_id: str) -> tuple[Checkpoint, int]:
-    cid, branch, seq, created, label = json.loads(data)
-    cp = Checkpoint(
-        id=cid, session_id=session_id, seq=seq, created_at=from_micros(created), label=label
-    )
-    return cp, branch
+    try:
+        cid, branch, seq, created, label = json.loads(data)
+        when = from_micros(created)
+        return Checkpoint(
+            id=cid, session_id=session_id, seq=seq, created_at=when, label=label
+        ), branch
+    except (ValueError, TypeError) as exc:
+        raise CorruptedData(
+            f"a stored checkpoint of session {session_id!r} is not valid: {exc}"
+        ) from None
 
 
 class SimpleBackend:
@@ -243,7 +249,7 @@ class SimpleBackend:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendClosed(f"backend {self.url}".rstrip())
+            raise BackendClosed(f"backend {redact_url(self.url)}".rstrip())
 
     @asynccontextmanager
     async def _tx(self, session_id: str | None, write: bool) -> AsyncIterator[StoreTransaction]:
@@ -257,7 +263,7 @@ class SimpleBackend:
         data = await tx.get_head(session_id)
         if data is None:
             raise SessionNotFound(session_id)
-        return _Head.load(data)
+        return _Head.load(data, f"session {session_id!r}")
 
     async def create_session(self, info: SessionInfo) -> None:
         async with self._tx(info.id, True) as tx:
@@ -270,7 +276,7 @@ class SimpleBackend:
         async with self._tx(None, True) as tx:
             found = await tx.list_heads(info.agent, info.user_id, None, 1)
             if found:
-                return _Head.load(found[0]).info, False
+                return _Head.load(found[0], "a listed session").info, False
             await tx.put_head(_Head(info).row())
             return info, True
 
@@ -293,7 +299,7 @@ class SimpleBackend:
             after = (to_micros(when), sid)
         async with self._tx(None, False) as tx:
             rows = await tx.list_heads(agent, user_id, after, limit + 1)
-        items = [_Head.load(data).info for data in rows[:limit]]
+        items = [_Head.load(data, "a listed session").info for data in rows[:limit]]
         more = len(rows) > limit
         nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
         return Page(items=items, next_cursor=nxt)
