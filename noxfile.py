@@ -14,6 +14,7 @@ ROOT = Path(__file__).parent
 # Every top-level aixgo-* folder with a pyproject.toml is a distribution of the workspace.
 MEMBERS = sorted(p.parent.name for p in ROOT.glob("aixgo-*/pyproject.toml"))
 THIRD_PARTY_PLUGIN = "tests/integration/toy-plugin"
+SQLITE_EXAMPLE = "examples/backend-sqlite"
 
 
 def _sync(session: nox.Session, *how: str) -> None:
@@ -50,6 +51,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
     for example in sorted(ROOT.glob("examples/*/main.py")):
         session.run("mypy", str(example.relative_to(ROOT)))
+    session.run("mypy", f"{SQLITE_EXAMPLE}/src")
 
 
 @nox.session
@@ -58,7 +60,7 @@ def installed(session: nox.Session) -> None:
     venv, and check that plugins are discovered through their entry points."""
     dist = Path(session.create_tmp()).resolve() / "dist"
     session.run("rm", "-rf", str(dist), external=True)
-    for member in [*MEMBERS, THIRD_PARTY_PLUGIN]:
+    for member in [*MEMBERS, THIRD_PARTY_PLUGIN, SQLITE_EXAMPLE]:
         session.run("uv", "build", "--wheel", "--out-dir", str(dist), member, external=True)
     wheels = sorted(str(p) for p in dist.glob("*.whl"))
     session.install(*wheels, "pytest", "pytest-asyncio")

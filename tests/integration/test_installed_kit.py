@@ -1,10 +1,11 @@
-"""The conformance kit, imported from the installed aixgo-core wheel, on the toy plugin:
-what a third-party author runs in their own repository."""
+"""The conformance kit, imported from the installed aixgo-core wheel, on the toy plugin and
+on the sqlite:// example plugin: what a third-party author runs in their own repository."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -27,3 +28,15 @@ class TestToyConformance(BackendConformance):
     @pytest.fixture
     def backend_url(self) -> str:
         return "toy://"
+
+
+class TestSqliteConformance(BackendConformance):
+    @pytest.fixture
+    def backend_url(self, tmp_path: Path) -> str:
+        return f"sqlite://{tmp_path}/sessions.db"
+
+    @pytest_asyncio.fixture
+    async def backend(self, backend_url: str) -> AsyncIterator[Backend]:
+        backend = open_backend(backend_url)
+        yield backend
+        await backend.close()

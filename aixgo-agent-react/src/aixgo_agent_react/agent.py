@@ -59,7 +59,7 @@ _WINDOW = 400
 _ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
-def _strings(value: JsonValue) -> Iterator[str]:
+def _strings(value: object) -> Iterator[str]:
     """Every string in ``value``, keys included (its depth is already bounded)."""
     if isinstance(value, str):
         yield value

@@ -10,6 +10,13 @@ from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from aixgo.session.redaction import Redactor, escape_userinfo, scrub, url_secrets
 from aixgo.session.session import Session
+from aixgo.session.simple import (
+    HeadRow,
+    MessageRow,
+    SimpleBackend,
+    SimpleStore,
+    StoreTransaction,
+)
 from aixgo.session.url import default_session_url, open_backend, redact_url
 
 __all__ = [
@@ -24,6 +31,11 @@ __all__ = [
     "SessionPerUser",
     "TurnLeases",
     "MigrationReport",
+    "SimpleBackend",
+    "SimpleStore",
+    "StoreTransaction",
+    "HeadRow",
+    "MessageRow",
     "open_backend",
     "default_session_url",
     "redact_url",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import JsonValue
 
 from aixgo.errors import ConflictError, InvalidArgument, InvalidMessage
 from aixgo.message import Message, ToolCall, utc_now
@@ -282,3 +283,34 @@ class HistoryConformance(ConformanceBase):
             await s.append_messages(REFUSED_BATCHES[case]())
         assert await s.info() == before
         assert await texts(s) == ["m1"]
+
+    @pytest.mark.asyncio
+    async def test_returned_messages_share_no_state_with_the_caller(self, backend: Backend) -> None:
+        s = await new_session(SessionManager(backend))
+        parts: list[dict[str, JsonValue]] = [{"type": "text", "text": "hi"}]
+        sent = [Message.user(parts, metadata={"tags": ["a"]}).model_copy(deep=True) for _ in "ab"]
+        expected = as_stored([m.model_copy(deep=True) for m in sent])
+        returned = await s.append_messages(sent)
+        repeated = await s.append_messages([m.model_copy(deep=True) for m in sent])
+        whole, tail = await s.get_messages(), await s.get_messages(last=2)
+        # Messages are frozen, but their metadata dicts and content lists are not: changing
+        # the caller's message or a returned one must change no other copy.
+        for m in sent:
+            _scribble(m)
+        assert (returned, repeated, whole, tail) == (expected, expected, expected, expected)
+        for m in (*returned, *repeated, whole[0], tail[0]):
+            _scribble(m)
+        assert (whole[1], tail[1]) == (expected[1], expected[1])
+        assert await s.get_messages() == expected
+        assert await s.get_messages(last=2) == expected
+
+
+def _scribble(message: Message) -> None:
+    """Change every mutable container a message holds, in place."""
+    assert isinstance(message.content, list)
+    message.content[0]["text"] = "changed"
+    message.content.append({"type": "text", "text": "more"})
+    tags = message.metadata["tags"]
+    assert isinstance(tags, list)
+    tags.append("b")
+    message.metadata["new"] = True
