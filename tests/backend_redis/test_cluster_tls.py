@@ -244,10 +244,3 @@ class TestRedisClusterTlsConformance(BackendConformance):
         backend = open_backend(backend_url)
         yield backend
         await backend.close()
-
-    # Known failure, reported for the store's owner: an append returns with_seq(caller's
-    # message), a shallow copy that shares its metadata dict and content list with the caller.
-    @pytest.mark.xfail(strict=True, reason="redis:// appends return the caller's containers")
-    @pytest.mark.asyncio
-    async def test_returned_messages_share_no_state_with_the_caller(self, backend: Backend) -> None:
-        await super().test_returned_messages_share_no_state_with_the_caller(backend)

@@ -48,7 +48,7 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message
-from aixgo.session.codec import check_repeat, decode_message, with_seq
+from aixgo.session.codec import check_repeat, decode_message, stored_copy, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
@@ -419,15 +419,15 @@ class SessionLog(Recovery):
         write_all(idx_fd, entries[0] if len(entries) == 1 else b"".join(entries))
         if not known:
             if len(messages) == 1:
-                return [with_seq(messages[0], first)]
-            return [with_seq(m, first + k) for k, m in enumerate(messages)]
+                return [stored_copy(messages[0], first)]
+            return [stored_copy(m, first + k) for k, m in enumerate(messages)]
         out: list[Message] = []
         seq = first
         for m in messages:
             if m.id in known:
                 out.append(known[m.id])
             else:
-                out.append(with_seq(m, seq))
+                out.append(stored_copy(m, seq))
                 seq += 1
         return out
 
@@ -473,7 +473,7 @@ class SessionLog(Recovery):
         touch(self, ts)
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
         write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
-        return [with_seq(message, seq)]
+        return [stored_copy(message, seq)]
 
     def _conflict(self, expected_seq: int, length: int) -> ConflictError:
         return ConflictError(

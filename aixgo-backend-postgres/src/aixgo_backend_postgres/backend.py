@@ -29,7 +29,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, decode_message, with_seq
+from aixgo.session.codec import check_batch, check_repeat, decode_message, stored_copy
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
@@ -288,7 +288,7 @@ class PostgresBackend:
 
         result = await retry.run(connections, self.options, op)
         if isinstance(result, int):
-            return [with_seq(m, result + i) for i, m in enumerate(messages, 1)]
+            return [stored_copy(m, result + i) for i, m in enumerate(messages, 1)]
         known: dict[int, Message] = {}
         base = 0
         for pos, seq, stored in result:
@@ -304,7 +304,7 @@ class PostgresBackend:
                 out.append(known[i])
             else:
                 base += 1
-                out.append(with_seq(m, base))
+                out.append(stored_copy(m, base))
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:

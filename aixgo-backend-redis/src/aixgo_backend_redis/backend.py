@@ -36,7 +36,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, encode_message, with_seq
+from aixgo.session.codec import check_batch, check_repeat, encode_message, stored_copy, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
@@ -319,7 +319,7 @@ class RedisBackend:
         reply = await self._retry.run("append_messages", op)
         seq = int(reply[3])
         if len(reply) == 5:  # nothing was stored already: the common case
-            return [with_seq(m, seq + i) for i, m in enumerate(messages)]
+            return [stored_copy(m, seq + i) for i, m in enumerate(messages)]
         known: dict[int, Message] = {}
         for j in range(5, len(reply), 3):
             i = int(reply[j]) - 1
@@ -332,7 +332,7 @@ class RedisBackend:
             if i in known:
                 out.append(known[i])
             else:
-                out.append(with_seq(m, seq))
+                out.append(stored_copy(m, seq))
                 seq += 1
         return out
 

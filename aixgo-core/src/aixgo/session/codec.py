@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
@@ -24,6 +25,7 @@ __all__ = [
     "decode_message",
     "encode_message",
     "same_message",
+    "stored_copy",
     "with_seq",
 ]
 
@@ -175,6 +177,40 @@ def with_seq(message: Message, seq: int | None) -> Message:
 
 _new = object.__new__
 _set = object.__setattr__
+
+
+def stored_copy(message: Message, seq: int) -> Message:
+    """:func:`with_seq` for a message the caller still holds: what an append returns for a
+    message it just stored. Its content parts, metadata and tool-call arguments are fresh
+    containers, so neither the caller's later changes nor changes to the returned copy reach
+    the other (messages are frozen; their dicts and lists are not).
+
+    >>> m = Message.user("hi", metadata={"tags": ["a"]})
+    >>> out = stored_copy(m, 1)
+    >>> out.metadata["tags"].append("b"); m.metadata
+    {'tags': ['a']}
+    """
+    out = with_seq(message, seq)
+    data = out.__dict__
+    # Text content, no metadata and no tool calls (most messages) cost one empty dict.
+    data["metadata"] = _copy_json(message.metadata) if message.metadata else {}
+    if type(message.content) is list:
+        data["content"] = _copy_json(message.content)
+    if message.tool_calls:
+        data["tool_calls"] = [
+            call.model_copy(update={"arguments": _copy_json(call.arguments)})
+            for call in message.tool_calls
+        ]
+    return out
+
+
+def _copy_json(value: Any) -> Any:
+    # Stored values are bounded by MAX_DEPTH, so recursion is safe here.
+    if type(value) is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def check_repeat(session_id: str, stored: Message, given: Message) -> Message:
