@@ -28,7 +28,7 @@ import peers
 import report
 import throughput
 from aixgo import plugins
-from subjects import AixgoSubject, RawFile, Subject, file_url, temp_store
+from subjects import AixgoSubject, LoopTurn, RawFile, Subject, file_url, temp_store
 from timing import Result, measure, measure_pair
 
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -77,6 +77,7 @@ def build_subjects(quick: bool, keep: list[object]) -> list[Subject]:
         AixgoSubject("aixgo memory://", "memory://", {}),
         RawFile(fsync=False),
         RawFile(fsync=True),
+        LoopTurn(),
     ]
     if "file" in schemes:
         for mode, floor in (("flush", "raw os.write"), ("fsync", "raw write+fdatasync")):

@@ -7,6 +7,7 @@ measures those present. All subjects append the same message, so ratios compare 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -180,6 +181,17 @@ class RawFile(Subject):
         os.write(self.fd, LINE)
         if self.fsync:
             os.fdatasync(self.fd)
+
+
+class LoopTurn(Subject):
+    """One turn of the event loop (``await asyncio.sleep(0)``): what every operation of the
+    local stores (memory, file) pays so that other tasks can run during a loop of calls."""
+
+    family = "floor"
+    name = "raw event-loop turn"
+
+    async def append_one(self) -> None:
+        await asyncio.sleep(0)
 
 
 def file_url(base: str, **options: str) -> str:

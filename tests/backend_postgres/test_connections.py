@@ -129,3 +129,33 @@ async def test_each_connection_keeps_one_cursor_that_survives_errors(
     assert list(lent._cursors) == [fresh]
     await lent.close()
     assert not lent._cursors
+
+
+@pytest.mark.asyncio
+async def test_a_take_cancelled_as_the_pool_hands_over_raises_and_keeps_the_connection(
+    lent: Connections,
+) -> None:
+    # psycopg_pool waits for a connection inside asyncio.wait_for, which on Python 3.11
+    # returns the connection when the cancellation lands just after the hand-over. Cancel
+    # the waiter at every step of the hand-over: it must always raise, and the connection
+    # must go back to the pool either way.
+    returned = []
+    for steps in range(12):
+        held, since = await lent.take()
+        waiter = asyncio.create_task(lent.take())
+        await asyncio.sleep(0.01)  # waiting in the pool (max_size=1)
+        await lent.give(held, since)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        asked = waiter.cancel()  # False once the waiter has finished: nothing to test
+        try:
+            conn, at = await waiter
+        except asyncio.CancelledError:
+            pass
+        else:
+            if asked:
+                returned.append(steps)
+            await lent.give(conn, at)
+        conn, at = await asyncio.wait_for(lent.take(), 5)  # not lost to the cancelled waiter
+        await lent.give(conn, at)
+    assert returned == []

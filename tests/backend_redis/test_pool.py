@@ -10,7 +10,10 @@ import pytest
 from aixgo import Message
 from aixgo.session import Redactor
 from aixgo_backend_redis import RedisBackend
+from aixgo_backend_redis.connection import make_client
+from aixgo_backend_redis.options import parse_url
 from aixgo_backend_redis.retry import BackendTimeout, Retrier
+from aixgo_backend_redis.wire import Wire, pack
 from redis.asyncio import Redis
 
 from .helpers import manager
@@ -76,3 +79,29 @@ async def test_a_failed_attempt_gives_its_slot_back_before_backing_off() -> None
     await asyncio.sleep(0.02)  # the first attempt failed; it is sleeping, holding no slot
     assert await asyncio.wait_for(retry.run("get_messages", other), 0.1) == "ran during the backoff"
     assert await first == 2
+
+
+@pytest.mark.asyncio
+async def test_a_call_cancelled_while_it_connects_raises(redis_url: str) -> None:
+    # redis-py writes a new connection's handshake inside asyncio.wait_for, which on Python
+    # 3.11 returns when the cancellation lands just after the write. Cancel a first call
+    # (so it connects) at each step of the way: it must raise every time, never answer.
+    answered = []
+    for steps in range(40):
+        client = make_client(parse_url(redis_url))
+        try:
+            assert isinstance(client, Redis)
+            call = asyncio.create_task(Wire(client.connection_pool).call(pack("PING")))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            asked = call.cancel()  # False once the call has finished: nothing to test
+            try:
+                await call
+            except asyncio.CancelledError:
+                pass
+            else:
+                if asked:
+                    answered.append(steps)
+        finally:
+            await client.aclose()
+    assert answered == []

@@ -12,6 +12,7 @@ expand. Options go in the query string and are checked strictly:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,11 @@ def parse_url(url: str) -> tuple[Path, dict[str, str]]:
 class FileBackend:
     """Sessions as append-only, self-checking JSON-lines files in a private directory.
 
+    The store's work runs inline and never waits, so every operation first gives the event
+    loop a turn (``await asyncio.sleep(0)``): without it, a loop of calls would starve every
+    other task of the process, timers included. First, not last: a task cancelled in that
+    turn has changed nothing.
+
     >>> import asyncio, tempfile
     >>> from aixgo.session import SessionManager
     >>> async def demo(url: str) -> int:
@@ -111,9 +117,11 @@ class FileBackend:
         self.store.close()
 
     async def create_session(self, info: SessionInfo) -> None:
+        await asyncio.sleep(0)
         self.store.create(info)
 
     async def get_session(self, session_id: str) -> SessionInfo:
+        await asyncio.sleep(0)
         return self.store.info(session_id)
 
     async def list_sessions(
@@ -124,36 +132,43 @@ class FileBackend:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[SessionInfo]:
+        await asyncio.sleep(0)
         return self.store.list_page(agent, user_id, limit, cursor)
 
     async def delete_session(self, session_id: str) -> None:
+        await asyncio.sleep(0)
         self.store.delete(session_id)
 
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
+        await asyncio.sleep(0)
         out, pending = self.store.append(session_id, messages, expected_seq)
         if pending is not None:
             await self.store.commit.wait(*pending)
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        await asyncio.sleep(0)
         return self.store.messages(session_id, last)
 
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None
     ) -> Checkpoint:
+        await asyncio.sleep(0)
         cp, pending = self.store.checkpoint(session_id, checkpoint_id, label)
         if pending is not None:
             await self.store.commit.wait(*pending)
         return cp
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        await asyncio.sleep(0)
         return self.store.checkpoints(session_id)
 
     async def restore_checkpoint(
         self, session_id: str, checkpoint_id: str, *, undo_id: str
     ) -> Checkpoint:
+        await asyncio.sleep(0)
         undo, pending = self.store.restore(session_id, checkpoint_id, undo_id)
         if pending is not None:
             await self.store.commit.wait(*pending)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     BackendClosed,
     BackendUnavailable,
@@ -150,11 +151,15 @@ class PostgresBackend:
             name="aixgo-postgres",
             open=False,
         )
+        watch = CancelWatch()  # the pool waits for its first connections in wait_for
         try:
             await pool.open(wait=True, timeout=opts.pool_timeout)
         except PoolTimeout as exc:
             await pool.close()
             raise retry.translate(exc, opts) from None
+        if watch.swallowed():
+            await pool.close()
+            raise asyncio.CancelledError
         return Connections(pool)
 
     async def close(self) -> None:

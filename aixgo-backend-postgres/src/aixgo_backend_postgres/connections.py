@@ -21,10 +21,12 @@ path does not build a cursor and its adaptation state per statement.
 
 from __future__ import annotations
 
+import asyncio
 from time import monotonic
 from typing import Any
 
 import psycopg
+from aixgo.cancellation import CancelWatch
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
@@ -54,10 +56,16 @@ class Connections:
             spare, self._spare = self._spare, None
             return spare
         self._waiting += 1
+        watch = CancelWatch()
         try:
             conn = await self.pool.getconn()
         finally:
             self._waiting -= 1
+        if watch.swallowed():
+            # The pool handed the connection over as this task was cancelled, and its
+            # wait_for (Python 3.11) returned it anyway: give it back, stay cancelled.
+            await self.pool.putconn(conn)
+            raise asyncio.CancelledError
         return conn, monotonic()
 
     def cursor(self, conn: Conn) -> Cursor:

@@ -14,13 +14,17 @@ TLS: every connection of one client shares one TLS context (:class:`TlsConnectio
 here from the ``ssl_*`` options, for standalone servers and every node of a cluster alike.
 
 Every connection, of either client, drops what it has not sent when redis-py gives it up
-after an error (:class:`DropUnsent`), so a command reported as failed is never sent later.
+after an error (:class:`DropUnsent`), so a command reported as failed is never sent later,
+and never lets a cancellation go unnoticed (:class:`KeepCancelled`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any
 
+from aixgo.cancellation import CancelWatch
 from redis.asyncio import (
     Connection,
     ConnectionPool,
@@ -38,6 +42,7 @@ from aixgo_backend_redis.options import RedisOptions
 __all__ = [
     "Client",
     "DropUnsent",
+    "KeepCancelled",
     "TcpConnection",
     "TlsConnection",
     "UnixConnection",
@@ -73,15 +78,36 @@ class DropUnsent(AbstractConnection):
         await super().disconnect(nowait, error, failure_count, health_check_failed)
 
 
-class TcpConnection(DropUnsent, Connection):
-    """redis-py's TCP connection, with :class:`DropUnsent`."""
+class KeepCancelled(AbstractConnection):
+    """A connection whose writes never swallow a cancellation.
+
+    redis-py writes inside ``asyncio.wait_for``, which on Python 3.11 returns normally when
+    the task is cancelled just after the write finished (see :mod:`aixgo.cancellation`). A
+    new connection writes its handshake that way, so a call cancelled (or timed out) while
+    it connected went on and returned a result. The cancellation is raised again here, and
+    the connection dropped: the reply to what was written will never be read.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        watch = CancelWatch()
+        await super().send_packed_command(command, check_health)
+        if watch.swallowed():
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
 
-class UnixConnection(DropUnsent, UnixDomainSocketConnection):
-    """redis-py's Unix socket connection, with :class:`DropUnsent`."""
+class TcpConnection(DropUnsent, KeepCancelled, Connection):
+    """redis-py's TCP connection, with :class:`DropUnsent` and :class:`KeepCancelled`."""
 
 
-class TlsConnection(DropUnsent, SSLConnection):
+class UnixConnection(DropUnsent, KeepCancelled, UnixDomainSocketConnection):
+    """redis-py's Unix socket connection, with :class:`DropUnsent` and
+    :class:`KeepCancelled`."""
+
+
+class TlsConnection(DropUnsent, KeepCancelled, SSLConnection):
     """redis-py's TLS connection, with the TLS context of its client rather than its own.
 
     redis-py gives every connection a fresh ``ssl.create_default_context()``, which parses

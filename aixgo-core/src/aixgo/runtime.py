@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Self, get_args
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode
+from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
     AgentNotFound,
@@ -321,6 +322,7 @@ class Runtime:
         stateful = entry.session_mode == "enabled" and (user is not None or session is not None)
         self._inflight += 1
         self._idle.clear()
+        watch = CancelWatch()
         try:
             async with self._telemetry.call_span(agent, session) as span:
                 if self._sem is None:
@@ -328,6 +330,9 @@ class Runtime:
                 else:
                     async with self._sem:
                         out = await self._call(entry, agent, message, user, session, stateful, span)
+                # A caller who cancelled (or timed out) this call gets no reply, even when
+                # the cancellation was swallowed on the way (by an agent or a library).
+                watch.check()
                 return out
         finally:
             self._inflight -= 1
@@ -506,26 +511,28 @@ class Runtime:
     ) -> Message:
         session_id = session.id if session is not None else None
         where = f"session {session_id!r}" if session_id else "a stateless call"
+        deadline = asyncio.timeout(self.options.timeout)
         try:
-            async with asyncio.timeout(self.options.timeout):
+            async with deadline:
                 if session is not None and isinstance(entry.agent, SessionAwareAgent):
                     out = await entry.agent.execute_with_session(message, session)
                 else:
                     out = await entry.agent.execute(message)
         except TimeoutError as exc:
-            raise CallTimeout(
-                f"agent {agent!r} did not answer within {self.options.timeout} s in {where}; "
-                "its input is stored and nothing more was written",
-                agent=agent,
-                session_id=session_id,
-            ) from exc
+            raise self._timed_out(agent, where, session_id) from exc
         except Exception as exc:
+            if deadline.expired():  # the agent turned its cancellation into an error
+                raise self._timed_out(agent, where, session_id) from exc
             raise AgentError(
                 f"agent {agent!r} failed in {where}: {type(exc).__name__}: {exc}"
                 + ("; its input is stored and nothing more was written" if session_id else ""),
                 agent=agent,
                 session_id=session_id,
             ) from exc
+        if deadline.expired():
+            # The cancellation was swallowed below (the agent caught it, or a library's
+            # wait_for on Python 3.11 did): a reply after the deadline is not an answer.
+            raise self._timed_out(agent, where, session_id)
         if not isinstance(out, Message):
             raise AgentError(
                 f"agent {agent!r} returned a {type(out).__name__}, not a Message, in {where}; "
@@ -534,6 +541,14 @@ class Runtime:
                 session_id=session_id,
             )
         return out
+
+    def _timed_out(self, agent: str, where: str, session_id: str | None) -> CallTimeout:
+        return CallTimeout(
+            f"agent {agent!r} did not answer within {self.options.timeout} s in {where}; "
+            "its input is stored and nothing more was written",
+            agent=agent,
+            session_id=session_id,
+        )
 
 
 async def _maybe_call(agent: object, method: str) -> None:

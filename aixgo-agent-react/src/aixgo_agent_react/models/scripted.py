@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aixgo import Message
-from aixgo.errors import ConfigError
+from aixgo.errors import ConfigError, InvalidArgument
 from aixgo.message import ToolCall
 from pydantic import JsonValue
 
@@ -106,23 +107,35 @@ _POLICIES: dict[str, Policy] = {"": calls_policy, "calls": calls_policy, "echo":
 
 class ScriptedModel:
     """A model that follows ``script``: a policy function, or a list of replies (assistant
-    messages or plain strings) returned one per request, in order. ``requests`` records
-    every context it was sent.
+    messages or plain strings) returned one per request, in order. ``requests`` holds the
+    last ``keep_requests`` contexts it was sent, oldest first (a test looks at them; a long
+    run must not keep them all: each holds up to the agent's whole context window).
 
     >>> import asyncio
-    >>> m = ScriptedModel(["first", "second"])
+    >>> m = ScriptedModel(["first", "second"], keep_requests=1)
     >>> asyncio.run(m.complete([Message.user("hi")], [])).text
     'first'
+    >>> asyncio.run(m.complete([Message.user("again")], [])).text
+    'second'
+    >>> [[c.text for c in context] for context in m.requests]
+    [['again']]
     """
 
-    def __init__(self, script: Policy | Sequence[Message | str]) -> None:
+    #: How many of the latest contexts are kept by default.
+    KEEP_REQUESTS = 16
+
+    def __init__(
+        self, script: Policy | Sequence[Message | str], *, keep_requests: int = KEEP_REQUESTS
+    ) -> None:
+        if keep_requests < 0:
+            raise InvalidArgument(f"keep_requests must be 0 or more, not {keep_requests}")
         self._policy: Policy | None = None
         self._replies: list[Message] = []
         if callable(script):
             self._policy = script
         else:
             self._replies = [r if isinstance(r, Message) else Message.assistant(r) for r in script]
-        self.requests: list[list[Message]] = []
+        self.requests: deque[list[Message]] = deque(maxlen=keep_requests)
 
     def __repr__(self) -> str:
         if self._policy is not None:
@@ -142,7 +155,8 @@ class ScriptedModel:
 
     async def complete(self, messages: Sequence[Message], tools: Sequence[Tool]) -> Message:
         """The next reply of the script."""
-        self.requests.append(list(messages))
+        if self.requests.maxlen:
+            self.requests.append(list(messages))
         if self._policy is not None:
             return self._policy(messages, tools)
         if not self._replies:

@@ -30,6 +30,9 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
 * ``list_sessions`` orders by ``(updated_at, id)`` descending, filters by agent and user id,
   and pages with an opaque cursor (see :mod:`aixgo.session.cursor`).
 * ``delete_session`` removes the session's messages, checkpoints and index entries.
+* Every operation suspends at least once (a store whose work never waits, in memory or in
+  local files, awaits ``asyncio.sleep(0)`` before it), so a loop of calls never starves the
+  other tasks of the event loop.
 * Unknown session → :class:`SessionNotFound`; unknown checkpoint, or one of another session →
   :class:`CheckpointNotFound`; any call after ``close()`` → :class:`BackendClosed`;
   an unreachable store → :class:`BackendUnavailable` (URL shown without its password).

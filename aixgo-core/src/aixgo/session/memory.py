@@ -2,11 +2,14 @@
 
 It is the executable form of the backend contract: small enough to read in one sitting, and
 the conformance kit tests itself against it. It stores messages as JSON bytes (like every
-other backend), so what comes back is a copy the caller cannot change in place.
+other backend), so what comes back is a copy the caller cannot change in place. And like
+every other backend, each operation suspends once (first, so a task cancelled then has
+changed nothing): a loop of calls on it never starves the other tasks of the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -84,12 +87,14 @@ class MemoryBackend:
         return stored
 
     async def create_session(self, info: SessionInfo) -> None:
+        await asyncio.sleep(0)
         self._check_open()
         if info.id in self._sessions:
             raise ConflictError(f"session {info.id!r} exists already")
         self._sessions[info.id] = _Stored(info=info)
 
     async def get_session(self, session_id: str) -> SessionInfo:
+        await asyncio.sleep(0)
         return self._get(session_id).info
 
     async def list_sessions(
@@ -100,6 +105,7 @@ class MemoryBackend:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[SessionInfo]:
+        await asyncio.sleep(0)
         self._check_open()
         after = decode_cursor(cursor) if cursor is not None else None
         rows = [
@@ -116,12 +122,14 @@ class MemoryBackend:
         return Page(items=items, next_cursor=nxt)
 
     async def delete_session(self, session_id: str) -> None:
+        await asyncio.sleep(0)
         self._get(session_id)
         del self._sessions[session_id]
 
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
+        await asyncio.sleep(0)
         stored = self._get(session_id)
         encoded = check_batch(messages)
         lin = stored.lineage
@@ -151,6 +159,7 @@ class MemoryBackend:
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        await asyncio.sleep(0)
         stored = self._get(session_id)
         return [
             stored.message(branch, seq)
@@ -161,6 +170,7 @@ class MemoryBackend:
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None
     ) -> Checkpoint:
+        await asyncio.sleep(0)
         stored = self._get(session_id)
         if checkpoint_id in stored.checkpoints:
             raise ConflictError(f"checkpoint {checkpoint_id!r} exists already")
@@ -179,11 +189,13 @@ class MemoryBackend:
         return cp
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        await asyncio.sleep(0)
         return [cp for cp, _ in self._get(session_id).checkpoints.values()]
 
     async def restore_checkpoint(
         self, session_id: str, checkpoint_id: str, *, undo_id: str
     ) -> Checkpoint:
+        await asyncio.sleep(0)
         stored = self._get(session_id)
         target = stored.checkpoints.get(checkpoint_id)
         if target is None:

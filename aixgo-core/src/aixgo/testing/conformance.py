@@ -27,13 +27,18 @@ from __future__ import annotations
 from aixgo.testing.conformance_checkpoints import CheckpointsConformance
 from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
+from aixgo.testing.conformance_loop import EventLoopConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
 
 __all__ = ["BackendConformance"]
 
 
 class BackendConformance(
-    SessionsConformance, HistoryConformance, CheckpointsConformance, LifecycleConformance
+    SessionsConformance,
+    HistoryConformance,
+    CheckpointsConformance,
+    LifecycleConformance,
+    EventLoopConformance,
 ):
     """Every conformance test for a session backend. Subclass it and provide ``backend``.
 
