@@ -256,6 +256,9 @@ class SimpleBackend:
         if not self._opened:
             await self.open()
         self._check_open()
+        # Every operation lets other tasks run (the protocol's rule), even on a store whose
+        # primitives never suspend; before the transaction, so a cancellation writes nothing.
+        await asyncio.sleep(0)
         async with self.store.transaction(session_id, write=write) as tx:
             yield tx
 
