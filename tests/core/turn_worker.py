@@ -1,8 +1,9 @@
 """A separate process running a Runtime on a shared store, for test_turns_shared.py.
 
-    python turn_worker.py first URL USER              print "ready", wait for "go" on stdin,
-                                                      make USER's first call to agent "chat",
-                                                      print the session's id
+    python turn_worker.py first URL USER...           print "ready", wait for "go" on stdin,
+                                                      make every USER's first call to agent
+                                                      "chat" at once, on a store whose listing
+                                                      answers a little late
     python turn_worker.py drive URL POLICY NAME TURNS USER...
                                                       print "ready", wait for "go", then for
                                                       every USER at once: TURNS calls in a row
@@ -22,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from typing import Any
 
 from aixgo import Message, Runtime
 from aixgo.errors import ConflictError
+from aixgo.session import Page, SessionInfo, SessionManager, open_backend
 
 
 class Chat:
@@ -40,15 +43,28 @@ class Hang:
         raise AssertionError("unreachable")
 
 
-async def first(url: str, user: str) -> None:
-    async with Runtime(session_manager=url, timeout=30) as rt:
+async def first(url: str, users: list[str]) -> None:
+    backend = open_backend(url)
+    listing = backend.list_sessions
+
+    async def slow_listing(**filters: Any) -> Page[SessionInfo]:
+        # A store with some latency: what a listing says is a little old when it arrives,
+        # which is where a look-up-then-create races.
+        page = await listing(**filters)
+        await asyncio.sleep(0.05)
+        return page
+
+    backend.list_sessions = slow_listing  # type: ignore[method-assign]
+    async with SessionManager(backend) as mgr, Runtime(session_manager=mgr, timeout=30) as rt:
         rt.register("chat", Chat())
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        out = await rt.call("chat", Message.user("hello"), user=user)
-        s = await rt.session_manager.get_or_create("chat", user)
-        assert out.metadata["aixgo.reply_to"]
-        print(s.id, flush=True)
+
+        async def one(user: str) -> None:
+            out = await rt.call("chat", Message.user("hello"), user=user)
+            assert out.metadata["aixgo.reply_to"]
+
+        await asyncio.gather(*(one(u) for u in users))
 
 
 async def drive(url: str, policy: str, name: str, turns: int, users: list[str]) -> None:
@@ -81,7 +97,7 @@ async def hold(url: str, user: str, message_id: str, ttl: float) -> None:
 def main() -> None:
     mode, url, *args = sys.argv[1:]
     if mode == "first":
-        asyncio.run(first(url, args[0]))
+        asyncio.run(first(url, args))
     elif mode == "drive":
         asyncio.run(drive(url, args[0], args[1], int(args[2]), args[3:]))
     elif mode == "hold":
