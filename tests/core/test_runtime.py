@@ -947,3 +947,15 @@ async def test_stop_waits_for_running_calls(mgr: SessionManager) -> None:
     await rt.stop()
     assert call.done() and (await call).text == "late"
     assert (await only_session(mgr)).id
+
+
+@pytest.mark.asyncio
+async def test_a_dead_turn_is_resumed_behind_another_dead_turn(both: SessionManager) -> None:
+    s = await both.create("echo", user_id="alice")
+    first, second = Message.user("first, died"), Message.user("second, died too")
+    await s.append_messages([first, second])  # two runs that died before answering
+    async with Runtime(session_manager=both, timeout=0.1) as rt:
+        rt.register("echo", Echo())
+        out = await rt.call_with_session("echo", first, s.id)
+    assert out.metadata[REPLY_TO] == first.id
+    assert await texts(both, s.id) == ["first, died", "second, died too", "echo: first, died"]

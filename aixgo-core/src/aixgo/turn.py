@@ -118,7 +118,7 @@ class Turns:
             if answered is not None:
                 return answered
             out = _as_reply(await run(stored), stored, agent, s)
-            return await _store_reply_leased(s, out, stored, lease)
+            return await _store_reply_leased(s, out, stored, head, lease)
         finally:
             await lease.release()
 
@@ -297,8 +297,12 @@ async def _store_input_leased(s: Session, message: Message, lease: _Lease) -> tu
     )
 
 
-async def _store_reply_leased(s: Session, out: Message, stored: Message, lease: _Lease) -> Message:
-    """Store the reply after whatever the agent stored itself, fenced by ``expected_seq``."""
+async def _store_reply_leased(
+    s: Session, out: Message, stored: Message, head: int, lease: _Lease
+) -> Message:
+    """Store the reply after whatever the agent stored itself, fenced by ``expected_seq``.
+    ``head`` is the history's length when the turn began; a user message stored after it,
+    other than this turn's input, is another turn's input."""
     resume = "its input is stored: call again with the same message to resume"
     if lease.lost and not await lease.confirm():
         raise _lost(s.id, f"the reply {out.id!r} was not stored ({resume})")
@@ -308,7 +312,7 @@ async def _store_reply_leased(s: Session, out: Message, stored: Message, lease: 
             opener is not None
             and opener.role == "user"
             and opener.id != stored.id
-            and (opener.seq or 0) > (stored.seq or 0)
+            and (opener.seq or 0) > head
         ):
             # Another turn's input came after ours: our lease expired while the agent ran.
             raise _lost(s.id, f"another turn started; the reply {out.id!r} was not stored "
