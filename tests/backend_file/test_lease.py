@@ -116,10 +116,10 @@ async def test_a_stuck_holder_loses_the_lease_after_its_ttl(
     mgr: SessionManager, backend: FileBackend, store_url: str
 ) -> None:
     s = await mgr.create("agent", user_id="u")
-    proc, token = holder(store_url, s.id, 0.3)
+    proc, token = holder(store_url, s.id, 1.0)
     try:
         assert await backend.acquire_turn(s.id, "next", 30.0) is None
-        await asyncio.sleep(0.5)  # the holder lives on, but does not renew in time
+        await asyncio.sleep(1.3)  # the holder lives on, but does not renew in time
         taken = await backend.acquire_turn(s.id, "next", 30.0)
         assert taken is not None and taken > token
         assert ask(proc, "renew?") == "False"  # the stuck holder learns it lost the lease

@@ -636,8 +636,11 @@ async def test_reject_refuses_at_once_while_a_turn_runs(mgr: SessionManager) -> 
     assert await mgr.backend.acquire_turn(s.id, "other process", 30.0)  # type: ignore[attr-defined]
     gate = asyncio.Event()
 
+    running = asyncio.Event()
+
     class Gated:
         async def execute(self, input: Message) -> Message:
+            running.set()
             await gate.wait()
             return Message.assistant("done: " + input.text)
 
@@ -647,7 +650,7 @@ async def test_reject_refuses_at_once_while_a_turn_runs(mgr: SessionManager) -> 
             await rt.call_with_session("g", Message.user("elsewhere"), s.id)
         await mgr.backend.release_turn(s.id, "other process")  # type: ignore[attr-defined]
         first = asyncio.create_task(rt.call_with_session("g", Message.user("one"), s.id))
-        await asyncio.sleep(0.05)
+        await running.wait()
         with pytest.raises(ConflictError, match="'reject'"):  # the same runtime's turn
             await rt.call_with_session("g", Message.user("two"), s.id)
         gate.set()
@@ -661,8 +664,11 @@ async def test_the_lease_is_released_after_errors_and_cancellation(mgr: SessionM
     assert isinstance(backend, TurnLeases)
     gate = asyncio.Event()
 
+    running = asyncio.Event()
+
     class Hanging:
         async def execute(self, input: Message) -> Message:
+            running.set()
             await gate.wait()
             return Message.assistant("never")
 
@@ -675,7 +681,7 @@ async def test_the_lease_is_released_after_errors_and_cancellation(mgr: SessionM
         assert await backend.acquire_turn(s.id, "probe", 1.0) is not None
         await backend.release_turn(s.id, "probe")
         call = asyncio.create_task(rt.call("hang", Message.user("y"), user="bob"))
-        await asyncio.sleep(0.05)
+        await running.wait()
         h = await mgr.get_or_create("hang", "bob")
         assert await backend.acquire_turn(h.id, "probe", 1.0) is None  # held while it runs
         call.cancel()
@@ -697,8 +703,11 @@ async def test_a_lost_lease_keeps_the_reply_out_when_another_turn_started(
     monkeypatch.setattr(aixgo.turn._Lease, "_renew_forever", stuck)
     gate = asyncio.Event()
 
+    running = asyncio.Event()
+
     class Stuck:
         async def execute(self, input: Message) -> Message:
+            running.set()
             await gate.wait()
             return Message.assistant("late reply")
 
@@ -706,7 +715,7 @@ async def test_a_lost_lease_keeps_the_reply_out_when_another_turn_started(
         rt.register("stuck", Stuck())
         s = await mgr.create("stuck", user_id="alice")
         call = asyncio.create_task(rt.call_with_session("stuck", Message.user("slow"), s.id))
-        await asyncio.sleep(0.05)
+        await running.wait()
         backend = mgr.backend
         assert isinstance(backend, TurnLeases)
         # Not renewed, the lease expires; another process's turn takes it and stores its input.

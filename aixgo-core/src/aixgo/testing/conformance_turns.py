@@ -196,11 +196,13 @@ class TurnsConformance(ConformanceBase):
     async def test_renewing_keeps_the_lease_past_its_first_ttl(self, backend: Backend) -> None:
         store = leases(backend)
         s = await new_session(SessionManager(backend))
-        token = await store.acquire_turn(s.id, "owner-a", SHORT_TTL)
+        # Renewed every 0.3 s with a 1 s ttl, past the first second: each step has room for
+        # a slow store or a loaded machine.
+        token = await store.acquire_turn(s.id, "owner-a", 1.0)
         assert token is not None
-        for _ in range(3):
-            await asyncio.sleep(SHORT_TTL / 2)
-            assert await store.renew_turn(s.id, "owner-a", SHORT_TTL) is True
+        for _ in range(4):
+            await asyncio.sleep(0.3)
+            assert await store.renew_turn(s.id, "owner-a", 1.0) is True
         assert await store.acquire_turn(s.id, "owner-b", 30.0) is None
         assert await store.acquire_turn(s.id, "owner-a", 30.0) == token
 
@@ -276,11 +278,11 @@ class TurnsConformance(ConformanceBase):
             assert await other.acquire_turn(s.id, "owner-b", 30.0) is None
             assert await other.renew_turn(s.id, "owner-b", 30.0) is False
             await store.release_turn(s.id, "owner-a")
-            second = await other.acquire_turn(s.id, "owner-b", SHORT_TTL)
+            second = await other.acquire_turn(s.id, "owner-b", 1.0)
             assert second is not None
             assert second > first
             assert await store.acquire_turn(s.id, "owner-a", 30.0) is None
-            await expire()
+            await expire(1.0)
             third = await store.acquire_turn(s.id, "owner-a", 30.0)
             assert third is not None
             assert third > second
