@@ -631,6 +631,19 @@ async def test_a_live_turn_longer_than_the_bound_is_a_conflict(mgr: SessionManag
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("no_waiting")
+async def test_reject_refuses_an_unanswered_turn_without_leases() -> None:
+    async with SessionManager(NoLeases()) as mgr:
+        s = await mgr.create("echo", user_id="alice")
+        await s.append_message(Message.user("running in another process"))
+        async with Runtime(session_manager=mgr, turn_policy="reject") as rt:
+            rt.register("echo", Echo())
+            with pytest.raises(ConflictError, match="'reject'"):
+                await rt.call_with_session("echo", Message.user("next"), s.id)
+        assert await texts(mgr, s.id) == ["running in another process"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
 async def test_reject_refuses_at_once_while_a_turn_runs(mgr: SessionManager) -> None:
     s = await mgr.create("g", user_id="alice")
     assert await mgr.backend.acquire_turn(s.id, "other process", 30.0)  # type: ignore[attr-defined]

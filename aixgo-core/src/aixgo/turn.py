@@ -26,7 +26,8 @@ How turns on one session are kept from interleaving depends on the backend:
 * Without it (a third-party backend that has not implemented leases) the protocol is
   optimistic: every write states ``expected_seq`` and is retried on the new head, and a call
   whose session ends with another call's unanswered input waits for that reply first (at
-  most the turn bound, since a run that died never answers). A turn that fails here only
+  most the turn bound, since a run that died never answers), or under ``"reject"`` raises
+  :class:`ConflictError` at once. A turn that fails here only
   ever marks its own input, and the steps that followed it, as abandoned, so a later call in
   this process does not wait for it; never another call's message.
 
@@ -190,6 +191,8 @@ class Turns:
                 and loop.time() < deadline
                 and self._in_flight(s.id, tail[-1], message, bound)
             ):
+                if self.policy == "reject":
+                    raise _busy(s.id)
                 await _backoff(waits)
                 waits += 1
                 continue
