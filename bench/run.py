@@ -27,6 +27,7 @@ import floors
 import peers
 import report
 import throughput
+import turns
 from aixgo import plugins
 from subjects import AixgoSubject, LoopTurn, RawFile, Subject, file_url, temp_store
 from timing import Result, measure, measure_pair
@@ -50,15 +51,17 @@ class Plan:
     paired_runs: int
     paired_sizes: tuple[int, ...]
     throughput_s: float  # per backend and mode
+    shared_turns: int  # turns per process and shared user (turns.py)
 
 
 QUICK = Plan(
     runs=100, budget_s=3.0, fill_s=6.0, sizes=(1_000, 10_000), file_extra=(), sessions=1_000,
-    paired_runs=300, paired_sizes=(1_000, 10_000), throughput_s=1.0,
+    paired_runs=300, paired_sizes=(1_000, 10_000), throughput_s=1.0, shared_turns=10,
 )  # fmt: skip
 FULL = Plan(
     runs=2000, budget_s=60.0, fill_s=240.0, sizes=(1_000, 10_000, 100_000), file_extra=(1_000_000,),
     sessions=10_000, paired_runs=3000, paired_sizes=(1_000, 100_000), throughput_s=10.0,
+    shared_turns=100,
 )  # fmt: skip
 
 
@@ -227,6 +230,8 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
             await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
     results += await throughput.run_all(targets, seconds=plan.throughput_s)
+    stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
+    results += await turns.run_all(stores, turns=plan.shared_turns)
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()

@@ -23,9 +23,9 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the runtime ever backs off to wait for another turn (or retry a
     conflict): a deterministic "it did not wait", where a wall-clock bound would be noisy."""
-    import aixgo.runtime
+    import aixgo.turn
 
-    async def refuse(attempt: int) -> None:
+    async def refuse(attempt: int, *, jitter: bool = False) -> None:
         raise AssertionError("the runtime waited (backed off) where it should not have")
 
-    monkeypatch.setattr(aixgo.runtime, "_backoff", refuse)
+    monkeypatch.setattr(aixgo.turn, "_backoff", refuse)

@@ -208,3 +208,61 @@ async def test_the_kit_fails_a_backend_that_does_not_persist() -> None:
         await backend.close()
         plugins.unregister_plugin("forgetful-selftest")
         _STORES.pop(url, None)
+
+
+# The optional protocols: skipped with a reason when absent, failing when broken.
+
+
+class Plain(MemoryBackend):
+    """A backend with neither SessionPerUser nor TurnLeases."""
+
+    get_or_create_session = None  # type: ignore[assignment]
+    acquire_turn = renew_turn = release_turn = None  # type: ignore[assignment]
+
+
+class LeaseNeverExpires(MemoryBackend):
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        return await super().acquire_turn(session_id, owner, 1e9)
+
+
+class TokensRestart(MemoryBackend):
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        await super().release_turn(session_id, owner)
+        self._sessions[session_id].tokens = 0
+
+
+class CreatesAlways(MemoryBackend):
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        await self.create_session(info)
+        return info, True
+
+
+@pytest.mark.asyncio
+async def test_optional_protocol_tests_skip_with_a_reason() -> None:
+    backend, kit = Plain(), BackendConformance()
+    with pytest.raises(pytest.skip.Exception, match="does not implement TurnLeases"):
+        await kit.test_a_turn_lease_excludes_other_owners(backend)
+    with pytest.raises(pytest.skip.Exception, match="does not implement SessionPerUser"):
+        await kit.test_concurrent_get_or_create_session_creates_exactly_one(backend)
+    await backend.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("broken", "test"),
+    [
+        (LeaseNeverExpires, "test_a_lease_expires_after_its_ttl"),
+        (TokensRestart, "test_tokens_grow_with_every_acquisition"),
+        (CreatesAlways, "test_concurrent_get_or_create_session_creates_exactly_one"),
+        (CreatesAlways, "test_get_or_create_session_creates_once_then_returns_it"),
+    ],
+)
+async def test_the_kit_fails_a_broken_optional_protocol(
+    broken: type[MemoryBackend], test: str
+) -> None:
+    backend = broken()
+    try:
+        with pytest.raises(AssertionError):
+            await getattr(BackendConformance(), test)(backend)
+    finally:
+        await backend.close()

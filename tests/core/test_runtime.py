@@ -30,7 +30,7 @@ from aixgo.errors import (
 )
 from aixgo.identifiers import is_id, new_id
 from aixgo.runtime import REPLY_TO
-from aixgo.session import Session, SessionManager, current_session
+from aixgo.session import Session, SessionManager, TurnLeases, current_session
 from aixgo.session.memory import MemoryBackend
 
 
@@ -87,6 +87,26 @@ class Slow:
 async def mgr() -> AsyncIterator[SessionManager]:
     async with SessionManager("memory://") as m:
         yield m
+
+
+class NoLeases(MemoryBackend):
+    """memory:// as a third-party backend without the optional capabilities would be: the
+    runtime falls back to the optimistic turn protocol, the manager to its convergence."""
+
+    acquire_turn = renew_turn = release_turn = None  # type: ignore[assignment]
+    get_or_create_session = None  # type: ignore[assignment]
+
+
+@pytest_asyncio.fixture(params=["leases", "optimistic"])
+async def both(request: pytest.FixtureRequest) -> AsyncIterator[SessionManager]:
+    """A memory:// manager with turn leases, and one without (the optimistic protocol)."""
+    backend = MemoryBackend() if request.param == "leases" else NoLeases()
+    async with SessionManager(backend) as m:
+        yield m
+
+
+def leased(mgr: SessionManager) -> bool:
+    return isinstance(mgr.backend, TurnLeases)
 
 
 async def texts(mgr: SessionManager, session_id: str) -> list[str]:
@@ -455,7 +475,8 @@ async def test_max_concurrent_calls_bounds_parallel_runs(mgr: SessionManager) ->
 
 
 class Intruding(MemoryBackend):
-    """Another writer appends just before our appends number ``on`` (0-based), or all."""
+    """Another writer appends just before our appends number ``on`` (0-based), or all. It
+    writes outside the turn protocol (no lease), like an application storing messages."""
 
     def __init__(self, on: set[int] | None = None) -> None:
         super().__init__()
@@ -475,10 +496,20 @@ class Intruding(MemoryBackend):
         return await super().append_messages(session_id, messages, expected_seq=expected_seq)
 
 
+class IntrudingNoLeases(Intruding, NoLeases):
+    """The same, on a backend without turn leases (the optimistic protocol)."""
+
+
+INTRUDERS = pytest.mark.parametrize("intruding", [Intruding, IntrudingNoLeases])
+
+
 @pytest.mark.asyncio
-async def test_conflicts_from_other_writers_are_retried_on_the_new_head() -> None:
+@INTRUDERS
+async def test_conflicts_from_other_writers_are_retried_on_the_new_head(
+    intruding: type[Intruding],
+) -> None:
     # Append 0 (the input) and append 2 (the reply, after the input's retry) conflict.
-    async with SessionManager(Intruding(on={0, 2})) as mgr:
+    async with SessionManager(intruding(on={0, 2})) as mgr:
         async with Runtime(session_manager=mgr) as rt:
             rt.register("echo", Echo())
             out = await rt.call("echo", Message.user("hi"), user="alice")
@@ -496,8 +527,11 @@ async def test_conflicts_from_other_writers_are_retried_on_the_new_head() -> Non
 
 
 @pytest.mark.asyncio
-async def test_endless_conflicts_give_up_with_the_session_named() -> None:
-    async with SessionManager(Intruding()) as mgr:
+@INTRUDERS
+async def test_endless_conflicts_give_up_with_the_session_named(
+    intruding: type[Intruding],
+) -> None:
+    async with SessionManager(intruding()) as mgr:
         async with Runtime(session_manager=mgr) as rt:
             rt.register("echo", Echo())
             with pytest.raises(ConflictError, match="kept changing") as info:
@@ -531,14 +565,19 @@ async def test_two_runtimes_on_one_file_store_lose_and_duplicate_nothing(tmp_pat
 
 
 @pytest.mark.asyncio
-async def test_a_turn_running_elsewhere_is_waited_for(mgr: SessionManager) -> None:
+async def test_a_turn_running_elsewhere_is_waited_for(both: SessionManager) -> None:
+    mgr = both
     s = await mgr.create("echo", user_id="alice")
+    if leased(mgr):  # the other process holds the session's turn lease, as its runtime would
+        assert await mgr.backend.acquire_turn(s.id, "other process", 30.0)  # type: ignore[attr-defined]
     other = await s.append_message(Message.user("first, from another process"))
 
     async def other_process_answers() -> None:
         await asyncio.sleep(0.2)
         reply = Message.assistant("answer to first", metadata={REPLY_TO: other.id})
         await s.append_message(reply, expected_seq=1)
+        if leased(mgr):
+            await mgr.backend.release_turn(s.id, "other process")  # type: ignore[attr-defined]
 
     async with Runtime(session_manager=mgr) as rt:
         rt.register("echo", Echo())
@@ -552,19 +591,161 @@ async def test_a_turn_running_elsewhere_is_waited_for(mgr: SessionManager) -> No
 
 
 @pytest.mark.asyncio
-async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(mgr: SessionManager) -> None:
+async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(both: SessionManager) -> None:
+    mgr = both
     s = await mgr.create("echo", user_id="alice")
+    if leased(mgr):  # a process that died holding the lease: it expires after its ttl
+        assert await mgr.backend.acquire_turn(s.id, "dead process", 1.3)  # type: ignore[attr-defined]
     await s.append_message(Message.user("from a process that died"))
     async with Runtime(session_manager=mgr, timeout=0.3) as rt:
         rt.register("echo", Echo())
         t0 = time.monotonic()
         await rt.call_with_session("echo", Message.user("next"), s.id)  # returns: bounded
-        assert time.monotonic() - t0 >= 1.3  # it did wait, for timeout + 1 s
+        assert time.monotonic() - t0 >= 1.25  # it did wait, for timeout + 1 s or the ttl
+    assert await texts(mgr, s.id) == ["from a process that died", "next", "echo: next"]
+
+
+@pytest.mark.asyncio
+async def test_a_live_turn_longer_than_the_bound_is_a_conflict(mgr: SessionManager) -> None:
+    s = await mgr.create("echo", user_id="alice")
+    assert await mgr.backend.acquire_turn(s.id, "busy process", 30.0)  # type: ignore[attr-defined]
+
+    async def keep_renewing() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            assert await mgr.backend.renew_turn(s.id, "busy process", 30.0)  # type: ignore[attr-defined]
+
+    renewing = asyncio.create_task(keep_renewing())
+    try:
+        async with Runtime(session_manager=mgr, timeout=0.1, turn_lease_ttl=0.2) as rt:
+            rt.register("echo", Echo())
+            t0 = time.monotonic()
+            with pytest.raises(ConflictError, match="still running") as info:
+                await rt.call_with_session("echo", Message.user("next"), s.id)
+            assert 1.1 <= time.monotonic() - t0 < 5  # waited for the turn bound, then gave up
+    finally:
+        renewing.cancel()
+    assert s.id in str(info.value)
+    assert await s.get_messages() == []  # nothing written
 
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("no_waiting")
-async def test_an_old_unanswered_input_is_not_waited_for(mgr: SessionManager) -> None:
+async def test_reject_refuses_an_unanswered_turn_without_leases() -> None:
+    async with SessionManager(NoLeases()) as mgr:
+        s = await mgr.create("echo", user_id="alice")
+        await s.append_message(Message.user("running in another process"))
+        async with Runtime(session_manager=mgr, turn_policy="reject") as rt:
+            rt.register("echo", Echo())
+            with pytest.raises(ConflictError, match="'reject'"):
+                await rt.call_with_session("echo", Message.user("next"), s.id)
+        assert await texts(mgr, s.id) == ["running in another process"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+async def test_reject_refuses_at_once_while_a_turn_runs(mgr: SessionManager) -> None:
+    s = await mgr.create("g", user_id="alice")
+    assert await mgr.backend.acquire_turn(s.id, "other process", 30.0)  # type: ignore[attr-defined]
+    gate = asyncio.Event()
+
+    running = asyncio.Event()
+
+    class Gated:
+        async def execute(self, input: Message) -> Message:
+            running.set()
+            await gate.wait()
+            return Message.assistant("done: " + input.text)
+
+    async with Runtime(session_manager=mgr, turn_policy="reject") as rt:
+        rt.register("g", Gated())
+        with pytest.raises(ConflictError, match="'reject'"):
+            await rt.call_with_session("g", Message.user("elsewhere"), s.id)
+        await mgr.backend.release_turn(s.id, "other process")  # type: ignore[attr-defined]
+        first = asyncio.create_task(rt.call_with_session("g", Message.user("one"), s.id))
+        await running.wait()
+        with pytest.raises(ConflictError, match="'reject'"):  # the same runtime's turn
+            await rt.call_with_session("g", Message.user("two"), s.id)
+        gate.set()
+        assert (await first).text == "done: one"
+    assert await texts(mgr, s.id) == ["one", "done: one"]
+
+
+@pytest.mark.asyncio
+async def test_the_lease_is_released_after_errors_and_cancellation(mgr: SessionManager) -> None:
+    backend = mgr.backend
+    assert isinstance(backend, TurnLeases)
+    gate = asyncio.Event()
+
+    running = asyncio.Event()
+
+    class Hanging:
+        async def execute(self, input: Message) -> Message:
+            running.set()
+            await gate.wait()
+            return Message.assistant("never")
+
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("flaky", Failing())
+        rt.register("hang", Hanging())
+        with pytest.raises(AgentError):
+            await rt.call("flaky", Message.user("x"), user="alice")
+        s = await mgr.get_or_create("flaky", "alice")
+        assert await backend.acquire_turn(s.id, "probe", 1.0) is not None
+        await backend.release_turn(s.id, "probe")
+        call = asyncio.create_task(rt.call("hang", Message.user("y"), user="bob"))
+        await running.wait()
+        h = await mgr.get_or_create("hang", "bob")
+        assert await backend.acquire_turn(h.id, "probe", 1.0) is None  # held while it runs
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0)  # the shielded release
+        assert await backend.acquire_turn(h.id, "probe", 1.0) is not None
+
+
+@pytest.mark.asyncio
+async def test_a_lost_lease_keeps_the_reply_out_when_another_turn_started(
+    mgr: SessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aixgo.turn
+
+    async def stuck(self: object) -> None:  # renewals never happen, as in a stuck process
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(aixgo.turn._Lease, "_renew_forever", stuck)
+    gate = asyncio.Event()
+
+    running = asyncio.Event()
+
+    class Stuck:
+        async def execute(self, input: Message) -> Message:
+            running.set()
+            await gate.wait()
+            return Message.assistant("late reply")
+
+    async with Runtime(session_manager=mgr, turn_lease_ttl=0.15) as rt:
+        rt.register("stuck", Stuck())
+        s = await mgr.create("stuck", user_id="alice")
+        call = asyncio.create_task(rt.call_with_session("stuck", Message.user("slow"), s.id))
+        await running.wait()
+        backend = mgr.backend
+        assert isinstance(backend, TurnLeases)
+        # Not renewed, the lease expires; another process's turn takes it and stores its input.
+        await asyncio.sleep(0.3)
+        assert await backend.acquire_turn(s.id, "other process", 30.0) is not None
+        await s.append_message(Message.user("newer turn"))
+        gate.set()
+        with pytest.raises(ConflictError, match="lost its lease") as info:
+            await call
+        assert "call again with the same message" in str(info.value)
+    assert await texts(mgr, s.id) == ["slow", "newer turn"]  # no reply in between
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+async def test_an_old_unanswered_input_is_not_waited_for(both: SessionManager) -> None:
+    mgr = both
     old = await mgr.create("echo", user_id="bob")
     await old.append_message(Message.user("long ago", created_at="2020-01-01T00:00:00Z"))
     async with Runtime(session_manager=mgr) as rt:
@@ -576,8 +757,9 @@ async def test_an_old_unanswered_input_is_not_waited_for(mgr: SessionManager) ->
 @pytest.mark.usefixtures("no_waiting")
 @pytest.mark.parametrize("steps", [1, 40])
 async def test_a_resumed_turn_does_not_wait_for_its_own_tool_results(
-    mgr: SessionManager, steps: int
+    both: SessionManager, steps: int
 ) -> None:
+    mgr = both
     s = await mgr.create("echo", user_id="alice")
     await s.append_messages([Message.user("earlier"), Message.assistant("echo: earlier")])
     question = Message.user("weather?")
@@ -604,8 +786,9 @@ async def test_a_resumed_turn_does_not_wait_for_its_own_tool_results(
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("no_waiting")
 async def test_messages_an_application_stores_itself_are_not_waited_for(
-    mgr: SessionManager,
+    both: SessionManager,
 ) -> None:
+    mgr = both
     s = await mgr.create("echo", user_id="alice")
     await s.append_message(Message.system("You are terse."))
     g = await mgr.create("echo", user_id="bob")
@@ -624,7 +807,9 @@ async def test_messages_an_application_stores_itself_are_not_waited_for(
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("no_waiting")
-async def test_a_failed_turn_in_this_process_is_not_waited_for(mgr: SessionManager) -> None:
+async def test_a_failed_turn_in_this_process_is_not_waited_for(both: SessionManager) -> None:
+    mgr = both
+
     class ToolThenFail:
         def __init__(self) -> None:
             self.failed = False
@@ -784,3 +969,15 @@ async def test_stop_waits_for_running_calls(mgr: SessionManager) -> None:
     await rt.stop()
     assert call.done() and (await call).text == "late"
     assert (await only_session(mgr)).id
+
+
+@pytest.mark.asyncio
+async def test_a_dead_turn_is_resumed_behind_another_dead_turn(both: SessionManager) -> None:
+    s = await both.create("echo", user_id="alice")
+    first, second = Message.user("first, died"), Message.user("second, died too")
+    await s.append_messages([first, second])  # two runs that died before answering
+    async with Runtime(session_manager=both, timeout=0.1) as rt:
+        rt.register("echo", Echo())
+        out = await rt.call_with_session("echo", first, s.id)
+    assert out.metadata[REPLY_TO] == first.id
+    assert await texts(both, s.id) == ["first, died", "second, died too", "echo: first, died"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aixgo import Runtime, hookimpl, plugins
@@ -11,7 +12,7 @@ from aixgo.options import Option
 from aixgo.runtime_options import describe_options, options_model, resolve_options
 from aixgo.session import SessionManager
 
-CORE = "max_concurrent_calls, session_manager, timeout, tracing"
+CORE = "max_concurrent_calls, session_manager, timeout, tracing, turn_lease_ttl, turn_policy"
 
 
 class RetryPlugin:
@@ -36,6 +37,7 @@ def test_core_defaults() -> None:
         None,
         True,
     )
+    assert (opts.turn_policy, opts.turn_lease_ttl) == ("queue", 30.0)
     assert [row[0] for row in describe_options()] == CORE.split(", ")
 
 
@@ -49,6 +51,10 @@ def test_core_defaults() -> None:
         ({"max_concurrent_calls": 2.5}, "'max_concurrent_calls'"),
         ({"tracing": "maybe"}, "'tracing'"),
         ({"session_manager": 42}, "'session_manager'"),
+        ({"turn_policy": "wait"}, "'turn_policy'"),
+        ({"turn_lease_ttl": 0}, "'turn_lease_ttl'"),
+        ({"turn_lease_ttl": float("inf")}, "'turn_lease_ttl'"),
+        ({"turn_lease_ttl": "soon"}, "'turn_lease_ttl'"),
     ],
 )
 def test_unknown_or_ill_typed_options_name_the_option_and_list_the_valid_ones(
@@ -127,3 +133,19 @@ def test_an_explicit_none_overrides_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AIXGO_RUNTIME_TIMEOUT", "5")
     assert Runtime().options.timeout == 5.0
     assert Runtime(timeout=None).options.timeout is None
+
+
+def test_turn_options_come_from_code_yaml_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Runtime(turn_policy="reject", turn_lease_ttl=2).options.turn_lease_ttl == 2.0
+    path = tmp_path / "aixgo.yaml"
+    path.write_text("session: memory://\nruntime:\n  turn_policy: reject\n  turn_lease_ttl: 5\n")
+    rt = Runtime.from_config(path)
+    assert (rt.options.turn_policy, rt.options.turn_lease_ttl) == ("reject", 5.0)
+    monkeypatch.setenv("AIXGO_RUNTIME_TURN_POLICY", "queue")
+    assert Runtime.from_config(path).options.turn_policy == "queue"
+    monkeypatch.delenv("AIXGO_RUNTIME_TURN_POLICY")
+    path.write_text("runtime:\n  turn_policy: later\n")
+    with pytest.raises(ConfigError, match=r"aixgo.yaml: runtime.turn_policy \(line 2\)"):
+        Runtime.from_config(path)

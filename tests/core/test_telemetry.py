@@ -98,8 +98,12 @@ async def test_a_span_per_call_and_per_backend_operation(spans: InMemorySpanExpo
         assert span.attributes["aixgo.backend"] == "MemoryBackend"  # type: ignore[index]
         assert span.attributes["aixgo.outcome"] == "ok"  # type: ignore[index]
         assert span.attributes["aixgo.agent"] == "echo"  # type: ignore[index]
-    outside = named(done, "aixgo.backend.list_sessions")[-1]  # get_or_create, outside any call
+    # get_or_create, outside any call (memory:// finds or creates in one step).
+    outside = named(done, "aixgo.backend.get_or_create_session")[-1]
     assert "aixgo.agent" not in outside.attributes  # type: ignore[operator]
+    leases = named(done, "aixgo.backend.acquire_turn")
+    assert len(leases) == 3  # one per call with a session
+    assert len(named(done, "aixgo.backend.release_turn")) == 3
 
 
 @pytest.mark.asyncio

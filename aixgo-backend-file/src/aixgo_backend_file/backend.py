@@ -23,6 +23,8 @@ from aixgo.message import Message
 from aixgo.session.backend import Capability
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
+from aixgo_backend_file.lease import Leases
+from aixgo_backend_file.pair import get_or_create
 from aixgo_backend_file.store import Store
 
 __all__ = ["DURABILITY", "FileBackend", "parse_url"]
@@ -106,6 +108,7 @@ class FileBackend:
         self.url = url
         self.durability = options.get("durability", "flush")
         self.store = Store(root, fsync=self.durability == "fsync")
+        self.leases = Leases(self.store)
 
     def __repr__(self) -> str:
         return f"FileBackend({self.url!r})"
@@ -114,6 +117,7 @@ class FileBackend:
         self.store.open()
 
     async def close(self) -> None:
+        self.leases.close()
         self.store.close()
 
     async def create_session(self, info: SessionInfo) -> None:
@@ -138,6 +142,21 @@ class FileBackend:
     async def delete_session(self, session_id: str) -> None:
         await asyncio.sleep(0)
         self.store.delete(session_id)
+        self.leases.drop(session_id)
+
+    # SessionPerUser and TurnLeases: see aixgo_backend_file.pair and aixgo_backend_file.lease.
+
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        return get_or_create(self.store, info)
+
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        return self.leases.acquire(session_id, owner, ttl)
+
+    async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
+        return self.leases.renew(session_id, owner, ttl)
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        self.leases.release(session_id, owner)
 
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None

@@ -20,6 +20,7 @@ __all__ = [
     "SessionNotFound",
     "CheckpointNotFound",
     "ConflictError",
+    "MessageIdConflict",
     "BackendError",
     "BackendUnavailable",
     "BackendClosed",
@@ -96,6 +97,12 @@ class ConflictError(AixgoError):
         self.expected_seq = expected_seq
         self.actual_seq = actual_seq
         super().__init__(message)
+
+
+class MessageIdConflict(ConflictError):
+    """An append reused a stored message's id for a different message (another role or
+    content). Not a lost race: retrying the same append fails the same way; give the new
+    message a new id."""
 
 
 class BackendError(AixgoError):

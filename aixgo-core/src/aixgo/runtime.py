@@ -4,7 +4,7 @@ Sessions are on by default: a call with a ``user`` resumes that user's latest se
 agent (or starts one); a call with a ``session`` id continues that session. A call with
 neither, or to an agent registered with ``session_mode="disabled"``, touches no session.
 
-What a call persists, exactly:
+What a call persists, exactly (the turn protocol, :mod:`aixgo.turn`):
 
 * the input is stored *before* the agent runs, so a run that dies half-way can be resumed by
   calling again with the same message (same id): the input is never stored twice;
@@ -13,11 +13,21 @@ What a call persists, exactly:
   without running the agent again;
 * on an agent error or a timeout nothing more is written, and the :class:`AgentError` (or
   :class:`CallTimeout`) names the session;
-* calls on one session are serialized within a process. Across processes, every write states
-  the history length it expects (``expected_seq``), so a write from another process in between
-  is detected and retried on the new head; and a call whose session ends with another call's
-  unanswered input waits for that reply first (at most ``timeout`` + 1 s, or a minute without a
-  timeout, since a run that died never answers), so turns do not interleave.
+* one turn at a time runs on a session. Within a runtime, calls on one session are
+  serialized. Across runtimes, processes and machines, a backend with turn leases
+  (:class:`~aixgo.session.TurnLeases`: ``memory://``, ``file://``) holds the session's lease
+  from before the input is stored until after the reply is: with ``turn_policy="queue"`` (the
+  default) a call waits for the running turn (at most the turn bound, then
+  :class:`ConflictError`), with ``"reject"`` it raises :class:`ConflictError` at once. A
+  process that dies mid-turn loses its lease after at most ``turn_lease_ttl`` seconds; its
+  input stays stored and resumable. On a backend without leases, every write states the
+  history length it expects (``expected_seq``) and is retried on the new head, and a call
+  whose session ends with another call's unanswered input waits for that reply first (at most
+  ``timeout`` + 1 s, or a minute without a timeout), so turns do not interleave there either
+  unless a run outlives that bound;
+* with a ``user``, the user's current session is found or created atomically in the store
+  when the backend has :class:`~aixgo.session.SessionPerUser`, so concurrent first calls from
+  several processes share one session (see :meth:`SessionManager.get_or_create`).
 
 >>> import asyncio
 >>> from aixgo import Message, Runtime
@@ -38,10 +48,8 @@ What a call persists, exactly:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import inspect
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -54,28 +62,20 @@ from aixgo.errors import (
     AgentError,
     AgentNotFound,
     CallTimeout,
-    ConflictError,
     InvalidArgument,
     InvalidMessage,
     NotStarted,
 )
 from aixgo.identifiers import validate_id, validate_name
-from aixgo.message import Message, utc_now
+from aixgo.message import Message
 from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.session import Session
 from aixgo.telemetry import Telemetry
+from aixgo.turn import REPLY_TO, TurnPolicy, Turns
 
 __all__ = ["REPLY_TO", "Runtime"]
-
-#: Metadata key of a stored reply: the id of the input it answers.
-REPLY_TO = "aixgo.reply_to"
-# Conflicting writes from other processes are retried this many times, with a short backoff.
-_CONFLICT_RETRIES = 8
-# Without a timeout option, how long a turn running in another process is waited for.
-_DEFAULT_TURN_BOUND = 60.0
-_LOOKBACK = 8
 
 
 class _Unset(enum.Enum):
@@ -96,7 +96,9 @@ class Runtime:
     """Runs agents. Options (see :mod:`aixgo.runtime_options`) are keyword arguments:
     ``session_manager`` (a :class:`SessionManager` or a backend URL; default
     ``$AIXGO_SESSION_URL``, else the embedded file store), ``timeout`` (seconds per agent run),
-    ``max_concurrent_calls``, ``tracing``, and any option a plugin registers.
+    ``max_concurrent_calls``, ``tracing``, ``turn_policy`` (``"queue"`` or ``"reject"``: what a
+    call does while another turn runs on its session), ``turn_lease_ttl`` (seconds a turn's
+    lease lasts without renewal), and any option a plugin registers.
 
     A session manager the runtime opened from a URL is closed by :meth:`stop`; one passed in
     stays the caller's to close.
@@ -109,12 +111,15 @@ class Runtime:
         timeout: float | _Unset | None = _UNSET,
         max_concurrent_calls: int | _Unset | None = _UNSET,
         tracing: bool | _Unset = _UNSET,
+        turn_policy: TurnPolicy | _Unset = _UNSET,
+        turn_lease_ttl: float | _Unset = _UNSET,
         **plugin_options: Any,
     ) -> None:
         # Only what the caller passed overrides the environment and config files; an
         # explicit None (e.g. timeout=None: no limit) counts as passed.
         given = {"timeout": timeout, "max_concurrent_calls": max_concurrent_calls,
-                 "tracing": tracing}  # fmt: skip
+                 "tracing": tracing, "turn_policy": turn_policy,
+                 "turn_lease_ttl": turn_lease_ttl}  # fmt: skip
         code: dict[str, object] = {k: v for k, v in given.items() if v is not _UNSET}
         code.update(plugin_options)
         if session_manager is not None:
@@ -153,10 +158,10 @@ class Runtime:
         self._idle.set()
         self._sem: asyncio.Semaphore | None = None
         self._start_lock = asyncio.Lock()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._telemetry = Telemetry(enabled=options.tracing)
-        # Per session, the input of the last turn this runtime saw end without a reply.
-        self._abandoned: dict[str, set[str]] = {}
+        self._turns = Turns(
+            policy=options.turn_policy, lease_ttl=options.turn_lease_ttl, timeout=options.timeout
+        )
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
@@ -387,124 +392,12 @@ class Runtime:
             assert user is not None
             s = await mgr.get_or_create(agent, user)
         span.set_attribute("aixgo.session_id", s.id)
-        lock = self._locks.get(s.id)
-        if lock is None:
-            lock = self._locks[s.id] = asyncio.Lock()
-        async with lock:
-            return await self._turn(entry, agent, message, s)
 
-    async def _turn(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
-        try:
-            out = await self._turn_inner(entry, agent, message, s)
-        except Exception:
-            # This turn is over without a reply; a later call in this process need not wait
-            # for it (another process cannot know, and waits at most the turn bound). The
-            # agent may have stored messages of its own after the input: remember the last.
-            ids = {message.id}
-            with contextlib.suppress(Exception):
-                last = await s.get_messages(last=1)
-                ids.update(m.id for m in last)
-            self._abandoned[s.id] = ids
-            raise
-        except BaseException:
-            self._abandoned[s.id] = {message.id}
-            raise
-        self._abandoned.pop(s.id, None)
-        return out
+        async def run(stored: Message) -> Message:
+            with using_session(s):
+                return await self._run(entry, agent, stored, s)
 
-    async def _turn_inner(self, entry: _Entry, agent: str, message: Message, s: Session) -> Message:
-        stored_input, head = await self._store_input(s, message)
-        if stored_input.seq is not None and stored_input.seq < head:
-            # A repeated call: if its reply is stored already, return it instead of running
-            # the agent a second time.
-            for later in await s.get_messages(last=head - stored_input.seq):
-                if later.metadata.get(REPLY_TO) == stored_input.id:
-                    return later
-        with using_session(s):
-            out = await self._run(entry, agent, stored_input, s)
-        if out.id == stored_input.id:
-            raise AgentError(
-                f"agent {agent!r} returned its input (message {out.id!r}) as its reply; "
-                f"nothing more was written to session {s.id!r}",
-                agent=agent,
-                session_id=s.id,
-            )
-        if REPLY_TO not in out.metadata:
-            out = out.model_copy(update={"metadata": {**out.metadata, REPLY_TO: stored_input.id}})
-        return await self._append(s, out)
-
-    async def _store_input(self, s: Session, message: Message) -> tuple[Message, int]:
-        """Store the input onto the head as read; return it and the history length after.
-
-        If the head ends with another call's unanswered input (a turn running in another
-        process), wait for its reply so turns never interleave, but at most the turn bound:
-        a run that died leaves its input unanswered for ever."""
-        bound = self._turn_bound()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + bound
-        conflicts = waits = 0
-        while True:
-            tail, opener = await _open_turn(s)
-            count = (tail[-1].seq or 0) if tail else 0
-            # A resumed call whose crashed run stored steps after its input finds the input
-            # opening the last turn, however many steps followed: it need not wait for itself.
-            ours = opener is not None and opener.id == message.id
-            if (
-                tail
-                and not ours
-                and loop.time() < deadline
-                and self._in_flight(s.id, tail[-1], message, bound)
-            ):
-                await _backoff(waits)
-                waits += 1
-                continue
-            try:
-                stored = await s.append_message(message, expected_seq=count)
-            except ConflictError:
-                conflicts += 1
-                if conflicts >= _CONFLICT_RETRIES:
-                    raise ConflictError(
-                        f"session {s.id!r} kept changing under other writers; the input was "
-                        f"not stored after {_CONFLICT_RETRIES} attempts, retry the call"
-                    ) from None
-                await _backoff(conflicts)
-                continue
-            assert stored.seq is not None
-            return stored, max(count, stored.seq)
-
-    def _turn_bound(self) -> float:
-        # A live turn lasts at most the agent timeout (plus the writes around it); without
-        # a timeout, a minute is the longest another process's turn is waited for.
-        timeout = self.options.timeout
-        return timeout + 1.0 if timeout is not None else _DEFAULT_TURN_BOUND
-
-    def _in_flight(self, session_id: str, last: Message, message: Message, bound: float) -> bool:
-        """Whether ``last`` looks like part of a turn still running elsewhere: an input, a
-        tool result or a request for tools, not yet followed by a reply. System prompts and
-        plain assistant messages an application stores itself (a greeting) are not."""
-        if last.id == message.id or REPLY_TO in last.metadata:
-            return False
-        if last.role == "system" or (last.role == "assistant" and not last.tool_calls):
-            return False
-        if last.id in self._abandoned.get(session_id, ()):
-            return False
-        age = (utc_now() - last.created_at).total_seconds()
-        return age < bound
-
-    async def _append(self, s: Session, out: Message) -> Message:
-        for attempt in range(_CONFLICT_RETRIES):
-            # Read after the agent ran: a session-aware agent may have stored messages of its
-            # own (tool results) while it worked; the reply goes after them.
-            count = (await s.info()).message_count
-            try:
-                return await s.append_message(out, expected_seq=count)
-            except ConflictError:
-                await _backoff(attempt)
-        raise ConflictError(
-            f"session {s.id!r} kept changing under other writers; the reply {out.id!r} was "
-            f"not stored after {_CONFLICT_RETRIES} attempts (its input is stored: retry the "
-            "call with the same message to resume)"
-        )
+        return await self._turns.take(s, mgr.backend, message, run, agent=agent)
 
     async def _run(
         self, entry: _Entry, agent: str, message: Message, session: Session | None
@@ -555,25 +448,3 @@ async def _maybe_call(agent: object, method: str) -> None:
     fn = getattr(agent, method, None)
     if fn is not None and inspect.iscoroutinefunction(fn):
         await fn()
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(min(0.005 * 2**attempt, 0.2))
-
-
-def _is_step(m: Message) -> bool:
-    """A step inside a turn: a request for tools, or a tool's result."""
-    return m.role == "tool" or (m.role == "assistant" and bool(m.tool_calls))
-
-
-async def _open_turn(s: Session) -> tuple[list[Message], Message | None]:
-    """The history's tail and the message that opened its last turn (the newest message that
-    is not a step), reading back geometrically so a long turn costs a few reads, not one read
-    of the whole history."""
-    n = _LOOKBACK
-    while True:
-        tail = await s.get_messages(last=n)
-        opener = next((m for m in reversed(tail) if not _is_step(m)), None)
-        if opener is not None or len(tail) < n:
-            return tail, opener
-        n *= 8

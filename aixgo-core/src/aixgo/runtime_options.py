@@ -1,7 +1,8 @@
 """Runtime options: declared once as a pydantic model, set from code, YAML or the environment.
 
-The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls`` and ``tracing``;
-plugins add theirs with the ``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
+The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls``, ``tracing``,
+``turn_policy`` and ``turn_lease_ttl`` (see :mod:`aixgo.turn`); plugins add theirs with the
+``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
 Each option can be set, from weakest to strongest, in the YAML ``runtime:`` block, in an
 environment variable ``AIXGO_RUNTIME_<NAME>`` (e.g. ``AIXGO_RUNTIME_TIMEOUT=30``), or as a
 keyword argument of :class:`aixgo.Runtime`. An unknown or ill-typed option is a
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -62,6 +63,20 @@ class CoreOptions(BaseModel):
         default=True,
         description="OpenTelemetry spans and metrics (no-op until the application "
         "configures an OpenTelemetry SDK)",
+    )
+    turn_policy: Literal["queue", "reject"] = Field(
+        default="queue",
+        description="while another turn runs on the session (in any process): 'queue' waits "
+        "for it (at most the turn bound), 'reject' raises ConflictError at once",
+    )
+    turn_lease_ttl: float = Field(
+        default=30.0,
+        ge=0.05,
+        le=3600.0,
+        allow_inf_nan=False,
+        description="seconds a turn's lease on its session lasts unless renewed (it is "
+        "renewed every third of that while the agent runs); a process that dies mid-turn "
+        "holds its session at most this long",
     )
 
     # A URL-valued option (session_manager, or a plugin's) may carry a password. The

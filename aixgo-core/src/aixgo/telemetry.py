@@ -42,6 +42,9 @@ __all__ = ["Telemetry", "TracedBackend"]
 
 T = TypeVar("T")
 _SCOPE = "aixgo"
+# Optional backend methods traced like the protocol's own (see TracedBackend.__getattr__).
+_TRACED_OPTIONAL = frozenset({"get_or_create_session", "acquire_turn", "renew_turn",
+                              "release_turn"})  # fmt: skip
 # The agent of the call in progress, so backend spans can name it too.
 _agent: ContextVar[str | None] = ContextVar("aixgo_telemetry_agent", default=None)
 
@@ -141,10 +144,19 @@ class TracedBackend:
 
     def __getattr__(self, name: str) -> Any:
         # Optional methods of the wrapped backend (Migratable.migrate, a plugin's own
-        # extras) pass through untraced, so isinstance(traced, Migratable) answers for it.
+        # extras) pass through, so isinstance(traced, Migratable) answers for it; those of
+        # SessionPerUser and TurnLeases, which calls make, are traced.
         if name.startswith("_") or name == "inner":
             raise AttributeError(name)
-        return getattr(self.inner, name)
+        fn = getattr(self.inner, name)
+        if name not in _TRACED_OPTIONAL or fn is None:
+            return fn
+
+        def traced(first: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+            session_id = first.id if isinstance(first, SessionInfo) else first
+            return self._op(name, session_id, lambda: fn(first, *args, **kwargs))
+
+        return traced
 
     async def _op(self, op: str, session_id: str | None, fn: Callable[[], Awaitable[T]]) -> T:
         tracer = trace.get_tracer(_SCOPE)

@@ -205,6 +205,12 @@ class TurnLeases(Protocol):
     * ``release_turn`` gives the lease up if ``owner`` holds it; otherwise it does nothing.
     * All three raise :class:`SessionNotFound` for an unknown session; ``delete_session``
       also drops the session's lease.
+
+    ``owner`` is a non-empty string of at most 256 UTF-8 bytes (the runtime makes a random
+    one per call, 33 ASCII characters); ``ttl`` is in seconds, a positive float (the runtime's
+    ``turn_lease_ttl``, at least 0.05). The runtime renews every ``ttl / 3`` while a turn runs
+    and keeps stating ``expected_seq`` on its writes under the lease, so the append's own
+    check fences off a holder that outlived its lease (see :mod:`aixgo.turn`).
     """
 
     async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from aixgo.errors import ConflictError, CorruptedData, InvalidMessage
+from aixgo.errors import CorruptedData, InvalidMessage, MessageIdConflict
 from aixgo.message import Message
 
 __all__ = [
@@ -214,13 +214,14 @@ def _copy_json(value: Any) -> Any:
 
 
 def check_repeat(session_id: str, stored: Message, given: Message) -> Message:
-    """``stored`` if ``given`` repeats it (:func:`same_message`), else :class:`ConflictError`:
+    """``stored`` if ``given`` repeats it (:func:`same_message`), else
+    :class:`~aixgo.errors.MessageIdConflict` (a :class:`~aixgo.errors.ConflictError`):
     a backend calls this for every message of a batch whose id is already in the history,
     before it writes anything, so a batch that reuses an id for other content stores nothing.
     """
     if same_message(stored, given):
         return stored
-    raise ConflictError(
+    raise MessageIdConflict(
         f"message id {given.id!r} is already stored in session {session_id!r} as message "
         f"{stored.seq} with a different role or content; a repeated append must send the "
         "same message (give a new message a new id)"

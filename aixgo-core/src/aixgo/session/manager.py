@@ -4,6 +4,7 @@ delegates storage to a backend."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import weakref
 from types import TracebackType
@@ -15,7 +16,7 @@ from aixgo.arguments import check_count
 from aixgo.errors import BackendClosed, InvalidArgument, SessionNotFound
 from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import utc_now
-from aixgo.session.backend import Backend
+from aixgo.session.backend import Backend, SessionPerUser
 from aixgo.session.codec import check_json_value
 from aixgo.session.models import Page, SessionInfo
 from aixgo.session.session import Session
@@ -26,6 +27,9 @@ __all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager", "check_meta
 MAX_LIST_LIMIT = 1000
 MAX_METADATA_BYTES = 64 * 1024
 _METADATA = TypeAdapter(dict[str, JsonValue])
+# How many of a pair's sessions a racing creator looks at to converge.
+_CONVERGE_LIMIT = 20
+_CONVERGE_ROUNDS = 3
 
 
 class SessionManager:
@@ -122,8 +126,20 @@ class SessionManager:
     async def get_or_create(self, agent: str, user_id: str) -> Session:
         """The user's most recently updated session with ``agent``, or a new one.
 
-        Concurrent calls for the same agent and user in this process are serialized, so they
-        agree on one session instead of each creating its own.
+        How many sessions concurrent first calls make:
+
+        * On a backend with :class:`~aixgo.session.backend.SessionPerUser` (``memory://``,
+          ``file://``, ...) the look-up and the creation are one atomic step in the store:
+          however many processes or machines make the first call at once, exactly one
+          session is created and all of them get it.
+        * On a backend without it, calls in this process are serialized, and calls racing
+          from other processes converge after the fact: a call that created a session lists
+          the pair again and, if it finds another one it should defer to (one with messages,
+          else the oldest empty one), deletes its own, still-empty session and returns that
+          one. Racers that see each other's sessions agree on one; a creation that only
+          becomes visible after the others listed again can still leave two sessions (both
+          kept, and later calls resume the most recently updated one). A session is deleted
+          only while it is empty and only by the call that created it, moments after.
         """
         self._check_open()
         validate_name(agent, "agent name")
@@ -133,10 +149,41 @@ class SessionManager:
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
+            if isinstance(self.backend, SessionPerUser):
+                info, _ = await self.backend.get_or_create_session(_new_info(agent, user_id))
+                return Session(self, info)
             page = await self.backend.list_sessions(agent=agent, user_id=user_id, limit=1)
             if page.items:
                 return Session(self, page.items[0])
-            return await self.create(agent, user_id=user_id)
+            mine = _new_info(agent, user_id)
+            await self.backend.create_session(mine)
+            return Session(self, await self._converge(mine))
+
+    async def _converge(self, mine: SessionInfo) -> SessionInfo:
+        """After creating ``mine``, the session racing creators of the pair agree on."""
+        for _ in range(_CONVERGE_ROUNDS):
+            page = await self.backend.list_sessions(
+                agent=mine.agent, user_id=mine.user_id, limit=_CONVERGE_LIMIT
+            )
+            others = [i for i in page.items if i.id != mine.id]
+            # Every racer applies the same rule to what it sees: a session someone already
+            # wrote to (the most recently updated), else the oldest empty one.
+            used = [i for i in others if i.message_count > 0]
+            oldest = min([mine, *others], key=lambda i: (i.created_at, i.id))
+            chosen = used[0] if used else oldest
+            if chosen.id == mine.id:
+                return mine
+            try:
+                # It may be another racer's, deleted since in favour of a third: look again.
+                chosen = await self.backend.get_session(chosen.id)
+            except SessionNotFound:
+                continue
+            with contextlib.suppress(SessionNotFound):
+                if (await self.backend.get_session(mine.id)).message_count == 0:
+                    await self.backend.delete_session(mine.id)
+                    return chosen
+            return mine
+        return mine
 
     async def list(
         self,
@@ -199,3 +246,10 @@ def _has_nul(value: JsonValue) -> bool:
     if isinstance(value, dict):
         return any("\x00" in k or _has_nul(v) for k, v in value.items())
     return False
+
+
+def _new_info(agent: str, user_id: str) -> SessionInfo:
+    now = utc_now()
+    return SessionInfo(
+        id=new_id(), agent=agent, user_id=user_id, created_at=now, updated_at=now, metadata={}
+    )

@@ -10,6 +10,7 @@ changed nothing): a loop of calls on it never starves the other tasks of the pro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,9 @@ class _Stored:
     # may be stored again on the new branch, and an undo may make the first copy current again.
     ids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     checkpoints: dict[str, tuple[Checkpoint, int]] = field(default_factory=dict)  # -> branch
+    # The turn lease: (owner, fencing token, monotonic expiry); the token count outlives it.
+    lease: tuple[str, int, float] | None = None
+    tokens: int = 0
 
     def message(self, branch: int, seq: int) -> Message:
         fork = self.lineage.branches[branch].fork_seq
@@ -48,7 +52,9 @@ class _Stored:
 
 
 class MemoryBackend:
-    """In-process session store for tests, demos and stateless services.
+    """In-process session store for tests, demos and stateless services. It has both
+    optional capabilities, :class:`~aixgo.session.backend.SessionPerUser` and
+    :class:`~aixgo.session.backend.TurnLeases` (its lease clock is ``time.monotonic``).
 
     >>> import asyncio
     >>> from aixgo.session import SessionManager
@@ -92,6 +98,52 @@ class MemoryBackend:
         if info.id in self._sessions:
             raise ConflictError(f"session {info.id!r} exists already")
         self._sessions[info.id] = _Stored(info=info)
+
+    async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
+        await asyncio.sleep(0)
+        # No await between the look-up and the create: atomic within the event loop.
+        self._check_open()
+        mine = [
+            s.info
+            for s in self._sessions.values()
+            if s.info.agent == info.agent and s.info.user_id == info.user_id
+        ]
+        if mine:
+            return max(mine, key=lambda i: (i.updated_at, i.id)), False
+        if info.id in self._sessions:
+            raise ConflictError(f"session {info.id!r} exists already")
+        self._sessions[info.id] = _Stored(info=info)
+        return info, True
+
+    async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
+        await asyncio.sleep(0)
+        stored = self._get(session_id)
+        now = time.monotonic()
+        if stored.lease is not None:
+            holder, token, expires = stored.lease
+            if expires > now:
+                if holder != owner:
+                    return None
+                stored.lease = (owner, token, now + ttl)
+                return token
+        stored.tokens += 1
+        stored.lease = (owner, stored.tokens, now + ttl)
+        return stored.tokens
+
+    async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
+        await asyncio.sleep(0)
+        stored = self._get(session_id)
+        now = time.monotonic()
+        if stored.lease is None or stored.lease[0] != owner or stored.lease[2] <= now:
+            return False
+        stored.lease = (owner, stored.lease[1], now + ttl)
+        return True
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        await asyncio.sleep(0)
+        stored = self._get(session_id)
+        if stored.lease is not None and stored.lease[0] == owner:
+            stored.lease = None
 
     async def get_session(self, session_id: str) -> SessionInfo:
         await asyncio.sleep(0)

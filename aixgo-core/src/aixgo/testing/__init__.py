@@ -23,6 +23,7 @@ from aixgo.testing.conformance_checkpoints import CheckpointsConformance
 from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
+from aixgo.testing.conformance_turns import TurnsConformance
 
 __all__ = [
     "BackendConformance",
@@ -30,4 +31,5 @@ __all__ = [
     "HistoryConformance",
     "CheckpointsConformance",
     "LifecycleConformance",
+    "TurnsConformance",
 ]

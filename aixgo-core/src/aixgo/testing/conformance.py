@@ -14,7 +14,9 @@ Fixtures:
   the ``aixgo`` entry points) and, for backends that declare the capabilities, the tests that
   close and reopen the store (:attr:`Capability.PERSISTENT`) or open a second instance on it
   (:attr:`Capability.MULTI_PROCESS`). Tests whose fixture or capability is missing skip with
-  a reason saying what to provide; they never fail.
+  a reason saying what to provide; they never fail. The optional protocols
+  :class:`~aixgo.session.SessionPerUser` and :class:`~aixgo.session.TurnLeases`
+  (:mod:`aixgo.testing.conformance_turns`) are tested when the backend implements them.
 
 Tests use unique agent and user names and filter listings by them, so a store shared between
 tests (one database for the whole run) passes too. Every async test carries
@@ -29,6 +31,7 @@ from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
 from aixgo.testing.conformance_loop import EventLoopConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
+from aixgo.testing.conformance_turns import TurnsConformance
 
 __all__ = ["BackendConformance"]
 
@@ -39,6 +42,7 @@ class BackendConformance(
     CheckpointsConformance,
     LifecycleConformance,
     EventLoopConformance,
+    TurnsConformance,
 ):
     """Every conformance test for a session backend. Subclass it and provide ``backend``.
 
