@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aixgo import Message
 from aixgo.errors import BackendUnavailable, SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
@@ -45,40 +44,6 @@ def fresh(agent: str = "bot", user: str = "u") -> SessionInfo:
 def test_the_backend_declares_both_capabilities() -> None:
     b = RedisBackend("redis://h")
     assert isinstance(b, SessionPerUser) and isinstance(b, TurnLeases)
-
-
-@pytest.mark.asyncio
-async def test_racing_get_or_create_through_many_backends_makes_one_session(
-    any_url: str,
-) -> None:
-    async with backends(any_url, 4) as bs:
-        calls = [bs[i % 4].get_or_create_session(fresh()) for i in range(24)]
-        got = await asyncio.gather(*calls)
-        assert sum(created for _, created in got) == 1
-        assert len({info.id for info, _ in got}) == 1
-        page = await bs[0].list_sessions(agent="bot", user_id="u")
-        assert [i.id for i in page.items] == [got[0][0].id]
-
-
-@pytest.mark.asyncio
-async def test_get_or_create_returns_the_pairs_most_recently_updated_session(
-    any_url: str, prefix: str
-) -> None:
-    async with backends(any_url, 1) as (b,), raw(any_url) as r:
-        first, second = fresh(), fresh()
-        for info in (first, second, fresh("bot", "other"), fresh("other", "u")):
-            await b.create_session(info)
-        await b.append_messages(first.id, [Message.user("still talking")])
-        # A newer session whose keys are gone but whose index entry stayed (expired, or a
-        # cluster delete that lost its second step) is skipped and its entry dropped.
-        gone = fresh()
-        await b.create_session(gone)
-        await r.delete(*Keys(prefix).session(gone.id))
-        info, created = await b.get_or_create_session(fresh())
-        assert (info.id, created, info.message_count) == (first.id, False, 1)
-        assert info == await b.get_session(first.id)
-        pair = Keys(prefix).index("bot", "u")
-        assert gone.id.encode() not in await r.zrange(pair, 0, -1)
 
 
 @pytest.mark.asyncio
@@ -198,46 +163,6 @@ async def test_processes_racing_get_or_create_make_one_session(any_url: str) -> 
 
 
 @pytest.mark.asyncio
-async def test_a_lease_excludes_other_owners_across_backends(any_url: str) -> None:
-    async with backends(any_url, 2) as (a, b):
-        s = fresh()
-        await a.create_session(s)
-        token = await a.acquire_turn(s.id, "alice", 5)
-        assert token is not None
-        assert await b.acquire_turn(s.id, "bob", 5) is None
-        assert await b.acquire_turn(s.id, "alice", 5) == token  # same owner: same token
-        assert await b.renew_turn(s.id, "bob", 5) is False
-        await b.release_turn(s.id, "bob")  # not bob's: nothing happens
-        assert await a.acquire_turn(s.id, "bob", 5) is None
-        assert await b.renew_turn(s.id, "alice", 5) is True
-        await b.release_turn(s.id, "alice")
-        assert await a.renew_turn(s.id, "alice", 5) is False
-        later = await b.acquire_turn(s.id, "bob", 5)
-        assert later is not None and later > token
-
-
-@pytest.mark.asyncio
-async def test_a_lease_expires_after_its_ttl_and_renewing_extends_it(any_url: str) -> None:
-    async with backends(any_url, 2) as (a, b):
-        s = fresh()
-        await a.create_session(s)
-        first = await a.acquire_turn(s.id, "alice", 0.3)
-        assert first is not None
-        await asyncio.sleep(0.2)
-        assert await a.renew_turn(s.id, "alice", 0.3) is True
-        await asyncio.sleep(0.2)  # past the first ttl, within the renewed one
-        assert await b.acquire_turn(s.id, "bob", 0.3) is None
-        await asyncio.sleep(0.2)
-        second = await b.acquire_turn(s.id, "bob", 0.3)
-        assert second is not None and second > first
-        assert await a.renew_turn(s.id, "alice", 0.3) is False
-        assert await a.acquire_turn(s.id, "alice", 0.3) is None
-        await asyncio.sleep(0.4)
-        again = await b.acquire_turn(s.id, "bob", 0.3)  # expired, so a new acquisition
-        assert again is not None and again > second
-
-
-@pytest.mark.asyncio
 async def test_tokens_strictly_increase_under_contention(any_url: str) -> None:
     async with backends(any_url, 3) as bs:
         s = fresh()
@@ -255,28 +180,6 @@ async def test_tokens_strictly_increase_under_contention(any_url: str) -> None:
         await asyncio.gather(*(contend(f"o{i}", bs[i % 3]) for i in range(6)))
         assert len(taken) >= 6
         assert taken == sorted(set(taken))
-
-
-@pytest.mark.asyncio
-async def test_unknown_sessions_and_delete(any_url: str, prefix: str) -> None:
-    async with backends(any_url, 2) as (a, b), raw(any_url) as r:
-        missing = new_id()
-        with pytest.raises(SessionNotFound):
-            await a.acquire_turn(missing, "alice", 1)
-        with pytest.raises(SessionNotFound):
-            await a.renew_turn(missing, "alice", 1)
-        with pytest.raises(SessionNotFound):
-            await a.release_turn(missing, "alice")
-        s = fresh()
-        await a.create_session(s)
-        assert await a.acquire_turn(s.id, "alice", 30) is not None
-        # The lease is part of the session's summary: no key of its own.
-        mine = {k for k in await keys_of(r, prefix) if s.id in k}
-        assert mine <= set(Keys(prefix).session(s.id))
-        await b.delete_session(s.id)
-        assert not [k for k in await keys_of(r, prefix) if s.id in k]
-        with pytest.raises(SessionNotFound):
-            await b.acquire_turn(s.id, "bob", 1)
 
 
 @pytest.mark.asyncio

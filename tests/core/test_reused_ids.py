@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aixgo import Message, Runtime
-from aixgo.errors import ConflictError
+from aixgo.errors import ConflictError, MessageIdConflict
 from aixgo.runtime import REPLY_TO
 
 
@@ -42,6 +42,7 @@ async def test_a_call_reusing_a_stored_id_for_new_text_is_a_conflict(
     with pytest.raises(ConflictError, match="different role or content") as caught:
         await runtime.call("echo", Message.user("NEW", id=taken), user="alice")
     # Not a lost race (which a caller would retry): the error says the id is taken.
+    assert isinstance(caught.value, MessageIdConflict)
     assert caught.value.expected_seq is None
     assert echo.inputs == ["hi"]
     s = await runtime.session_manager.get_or_create("echo", "alice")

@@ -30,7 +30,7 @@ WORKER_ENV = {**os.environ, "AIXGO_DISABLE_PLUGINS": "react"}
 _OPTIONAL = frozenset({"get_or_create_session", "acquire_turn", "renew_turn", "release_turn"})
 
 
-@pytest.fixture(params=["file"])
+@pytest.fixture(params=["file", "redis", "postgresql"])
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty store that every runtime and process of a test shares."""
     urls: dict[str, Callable[[], str]] = {
