@@ -48,7 +48,8 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message
-from aixgo.session.codec import check_repeat, decode_message, stored_copy, with_seq
+from aixgo.session.codec import check_repeat, decode_at, stored_copy
+from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
@@ -59,7 +60,6 @@ from aixgo_backend_file.state import (
     CHUNK,
     ID_WINDOW,
     IDX,
-    NULL_SEQ,
     Touch,
     fsync_dir,
     id_hash,
@@ -315,10 +315,7 @@ class SessionLog(Recovery):
                 f"{self.path}, line {line}: message record {ordinal + 1} fails its checksum "
                 "(the disk returned damaged data); run `python -m aixgo_backend_file.repair`"
             )
-        data = head.data
-        if data.endswith(NULL_SEQ):
-            return decode_message(data[:-5] + b"%d}" % seq, self.path)
-        return with_seq(decode_message(data, self.path), seq)
+        return decode_at(head.data, seq, self.path)
 
     def _message_at(self, ordinal: int, seq: int) -> Message:
         raw = os.pread(self._idx(), IDX.size, ordinal * IDX.size)
@@ -377,7 +374,7 @@ class SessionLog(Recovery):
                     known[m.id] = check_repeat(self.id, found, m)
         length = self.lin.length
         if len(known) < len(messages) and expected_seq is not None and expected_seq != length:
-            raise self._conflict(expected_seq, length)
+            raise stale_seq(self.id, expected_seq, length)
         if known:
             fresh = [i for i, m in enumerate(messages) if m.id not in known]
             if not fresh:
@@ -448,7 +445,7 @@ class SessionLog(Recovery):
                 return [check_repeat(self.id, found, message)]
         seq = self.lin.length + 1
         if expected_seq is not None and expected_seq != seq - 1:
-            raise self._conflict(expected_seq, seq - 1)
+            raise stale_seq(self.id, expected_seq, seq - 1)
         ts = self.updated if self.updated > now else now
         branch = self.lin.head
         payload = record.MESSAGE % (branch, seq, seq, seq, ts, idhash, data)
@@ -474,14 +471,6 @@ class SessionLog(Recovery):
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
         write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
         return [stored_copy(message, seq)]
-
-    def _conflict(self, expected_seq: int, length: int) -> ConflictError:
-        return ConflictError(
-            f"session {self.id!r} has {length} messages, not {expected_seq}: "
-            "another writer appended first; re-read the history and retry",
-            expected_seq=expected_seq,
-            actual_seq=length,
-        )
 
     def add_checkpoint(self, checkpoint_id: str, label: str | None, now: int) -> Checkpoint:
         if checkpoint_id in self.checkpoints:
