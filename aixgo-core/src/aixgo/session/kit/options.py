@@ -12,10 +12,10 @@ to a default, and ``?durability=fsync&durability=flush`` never means whichever c
 ... )
 >>> parse_options("mystore://h/db?ttl=60", TABLE).values
 {'ttl': 60}
->>> parse_options("mystore://h/db?ttl=60&ttl=61", TABLE)
+>>> parse_options("mystore://h?ttl=60&ttl=61", TABLE)
 Traceback (most recent call last):
 ...
-aixgo.errors.ConfigError: option 'ttl' is given twice in 'mystore://h/db?ttl=60&ttl=61'; give it once
+aixgo.errors.ConfigError: option 'ttl' is given twice in 'mystore://h?ttl=60&ttl=61'; give it once
 
 Parsers are plain callables from the option's text to its value that raise
 :class:`ValueError` saying what a valid value is ("must be true or false"); the ones here
