@@ -366,12 +366,7 @@ class SessionLog(Recovery):
         if len(messages) == 1:
             return self._append_one(messages[0], encoded[0], expected_seq, now, touch, sync)
         hashes = [id_hash(m.id) for m in messages]
-        known: dict[str, Message] = {}
-        if self.count:
-            for m, h in zip(messages, hashes, strict=True):
-                found = self.find(m, h)
-                if found is not None:
-                    known[m.id] = check_repeat(self.id, found, m)
+        known = self._known(messages, hashes) if self.count else {}
         length = self.lin.length
         if len(known) < len(messages) and expected_seq is not None and expected_seq != length:
             raise stale_seq(self.id, expected_seq, length)
@@ -382,25 +377,11 @@ class SessionLog(Recovery):
         else:
             fresh = list(range(len(messages)))
         ts = self.updated if self.updated > now else now
-        branch, first = self.lin.head, length + 1
-        last = first + len(fresh) - 1
-        lines: list[bytes] = []
-        entries: list[bytes] = []
-        offset = self.size
-        meta_size = self.meta_size
-        pack = IDX.pack
-        fmt = record.MESSAGE  # record.message_payload and record.line, inlined: a hot path
-        seq = first
-        for i in fresh:
-            payload = fmt % (branch, first, seq, last, ts, hashes[i], encoded[i])
-            ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
-            lines.append(ln)
-            entries.append(pack(offset, len(ln), branch, hashes[i], ts, meta_size))
-            offset += len(ln)
-            seq += 1
-        self._write_log(lines[0] if len(lines) == 1 else b"".join(lines))
+        first = length + 1
+        lines, entries = self._batch_lines(fresh, encoded, hashes, first, ts)
+        self._write_log(lines)
         if sync:
-            self._sync_to(offset)
+            self._sync_to(self.size + len(lines))
         window = self.window
         if window is not None:
             for k, i in enumerate(fresh):
@@ -408,25 +389,42 @@ class SessionLog(Recovery):
         self.count += len(fresh)
         self.lin.append(len(fresh))
         self.updated = ts
-        self.size = offset
+        self.size += len(lines)
         self.lines += len(fresh)
         self._info = None
         touch(self, ts)
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
-        write_all(idx_fd, entries[0] if len(entries) == 1 else b"".join(entries))
-        if not known:
-            if len(messages) == 1:
-                return [stored_copy(messages[0], first)]
-            return [stored_copy(m, first + k) for k, m in enumerate(messages)]
-        out: list[Message] = []
-        seq = first
-        for m in messages:
-            if m.id in known:
-                out.append(known[m.id])
-            else:
-                out.append(stored_copy(m, seq))
-                seq += 1
-        return out
+        write_all(idx_fd, entries)
+        return _stored(messages, known, first)
+
+    def _known(self, messages: Sequence[Message], hashes: list[int]) -> dict[str, Message]:
+        """The stored copies of the batch's messages already in the history, by id."""
+        known: dict[str, Message] = {}
+        for m, h in zip(messages, hashes, strict=True):
+            found = self.find(m, h)
+            if found is not None:
+                known[m.id] = check_repeat(self.id, found, m)
+        return known
+
+    def _batch_lines(
+        self, fresh: list[int], encoded: list[bytes], hashes: list[int], first: int, ts: int
+    ) -> tuple[bytes, bytes]:
+        """The log lines and ``.idx`` entries of a batch's fresh messages, numbered from
+        ``first`` on the head branch."""
+        branch, last = self.lin.head, first + len(fresh) - 1
+        lines: list[bytes] = []
+        entries: list[bytes] = []
+        offset = self.size
+        meta_size = self.meta_size
+        pack = IDX.pack
+        fmt = record.MESSAGE  # record.message_payload and record.line, inlined: a hot path
+        for seq, i in enumerate(fresh, first):
+            payload = fmt % (branch, first, seq, last, ts, hashes[i], encoded[i])
+            ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
+            lines.append(ln)
+            entries.append(pack(offset, len(ln), branch, hashes[i], ts, meta_size))
+            offset += len(ln)
+        return b"".join(lines), b"".join(entries)
 
     def _append_one(
         self,
@@ -604,3 +602,19 @@ def _compare(path: str, want_fd: int, unit: int) -> str:
     if have_size > want_size:
         return f"runs past the log ({have_size} bytes, {want_size} expected)"
     return ""
+
+
+def _stored(messages: Sequence[Message], known: dict[str, Message], first: int) -> list[Message]:
+    """What a batch append returns: the stored copy of each repeat, and each fresh message
+    numbered from ``first`` on."""
+    if not known:
+        return [stored_copy(m, first + k) for k, m in enumerate(messages)]
+    out: list[Message] = []
+    seq = first
+    for m in messages:
+        if m.id in known:
+            out.append(known[m.id])
+        else:
+            out.append(stored_copy(m, seq))
+            seq += 1
+    return out
