@@ -25,19 +25,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from aixgo.errors import ConfigError
-from aixgo.session.kit import (
-    Option,
-    boolean,
-    choice,
-    integer,
-    matching,
-    parse_options,
-    path,
-    redact_url,
-    seconds,
-    text,
-)
-from aixgo.session.redaction import Redactor, escape_userinfo
+from aixgo.session.kit import Option, boolean, integer, parse_options, seconds
+from aixgo.session.kit import options as kit
+from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
 
 __all__ = ["OPTIONS", "SCHEMES", "RedisOptions", "parse_url"]
 
@@ -54,7 +44,7 @@ def _ttl(raw: str) -> int | None:
 
 
 _COMMON: tuple[Option[Any], ...] = (
-    Option("prefix", matching(_PREFIX, "must be 1-100 printable ASCII characters without "
+    Option("prefix", kit.matching(_PREFIX, "must be 1-100 printable ASCII characters without "
            "spaces or braces (braces would move the cluster hash tag)"), "aixgo:",
            "prepended to every key; lets several applications share one Redis"),
     Option("ttl", _ttl, None, "sliding expiry in seconds: every write renews every key of "
@@ -70,11 +60,11 @@ _COMMON: tuple[Option[Any], ...] = (
 _DB = Option("db", integer(0, 1_000_000), 0, "the database number")
 _TLS = Option("tls", boolean, False, "TLS to every node (redis+cluster://; rediss:// has it)")
 _SSL: tuple[Option[Any], ...] = (
-    Option("ssl_ca_certs", path, None, "CA bundle the server's certificate is checked with"),
-    Option("ssl_certfile", path, None, "client certificate"),
-    Option("ssl_keyfile", path, None, "client key"),
-    Option("ssl_password", text, None, "the client key's password"),
-    Option("ssl_cert_reqs", choice("none", "optional", "required"), None,
+    Option("ssl_ca_certs", kit.path, None, "CA bundle the server's certificate is checked with"),
+    Option("ssl_certfile", kit.path, None, "client certificate"),
+    Option("ssl_keyfile", kit.path, None, "client key"),
+    Option("ssl_password", kit.text, None, "the client key's password"),
+    Option("ssl_cert_reqs", kit.choice("none", "optional", "required"), None,
            "whether the server's certificate is required"),
     Option("ssl_check_hostname", boolean, None, "whether it must name the host"),
 )  # fmt: skip
