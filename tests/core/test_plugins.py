@@ -81,6 +81,51 @@ def test_load_plugins_is_an_allow_list(
         plugins.backend_schemes()
 
 
+def test_a_misspelled_hook_names_the_distribution_and_the_valid_hooks(
+    fake_dist: FakeDist,
+) -> None:
+    src = "from aixgo import hookimpl\n@hookimpl\ndef aixgo_register_backend(register):\n    pass\n"
+    fake_dist("typo-dist", {"typo": "typo_plugin"}, {"typo_plugin": src})
+    with pytest.raises(PluginError) as err:
+        plugins.backend_schemes()
+    text = str(err.value)
+    assert "plugin 'typo' (distribution typo-dist 1.2.3)" in text
+    assert "unknown hook(s) aixgo_register_backend (did you mean aixgo_register_backends?)" in text
+    assert "valid hooks: aixgo_register_agents, aixgo_register_backends" in text
+    assert "AIXGO_DISABLE_PLUGINS=typo" in text
+
+
+def test_an_optional_hook_of_a_newer_aixgo_is_not_an_error(fake_dist: FakeDist) -> None:
+    src = """
+from aixgo import hookimpl
+@hookimpl(optionalhook=True)
+def aixgo_register_future_things(register):
+    pass
+"""
+    fake_dist("newer-dist", {"newer": "newer_plugin"}, {"newer_plugin": src})
+    assert "newer" in [p.name for p in plugins.plugins()]
+
+
+def test_disable_plugins_also_blocks_an_in_process_plugin_of_that_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Plugin:
+        @staticmethod
+        @plugins.hookspecs.hookimpl
+        def aixgo_register_backends(register: plugins.hookspecs.BackendRegister) -> None:
+            register("blockedmem", MemoryBackend)
+
+    monkeypatch.setenv("AIXGO_DISABLE_PLUGINS", "blocked-plugin")
+    plugins.reset()
+    plugins.register_plugin(Plugin(), "blocked-plugin")
+    try:
+        assert "blockedmem" not in plugins.backend_schemes()
+        assert "blocked-plugin" not in [p.name for p in plugins.plugins()]
+    finally:
+        plugins.unregister_plugin("blocked-plugin")
+        plugins.reset()
+
+
 def test_duplicate_scheme_names_both_distributions(fake_dist: FakeDist) -> None:
     fake_dist("one-dist", {"one": "one_plugin"}, {"one_plugin": TOY.format(module="one_plugin")})
     fake_dist("two-dist", {"two": "two_plugin"}, {"two_plugin": TOY.format(module="two_plugin")})

@@ -7,26 +7,36 @@ silent skip. Two environment variables choose what loads, by entry-point name (c
 * ``AIXGO_DISABLE_PLUGINS``: never load these;
 * ``AIXGO_LOAD_PLUGINS``: load only these (include ``memory`` to keep ``memory://``).
 
+Both lists block names in pluggy (``set_blocked``), so a blocked plugin is never imported,
+and a plugin registered in-process under a blocked name is skipped too.
+
 Each registration is recorded with the plugin and distribution that made it, so a scheme, agent
-type or option registered twice is an error naming both.
+type, option or command registered twice is an error naming both. A hook implementation with
+no matching spec (a misspelled hook name) is an error naming its distribution, not a silent
+no-op (mark one meant for a newer aixgo ``@hookimpl(optionalhook=True)``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 import os
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from aixgo import hookspecs
 from aixgo.errors import PluginError
 from aixgo.options import Option
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -36,6 +46,7 @@ __all__ = [
     "agent_types",
     "backend_factory",
     "backend_schemes",
+    "commands",
     "options",
     "plugins",
     "register_plugin",
@@ -46,11 +57,13 @@ __all__ = [
 ENTRY_POINT_GROUP = "aixgo"
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]{0,31}")
 _AGENT = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+_log = logging.getLogger("aixgo.plugins")
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """One thing a plugin registered: a backend scheme, an agent type or an option."""
+    """One thing a plugin registered: a backend scheme, an agent type, an option or a
+    command of the ``aixgo`` command line."""
 
     key: str
     target: Any
@@ -71,6 +84,7 @@ class PluginInfo:
     backends: list[str] = field(default_factory=list)
     agents: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,12 +121,12 @@ def _load() -> _State:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs)
         state = _State(pm=pm)
-        blocked = _names("AIXGO_DISABLE_PLUGINS") or set()
-        allowed = _names("AIXGO_LOAD_PLUGINS")
-        found: set[str] = set()
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            found.add(ep.name)
-            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        found = {ep.name for ep in eps}
+        _block(pm, found)
+        for ep in eps:
+            if pm.is_blocked(ep.name):
+                _log.debug("plugin %r is blocked by AIXGO_*_PLUGINS; not loaded", ep.name)
                 continue
             dist, version = _dist_of(ep)
             try:
@@ -124,15 +138,27 @@ def _load() -> _State:
                     f"AIXGO_DISABLE_PLUGINS={ep.name}"
                 ) from exc
             _add(state, obj, ep.name, dist, version)
-        if allowed is not None and (missing := sorted(allowed - found)):
-            raise PluginError(
-                f"AIXGO_LOAD_PLUGINS names {', '.join(missing)}, which no installed distribution "
-                f"provides; installed plugins: {', '.join(sorted(found)) or 'none'}"
-            )
         for obj, name, dist in _extra:
             _add(state, obj, name, dist, "")
         _state = state
         return state
+
+
+def _block(pm: pluggy.PluginManager, found: set[str]) -> None:
+    """Block what ``AIXGO_DISABLE_PLUGINS`` names, and with ``AIXGO_LOAD_PLUGINS`` every
+    installed plugin it does not name (refusing names no distribution provides)."""
+    for name in _names("AIXGO_DISABLE_PLUGINS") or ():
+        pm.set_blocked(name)
+    allowed = _names("AIXGO_LOAD_PLUGINS")
+    if allowed is None:
+        return
+    if missing := sorted(allowed - found):
+        raise PluginError(
+            f"AIXGO_LOAD_PLUGINS names {', '.join(missing)}, which no installed distribution "
+            f"provides; installed plugins: {', '.join(sorted(found)) or 'none'}"
+        )
+    for name in found - allowed:
+        pm.set_blocked(name)
 
 
 def _add(state: _State, obj: object, name: str, dist: str, version: str) -> None:
@@ -143,20 +169,47 @@ def _add(state: _State, obj: object, name: str, dist: str, version: str) -> None
             f"uninstall one, or skip one with AIXGO_DISABLE_PLUGINS={name}"
         )
     try:
-        state.pm.register(obj, name=name)
+        registered = state.pm.register(obj, name=name)
     except (ValueError, pluggy.PluginValidationError) as exc:
         raise PluginError(f"plugin {name!r} from {dist} cannot be registered: {exc}") from exc
+    if registered is None:  # blocked by name
+        _log.debug("plugin %r is blocked by AIXGO_DISABLE_PLUGINS; not registered", name)
+        return
+    try:
+        state.pm.check_pending()
+    except pluggy.PluginValidationError:
+        message = _unknown_hooks(state.pm, obj, name, f"{dist} {version}".strip())
+        state.pm.unregister(name=name)
+        raise PluginError(message) from None
     state.dists[name] = (dist, version)
+    _log.debug("loaded plugin %r from %s %s", name, dist, version)
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> str:
+    """The error for ``plugin`` implementing hooks no spec declares: which, and the valid
+    names (a misspelling is the usual cause)."""
+    valid = sorted(n for n, hc in vars(pm.hook).items() if not n.startswith("_") and hc.has_spec())
+    unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or () if not hc.has_spec())
+    hints = [
+        f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, valid, 1)) else ""
+        for u in unknown
+    ]
+    listed = ", ".join(u + h for u, h in zip(unknown, hints, strict=True))
+    return (
+        f"plugin {name!r} (distribution {dist}) implements unknown hook(s) {listed}; valid "
+        f"hooks: {', '.join(valid)}. Fix or upgrade the distribution, or skip it with "
+        f"AIXGO_DISABLE_PLUGINS={name}"
+    )
 
 
 def register_plugin(plugin: object, name: str, distribution: str = "in-process") -> None:
     """Register a plugin object (a module or an instance with ``@hookimpl`` methods) without
     an entry point, e.g. from an application or a test. Registrations are recomputed."""
     with _lock:
-        _extra.append((plugin, name, distribution))
         if _state is not None:
             _add(_state, plugin, name, distribution, "")
             _invalidate(_state)
+        _extra.append((plugin, name, distribution))
 
 
 def unregister_plugin(name: str) -> None:
