@@ -279,6 +279,72 @@ def test_cli_version_and_plugins() -> None:
     assert data["memory"]["backends"] == ["memory"]
 
 
+COMMANDS = """
+import click
+from aixgo import hookimpl
+
+@hookimpl
+def aixgo_register_commands(cli):
+    @cli.group("{name}")
+    def group():
+        "Maintain {name} stores."
+
+    @group.command("hello")
+    @click.argument("who")
+    def hello(who):
+        "Say hello."
+        click.echo(f"hello {{who}} from {name}")
+"""
+
+
+def test_plugins_add_commands_listed_by_help_and_plugins(fake_dist: FakeDist) -> None:
+    fake_dist("cmd-dist", {"cmd": "cmd_plugin"}, {"cmd_plugin": COMMANDS.format(name="toyctl")})
+    runner = CliRunner()
+    out = runner.invoke(cli, ["toyctl", "hello", "bob"])
+    assert (out.exit_code, out.output) == (0, "hello bob from toyctl\n"), out.output
+    assert "toyctl" in runner.invoke(cli, ["--help"]).output
+    assert "sessions" in runner.invoke(cli, ["--help"]).output
+    table = runner.invoke(cli, ["plugins"]).output
+    assert "command toyctl" in table
+    data = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins", "--json"]).output)}
+    assert data["cmd"]["commands"] == ["toyctl"]
+    assert data["memory"]["commands"] == []
+
+
+def test_a_command_name_used_twice_names_both_plugins(fake_dist: FakeDist) -> None:
+    for n in ("one", "two"):
+        fake_dist(f"{n}-dist", {n: f"{n}_plugin"}, {f"{n}_plugin": COMMANDS.format(name="dup")})
+    out = CliRunner().invoke(cli, ["dup", "hello", "x"])
+    assert isinstance(out.exception, PluginError)
+    text = str(out.exception)
+    assert "command 'dup' is registered twice" in text
+    assert "one-dist" in text and "two-dist" in text
+
+
+def test_a_plugin_command_may_not_replace_a_core_command(fake_dist: FakeDist) -> None:
+    src = COMMANDS.format(name="sessions")
+    fake_dist("evil-dist", {"evil": "evil_plugin"}, {"evil_plugin": src})
+    out = CliRunner().invoke(cli, ["sessions", "list"])
+    assert isinstance(out.exception, PluginError)
+    assert "command 'sessions' is registered twice: built into aixgo" in str(out.exception)
+    assert "evil-dist" in str(out.exception)
+
+
+def test_version_loads_no_plugin(fake_dist: FakeDist) -> None:
+    import subprocess
+
+    fake_dist("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "import nope_x\n"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "from aixgo.cli import main; main()", "--version"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ":".join(sys.path)},
+        check=False,
+    )
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert "aixgo, version" in proc.stdout
+
+
 def test_cli_reports_plugin_errors_on_one_line(fake_dist: FakeDist) -> None:
     import subprocess
 

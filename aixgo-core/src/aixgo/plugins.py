@@ -234,40 +234,54 @@ def _invalidate(state: _State) -> None:
     state.tables.clear()
 
 
-def _collect(
-    state: _State, hook: str, make: Callable[..., tuple[str, Any]], kind: str
-) -> dict[str, Registration]:
-    """Call ``hook`` on each plugin with a ``register`` callback, recording who registered
-    what. Implementations are called one by one (not through a single hook call) so that each
-    registration is attributed to its plugin."""
+def _collect(state: _State, hook: _Hook) -> dict[str, Registration]:
+    """Call ``hook`` on each plugin, recording who registered what. Implementations are
+    called one by one (not through a single hook call) so that each registration is
+    attributed to its plugin."""
     table: dict[str, Registration] = {}
-    caller = getattr(state.pm.hook, hook)
+    caller = getattr(state.pm.hook, hook.name)
     for impl in reversed(caller.get_hookimpls()):  # registration order
         plugin = impl.plugin_name
         dist = state.dists.get(plugin, ("unknown distribution", ""))[0]
 
         def register(*args: Any, _plugin: str = plugin, _dist: str = dist) -> None:
-            key, target = make(*args)
+            key, target = hook.entry(*args)
             if key in table:
                 first = table[key]
                 raise PluginError(
-                    f"{kind} {key!r} is registered twice: by {first.origin()} and by "
+                    f"{hook.label} {key!r} is registered twice: by {first.origin()} and by "
                     f"plugin {_plugin!r} (distribution {_dist}); uninstall one, or skip one "
                     f"with AIXGO_DISABLE_PLUGINS"
                 )
             table[key] = Registration(key, target, _plugin, _dist)
 
-        kwargs = {"register": register}
         try:
-            impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+            hook.call(impl, register)
         except PluginError:
             raise
         except Exception as exc:
             raise PluginError(
-                f"plugin {plugin!r} (distribution {dist}) failed in {hook}: "
+                f"plugin {plugin!r} (distribution {dist}) failed in {hook.name}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     return table
+
+
+def _pass_register(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
+    kwargs = {"register": register}
+    impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+
+
+def _pass_group(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
+    """Give the plugin a group of its own, then register what it added: so a command name
+    used twice is caught and attributed instead of silently replacing the first."""
+    import click  # the command line's dependency, loaded only when commands are wanted
+
+    group = click.Group("aixgo")
+    kwargs = {"cli": group}
+    impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+    for name, command in group.commands.items():
+        register(name, command)
 
 
 def _backend_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
@@ -293,6 +307,10 @@ def _option_entry(option: object) -> tuple[str, Any]:
     return option.name, option
 
 
+def _command_entry(name: str, command: click.Command) -> tuple[str, Any]:
+    return name, command
+
+
 def _check_factory(factory: object, what: str) -> None:
     if isinstance(factory, str):
         if factory.count(":") != 1 or not all(factory.split(":")):
@@ -301,10 +319,19 @@ def _check_factory(factory: object, what: str) -> None:
         raise PluginError(f"{what}: factory must be callable or a 'module:attribute' string")
 
 
-_HOOKS: dict[str, tuple[str, Callable[..., tuple[str, Any]], str]] = {
-    "backends": ("aixgo_register_backends", _backend_entry, "backend scheme"),
-    "agents": ("aixgo_register_agents", _agent_entry, "agent type"),
-    "options": ("aixgo_register_options", _option_entry, "option"),
+@dataclass(frozen=True, slots=True)
+class _Hook:
+    name: str
+    entry: Callable[..., tuple[str, Any]]  # validates one registration: (key, target)
+    label: str
+    call: Callable[[pluggy.HookImpl, Callable[..., None]], None]
+
+
+_HOOKS: dict[str, _Hook] = {
+    "backends": _Hook("aixgo_register_backends", _backend_entry, "backend scheme", _pass_register),
+    "agents": _Hook("aixgo_register_agents", _agent_entry, "agent type", _pass_register),
+    "options": _Hook("aixgo_register_options", _option_entry, "option", _pass_register),
+    "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
 }
 
 
@@ -312,8 +339,7 @@ def _table(kind: str) -> dict[str, Registration]:
     with _lock:
         state = _load()
         if kind not in state.tables:
-            hook, make, label = _HOOKS[kind]
-            state.tables[kind] = _collect(state, hook, make, label)
+            state.tables[kind] = _collect(state, _HOOKS[kind])
         return state.tables[kind]
 
 
@@ -328,6 +354,11 @@ def _agents() -> dict[str, Registration]:
 def options() -> dict[str, Option]:
     """Every option plugins registered, by name."""
     return {k: r.target for k, r in _table("options").items()}
+
+
+def commands() -> dict[str, Registration]:
+    """The subcommands plugins add to ``aixgo``, by name; each target is a click command."""
+    return _table("commands")
 
 
 def backend_schemes() -> list[str]:
