@@ -39,7 +39,7 @@ from aixgo.errors import (
 from aixgo.identifiers import is_id
 
 from aixgo_backend_file.backend import parse_url
-from aixgo_backend_file.diskfull import failed
+from aixgo_backend_file.diskfull import failed, logger
 from aixgo_backend_file.index import keys_for
 from aixgo_backend_file.log import SessionLog
 from aixgo_backend_file.paths import FORMAT, Layout, check_private_dir, open_file
@@ -84,9 +84,11 @@ def repair(url: str, *, check: bool = False) -> Report:
     try:
         if check:
             return _check(root)
-        return _repair(root, fsync=options.get("durability") == "fsync")
+        report = _repair(root, fsync=options.get("durability") == "fsync")
     except OSError as exc:
         raise failed(root, exc, "repair" if not check else "repair --check", wrote=False) from exc
+    logger.info("repaired file://%s: %s", root, str(report).replace("\n", "; "))
+    return report
 
 
 def _check(root: Path) -> Report:
