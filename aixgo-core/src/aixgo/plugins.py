@@ -173,7 +173,7 @@ def _add(state: _State, obj: object, name: str, dist: str, version: str) -> None
     except (ValueError, pluggy.PluginValidationError) as exc:
         raise PluginError(f"plugin {name!r} from {dist} cannot be registered: {exc}") from exc
     if registered is None:  # blocked by name
-        _log.debug("plugin %r is blocked by AIXGO_DISABLE_PLUGINS; not registered", name)
+        _log.debug("plugin %r is blocked by AIXGO_*_PLUGINS; not registered", name)
         return
     try:
         state.pm.check_pending()
