@@ -11,6 +11,7 @@ Everything else is translated into aixgo's errors, with the password scrubbed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ __all__ = ["is_transient", "run", "translate"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
+_log = logging.getLogger("aixgo.postgres")
 
 # Serialization failure, deadlock (the transaction was rolled back: safe to run again) and
 # the server shutting down or terminating our backend.
@@ -85,6 +87,10 @@ async def run(
         except psycopg.Error as exc:
             if attempt >= opts.retries or not is_transient(exc, conn):
                 raise translate(exc, opts) from None
+            # A lost connection warns once per operation; contention and later attempts are routine.
+            quiet = attempt > 0 or exc.sqlstate in ("40001", "40P01")
+            _log.log(logging.DEBUG if quiet else logging.WARNING, "PostgreSQL at %s: %s; retrying",
+                     opts.shown, opts.redactor(str(exc).strip()) or type(exc).__name__)  # fmt: skip
         attempt += 1
         # A dropped connection rarely comes alone (restart, failover): test the idle ones
         # so the retry does not pick another dead one.

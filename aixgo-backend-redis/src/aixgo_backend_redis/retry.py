@@ -22,6 +22,7 @@ the pool never runs dry); the next waits up to ``timeout`` for a slot, then gets
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,6 +34,7 @@ from redis import exceptions as rx
 __all__ = ["BackendTimeout", "Retrier"]
 
 T = TypeVar("T")
+_log = logging.getLogger("aixgo.redis")
 
 # Errors that mean "the server is not reachable right now"; BusyLoadingError (a restarted
 # server reading its AOF) is a ConnectionError subclass in redis-py.
@@ -134,6 +136,10 @@ class Retrier:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise self.unavailable(what, failure) from failure
+            # One warning per operation that has to retry; its later attempts at debug.
+            level = logging.WARNING if attempt == 0 else logging.DEBUG
+            _log.log(level, "Redis at %s: %s failed (%s); retrying", self.shown_url, what,
+                     self._scrub(failure))  # fmt: skip
             jitter = random.uniform(0.5, 1.0)  # noqa: S311 - spreads reconnects, not crypto
             # The last attempt is made at the deadline, not one backoff step before it.
             await asyncio.sleep(min(remaining, self._cap, self._base * 2**attempt * jitter))
