@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,9 +196,11 @@ async def test_a_listing_row_cut_short_by_the_full_disk_is_taken_back(
 
 
 def check(url: str, flag: str = "--check") -> subprocess.CompletedProcess[str]:
-    """``python -m aixgo_backend_file.repair --check URL`` (or without ``--check``)."""
+    """``aixgo file repair --check URL`` (or without ``--check``), through the aixgo script."""
+    script = shutil.which("aixgo")
+    assert script is not None, "the aixgo script is not on PATH"
     return subprocess.run(
-        [sys.executable, "-m", "aixgo_backend_file.repair", *filter(None, [flag]), url],
+        [script, "file", "repair", *filter(None, [flag]), url],
         capture_output=True,
         text=True,
         check=False,

@@ -52,6 +52,31 @@ async def test_torn_last_record_is_discarded_and_the_store_appends(
 
 
 @pytest.mark.asyncio
+async def test_a_recovered_torn_tail_and_a_repair_are_logged(
+    store_url: str, store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aixgo_backend_file.repair import repair
+
+    sid = await seeded(store_url)
+    log = files(store_dir, "log")
+    size = log.stat().st_size
+    with log.open("ab") as f:
+        f.write(b"0000004")  # a record torn by a crash
+    caplog.set_level(logging.INFO, logger="aixgo.file")
+    assert await texts(store_url, sid) == ["m0", "m1", "m2"]
+    (cut,) = [r for r in caplog.records if r.name == "aixgo.file"]
+    assert cut.levelno == logging.INFO
+    assert cut.getMessage() == (
+        f"{log}: cutting off a tail torn by a crash (7 bytes from byte {size}; never acknowledged)"
+    )
+    assert "m0" not in cut.getMessage()  # never message content
+    caplog.clear()
+    repair(store_url)
+    (done,) = [r.getMessage() for r in caplog.records if r.name == "aixgo.file"]
+    assert done == f"repaired {store_url}: 1 sessions, 4 listing indexes rebuilt"
+
+
+@pytest.mark.asyncio
 async def test_garbage_tail_after_power_loss_is_discarded(store_url: str, store_dir: Path) -> None:
     sid = await seeded(store_url)
     log = files(store_dir, "log")

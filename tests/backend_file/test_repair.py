@@ -1,19 +1,28 @@
-"""The repair entry point: rebuild sidecars and compacted listing indexes from the logs."""
+"""``aixgo file repair``: rebuild sidecars and compacted listing indexes from the logs."""
 
-# ruff: noqa: ASYNC221, ASYNC240 - tests poke at store files directly, on purpose
+# ruff: noqa: ASYNC240 - tests poke at store files directly, on purpose
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from aixgo import Message
+from aixgo import Message, plugins
 from aixgo.session import SessionManager
 from aixgo_backend_file.index import ENTRY
 from aixgo_backend_file.repair import repair
 from aixgo_backend_file.state import IDX
+
+
+def aixgo_file_repair(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``aixgo file repair ARGS`` through the installed ``aixgo`` script."""
+    script = shutil.which("aixgo")
+    assert script is not None, "the aixgo script is not on PATH"
+    return subprocess.run(
+        [script, "file", "repair", *args], capture_output=True, text=True, check=False, cwd=cwd
+    )
 
 
 async def build(url: str) -> list[str]:
@@ -72,21 +81,11 @@ async def test_repair_cli_reports_damage_with_file_and_line(
     data = bytearray(log.read_bytes())
     data[data.index(b'"content":"') + 11] ^= 0x01
     log.write_bytes(bytes(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "aixgo_backend_file.repair", store_url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = aixgo_file_repair(store_url)
     assert proc.returncode == 1, proc.stderr
     assert f"DAMAGED {log}, line 2" in proc.stdout
     assert "4 sessions" in proc.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "aixgo_backend_file.repair", "file://relative"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = aixgo_file_repair("file://relative")
     assert bad.returncode == 2 and "absolute" in bad.stderr
 
 
@@ -100,12 +99,7 @@ def tree(store_dir: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def check(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aixgo_backend_file.repair", "--check", url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return aixgo_file_repair("--check", url)
 
 
 @pytest.mark.asyncio
@@ -138,3 +132,21 @@ async def test_repair_check_reports_what_repair_would_do_and_changes_nothing(
     proc = check(store_url)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.strip() == f"{len(ids)} sessions checked; nothing was changed"
+
+
+@pytest.mark.asyncio
+async def test_repair_takes_a_path_too_and_is_a_command_of_the_file_plugin(
+    store_url: str, store_dir: Path
+) -> None:
+    ids = await build(store_url)
+    idx = sorted(store_dir.glob("s/*/*.idx"))[0]
+    idx.unlink()
+    relative = aixgo_file_repair("--check", store_dir.name, cwd=store_dir.parent)
+    assert relative.returncode == 1, relative.stderr
+    assert f"NEEDS REPAIR {idx}: missing" in relative.stdout
+    fixed = aixgo_file_repair(str(store_dir))
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{len(ids)} sessions, 6 listing indexes rebuilt" in fixed.stdout
+    assert check(str(store_dir)).returncode == 0
+    (info,) = [p for p in plugins.plugins() if p.name == "file"]
+    assert (info.distribution, info.commands) == ("aixgo-backend-file", ["file"])

@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from aixgo.cli import cli
 from aixgo.session import SessionManager
-from aixgo_backend_postgres import SCHEMA_VERSION, SchemaVersionError
-from aixgo_backend_postgres.migrate import main as migrate_main
+from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError
 from click.testing import CliRunner, Result
 
 from .conftest import throwaway_database
@@ -133,16 +132,29 @@ def test_processes_migrating_together_apply_once(pg_url: str) -> None:
     assert applied == [[], [], [], list(range(1, SCHEMA_VERSION + 1))], outs
 
 
-def test_the_module_command_and_the_cli_say_the_same(
-    pg_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert migrate_main(["--check", pg_url]) == 1
-    module_due = capsys.readouterr().out.strip()
-    assert module_due == aixgo("migrate", "--url", pg_url, "--check").output.split("; run")[0]
-    assert migrate_main([pg_url]) == 0
-    assert "applied migration(s)" in capsys.readouterr().out
-    assert migrate_main(["--check", pg_url]) == 0
-    assert capsys.readouterr().out == aixgo("migrate", "--url", pg_url, "--check").output
+def _report_line(url: str, *, check: bool) -> str:
+    """What ``PostgresBackend.migrate()`` reports, as the command prints it."""
+
+    async def run() -> str:
+        backend = PostgresBackend(url)
+        try:
+            return str(await backend.migrate(check=check))
+        finally:
+            await backend.close()
+
+    return asyncio.run(run())
+
+
+def test_the_cli_prints_the_backends_report(pg_url: str) -> None:
+    due = aixgo("migrate", "--url", pg_url, "--check")
+    assert due.exit_code == 1
+    assert _report_line(pg_url, check=True) == due.output.split("; run")[0]
+    applied = aixgo("migrate", "--url", pg_url)
+    assert applied.exit_code == 0
+    assert "applied migration(s)" in applied.output
+    ok = aixgo("migrate", "--url", pg_url, "--check")
+    assert ok.exit_code == 0
+    assert ok.output == _report_line(pg_url, check=True) + "\n"
 
 
 def test_an_unreachable_server_is_reported_without_the_password() -> None:

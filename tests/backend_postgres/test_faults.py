@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -70,6 +71,26 @@ async def test_append_killed_mid_statement_is_retried_once(pg_url: str) -> None:
             stored = await asyncio.wait_for(task, 10)
         assert stored.seq == 2
         assert [m.text for m in await s.get_messages()] == ["one", "two"]
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_logs_one_warning_without_the_password(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # trust authentication ignores the password; it must still never be logged
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-Pw@", 1)
+    assert "s3cret-Pw" in url
+    async with SessionManager(f"{url}&pool_min_size=2&pool_max_size=2") as mgr:
+        s = await mgr.create("assistant", user_id="u")
+        assert await terminate_others(pg_url) >= 1
+        caplog.set_level(logging.DEBUG, logger="aixgo.postgres")
+        await s.append_message(Message.user("after"))  # on a dead connection: retried
+    records = [r for r in caplog.records if r.name == "aixgo.postgres"]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "PostgreSQL at postgresql://postgres:***@127.0.0.1" in warnings[0]
+    assert warnings[0].endswith("; retrying")
+    assert all("s3cret-Pw" not in r.getMessage() for r in records)
 
 
 class _DropAfterCommit:

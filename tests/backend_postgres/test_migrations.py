@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
-import sys
 
 import pytest
 from aixgo import Message
+from aixgo.cli import cli
 from aixgo.session import SessionManager
 from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError, migrations
-from aixgo_backend_postgres.migrate import main as migrate_main
 from aixgo_backend_postgres.schema import MIGRATIONS
+from click.testing import CliRunner
 
 from .helpers import admin
+
+
+async def migrate_status(url: str, *args: str) -> int:
+    """The exit status of ``aixgo sessions migrate --url URL ARGS`` (run off the loop: the
+    command runs its own)."""
+
+    def run() -> int:
+        return CliRunner().invoke(cli, ["sessions", "migrate", "--url", url, *args]).exit_code
+
+    return await asyncio.to_thread(run)
 
 
 async def _catalog(url: str, schema: str) -> list[tuple[str, str]]:
@@ -63,7 +74,7 @@ async def test_a_store_of_an_older_version_is_upgraded_keeping_its_data(
             await s.restore(cp.id)
     assert [v for v, _ in await _catalog(pg_url, schema) if v.isdigit()] == ["1"]
 
-    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 1
+    assert await migrate_status(pg_url, "--check") == 1
     report = await PostgresBackend(pg_url).migrate()
     assert (report.found, report.applied) == (1, tuple(range(2, SCHEMA_VERSION + 1)))
     async with SessionManager(f"{pg_url}&migrate=false") as mgr:
@@ -86,7 +97,9 @@ async def test_many_backends_opening_a_fresh_schema_at_once(pg_url: str, schema:
 
 
 def test_many_processes_migrating_at_once(pg_url: str) -> None:
-    cmd = [sys.executable, "-m", "aixgo_backend_postgres.migrate", pg_url]
+    script = shutil.which("aixgo")
+    assert script is not None
+    cmd = [script, "sessions", "migrate", "--url", pg_url]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(4)
@@ -116,7 +129,7 @@ async def test_a_newer_schema_is_refused_and_not_altered(pg_url: str, schema: st
         await backend.close()
         assert info.value.found == SCHEMA_VERSION + 1
         assert "newer" in str(info.value) and "not changed" in str(info.value)
-    assert await asyncio.to_thread(migrate_main, [pg_url]) == 1
+    assert await migrate_status(pg_url) == 1
     assert await _catalog(pg_url, schema) == before
 
 
@@ -126,11 +139,11 @@ async def test_migrate_false_only_checks(pg_url: str, schema: str) -> None:
     with pytest.raises(SchemaVersionError) as info:
         await backend.open()
     await backend.close()
-    assert "no aixgo tables" in str(info.value) and "aixgo_backend_postgres.migrate" in str(
+    assert "no aixgo tables" in str(info.value) and "aixgo sessions --url URL migrate" in str(
         info.value
     )
-    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 1
-    assert await asyncio.to_thread(migrate_main, [pg_url]) == 0
-    assert await asyncio.to_thread(migrate_main, ["--check", pg_url]) == 0
+    assert await migrate_status(pg_url, "--check") == 1
+    assert await migrate_status(pg_url) == 0
+    assert await migrate_status(pg_url, "--check") == 0
     async with SessionManager(f"{pg_url}&migrate=false") as mgr:
         await mgr.create("assistant")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -136,6 +137,35 @@ async def test_a_stopped_server_coming_back_within_the_window(
         await back
         assert stored.seq == 2
         assert [m.text for m in await s.get_messages()] == ["before", "during"]
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_a_server_stop_logs_one_warning_without_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisProcess(tmp_path / "pw", durable=True, password="hunter2-pw")
+    server.start()
+    try:
+        async with manager(server.url + "?prefix=r:&retry_window=20") as mgr:
+            s = await mgr.create("bot")
+            server.stop()
+            caplog.set_level(logging.DEBUG, logger="aixgo.redis")
+
+            async def come_back() -> None:
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(server.start)
+
+            back = asyncio.create_task(come_back())
+            await s.append_message(Message.user("during"))  # waits for the server
+            await back
+    finally:
+        server.stop()
+    records = [r for r in caplog.records if r.name == "aixgo.redis"]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"Redis at redis://:***@127.0.0.1:{server.port}/0" in warnings[0]
+    assert "; retrying" in warnings[0]
+    assert all("hunter2-pw" not in r.getMessage() for r in records)
 
 
 @pytest.mark.asyncio

@@ -15,6 +15,8 @@ from aixgo_backend_redis.options import parse_url
 from aixgo_backend_redis.retry import BackendTimeout, Retrier
 from aixgo_backend_redis.wire import Wire, pack
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .helpers import manager
 
@@ -105,3 +107,27 @@ async def test_a_call_cancelled_while_it_connects_raises(redis_url: str) -> None
         finally:
             await client.aclose()
     assert answered == []
+
+
+@pytest.mark.asyncio
+async def test_a_connection_closed_under_its_handshake_is_a_connection_error(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What redis-py's cluster client does to in-flight connections when one command times
+    # out (it closes every node's connections from another task): here, once the connection
+    # is made, it is closed before the first command is written.
+    client = make_client(parse_url(redis_url))
+    try:
+        assert isinstance(client, Redis)
+        conn = client.connection_pool.make_connection()
+        original = type(conn).on_connect_check_health
+
+        async def then_closed(self: AbstractConnection, check_health: bool = True) -> None:
+            await original(self, check_health=check_health)
+            await self.disconnect()
+
+        monkeypatch.setattr(type(conn), "on_connect_check_health", then_closed)
+        with pytest.raises(RedisConnectionError, match="closed while in use"):
+            await conn.send_packed_command(pack("PING"))
+    finally:
+        await client.aclose()

@@ -7,6 +7,7 @@ import itertools
 import json
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -158,6 +159,7 @@ def test_export_import_is_lossless_and_reports_what_it_cannot_carry(
     archive = tmp_path / "all.jsonl"
     exported = run("sessions", "--url", file_url, "export", "-o", str(archive), "--progress")
     assert "exporting: 3/3 sessions, 8 messages" in exported.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600  # conversations: owner only
     lines = [json.loads(x) for x in archive.read_text().splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["format"] == "aixgo-sessions"
     assert sum(1 for x in lines if x["type"] == "end") == 3

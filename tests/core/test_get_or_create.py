@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from aixgo import Message
+from aixgo import Message, Runtime
+from aixgo.errors import SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import Page, SessionInfo, SessionManager, SessionPerUser
@@ -55,15 +56,60 @@ def test_memory_has_the_capability() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", [MemoryBackend, NoPerUser])
-async def test_concurrent_first_calls_share_one_session(backend: type[MemoryBackend]) -> None:
-    store = backend()
+async def test_concurrent_first_calls_share_one_session() -> None:
+    store = MemoryBackend()
     managers = [SessionManager(store) for _ in range(4)]  # as separate processes would
     got = await asyncio.gather(
         *(managers[i % 4].get_or_create("assistant", "alice") for i in range(40))
     )
     assert len({s.id for s in got}) == 1
     assert len((await managers[0].list(agent="assistant", user_id="alice")).items) == 1
+
+
+@pytest.mark.asyncio
+async def test_without_the_capability_racing_calls_settle_on_one_session() -> None:
+    store = NoPerUser()
+    managers = [SessionManager(store) for _ in range(4)]  # as separate processes would
+    firsts = await asyncio.gather(*(m.get_or_create("assistant", "alice") for m in managers))
+    assert len({s.id for s in firsts}) == 1  # creators that see each other agree
+    got = await asyncio.gather(
+        *(managers[i % 4].get_or_create("assistant", "bob") for i in range(40))
+    )
+    (survivor,) = (await managers[0].list(agent="assistant", user_id="bob")).items
+    # A call that looked while the race settled may hold a racer's empty session, deleted
+    # since; the runtime then looks again (test below). None holds any other live session.
+    for s in got:
+        if s.id != survivor.id:
+            with pytest.raises(SessionNotFound):
+                await s.info()
+
+
+class Echo:
+    async def execute(self, input: Message) -> Message:
+        return Message.assistant("re: " + input.text)
+
+
+@pytest.mark.asyncio
+async def test_without_the_capability_racing_runtime_calls_all_land_in_one_session() -> None:
+    store = NoPerUser()
+    runtimes = [Runtime(session_manager=SessionManager(store)) for _ in range(4)]
+    for rt in runtimes:
+        rt.register("assistant", Echo())
+        await rt.start()
+    try:
+        await asyncio.gather(
+            *(
+                runtimes[i % 4].call("assistant", Message.user(f"m{i}"), user="carol")
+                for i in range(40)
+            )
+        )
+    finally:
+        for rt in runtimes:
+            await rt.stop()
+    (only,) = (await SessionManager(store).list(agent="assistant", user_id="carol")).items
+    history = await store.get_messages(only.id)
+    assert sorted(m.text for m in history if m.role == "user") == sorted(f"m{i}" for i in range(40))
+    assert len(history) == 80
 
 
 @pytest.mark.asyncio

@@ -81,6 +81,51 @@ def test_load_plugins_is_an_allow_list(
         plugins.backend_schemes()
 
 
+def test_a_misspelled_hook_names_the_distribution_and_the_valid_hooks(
+    fake_dist: FakeDist,
+) -> None:
+    src = "from aixgo import hookimpl\n@hookimpl\ndef aixgo_register_backend(register):\n    pass\n"
+    fake_dist("typo-dist", {"typo": "typo_plugin"}, {"typo_plugin": src})
+    with pytest.raises(PluginError) as err:
+        plugins.backend_schemes()
+    text = str(err.value)
+    assert "plugin 'typo' (distribution typo-dist 1.2.3)" in text
+    assert "unknown hook(s) aixgo_register_backend (did you mean aixgo_register_backends?)" in text
+    assert "valid hooks: aixgo_register_agents, aixgo_register_backends" in text
+    assert "AIXGO_DISABLE_PLUGINS=typo" in text
+
+
+def test_an_optional_hook_of_a_newer_aixgo_is_not_an_error(fake_dist: FakeDist) -> None:
+    src = """
+from aixgo import hookimpl
+@hookimpl(optionalhook=True)
+def aixgo_register_future_things(register):
+    pass
+"""
+    fake_dist("newer-dist", {"newer": "newer_plugin"}, {"newer_plugin": src})
+    assert "newer" in [p.name for p in plugins.plugins()]
+
+
+def test_disable_plugins_also_blocks_an_in_process_plugin_of_that_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Plugin:
+        @staticmethod
+        @plugins.hookspecs.hookimpl
+        def aixgo_register_backends(register: plugins.hookspecs.BackendRegister) -> None:
+            register("blockedmem", MemoryBackend)
+
+    monkeypatch.setenv("AIXGO_DISABLE_PLUGINS", "blocked-plugin")
+    plugins.reset()
+    plugins.register_plugin(Plugin(), "blocked-plugin")
+    try:
+        assert "blockedmem" not in plugins.backend_schemes()
+        assert "blocked-plugin" not in [p.name for p in plugins.plugins()]
+    finally:
+        plugins.unregister_plugin("blocked-plugin")
+        plugins.reset()
+
+
 def test_duplicate_scheme_names_both_distributions(fake_dist: FakeDist) -> None:
     fake_dist("one-dist", {"one": "one_plugin"}, {"one_plugin": TOY.format(module="one_plugin")})
     fake_dist("two-dist", {"two": "two_plugin"}, {"two_plugin": TOY.format(module="two_plugin")})
@@ -232,6 +277,72 @@ def test_cli_version_and_plugins() -> None:
     data = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins", "--json"]).output)}
     assert data["memory"]["distribution"] == "aixgo-core"
     assert data["memory"]["backends"] == ["memory"]
+
+
+COMMANDS = """
+import click
+from aixgo import hookimpl
+
+@hookimpl
+def aixgo_register_commands(cli):
+    @cli.group("{name}")
+    def group():
+        "Maintain {name} stores."
+
+    @group.command("hello")
+    @click.argument("who")
+    def hello(who):
+        "Say hello."
+        click.echo(f"hello {{who}} from {name}")
+"""
+
+
+def test_plugins_add_commands_listed_by_help_and_plugins(fake_dist: FakeDist) -> None:
+    fake_dist("cmd-dist", {"cmd": "cmd_plugin"}, {"cmd_plugin": COMMANDS.format(name="toyctl")})
+    runner = CliRunner()
+    out = runner.invoke(cli, ["toyctl", "hello", "bob"])
+    assert (out.exit_code, out.output) == (0, "hello bob from toyctl\n"), out.output
+    assert "toyctl" in runner.invoke(cli, ["--help"]).output
+    assert "sessions" in runner.invoke(cli, ["--help"]).output
+    table = runner.invoke(cli, ["plugins"]).output
+    assert "command toyctl" in table
+    data = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins", "--json"]).output)}
+    assert data["cmd"]["commands"] == ["toyctl"]
+    assert data["memory"]["commands"] == []
+
+
+def test_a_command_name_used_twice_names_both_plugins(fake_dist: FakeDist) -> None:
+    for n in ("one", "two"):
+        fake_dist(f"{n}-dist", {n: f"{n}_plugin"}, {f"{n}_plugin": COMMANDS.format(name="dup")})
+    out = CliRunner().invoke(cli, ["dup", "hello", "x"])
+    assert isinstance(out.exception, PluginError)
+    text = str(out.exception)
+    assert "command 'dup' is registered twice" in text
+    assert "one-dist" in text and "two-dist" in text
+
+
+def test_a_plugin_command_may_not_replace_a_core_command(fake_dist: FakeDist) -> None:
+    src = COMMANDS.format(name="sessions")
+    fake_dist("evil-dist", {"evil": "evil_plugin"}, {"evil_plugin": src})
+    out = CliRunner().invoke(cli, ["sessions", "list"])
+    assert isinstance(out.exception, PluginError)
+    assert "command 'sessions' is registered twice: built into aixgo" in str(out.exception)
+    assert "evil-dist" in str(out.exception)
+
+
+def test_version_loads_no_plugin(fake_dist: FakeDist) -> None:
+    import subprocess
+
+    fake_dist("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "import nope_x\n"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "from aixgo.cli import main; main()", "--version"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ":".join(sys.path)},
+        check=False,
+    )
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert "aixgo, version" in proc.stdout
 
 
 def test_cli_reports_plugin_errors_on_one_line(fake_dist: FakeDist) -> None:

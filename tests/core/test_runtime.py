@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -591,6 +592,36 @@ async def test_a_turn_running_elsewhere_is_waited_for(both: SessionManager) -> N
 
 
 @pytest.mark.asyncio
+async def test_a_turn_that_waits_logs_it_at_debug(
+    both: SessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    mgr = both
+    s = await mgr.create("echo", user_id="alice")
+    if leased(mgr):
+        assert await mgr.backend.acquire_turn(s.id, "other process", 30.0)  # type: ignore[attr-defined]
+    other = await s.append_message(Message.user("first, from another process"))
+
+    async def other_process_answers() -> None:
+        await asyncio.sleep(0.2)
+        await s.append_message(
+            Message.assistant("answer", metadata={REPLY_TO: other.id}), expected_seq=1
+        )
+        if leased(mgr):
+            await mgr.backend.release_turn(s.id, "other process")  # type: ignore[attr-defined]
+
+    caplog.set_level(logging.DEBUG, logger="aixgo.runtime")
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("echo", Echo())
+        await asyncio.gather(
+            other_process_answers(), rt.call_with_session("echo", Message.user("second"), s.id)
+        )
+    (waited,) = [r for r in caplog.records if r.name == "aixgo.runtime"]
+    assert waited.levelno == logging.DEBUG
+    want = "another turn holds the lease" if leased(mgr) else "waiting for the reply"
+    assert waited.getMessage().startswith(f"session {s.id}: ") and want in waited.getMessage()
+
+
+@pytest.mark.asyncio
 async def test_a_dead_turn_is_waited_for_at_most_the_turn_bound(both: SessionManager) -> None:
     mgr = both
     s = await mgr.create("echo", user_id="alice")
@@ -740,6 +771,42 @@ async def test_a_lost_lease_keeps_the_reply_out_when_another_turn_started(
             await call
         assert "call again with the same message" in str(info.value)
     assert await texts(mgr, s.id) == ["slow", "newer turn"]  # no reply in between
+
+
+@pytest.mark.asyncio
+async def test_a_lease_lost_while_the_agent_runs_logs_a_warning(
+    mgr: SessionManager, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = mgr.backend
+    assert isinstance(backend, TurnLeases)
+
+    async def refused(session_id: str, owner: str, ttl: float) -> bool:
+        return False  # as a store answers once the lease expired and another turn took it
+
+    monkeypatch.setattr(backend, "renew_turn", refused)
+    gate, running = asyncio.Event(), asyncio.Event()
+
+    class Stuck:
+        async def execute(self, input: Message) -> Message:
+            running.set()
+            await gate.wait()
+            return Message.assistant("late reply")
+
+    caplog.set_level(logging.DEBUG, logger="aixgo.runtime")
+    async with Runtime(session_manager=mgr, turn_lease_ttl=0.15) as rt:
+        rt.register("stuck", Stuck())
+        s = await mgr.create("stuck", user_id="alice")
+        call = asyncio.create_task(rt.call_with_session("stuck", Message.user("slow"), s.id))
+        await running.wait()
+        await asyncio.sleep(0.3)  # a renewal failed; the lease expired
+        assert await backend.acquire_turn(s.id, "other process", 30.0) is not None
+        gate.set()
+        with pytest.raises(ConflictError, match="lost its lease"):
+            await call
+    records = [r for r in caplog.records if r.name == "aixgo.runtime"]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert warnings == [f"session {s.id}: the turn lost its lease while the agent ran (it "
+                        "expired or another turn took it)"]  # fmt: skip
 
 
 @pytest.mark.asyncio

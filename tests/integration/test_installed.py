@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aixgo
 import pytest
@@ -83,3 +84,30 @@ def test_every_first_party_plugin_is_discovered_from_its_wheel() -> None:
     if "aixgo-agent-react" in ours:
         assert "react" in plugins.agent_types()
         assert plugins.agent_factory("react")[1].distribution == "aixgo-agent-react"
+
+
+def test_the_file_plugin_adds_its_command_from_its_wheel(tmp_path: Path) -> None:
+    import asyncio
+
+    from aixgo import Message
+    from aixgo.session import SessionManager
+
+    async def one_session() -> None:
+        async with SessionManager(f"file://{tmp_path}/store") as mgr:
+            s = await mgr.create("assistant")
+            await s.append_message(Message.user("hi"))
+
+    asyncio.run(one_session())
+    exe = shutil.which("aixgo")
+    assert exe is not None
+    out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, check=True)
+    by_name = {p["name"]: p for p in json.loads(out.stdout)}
+    assert by_name["file"]["commands"] == ["file"]
+    proc = subprocess.run(
+        [exe, "file", "repair", "--check", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1 sessions checked; nothing was changed"

@@ -273,7 +273,7 @@ class SessionLog(Recovery):
             return None
         logger.warning(
             "%s: entry %d does not match the log; reading the session from its log (the index "
-            "needs repair: run `python -m aixgo_backend_file.repair`)",
+            "needs repair: run `aixgo file repair`)",
             self.idx_path,
             first + bad + 1,
         )
@@ -313,7 +313,7 @@ class SessionLog(Recovery):
             line = 2 + ordinal + bisect.bisect_left(self.meta_offsets, offset)
             raise CorruptedData(
                 f"{self.path}, line {line}: message record {ordinal + 1} fails its checksum "
-                "(the disk returned damaged data); run `python -m aixgo_backend_file.repair`"
+                "(the disk returned damaged data); run `aixgo file repair`"
             )
         return decode_at(head.data, seq, self.path)
 

@@ -58,7 +58,7 @@ def open_file(path: str | Path, flags: int, what: str = "store file") -> int:
         if exc.errno == errno.ELOOP:
             raise CorruptedData(
                 f"{what} {path} is a symbolic link; aixgo never follows links inside a store "
-                "(remove it, then run `python -m aixgo_backend_file.repair`)"
+                "(remove it, then run `aixgo file repair`)"
             ) from None
         raise
     if flags & os.O_CREAT:

@@ -44,6 +44,7 @@ class Recovery(LogState):
         try:
             self._load_sidecars()
         except _Rebuild:
+            logger.info("%s: its sidecar files disagree with the log; rebuilding them", self.path)
             self._rebuild()
         self._catch_up(touch)
         if self.deleted:
@@ -216,6 +217,8 @@ class Recovery(LogState):
         # A half-written batch (the log ends inside it) was never acknowledged: drop it whole.
         torn = torn or bool(batch)
         if torn and cut:
+            logger.info("%s: cutting off a tail torn by a crash (%d bytes from byte %d; never "
+                        "acknowledged)", self.path, end - self.size, self.size)  # fmt: skip
             self._truncate(self.size)
         self._update_sidecars(idx_out, meta_out, disk_idx, disk_meta)
         if torn or idx_out or meta_out:

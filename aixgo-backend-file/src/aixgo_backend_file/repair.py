@@ -1,6 +1,6 @@
 """Repair: re-derive everything derivable in a store from the session logs.
 
-    python -m aixgo_backend_file.repair file:///path/to/store [--check]
+    aixgo file repair [--check] file:///path/to/store     (or a path)
 
 For every session log it rebuilds the ``.idx`` and ``.meta`` sidecars (cutting a torn tail),
 finishes interrupted deletes and removes logs whose creation never completed; then it rewrites
@@ -22,17 +22,14 @@ the way to compact the listing indexes and to rebuild them after restoring files
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aixgo.errors import (
-    AixgoError,
     BackendError,
     BackendUnavailable,
     ConfigError,
@@ -42,14 +39,14 @@ from aixgo.errors import (
 from aixgo.identifiers import is_id
 
 from aixgo_backend_file.backend import parse_url
-from aixgo_backend_file.diskfull import failed
+from aixgo_backend_file.diskfull import failed, logger
 from aixgo_backend_file.index import keys_for
 from aixgo_backend_file.log import SessionLog
 from aixgo_backend_file.paths import FORMAT, Layout, check_private_dir, open_file
 from aixgo_backend_file.state import write_all
 from aixgo_backend_file.store import Store
 
-__all__ = ["Report", "main", "repair"]
+__all__ = ["Report", "repair"]
 
 
 @dataclass
@@ -87,9 +84,11 @@ def repair(url: str, *, check: bool = False) -> Report:
     try:
         if check:
             return _check(root)
-        return _repair(root, fsync=options.get("durability") == "fsync")
+        report = _repair(root, fsync=options.get("durability") == "fsync")
     except OSError as exc:
         raise failed(root, exc, "repair" if not check else "repair --check", wrote=False) from exc
+    logger.info("repaired file://%s: %s", root, str(report).replace("\n", "; "))
+    return report
 
 
 def _check(root: Path) -> Report:
@@ -205,28 +204,3 @@ def _write_indexes(store: Store, rows: dict[str, list[tuple[int, str]]]) -> int:
         if old.stem not in rows:
             old.unlink()
     return len(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m aixgo_backend_file.repair [--check] URL``: exit status 0 when the store is
-    sound (or was repaired), 1 when damage was found that needs a person, 2 on bad input."""
-    parser = argparse.ArgumentParser(
-        prog="python -m aixgo_backend_file.repair",
-        description="Rebuild the sidecars and listing indexes of a file:// session store.",
-    )
-    parser.add_argument("url", help="the store URL, e.g. file:///var/lib/app/sessions")
-    parser.add_argument(
-        "--check", action="store_true", help="only report; open everything read-only, write nothing"
-    )
-    args = parser.parse_args(argv)
-    try:
-        report = repair(args.url, check=args.check)
-    except AixgoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report)
-    return 0 if report.clean else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -202,7 +202,7 @@ class LogState:
         raise CorruptedData(
             f"{self.path}, line {self.lines + 1} (byte {pos}): {why}. Records before it are "
             "intact; inspect the file, or move it aside and run "
-            "`python -m aixgo_backend_file.repair` to rebuild the indexes"
+            "`aixgo file repair` to rebuild the indexes"
         )
 
     def info(self) -> SessionInfo:

@@ -16,7 +16,7 @@ class StatementTimeout(BackendTimeout):
 class SchemaVersionError(ConfigError):
     """The database's aixgo schema is not the one this code uses: newer (upgrade
     aixgo-backend-postgres; the database is never altered) or older with ``migrate=false``
-    (run ``aixgo sessions migrate`` or ``python -m aixgo_backend_postgres.migrate URL``)."""
+    (run ``aixgo sessions --url URL migrate``)."""
 
     def __init__(self, message: str, *, found: int, expected: int) -> None:
         self.found = found

@@ -5,9 +5,9 @@ one transaction under a transaction-scoped advisory lock keyed by the schema nam
 several processes open a fresh database together one migrates and the others wait, then find
 nothing left to do. A database whose schema is newer than this code is refused with
 :class:`SchemaVersionError` before anything is changed (and the transaction would roll back
-anyway). Run it by hand with ``aixgo sessions migrate`` (which calls
-:meth:`PostgresBackend.migrate <aixgo_backend_postgres.PostgresBackend.migrate>`) or
-``python -m aixgo_backend_postgres.migrate URL``: both run :func:`migrate` and :func:`inspect`.
+anyway). Run it by hand with ``aixgo sessions migrate [--check]``, which calls
+:meth:`PostgresBackend.migrate <aixgo_backend_postgres.PostgresBackend.migrate>`: it runs
+:func:`migrate` (or, checking, :func:`inspect`).
 """
 
 from __future__ import annotations
@@ -81,8 +81,7 @@ def check_version(found: int | None, schema: str, shown: str) -> None:
         have = "has no aixgo tables" if found is None else f"is at version {found}"
         raise SchemaVersionError(
             f"schema {schema!r} of {shown} {have}; this code needs version {LATEST}. Run "
-            "`aixgo sessions --url URL migrate` or `python -m aixgo_backend_postgres.migrate "
-            "URL` (or drop migrate=false)",
+            "`aixgo sessions --url URL migrate` (or drop migrate=false)",
             found=found or 0,
             expected=LATEST,
         )

@@ -11,6 +11,7 @@ Everything else is translated into aixgo's errors, with the password scrubbed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ __all__ = ["is_transient", "run", "translate"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
+_log = logging.getLogger("aixgo.postgres")
 
 # Serialization failure, deadlock (the transaction was rolled back: safe to run again) and
 # the server shutting down or terminating our backend.
@@ -92,8 +94,15 @@ async def run(
     def transient(exc: Exception) -> bool:
         return isinstance(exc, psycopg.Error) and is_transient(exc, conn)
 
+    def retrying(exc: Exception, attempt: int) -> None:
+        # A lost connection warns once per operation; contention and later attempts are routine.
+        assert isinstance(exc, psycopg.Error)  # transient() said so
+        quiet = attempt > 0 or exc.sqlstate in ("40001", "40P01")
+        _log.log(logging.DEBUG if quiet else logging.WARNING, "PostgreSQL at %s: %s; retrying",
+                 opts.shown, opts.redactor(str(exc).strip()) or type(exc).__name__)  # fmt: skip
+
     policy = RetryPolicy(deadline=None, attempts=opts.retries)
     try:
-        return await policy.run(attempt, transient)
+        return await policy.run(attempt, transient, retrying)
     except psycopg.Error as exc:
         raise translate(exc, opts) from None

@@ -36,6 +36,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, RedisSSLContext
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from aixgo_backend_redis.options import RedisOptions
 
@@ -79,7 +80,8 @@ class DropUnsent(AbstractConnection):
 
 
 class KeepCancelled(AbstractConnection):
-    """A connection whose writes never swallow a cancellation.
+    """A connection whose writes never swallow a cancellation, and report a connection
+    closed under them as a ``ConnectionError``.
 
     redis-py writes inside ``asyncio.wait_for``, which on Python 3.11 returns normally when
     the task is cancelled just after the write finished (see :mod:`aixgo.cancellation`). A
@@ -92,7 +94,16 @@ class KeepCancelled(AbstractConnection):
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
     ) -> None:
         watch = CancelWatch()
-        await super().send_packed_command(command, check_health)
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError:
+            # redis-py's cluster client closes every node's connections when one command
+            # times out, also one another task is connecting or writing on; redis-py then
+            # writes to the transport it dropped. That is a lost connection, not a bug of
+            # the caller's: say so in the type the retry loops know.
+            if self.is_connected:
+                raise
+            raise RedisConnectionError("the connection was closed while in use") from None
         if watch.swallowed():
             await self.disconnect(nowait=True)
             raise asyncio.CancelledError

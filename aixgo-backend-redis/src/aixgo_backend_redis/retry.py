@@ -23,6 +23,7 @@ the pool never runs dry); the next waits up to ``timeout`` for a slot, then gets
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from redis import exceptions as rx
 __all__ = ["BackendTimeout", "Retrier"]
 
 T = TypeVar("T")
+_log = logging.getLogger("aixgo.redis")
 
 # Errors that mean "the server is not reachable right now"; BusyLoadingError (a restarted
 # server reading its AOF) is a ConnectionError subclass in redis-py.
@@ -118,8 +120,14 @@ class Retrier:
             finally:
                 self._slots.release()
 
+        def retrying(failure: Exception, attempt: int) -> None:
+            # One warning per operation that has to retry; its later attempts at debug.
+            level = logging.WARNING if attempt == 0 else logging.DEBUG
+            _log.log(level, "Redis at %s: %s failed (%s); retrying", self.shown_url, what,
+                     self._scrub(failure))  # fmt: skip
+
         try:
-            return await self._policy.run(attempt, _is_transient)
+            return await self._policy.run(attempt, _is_transient, retrying)
         except rx.RedisError as exc:
             raise self.error(what, exc) from exc
 

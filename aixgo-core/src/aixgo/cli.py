@@ -1,5 +1,5 @@
 """The ``aixgo`` command line: ``aixgo --version``, ``aixgo plugins``, ``aixgo sessions ...``,
-``aixgo chat``."""
+``aixgo chat``, and the commands plugins add through ``aixgo_register_commands``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import click
 
 from aixgo import __version__, plugins
-from aixgo.errors import AixgoError
+from aixgo.errors import AixgoError, PluginError
 
 __all__ = ["cli", "main"]
 
@@ -20,7 +20,31 @@ __all__ = ["cli", "main"]
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``aixgo`` group: the core's commands plus the ones plugins add. Plugins are asked
+    only when a command is looked up or listed, so ``aixgo --version`` loads none; nothing
+    is cached here, so :func:`aixgo.plugins.reset` takes effect."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._every_command().get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._every_command())
+
+    def _every_command(self) -> dict[str, click.Command]:
+        found = dict(self.commands)
+        for name, reg in plugins.commands().items():
+            if name in found:
+                raise PluginError(
+                    f"command {name!r} is registered twice: built into aixgo (distribution "
+                    f"aixgo-core) and by {reg.origin()}; uninstall the plugin, or skip it with "
+                    f"AIXGO_DISABLE_PLUGINS={reg.plugin}"
+                )
+            found[name] = reg.target
+        return found
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="aixgo")
 def cli() -> None:
     """aixgo: agents that remember."""
@@ -29,7 +53,8 @@ def cli() -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def plugins_command(as_json: bool) -> None:
-    """List installed plugins: distribution, version and what each registers."""
+    """List installed plugins: distribution, version and what each registers (schemes,
+    agent types, options, commands)."""
     infos = plugins.plugins()
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
@@ -46,6 +71,7 @@ def plugins_command(as_json: bool) -> None:
                 [f"{s}://" for s in i.backends]
                 + [f"agent {a}" for a in i.agents]
                 + [f"option {o}" for o in i.options]
+                + [f"command {c}" for c in i.commands]
             )
             or "-",
         )

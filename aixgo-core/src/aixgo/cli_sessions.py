@@ -292,10 +292,13 @@ def export_command(
 @contextlib.contextmanager
 def _open_output(path: Path) -> Iterator[TextIO]:
     """``path`` for writing, through a file beside it that replaces it only once the export is
-    complete: a failed export leaves no partial archive and does not truncate an older one."""
+    complete: a failed export leaves no partial archive and does not truncate an older one.
+    The archive holds conversations, so it is made 0600 like the stores' own files."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        out = partial.open("w", encoding="utf-8")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # also when a stale partial file of another mode was there
+        out = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise InvalidArgument(f"cannot write {path}: {exc.strerror or exc}") from None
     try:

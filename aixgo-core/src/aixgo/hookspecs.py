@@ -13,16 +13,20 @@ A plugin is a module (or object) named by an entry point in the ``aixgo`` group:
     def aixgo_register_backends(register):
         register("mystore", "my_package.backend:MyBackend")   # imported on first use
 
-Every hook receives a ``register`` callback and returns nothing. Arguments may be added to a
+Every hook receives a ``register`` callback (``aixgo_register_commands`` a click group) and
+returns nothing. Arguments may be added to a
 spec in later versions, never removed; a hook implementation may accept fewer of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = [
     "AgentRegister",
@@ -93,4 +97,24 @@ def aixgo_register_options(register: OptionRegister) -> None:
     >>> @hookimpl
     ... def aixgo_register_options(register):
     ...     register(Option("retry_budget", default=3, description="Retries per call"))
+    """
+
+
+@hookspec
+def aixgo_register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``aixgo`` command line: ``cli.add_command(command)``, or the
+    ``@cli.command()`` / ``@cli.group()`` decorators. A name the core or another plugin
+    already uses is an error naming both.
+
+    Called when the command line needs its commands (running one, ``--help``), never for
+    ``aixgo --version``; import what a command needs inside its callback, so listing the
+    commands stays cheap.
+
+    >>> import click
+    >>> from aixgo import hookimpl
+    >>> @hookimpl
+    ... def aixgo_register_commands(cli):
+    ...     @cli.group("mystore")
+    ...     def mystore():
+    ...         "Maintain mystore:// stores."
     """

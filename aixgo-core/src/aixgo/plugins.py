@@ -7,26 +7,36 @@ silent skip. Two environment variables choose what loads, by entry-point name (c
 * ``AIXGO_DISABLE_PLUGINS``: never load these;
 * ``AIXGO_LOAD_PLUGINS``: load only these (include ``memory`` to keep ``memory://``).
 
+Both lists block names in pluggy (``set_blocked``), so a blocked plugin is never imported,
+and a plugin registered in-process under a blocked name is skipped too.
+
 Each registration is recorded with the plugin and distribution that made it, so a scheme, agent
-type or option registered twice is an error naming both.
+type, option or command registered twice is an error naming both. A hook implementation with
+no matching spec (a misspelled hook name) is an error naming its distribution, not a silent
+no-op (mark one meant for a newer aixgo ``@hookimpl(optionalhook=True)``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 import os
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from aixgo import hookspecs
 from aixgo.errors import PluginError
 from aixgo.options import Option
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -36,6 +46,7 @@ __all__ = [
     "agent_types",
     "backend_factory",
     "backend_schemes",
+    "commands",
     "options",
     "plugins",
     "register_plugin",
@@ -46,11 +57,13 @@ __all__ = [
 ENTRY_POINT_GROUP = "aixgo"
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]{0,31}")
 _AGENT = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+_log = logging.getLogger("aixgo.plugins")
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """One thing a plugin registered: a backend scheme, an agent type or an option."""
+    """One thing a plugin registered: a backend scheme, an agent type, an option or a
+    command of the ``aixgo`` command line."""
 
     key: str
     target: Any
@@ -71,6 +84,7 @@ class PluginInfo:
     backends: list[str] = field(default_factory=list)
     agents: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,12 +121,12 @@ def _load() -> _State:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs)
         state = _State(pm=pm)
-        blocked = _names("AIXGO_DISABLE_PLUGINS") or set()
-        allowed = _names("AIXGO_LOAD_PLUGINS")
-        found: set[str] = set()
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            found.add(ep.name)
-            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        found = {ep.name for ep in eps}
+        _block(pm, found)
+        for ep in eps:
+            if pm.is_blocked(ep.name):
+                _log.debug("plugin %r is blocked by AIXGO_*_PLUGINS; not loaded", ep.name)
                 continue
             dist, version = _dist_of(ep)
             try:
@@ -124,15 +138,27 @@ def _load() -> _State:
                     f"AIXGO_DISABLE_PLUGINS={ep.name}"
                 ) from exc
             _add(state, obj, ep.name, dist, version)
-        if allowed is not None and (missing := sorted(allowed - found)):
-            raise PluginError(
-                f"AIXGO_LOAD_PLUGINS names {', '.join(missing)}, which no installed distribution "
-                f"provides; installed plugins: {', '.join(sorted(found)) or 'none'}"
-            )
         for obj, name, dist in _extra:
             _add(state, obj, name, dist, "")
         _state = state
         return state
+
+
+def _block(pm: pluggy.PluginManager, found: set[str]) -> None:
+    """Block what ``AIXGO_DISABLE_PLUGINS`` names, and with ``AIXGO_LOAD_PLUGINS`` every
+    installed plugin it does not name (refusing names no distribution provides)."""
+    for name in _names("AIXGO_DISABLE_PLUGINS") or ():
+        pm.set_blocked(name)
+    allowed = _names("AIXGO_LOAD_PLUGINS")
+    if allowed is None:
+        return
+    if missing := sorted(allowed - found):
+        raise PluginError(
+            f"AIXGO_LOAD_PLUGINS names {', '.join(missing)}, which no installed distribution "
+            f"provides; installed plugins: {', '.join(sorted(found)) or 'none'}"
+        )
+    for name in found - allowed:
+        pm.set_blocked(name)
 
 
 def _add(state: _State, obj: object, name: str, dist: str, version: str) -> None:
@@ -143,20 +169,47 @@ def _add(state: _State, obj: object, name: str, dist: str, version: str) -> None
             f"uninstall one, or skip one with AIXGO_DISABLE_PLUGINS={name}"
         )
     try:
-        state.pm.register(obj, name=name)
+        registered = state.pm.register(obj, name=name)
     except (ValueError, pluggy.PluginValidationError) as exc:
         raise PluginError(f"plugin {name!r} from {dist} cannot be registered: {exc}") from exc
+    if registered is None:  # blocked by name
+        _log.debug("plugin %r is blocked by AIXGO_*_PLUGINS; not registered", name)
+        return
+    try:
+        state.pm.check_pending()
+    except pluggy.PluginValidationError:
+        message = _unknown_hooks(state.pm, obj, name, f"{dist} {version}".strip())
+        state.pm.unregister(name=name)
+        raise PluginError(message) from None
     state.dists[name] = (dist, version)
+    _log.debug("loaded plugin %r from %s %s", name, dist, version)
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> str:
+    """The error for ``plugin`` implementing hooks no spec declares: which, and the valid
+    names (a misspelling is the usual cause)."""
+    valid = sorted(n for n, hc in vars(pm.hook).items() if not n.startswith("_") and hc.has_spec())
+    unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or () if not hc.has_spec())
+    hints = [
+        f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, valid, 1)) else ""
+        for u in unknown
+    ]
+    listed = ", ".join(u + h for u, h in zip(unknown, hints, strict=True))
+    return (
+        f"plugin {name!r} (distribution {dist}) implements unknown hook(s) {listed}; valid "
+        f"hooks: {', '.join(valid)}. Fix or upgrade the distribution, or skip it with "
+        f"AIXGO_DISABLE_PLUGINS={name}"
+    )
 
 
 def register_plugin(plugin: object, name: str, distribution: str = "in-process") -> None:
     """Register a plugin object (a module or an instance with ``@hookimpl`` methods) without
     an entry point, e.g. from an application or a test. Registrations are recomputed."""
     with _lock:
-        _extra.append((plugin, name, distribution))
         if _state is not None:
             _add(_state, plugin, name, distribution, "")
             _invalidate(_state)
+        _extra.append((plugin, name, distribution))
 
 
 def unregister_plugin(name: str) -> None:
@@ -181,40 +234,54 @@ def _invalidate(state: _State) -> None:
     state.tables.clear()
 
 
-def _collect(
-    state: _State, hook: str, make: Callable[..., tuple[str, Any]], kind: str
-) -> dict[str, Registration]:
-    """Call ``hook`` on each plugin with a ``register`` callback, recording who registered
-    what. Implementations are called one by one (not through a single hook call) so that each
-    registration is attributed to its plugin."""
+def _collect(state: _State, hook: _Hook) -> dict[str, Registration]:
+    """Call ``hook`` on each plugin, recording who registered what. Implementations are
+    called one by one (not through a single hook call) so that each registration is
+    attributed to its plugin."""
     table: dict[str, Registration] = {}
-    caller = getattr(state.pm.hook, hook)
+    caller = getattr(state.pm.hook, hook.name)
     for impl in reversed(caller.get_hookimpls()):  # registration order
         plugin = impl.plugin_name
         dist = state.dists.get(plugin, ("unknown distribution", ""))[0]
 
         def register(*args: Any, _plugin: str = plugin, _dist: str = dist) -> None:
-            key, target = make(*args)
+            key, target = hook.entry(*args)
             if key in table:
                 first = table[key]
                 raise PluginError(
-                    f"{kind} {key!r} is registered twice: by {first.origin()} and by "
+                    f"{hook.label} {key!r} is registered twice: by {first.origin()} and by "
                     f"plugin {_plugin!r} (distribution {_dist}); uninstall one, or skip one "
                     f"with AIXGO_DISABLE_PLUGINS"
                 )
             table[key] = Registration(key, target, _plugin, _dist)
 
-        kwargs = {"register": register}
         try:
-            impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+            hook.call(impl, register)
         except PluginError:
             raise
         except Exception as exc:
             raise PluginError(
-                f"plugin {plugin!r} (distribution {dist}) failed in {hook}: "
+                f"plugin {plugin!r} (distribution {dist}) failed in {hook.name}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     return table
+
+
+def _pass_register(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
+    kwargs = {"register": register}
+    impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+
+
+def _pass_group(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
+    """Give the plugin a group of its own, then register what it added: so a command name
+    used twice is caught and attributed instead of silently replacing the first."""
+    import click  # the command line's dependency, loaded only when commands are wanted
+
+    group = click.Group("aixgo")
+    kwargs = {"cli": group}
+    impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+    for name, command in group.commands.items():
+        register(name, command)
 
 
 def _backend_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
@@ -240,6 +307,10 @@ def _option_entry(option: object) -> tuple[str, Any]:
     return option.name, option
 
 
+def _command_entry(name: str, command: click.Command) -> tuple[str, Any]:
+    return name, command
+
+
 def _check_factory(factory: object, what: str) -> None:
     if isinstance(factory, str):
         if factory.count(":") != 1 or not all(factory.split(":")):
@@ -248,10 +319,19 @@ def _check_factory(factory: object, what: str) -> None:
         raise PluginError(f"{what}: factory must be callable or a 'module:attribute' string")
 
 
-_HOOKS: dict[str, tuple[str, Callable[..., tuple[str, Any]], str]] = {
-    "backends": ("aixgo_register_backends", _backend_entry, "backend scheme"),
-    "agents": ("aixgo_register_agents", _agent_entry, "agent type"),
-    "options": ("aixgo_register_options", _option_entry, "option"),
+@dataclass(frozen=True, slots=True)
+class _Hook:
+    name: str
+    entry: Callable[..., tuple[str, Any]]  # validates one registration: (key, target)
+    label: str
+    call: Callable[[pluggy.HookImpl, Callable[..., None]], None]
+
+
+_HOOKS: dict[str, _Hook] = {
+    "backends": _Hook("aixgo_register_backends", _backend_entry, "backend scheme", _pass_register),
+    "agents": _Hook("aixgo_register_agents", _agent_entry, "agent type", _pass_register),
+    "options": _Hook("aixgo_register_options", _option_entry, "option", _pass_register),
+    "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
 }
 
 
@@ -259,8 +339,7 @@ def _table(kind: str) -> dict[str, Registration]:
     with _lock:
         state = _load()
         if kind not in state.tables:
-            hook, make, label = _HOOKS[kind]
-            state.tables[kind] = _collect(state, hook, make, label)
+            state.tables[kind] = _collect(state, _HOOKS[kind])
         return state.tables[kind]
 
 
@@ -275,6 +354,11 @@ def _agents() -> dict[str, Registration]:
 def options() -> dict[str, Option]:
     """Every option plugins registered, by name."""
     return {k: r.target for k, r in _table("options").items()}
+
+
+def commands() -> dict[str, Registration]:
+    """The subcommands plugins add to ``aixgo``, by name; each target is a click command."""
+    return _table("commands")
 
 
 def backend_schemes() -> list[str]:

@@ -65,10 +65,12 @@ from aixgo.errors import (
     InvalidArgument,
     InvalidMessage,
     NotStarted,
+    SessionNotFound,
 )
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message
 from aixgo.runtime_options import CoreOptions, resolve_options
+from aixgo.session.backend import SessionPerUser
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.session import Session
@@ -83,6 +85,8 @@ class _Unset(enum.Enum):
 
 
 _UNSET = _Unset.UNSET
+# How many times a user's call looks for the session that racing first calls settled on.
+_SETTLE_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
@@ -388,16 +392,30 @@ class Runtime:
                 raise InvalidArgument(
                     f"session {session_id!r} belongs to agent {s.agent!r}, not {agent!r}"
                 )
-        else:
-            assert user is not None
+            return await self._turn(entry, agent, message, s, span)
+        assert user is not None
+        for attempt in range(_SETTLE_ATTEMPTS):
             s = await mgr.get_or_create(agent, user)
+            try:
+                return await self._turn(entry, agent, message, s, span)
+            except SessionNotFound:
+                # Without SessionPerUser, racing first calls from other processes settle on
+                # one session afterwards and delete the other, still-empty ones: the one
+                # found here may be gone before the input was stored. Find the survivor.
+                if isinstance(mgr.backend, SessionPerUser) or attempt + 1 == _SETTLE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _turn(
+        self, entry: _Entry, agent: str, message: Message, s: Session, span: Any
+    ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
 
         async def run(stored: Message) -> Message:
             with using_session(s):
                 return await self._run(entry, agent, stored, s)
 
-        return await self._turns.take(s, mgr.backend, message, run, agent=agent)
+        return await self._turns.take(s, self.session_manager.backend, message, run, agent=agent)
 
     async def _run(
         self, entry: _Entry, agent: str, message: Message, session: Session | None

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import weakref
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,9 @@ _CONFLICT_RETRIES = 8
 # Without a timeout option, how long a turn running elsewhere is waited for.
 _DEFAULT_TURN_BOUND = 60.0
 _LOOKBACK = 8
+# Waits and conflict retries are routine (debug); a lease lost while the agent ran, or one
+# that cannot be renewed, is worth a warning. Session ids only, never message content.
+_log = logging.getLogger("aixgo.runtime")
 
 
 class Turns:
@@ -136,6 +140,9 @@ class Turns:
                     f"another turn is still running on session {lease.session_id!r} after "
                     f"{bound:g} s of waiting for it; nothing was written, retry the call"
                 )
+            if attempt == 0:
+                _log.debug("session %s: another turn holds the lease; waiting up to %g s",
+                           lease.session_id, bound)  # fmt: skip
             await _backoff(attempt, jitter=True)
             attempt += 1
 
@@ -193,6 +200,8 @@ class Turns:
             ):
                 if self.policy == "reject":
                     raise _busy(s.id)
+                if waits == 0:
+                    _log.debug("session %s: waiting for the reply to another call's input", s.id)
                 await _backoff(waits)
                 waits += 1
                 continue
@@ -207,6 +216,7 @@ class Turns:
                         f"session {s.id!r} kept changing under other writers; the input was "
                         f"not stored after {_CONFLICT_RETRIES} attempts, retry the call"
                     ) from None
+                _conflict(s.id, "input", conflicts)
                 await _backoff(conflicts)
                 continue
             assert stored.seq is not None
@@ -258,9 +268,15 @@ class _Lease:
             await asyncio.sleep(self.ttl / 3)
             try:
                 held = await self.backend.renew_turn(self.session_id, self.owner, self.ttl)
-            except Exception:  # noqa: S112 - a store hiccup: the next period tries again
+            except Exception as exc:  # a store hiccup: the next period tries again
+                # Backends' errors carry redacted URLs only.
+                _log.warning("session %s: renewing the turn's lease failed (%s: %s); trying "
+                             "again in %g s", self.session_id, type(exc).__name__, exc,
+                             self.ttl / 3)  # fmt: skip
                 continue
             if not held:
+                _log.warning("session %s: the turn lost its lease while the agent ran (it "
+                             "expired or another turn took it)", self.session_id)  # fmt: skip
                 self.lost = True
                 return
 
@@ -294,6 +310,7 @@ async def _store_input_leased(s: Session, message: Message, lease: _Lease) -> tu
         except ConflictError:
             if not await lease.confirm():
                 raise _lost(s.id, "the input was not stored; retry the call") from None
+            _conflict(s.id, "input", attempt + 1)
             await _backoff(attempt)
             continue
         assert stored.seq is not None
@@ -332,6 +349,7 @@ async def _store_reply_leased(
         except ConflictError:
             if not await lease.confirm():
                 raise _lost(s.id, f"the reply {out.id!r} was not stored ({resume})") from None
+            _conflict(s.id, "reply", attempt + 1)
             await _backoff(attempt)
     raise ConflictError(
         f"session {s.id!r} kept changing under writers outside the turn protocol; the reply "
@@ -374,12 +392,18 @@ async def _append_reply(s: Session, out: Message) -> Message:
         except MessageIdConflict:  # not a race: retrying cannot help
             raise
         except ConflictError:
+            _conflict(s.id, "reply", attempt + 1)
             await _backoff(attempt)
     raise ConflictError(
         f"session {s.id!r} kept changing under other writers; the reply {out.id!r} was "
         f"not stored after {_CONFLICT_RETRIES} attempts (its input is stored: retry the "
         "call with the same message to resume)"
     )
+
+
+def _conflict(session_id: str, what: str, attempt: int) -> None:
+    _log.debug("session %s: another writer changed it first; storing the %s again (attempt %d)",
+               session_id, what, attempt + 1)  # fmt: skip
 
 
 def _busy(session_id: str) -> ConflictError:

@@ -139,7 +139,9 @@ class SessionManager:
           one. Racers that see each other's sessions agree on one; a creation that only
           becomes visible after the others listed again can still leave two sessions (both
           kept, and later calls resume the most recently updated one). A session is deleted
-          only while it is empty and only by the call that created it, moments after.
+          only while it is empty and only by the call that created it, moments after; a call
+          that found it in the meantime holds a deleted session (``Runtime.call`` then looks
+          again, so its input lands in the survivor).
         """
         self._check_open()
         validate_name(agent, "agent name")

@@ -54,10 +54,12 @@ class RetryPolicy:
         self,
         op: Callable[[int], Awaitable[T]],
         is_transient: Callable[[Exception], bool],
+        on_retry: Callable[[Exception, int], None] | None = None,
     ) -> T:
         """``await op(attempt)`` (``attempt`` counts from 0) until it returns, raises an
         exception ``is_transient`` rejects, or the budget is spent; then that exception is
-        raised as it is, for the backend to translate."""
+        raised as it is, for the backend to translate. ``on_retry(exc, attempt)`` is called
+        before each pause, when the failed ``attempt`` will be retried (to log it, say)."""
         loop = asyncio.get_running_loop()
         ends = None if self.deadline is None else loop.time() + self.deadline
         attempt = 0
@@ -75,5 +77,7 @@ class RetryPolicy:
                     if remaining <= 0:
                         raise
                     delay = min(delay, remaining)
+                if on_retry is not None:
+                    on_retry(exc, attempt)
             await asyncio.sleep(delay)
             attempt += 1
