@@ -122,6 +122,19 @@ async def test_transient_failures_are_retried_until_success() -> None:
 
 
 @pytest.mark.asyncio
+async def test_on_retry_hears_of_each_retry_but_not_the_last_failure() -> None:
+    heard: list[tuple[object, int]] = []
+
+    async def op(attempt: int) -> None:
+        raise Flaky(attempt)
+
+    policy = RetryPolicy(deadline=None, attempts=2, base=0.001)
+    with pytest.raises(Flaky):
+        await policy.run(op, lambda e: True, lambda e, n: heard.append((e.args[0], n)))
+    assert heard == [(0, 0), (1, 1)]
+
+
+@pytest.mark.asyncio
 async def test_other_failures_are_raised_at_once() -> None:
     calls = 0
 
