@@ -136,7 +136,8 @@ def parse_url(url: str) -> RedisOptions:
     ssl = {name: value for name, value in given.items() if name in _SSL_NAMES}
     for name in ssl:
         del given[name]
-    kw = {**given, **_address(scheme, rest, given.pop("db", None), url)}
+    db = given.pop("db", None)
+    kw = {**given, **_address(scheme, rest, db, url)}
     kw["tls"] = scheme == "rediss" or kw.get("tls", False)
     if ssl and not kw["tls"]:
         raise ConfigError(_no_tls(scheme, next(iter(ssl)), shown))
