@@ -72,6 +72,7 @@ from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.session import Session
+from aixgo.session.url import default_session_url, open_backend
 from aixgo.telemetry import Telemetry
 from aixgo.turn import REPLY_TO, TurnPolicy, Turns
 
@@ -151,6 +152,8 @@ class Runtime:
         self.options = options
         self._agents: dict[str, _Entry] = {}
         self._mgr: SessionManager | None = None
+        # What calls use: the manager itself, or a traced view of a caller's manager.
+        self._calls: SessionManager | None = None
         self._owns_mgr = False
         self._running = False
         self._inflight = 0
@@ -243,14 +246,19 @@ class Runtime:
             if self._running:
                 return
             configured = self.options.session_manager
+            traced = self._telemetry.traced
             if isinstance(configured, SessionManager):
+                # The caller's manager stays as it was (and is what session_manager
+                # returns); calls go through a traced view of the same store.
                 self._mgr, self._owns_mgr = configured, False
+                self._calls = configured.wrapped(traced) if self._telemetry.enabled else configured
             else:
-                self._mgr, self._owns_mgr = SessionManager(configured), True
-            self._telemetry.instrument(self._mgr)
+                url = default_session_url() if configured is None else configured
+                self._mgr = self._calls = SessionManager(traced(open_backend(url)))
+                self._owns_mgr = True
             started: list[_Entry] = []
             try:
-                await self._mgr.open()
+                await self._calls.open()
                 for entry in self._agents.values():
                     await _maybe_call(entry.agent, "start")
                     entry.started = True
@@ -286,7 +294,7 @@ class Runtime:
                 raise errors[0]
 
     async def _release_manager(self) -> None:
-        mgr, self._mgr = self._mgr, None
+        mgr, self._mgr, self._calls = self._mgr, None, None
         if mgr is not None and self._owns_mgr:
             await mgr.close()
 
@@ -381,7 +389,8 @@ class Runtime:
         if not stateful:
             with using_session(None):
                 return await self._run(entry, agent, message, None)
-        mgr = self.session_manager
+        mgr = self._calls
+        assert mgr is not None  # set while the runtime runs
         if session_id is not None:
             s = await mgr.get(session_id, user_id=user)
             if s.agent != agent:
