@@ -61,7 +61,9 @@ from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
     AgentNotFound,
+    AixgoError,
     CallTimeout,
+    ConfigError,
     InvalidArgument,
     InvalidMessage,
     NotStarted,
@@ -144,9 +146,19 @@ class Runtime:
     def from_config(cls, path: str | PathLike[str]) -> Runtime:
         """A runtime built from a YAML file: its ``session:``, ``agents:`` and ``runtime:``
         blocks (see :mod:`aixgo.config`)."""
+        # Imported here so that PyYAML loads only for a runtime that reads a file.
+        from aixgo.builder import build_agent
         from aixgo.config import load_config
 
-        return load_config(path).build()
+        config = load_config(path)
+        rt = cls.from_options(file=config.options())
+        for spec in config.agents:
+            agent = build_agent(spec)
+            try:
+                rt.register(spec.name, agent, session_mode=spec.session_mode)
+            except AixgoError as exc:
+                raise ConfigError(f"{spec.where}: {exc}") from None
+        return rt
 
     def _setup(self, options: CoreOptions) -> None:
         self.options = options
