@@ -49,18 +49,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
 from os import PathLike
 from types import TracebackType
-from typing import Any, Self, get_args
+from typing import Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
-    AgentNotFound,
     AixgoError,
     CallTimeout,
     ConfigError,
@@ -70,6 +67,7 @@ from aixgo.errors import (
 )
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message
+from aixgo.registry import AgentEntry, AgentRegistry
 from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
@@ -86,13 +84,6 @@ class _Unset(enum.Enum):
 
 
 _UNSET = _Unset.UNSET
-
-
-@dataclass(slots=True)
-class _Entry:
-    agent: Any
-    session_mode: SessionMode
-    started: bool = False
 
 
 class Runtime:
@@ -162,7 +153,7 @@ class Runtime:
 
     def _setup(self, options: CoreOptions) -> None:
         self.options = options
-        self._agents: dict[str, _Entry] = {}
+        self._agents = AgentRegistry()
         self._mgr: SessionManager | None = None
         # What calls use: the manager itself, or a traced view of a caller's manager.
         self._calls: SessionManager | None = None
@@ -180,54 +171,33 @@ class Runtime:
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"Runtime({state}, agents={sorted(self._agents)})"
+        return f"Runtime({state}, agents={self._agents.names()})"
 
     # -- agents -----------------------------------------------------------------------------
 
     def register(self, name: str, agent: Agent, *, session_mode: SessionMode = "enabled") -> None:
         """Add ``agent`` under ``name``. ``session_mode="disabled"`` makes it stateless.
         An agent registered while the runtime runs is started on its first call."""
-        validate_name(name, "agent name")
-        if not isinstance(agent, Agent):
-            raise InvalidArgument(
-                f"agent {name!r} is a {type(agent).__name__}, which has no "
-                "'async def execute(self, input: Message) -> Message' method"
-            )
-        if session_mode not in get_args(SessionMode):
-            raise InvalidArgument(
-                f"session_mode of agent {name!r} must be 'enabled' or 'disabled', "
-                f"not {session_mode!r}"
-            )
-        if name in self._agents:
-            raise InvalidArgument(
-                f"an agent is already registered as {name!r}; unregister it first"
-            )
-        self._agents[name] = _Entry(agent, session_mode)
+        self._agents.add(name, agent, session_mode=session_mode)
 
     async def unregister(self, name: str) -> Any:
         """Remove the agent ``name`` (stopping it if the runtime started it) and return it."""
-        entry = self._agents.pop(name, None)
-        if entry is None:
-            raise AgentNotFound(name, self.list())
+        entry = self._agents.remove(name)
         if entry.started:
-            await _maybe_call(entry.agent, "stop")
+            await entry.stop()
         return entry.agent
 
     def get(self, name: str) -> Any:
         """The agent registered as ``name``, or :class:`AgentNotFound`."""
-        entry = self._agents.get(name)
-        if entry is None:
-            raise AgentNotFound(name, self.list())
-        return entry.agent
+        return self._agents.entry(name).agent
 
     def session_mode(self, name: str) -> SessionMode:
         """How agent ``name`` was registered: ``"enabled"`` or ``"disabled"``."""
-        self.get(name)
-        return self._agents[name].session_mode
+        return self._agents.entry(name).session_mode
 
     def list(self) -> list[str]:
         """Registered agent names, sorted."""
-        return sorted(self._agents)
+        return self._agents.names()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -268,17 +238,10 @@ class Runtime:
                 url = default_session_url() if configured is None else configured
                 self._mgr = self._calls = SessionManager(traced(open_backend(url)))
                 self._owns_mgr = True
-            started: list[_Entry] = []
             try:
                 await self._calls.open()
-                for entry in self._agents.values():
-                    await _maybe_call(entry.agent, "start")
-                    entry.started = True
-                    started.append(entry)
+                await self._agents.start_all()
             except BaseException:
-                for entry in reversed(started):
-                    entry.started = False
-                    await _maybe_call(entry.agent, "stop")
                 await self._release_manager()
                 raise
             limit = self.options.max_concurrent_calls
@@ -293,14 +256,7 @@ class Runtime:
                 return
             self._running = False
             await self._idle.wait()
-            errors: list[BaseException] = []
-            for entry in reversed(list(self._agents.values())):
-                if entry.started:
-                    entry.started = False
-                    try:
-                        await _maybe_call(entry.agent, "stop")
-                    except Exception as exc:  # stop the others anyway, then report
-                        errors.append(exc)
+            errors = await self._agents.stop_all()  # all of them, then the first error
             await self._release_manager()
             if errors:
                 raise errors[0]
@@ -369,7 +325,7 @@ class Runtime:
         session=session_id)``."""
         return await self.call(agent, message, session=session_id)
 
-    def _entry(self, agent: str) -> _Entry:
+    def _entry(self, agent: str) -> AgentEntry:
         # Everything is checked before anything is written: an unknown agent or a stopped
         # runtime never leaves an orphan input behind.
         if not self._running:
@@ -378,14 +334,11 @@ class Runtime:
                 "'await runtime.start()' before calling agents"
             )
         validate_name(agent, "agent name")
-        entry = self._agents.get(agent)
-        if entry is None:
-            raise AgentNotFound(agent, self.list())
-        return entry
+        return self._agents.entry(agent)
 
     async def _call(
         self,
-        entry: _Entry,
+        entry: AgentEntry,
         agent: str,
         message: Message,
         user: str | None,
@@ -396,8 +349,7 @@ class Runtime:
         if not entry.started:
             async with self._start_lock:
                 if not entry.started:
-                    await _maybe_call(entry.agent, "start")
-                    entry.started = True
+                    await entry.start()
         if not stateful:
             with using_session(None):
                 return await self._run(entry, agent, message, None)
@@ -421,7 +373,7 @@ class Runtime:
         return await self._turns.take(s, mgr.backend, message, run, agent=agent)
 
     async def _run(
-        self, entry: _Entry, agent: str, message: Message, session: Session | None
+        self, entry: AgentEntry, agent: str, message: Message, session: Session | None
     ) -> Message:
         session_id = session.id if session is not None else None
         where = f"session {session_id!r}" if session_id else "a stateless call"
@@ -463,9 +415,3 @@ class Runtime:
             agent=agent,
             session_id=session_id,
         )
-
-
-async def _maybe_call(agent: object, method: str) -> None:
-    fn = getattr(agent, method, None)
-    if fn is not None and inspect.iscoroutinefunction(fn):
-        await fn()
