@@ -380,7 +380,7 @@ class Runtime:
         raise AssertionError("unreachable")
 
     async def _turn(
-        self, entry: _Entry, agent: str, message: Message, s: Session, span: Any
+        self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any
     ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
 
@@ -388,7 +388,8 @@ class Runtime:
             with using_session(s):
                 return await self._run(entry, agent, stored, s)
 
-        return await self._turns.take(s, self.session_manager.backend, message, run, agent=agent)
+        assert self._calls is not None  # set while the runtime runs
+        return await self._turns.take(s, self._calls.backend, message, run, agent=agent)
 
     async def _run(
         self, entry: AgentEntry, agent: str, message: Message, session: Session | None
