@@ -99,6 +99,23 @@ async def test_close_is_idempotent_and_final() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_wrapped_view_shares_the_store_and_closes_with_it() -> None:
+    from aixgo.telemetry import TracedBackend
+
+    mgr = SessionManager("memory://")
+    view = mgr.wrapped(TracedBackend)
+    assert isinstance(view.backend, TracedBackend) and view.backend.inner is mgr.backend
+    assert isinstance(mgr.backend, MemoryBackend)  # the original is left as it was
+    s = await view.create("assistant", user_id="alice")
+    await s.append_message(Message.user("hi"))
+    assert (await mgr.get_or_create("assistant", "alice")).id == s.id
+    await view.close()
+    for call in (mgr.list(), s.info(), s.delete()):
+        with pytest.raises(BackendClosed, match="create a new SessionManager"):
+            await call
+
+
+@pytest.mark.asyncio
 async def test_session_handle_keeps_the_fixed_facts(mgr: SessionManager) -> None:
     s = await mgr.create("assistant", user_id="auth0|123", metadata={"title": "trip"})
     again = await mgr.get(s.id, user_id="auth0|123")

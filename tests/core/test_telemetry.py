@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aixgo import Message, Runtime
 from aixgo.errors import AgentError, CallTimeout
+from aixgo.session import SessionManager
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -104,6 +105,21 @@ async def test_a_span_per_call_and_per_backend_operation(spans: InMemorySpanExpo
     leases = named(done, "aixgo.backend.acquire_turn")
     assert len(leases) == 3  # one per call with a session
     assert len(named(done, "aixgo.backend.release_turn")) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_callers_manager_is_traced_through_a_view_and_left_unchanged(
+    spans: InMemorySpanExporter,
+) -> None:
+    async with SessionManager("memory://") as mgr:
+        async with Runtime(session_manager=mgr) as rt:
+            rt.register("echo", Echo())
+            await rt.call("echo", Message.user("hi"), user="alice")
+            assert rt.session_manager is mgr
+            assert type(mgr.backend).__name__ == "MemoryBackend"
+        assert len(named(list(spans.get_finished_spans()), "aixgo.backend.append_messages")) == 2
+        await mgr.list()  # still open: it is the caller's
+    assert not named(list(spans.get_finished_spans()), "aixgo.backend.list_sessions")
 
 
 @pytest.mark.asyncio

@@ -26,6 +26,8 @@ or 100,000 nodes (alias bombs included). Every error names the file, the key pat
 >>> cfg = load_config(path)
 >>> cfg.session_url, cfg.runtime["timeout"][0]
 ('memory://', 30)
+>>> sorted(cfg.options())
+['session_manager', 'timeout']
 """
 
 from __future__ import annotations
@@ -36,17 +38,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 import yaml
 
-from aixgo import plugins
 from aixgo.agent import SessionMode
-from aixgo.errors import AixgoError, ConfigError
-
-if TYPE_CHECKING:
-    from aixgo.runtime import Runtime
+from aixgo.errors import ConfigError
 
 __all__ = ["MAX_CONFIG_BYTES", "AgentSpec", "Config", "interpolate", "load_config"]
 
@@ -75,7 +73,8 @@ class AgentSpec:
 
 @dataclass(slots=True)
 class Config:
-    """A parsed, checked configuration file. :meth:`build` makes the runtime."""
+    """A parsed, checked configuration file: plain data. :meth:`aixgo.Runtime.from_config`
+    builds the runtime from it."""
 
     path: Path
     session_url: str | None = None
@@ -83,31 +82,13 @@ class Config:
     runtime: dict[str, tuple[object, str]] = field(default_factory=dict)
     agents: list[AgentSpec] = field(default_factory=list)
 
-    def build(self) -> Runtime:
-        """A :class:`~aixgo.Runtime` with this file's options, session store and agents."""
-        from aixgo.runtime import Runtime
-
+    def options(self) -> dict[str, tuple[object, str]]:
+        """The runtime options the file sets, ``name -> (value, where)``; the ``session:``
+        URL is the ``session_manager`` option."""
         options = dict(self.runtime)
         if self.session_url is not None:
             options["session_manager"] = (self.session_url, self.session_where)
-        rt = Runtime.from_options(file=options)
-        for spec in self.agents:
-            try:
-                factory, _ = plugins.agent_factory(spec.role)
-            except AixgoError as exc:
-                raise ConfigError(f"{spec.where}: {exc}") from None
-            try:
-                agent = factory(**spec.options)
-            except Exception as exc:
-                raise ConfigError(
-                    f"{spec.where}: agent type {spec.role!r} refused its options: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            try:
-                rt.register(spec.name, agent, session_mode=spec.session_mode)
-            except AixgoError as exc:
-                raise ConfigError(f"{spec.where}: {exc}") from None
-        return rt
+        return options
 
 
 def interpolate(text: str, environ: Mapping[str, str] | None = None, where: str = "") -> str:

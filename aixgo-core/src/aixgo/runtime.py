@@ -49,19 +49,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
 from os import PathLike
 from types import TracebackType
-from typing import Any, Self, get_args
+from typing import Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
-    AgentNotFound,
+    AixgoError,
     CallTimeout,
+    ConfigError,
     InvalidArgument,
     InvalidMessage,
     NotStarted,
@@ -69,11 +68,13 @@ from aixgo.errors import (
 )
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message
+from aixgo.registry import AgentEntry, AgentRegistry
 from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.backend import SessionPerUser
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
 from aixgo.session.session import Session
+from aixgo.session.url import default_session_url, open_backend
 from aixgo.telemetry import Telemetry
 from aixgo.turn import REPLY_TO, TurnPolicy, Turns
 
@@ -87,13 +88,6 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 # How many times a user's call looks for the session that racing first calls settled on.
 _SETTLE_ATTEMPTS = 3
-
-
-@dataclass(slots=True)
-class _Entry:
-    agent: Any
-    session_mode: SessionMode
-    started: bool = False
 
 
 class Runtime:
@@ -147,14 +141,26 @@ class Runtime:
     def from_config(cls, path: str | PathLike[str]) -> Runtime:
         """A runtime built from a YAML file: its ``session:``, ``agents:`` and ``runtime:``
         blocks (see :mod:`aixgo.config`)."""
+        # Imported here so that PyYAML loads only for a runtime that reads a file.
+        from aixgo.builder import build_agent
         from aixgo.config import load_config
 
-        return load_config(path).build()
+        config = load_config(path)
+        rt = cls.from_options(file=config.options())
+        for spec in config.agents:
+            agent = build_agent(spec)
+            try:
+                rt.register(spec.name, agent, session_mode=spec.session_mode)
+            except AixgoError as exc:
+                raise ConfigError(f"{spec.where}: {exc}") from None
+        return rt
 
     def _setup(self, options: CoreOptions) -> None:
         self.options = options
-        self._agents: dict[str, _Entry] = {}
+        self._agents = AgentRegistry()
         self._mgr: SessionManager | None = None
+        # What calls use: the manager itself, or a traced view of a caller's manager.
+        self._calls: SessionManager | None = None
         self._owns_mgr = False
         self._running = False
         self._inflight = 0
@@ -169,54 +175,33 @@ class Runtime:
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"Runtime({state}, agents={sorted(self._agents)})"
+        return f"Runtime({state}, agents={self._agents.names()})"
 
     # -- agents -----------------------------------------------------------------------------
 
     def register(self, name: str, agent: Agent, *, session_mode: SessionMode = "enabled") -> None:
         """Add ``agent`` under ``name``. ``session_mode="disabled"`` makes it stateless.
         An agent registered while the runtime runs is started on its first call."""
-        validate_name(name, "agent name")
-        if not isinstance(agent, Agent):
-            raise InvalidArgument(
-                f"agent {name!r} is a {type(agent).__name__}, which has no "
-                "'async def execute(self, input: Message) -> Message' method"
-            )
-        if session_mode not in get_args(SessionMode):
-            raise InvalidArgument(
-                f"session_mode of agent {name!r} must be 'enabled' or 'disabled', "
-                f"not {session_mode!r}"
-            )
-        if name in self._agents:
-            raise InvalidArgument(
-                f"an agent is already registered as {name!r}; unregister it first"
-            )
-        self._agents[name] = _Entry(agent, session_mode)
+        self._agents.add(name, agent, session_mode=session_mode)
 
     async def unregister(self, name: str) -> Any:
         """Remove the agent ``name`` (stopping it if the runtime started it) and return it."""
-        entry = self._agents.pop(name, None)
-        if entry is None:
-            raise AgentNotFound(name, self.list())
+        entry = self._agents.remove(name)
         if entry.started:
-            await _maybe_call(entry.agent, "stop")
+            await entry.stop()
         return entry.agent
 
     def get(self, name: str) -> Any:
         """The agent registered as ``name``, or :class:`AgentNotFound`."""
-        entry = self._agents.get(name)
-        if entry is None:
-            raise AgentNotFound(name, self.list())
-        return entry.agent
+        return self._agents.entry(name).agent
 
     def session_mode(self, name: str) -> SessionMode:
         """How agent ``name`` was registered: ``"enabled"`` or ``"disabled"``."""
-        self.get(name)
-        return self._agents[name].session_mode
+        return self._agents.entry(name).session_mode
 
     def list(self) -> list[str]:
         """Registered agent names, sorted."""
-        return sorted(self._agents)
+        return self._agents.names()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -247,22 +232,20 @@ class Runtime:
             if self._running:
                 return
             configured = self.options.session_manager
+            traced = self._telemetry.traced
             if isinstance(configured, SessionManager):
+                # The caller's manager stays as it was (and is what session_manager
+                # returns); calls go through a traced view of the same store.
                 self._mgr, self._owns_mgr = configured, False
+                self._calls = configured.wrapped(traced) if self._telemetry.enabled else configured
             else:
-                self._mgr, self._owns_mgr = SessionManager(configured), True
-            self._telemetry.instrument(self._mgr)
-            started: list[_Entry] = []
+                url = default_session_url() if configured is None else configured
+                self._mgr = self._calls = SessionManager(traced(open_backend(url)))
+                self._owns_mgr = True
             try:
-                await self._mgr.open()
-                for entry in self._agents.values():
-                    await _maybe_call(entry.agent, "start")
-                    entry.started = True
-                    started.append(entry)
+                await self._calls.open()
+                await self._agents.start_all()
             except BaseException:
-                for entry in reversed(started):
-                    entry.started = False
-                    await _maybe_call(entry.agent, "stop")
                 await self._release_manager()
                 raise
             limit = self.options.max_concurrent_calls
@@ -277,20 +260,13 @@ class Runtime:
                 return
             self._running = False
             await self._idle.wait()
-            errors: list[BaseException] = []
-            for entry in reversed(list(self._agents.values())):
-                if entry.started:
-                    entry.started = False
-                    try:
-                        await _maybe_call(entry.agent, "stop")
-                    except Exception as exc:  # stop the others anyway, then report
-                        errors.append(exc)
+            errors = await self._agents.stop_all()  # all of them, then the first error
             await self._release_manager()
             if errors:
                 raise errors[0]
 
     async def _release_manager(self) -> None:
-        mgr, self._mgr = self._mgr, None
+        mgr, self._mgr, self._calls = self._mgr, None, None
         if mgr is not None and self._owns_mgr:
             await mgr.close()
 
@@ -353,7 +329,7 @@ class Runtime:
         session=session_id)``."""
         return await self.call(agent, message, session=session_id)
 
-    def _entry(self, agent: str) -> _Entry:
+    def _entry(self, agent: str) -> AgentEntry:
         # Everything is checked before anything is written: an unknown agent or a stopped
         # runtime never leaves an orphan input behind.
         if not self._running:
@@ -362,14 +338,11 @@ class Runtime:
                 "'await runtime.start()' before calling agents"
             )
         validate_name(agent, "agent name")
-        entry = self._agents.get(agent)
-        if entry is None:
-            raise AgentNotFound(agent, self.list())
-        return entry
+        return self._agents.entry(agent)
 
     async def _call(
         self,
-        entry: _Entry,
+        entry: AgentEntry,
         agent: str,
         message: Message,
         user: str | None,
@@ -380,12 +353,12 @@ class Runtime:
         if not entry.started:
             async with self._start_lock:
                 if not entry.started:
-                    await _maybe_call(entry.agent, "start")
-                    entry.started = True
+                    await entry.start()
         if not stateful:
             with using_session(None):
                 return await self._run(entry, agent, message, None)
-        mgr = self.session_manager
+        mgr = self._calls
+        assert mgr is not None  # set while the runtime runs
         if session_id is not None:
             s = await mgr.get(session_id, user_id=user)
             if s.agent != agent:
@@ -407,7 +380,7 @@ class Runtime:
         raise AssertionError("unreachable")
 
     async def _turn(
-        self, entry: _Entry, agent: str, message: Message, s: Session, span: Any
+        self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any
     ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
 
@@ -415,10 +388,11 @@ class Runtime:
             with using_session(s):
                 return await self._run(entry, agent, stored, s)
 
-        return await self._turns.take(s, self.session_manager.backend, message, run, agent=agent)
+        assert self._calls is not None  # set while the runtime runs
+        return await self._turns.take(s, self._calls.backend, message, run, agent=agent)
 
     async def _run(
-        self, entry: _Entry, agent: str, message: Message, session: Session | None
+        self, entry: AgentEntry, agent: str, message: Message, session: Session | None
     ) -> Message:
         session_id = session.id if session is not None else None
         where = f"session {session_id!r}" if session_id else "a stateless call"
@@ -460,9 +434,3 @@ class Runtime:
             agent=agent,
             session_id=session_id,
         )
-
-
-async def _maybe_call(agent: object, method: str) -> None:
-    fn = getattr(agent, method, None)
-    if fn is not None and inspect.iscoroutinefunction(fn):
-        await fn()

@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -34,9 +34,6 @@ from aixgo.errors import CallTimeout
 from aixgo.message import Message
 from aixgo.session.backend import Backend, Capability
 from aixgo.session.models import Checkpoint, Page, SessionInfo
-
-if TYPE_CHECKING:
-    from aixgo.session.manager import SessionManager
 
 __all__ = ["Telemetry", "TracedBackend"]
 
@@ -120,10 +117,14 @@ class Telemetry:
                 _calls.add(1, attrs)
                 _call_duration.record(time.perf_counter() - start, attrs)
 
-    def instrument(self, manager: SessionManager) -> None:
-        """Make every backend operation of ``manager`` traced (once)."""
-        if self.enabled and not isinstance(manager.backend, TracedBackend):
-            manager.backend = TracedBackend(manager.backend)
+    def traced(self, backend: Backend) -> Backend:
+        """``backend`` with every operation traced; ``backend`` itself when tracing is off
+        or it is traced already. The runtime applies it where it builds its session
+        manager, and to a manager passed in through
+        :meth:`~aixgo.session.SessionManager.wrapped`, which leaves that one untouched."""
+        if not self.enabled or isinstance(backend, TracedBackend):
+            return backend
+        return TracedBackend(backend)
 
 
 class TracedBackend:

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from aixgo.arguments import check_count
-from aixgo.errors import BackendClosed, InvalidArgument, SessionNotFound
+from aixgo.errors import InvalidArgument, SessionNotFound
 from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import utc_now
 from aixgo.session.backend import Backend, SessionPerUser
 from aixgo.session.codec import check_json_value
 from aixgo.session.models import Page, SessionInfo
 from aixgo.session.session import Session
+from aixgo.session.store import SessionStore
 from aixgo.session.url import default_session_url, open_backend
 
 __all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager", "check_metadata"]
@@ -52,12 +55,34 @@ class SessionManager:
     def __init__(self, backend: Backend | str | None = None) -> None:
         if backend is None:
             backend = default_session_url()
-        self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
-        self._closed = False
+        self._store = SessionStore(open_backend(backend) if isinstance(backend, str) else backend)
         # Held only while a get_or_create runs; weak values let idle locks go away.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this manager (and every session it returns) stores in."""
+        return self._store.backend
+
+    def wrapped(self, wrap: Callable[[Backend], Backend]) -> SessionManager:
+        """A manager on the same store whose operations, and those of its sessions, go
+        through ``wrap(self.backend)`` (a wrapper such as
+        :class:`~aixgo.telemetry.TracedBackend`). This manager is left as it is; the two
+        share their open/closed state and the per-user creation locks, so closing either
+        closes both.
+
+        >>> from aixgo.telemetry import TracedBackend
+        >>> mgr = SessionManager("memory://")
+        >>> traced = mgr.wrapped(TracedBackend)
+        >>> type(traced.backend).__name__, type(mgr.backend).__name__
+        ('TracedBackend', 'MemoryBackend')
+        """
+        # A shallow copy keeps a subclass's behaviour and shares the lock table.
+        view = copy.copy(self)
+        view._store = self._store.view(wrap(self._store.backend))
+        return view
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -73,18 +98,14 @@ class SessionManager:
 
     async def open(self) -> None:
         """Connect to the store now, so an unreachable one fails here (BackendUnavailable)."""
-        self._check_open()
-        await self.backend.open()
+        await self._store.open()
 
     async def close(self) -> None:
         """Close the backend. Idempotent; later calls raise :class:`BackendClosed`."""
-        if not self._closed:
-            self._closed = True
-            await self.backend.close()
+        await self._store.close()
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise BackendClosed("session manager", "create a new SessionManager")
+        self._store.check_open()
 
     async def create(
         self,
@@ -109,7 +130,7 @@ class SessionManager:
             metadata=meta,
         )
         await self.backend.create_session(info)
-        return Session(self, info)
+        return Session(self._store, info)
 
     async def get(self, session_id: str, user_id: str | None = None) -> Session:
         """The session ``session_id``. With ``user_id``, a session owned by someone else is
@@ -121,7 +142,7 @@ class SessionManager:
         info = await self.backend.get_session(session_id)
         if user_id is not None and info.user_id != user_id:
             raise SessionNotFound(session_id)
-        return Session(self, info)
+        return Session(self._store, info)
 
     async def get_or_create(self, agent: str, user_id: str) -> Session:
         """The user's most recently updated session with ``agent``, or a new one.
@@ -153,13 +174,13 @@ class SessionManager:
         async with lock:
             if isinstance(self.backend, SessionPerUser):
                 info, _ = await self.backend.get_or_create_session(_new_info(agent, user_id))
-                return Session(self, info)
+                return Session(self._store, info)
             page = await self.backend.list_sessions(agent=agent, user_id=user_id, limit=1)
             if page.items:
-                return Session(self, page.items[0])
+                return Session(self._store, page.items[0])
             mine = _new_info(agent, user_id)
             await self.backend.create_session(mine)
-            return Session(self, await self._converge(mine))
+            return Session(self._store, await self._converge(mine))
 
     async def _converge(self, mine: SessionInfo) -> SessionInfo:
         """After creating ``mine``, the session racing creators of the pair agree on."""

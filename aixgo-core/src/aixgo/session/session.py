@@ -1,10 +1,12 @@
-"""Session: a handle on one conversation's history and checkpoints."""
+"""Session: a handle on one conversation's history and checkpoints.
+
+A session works on the :class:`~aixgo.session.store.SessionStore` its manager gave it, never on
+the manager itself: a call's data path reads Runtime, turn, Session, Backend, top-down."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
@@ -14,9 +16,7 @@ from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import Message
 from aixgo.session.codec import check_repeat
 from aixgo.session.models import Checkpoint, SessionInfo
-
-if TYPE_CHECKING:
-    from aixgo.session.manager import SessionManager
+from aixgo.session.store import SessionStore
 
 __all__ = ["MAX_SEQ", "Session"]
 
@@ -44,10 +44,11 @@ class Session:
     ['Hello! My name is Alice.']
     """
 
-    __slots__ = ("_mgr", "agent", "created_at", "id", "metadata", "user_id")
+    __slots__ = ("_store", "agent", "created_at", "id", "metadata", "user_id")
 
-    def __init__(self, manager: SessionManager, info: SessionInfo) -> None:
-        self._mgr = manager
+    def __init__(self, store: SessionStore, info: SessionInfo) -> None:
+        # The store its manager shares with it: the backend, and whether it is still open.
+        self._store = store
         self.id: str = info.id
         self.agent: str = info.agent
         self.user_id: str | None = info.user_id
@@ -59,8 +60,8 @@ class Session:
 
     async def info(self) -> SessionInfo:
         """The session's current summary (message count, last update, metadata)."""
-        self._mgr._check_open()
-        return await self._mgr.backend.get_session(self.id)
+        self._store.check_open()
+        return await self._store.backend.get_session(self.id)
 
     async def append_message(self, message: Message, *, expected_seq: int | None = None) -> Message:
         """Store one message and return it with ``seq`` set. Appending a message whose id is
@@ -71,10 +72,10 @@ class Session:
                 "build one with Message.user(...)"
             )
         # append_messages' checks, inlined: this is every backend's hottest path.
-        self._mgr._check_open()
+        self._store.check_open()
         if expected_seq is not None:
             check_count(expected_seq, "expected_seq", low=0, high=MAX_SEQ)
-        (stored,) = await self._mgr.backend.append_messages(
+        (stored,) = await self._store.backend.append_messages(
             self.id, [message], expected_seq=expected_seq
         )
         # Our backends refuse a reused id themselves; this catches a third-party backend
@@ -88,46 +89,49 @@ class Session:
     ) -> list[Message]:
         """Store a batch atomically and return it as stored. With ``expected_seq=n`` ("I last
         saw n messages") a concurrent writer's change raises :class:`ConflictError`."""
-        self._mgr._check_open()
+        self._store.check_open()
         if expected_seq is not None:
             check_count(expected_seq, "expected_seq", low=0, high=MAX_SEQ)
         if isinstance(messages, Message):
             raise InvalidMessage("append_messages takes a list of messages; use append_message()")
-        return await self._mgr.backend.append_messages(
+        return await self._store.backend.append_messages(
             self.id, list(messages), expected_seq=expected_seq
         )
 
     async def get_messages(self, *, last: int | None = None) -> list[Message]:
         """The history, oldest first; ``last=n`` gives only the final ``n`` messages, at a
         cost that does not grow with the history's length."""
-        self._mgr._check_open()
+        self._store.check_open()
         if last is not None:
             check_count(last, "last", low=0, high=MAX_SEQ)
             if last == 0:
-                await self._mgr.backend.get_session(self.id)  # still report a deleted session
+                await self._store.backend.get_session(self.id)  # still report a deleted session
                 return []
-        return await self._mgr.backend.get_messages(self.id, last=last)
+        return await self._store.backend.get_messages(self.id, last=last)
 
     async def checkpoint(self, *, label: str | None = None) -> Checkpoint:
         """Record the current history under a new checkpoint id. O(1)."""
-        self._mgr._check_open()
+        self._store.check_open()
         if label is not None:
             validate_name(label, "checkpoint label")
-        return await self._mgr.backend.create_checkpoint(self.id, new_id(), label=label)
+        return await self._store.backend.create_checkpoint(self.id, new_id(), label=label)
 
     async def restore(self, checkpoint_id: str) -> Checkpoint:
         """Make the history what it was at ``checkpoint_id``. Nothing is destroyed: the
         current head is first saved as a checkpoint labelled ``before-restore``, which is
         returned, so ``await s.restore(undo.id)`` undoes the restore."""
-        self._mgr._check_open()
+        self._store.check_open()
         validate_id(checkpoint_id, "checkpoint id")
-        return await self._mgr.backend.restore_checkpoint(self.id, checkpoint_id, undo_id=new_id())
+        return await self._store.backend.restore_checkpoint(
+            self.id, checkpoint_id, undo_id=new_id()
+        )
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """The session's checkpoints, oldest first."""
-        self._mgr._check_open()
-        return await self._mgr.backend.list_checkpoints(self.id)
+        self._store.check_open()
+        return await self._store.backend.list_checkpoints(self.id)
 
     async def delete(self) -> None:
         """Delete this session with all its messages and checkpoints."""
-        await self._mgr.delete(self.id)
+        self._store.check_open()
+        await self._store.backend.delete_session(self.id)

@@ -1,0 +1,65 @@
+"""The message codec: round trips, refusals, the size limit, batches, damage reports, and the
+stored copies with_seq makes."""
+
+from __future__ import annotations
+
+import pytest
+from aixgo import Message, ToolCall
+from aixgo.errors import CorruptedData, InvalidMessage
+from aixgo.session.codec import (
+    MAX_MESSAGE_BYTES,
+    check_batch,
+    decode_message,
+    encode_message,
+    with_seq,
+)
+
+
+def test_codec_round_trips_every_field() -> None:
+    m = Message.assistant(
+        [{"type": "text", "text": "héllo 🌍"}],
+        tool_calls=[ToolCall(name="f", arguments={"a": [1, 2.5, None, True]})],
+        name="bot",
+        metadata={"k": {"nested": ["x"]}},
+    )
+    assert decode_message(encode_message(m)) == m
+
+
+def test_codec_refuses_nul_but_not_an_escaped_backslash_u0000() -> None:
+    with pytest.raises(InvalidMessage, match="NUL character"):
+        encode_message(Message.user("a\x00b"))
+    with pytest.raises(InvalidMessage, match="NUL character"):
+        encode_message(Message.user("x", metadata={"k": "\\\x00"}))
+    assert b"u0000" in encode_message(Message.user("the text \\u0000 is harmless"))
+
+
+def test_codec_size_limit_is_16_mib() -> None:
+    overhead = len(encode_message(Message.user("", id="m")))
+    assert len(encode_message(Message.user("x" * (MAX_MESSAGE_BYTES - overhead), id="m")))
+    with pytest.raises(InvalidMessage, match="the limit is 16,777,216"):
+        encode_message(Message.user("x" * (MAX_MESSAGE_BYTES - overhead + 1), id="m"))
+
+
+def test_check_batch_refuses_bad_batches() -> None:
+    m = Message.user("x")
+    for bad, why in [([], "empty list"), ([m, m], "appears twice"), (["x"], "not a Message")]:
+        with pytest.raises(InvalidMessage, match=why):
+            check_batch(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidMessage, match="use append_message"):
+        check_batch(m)
+
+
+def test_decode_names_where_the_damage_is() -> None:
+    with pytest.raises(CorruptedData, match="at sessions/x.jsonl line 7"):
+        decode_message(b'{"role": "robot"}', where="sessions/x.jsonl line 7")
+
+
+def test_with_seq_is_what_model_copy_makes_and_leaves_the_message_alone() -> None:
+    m = Message.user("hi", metadata={"k": [1]})
+    stored = with_seq(m, 7)
+    assert stored == m.model_copy(update={"seq": 7})
+    assert stored.seq == 7 and m.seq is None
+    assert "seq" in stored.model_fields_set and "seq" not in m.model_fields_set
+    assert stored.model_dump() == {**m.model_dump(), "seq": 7}
+    assert type(stored) is Message and stored is not m
+    assert with_seq(stored, None) == m  # and back
