@@ -7,7 +7,7 @@ import time
 
 import pytest
 from aixgo import Message
-from aixgo.errors import BackendError, BackendTimeout, ConfigError, ConflictError
+from aixgo.errors import BackendError, ConfigError, ConflictError
 from aixgo.session.codec import encode_message
 from aixgo.session.kit import (
     Option,
@@ -187,11 +187,6 @@ def test_stale_seq_is_a_conflict_with_both_numbers() -> None:
     assert isinstance(err, ConflictError)
     assert (err.expected_seq, err.actual_seq) == (2, 5)
     assert "has 5 messages, not 2" in str(err) and "re-read the history" in str(err)
-
-
-def test_backend_timeout_is_a_backend_error_and_a_timeout() -> None:
-    err = BackendTimeout("slow")
-    assert isinstance(err, BackendError) and isinstance(err, TimeoutError)
 
 
 def test_stamp_seq_writes_seq_into_the_encoders_json() -> None:
