@@ -165,6 +165,14 @@ def test_url_forms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         parse_url("file://$AIXGO_HOME/sessions")
 
 
+def test_a_repeated_option_is_refused_not_last_wins() -> None:
+    # Used to become durability=flush silently: the weaker guarantee, with no word said.
+    with pytest.raises(ConfigError, match="'durability' is given twice"):
+        parse_url("file:///x?durability=fsync&durability=flush")
+    with pytest.raises(ConfigError, match="given twice"):
+        FileBackend("file:///x?durability=fsync&durability=fsync")
+
+
 @pytest.mark.asyncio
 async def test_default_store_is_aixgo_home_sessions(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from aixgo import Message
-from aixgo.errors import BackendUnavailable, SessionNotFound
+from aixgo.errors import BackendTimeout, BackendUnavailable, SessionNotFound
 from aixgo.session import SessionManager
 from aixgo_backend_postgres import PostgresBackend, StatementTimeout
 
@@ -170,6 +170,8 @@ async def test_statement_timeout_is_a_typed_error(pg_url: str) -> None:
             with pytest.raises(StatementTimeout) as info:
                 await s.append_message(Message.user("slow"))
         assert "200 ms" in str(info.value)
+        # The core class every backend's timeouts share, so callers need no psycopg.
+        assert isinstance(info.value, BackendTimeout) and isinstance(info.value, TimeoutError)
         # Nothing was kept, and the backend works on.
         assert await s.get_messages() == []
         await s.append_message(Message.user("fast"))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aixgo import Message
+from aixgo import Message, errors
 from aixgo.errors import BackendUnavailable
 from aixgo.session import SessionManager, open_backend
 from aixgo_backend_redis import BackendTimeout
@@ -182,6 +182,7 @@ async def test_a_slow_server_is_a_typed_timeout_never_a_hang(tmp_path: Path) -> 
             elapsed = time.monotonic() - started
             assert 0.25 < elapsed < 1.5, elapsed  # one timeout, not one per retry
             assert isinstance(err.value, BackendUnavailable | TimeoutError)
+            assert isinstance(err.value, errors.BackendTimeout)  # the core class, too
             server.cli("client", "unpause")
             # Repeating the same message after a timeout never stores it twice.
             msg = Message.user("again")

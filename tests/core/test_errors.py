@@ -7,6 +7,8 @@ import json
 from aixgo.errors import (
     AixgoError,
     BackendClosed,
+    BackendError,
+    BackendTimeout,
     BackendUnavailable,
     CheckpointNotFound,
     ConfigError,
@@ -29,6 +31,7 @@ def test_error_tree_separates_mistakes_from_failures() -> None:
         CheckpointNotFound,
         ConflictError,
         BackendUnavailable,
+        BackendTimeout,
         BackendClosed,
         CorruptedData,
         PluginError,
@@ -36,6 +39,7 @@ def test_error_tree_separates_mistakes_from_failures() -> None:
         assert issubclass(failure, AixgoError) and not issubclass(failure, UsageError)
     assert issubclass(SessionNotFound, LookupError)
     assert issubclass(BackendUnavailable, ConnectionError)
+    assert issubclass(BackendTimeout, BackendError) and issubclass(BackendTimeout, TimeoutError)
     err = ConflictError("x", expected_seq=1, actual_seq=2)
     assert (err.expected_seq, err.actual_seq) == (1, 2)
     assert "list_checkpoints" in str(CheckpointNotFound("c", "s"))

@@ -16,26 +16,35 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from aixgo.errors import ConfigError
 from aixgo.message import Message
 from aixgo.session.backend import Capability
+from aixgo.session.kit import Option, choice, parse_options
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 from aixgo_backend_file.lease import Leases
 from aixgo_backend_file.pair import get_or_create
 from aixgo_backend_file.store import Store
 
-__all__ = ["DURABILITY", "FileBackend", "parse_url"]
+__all__ = ["DURABILITY", "OPTIONS", "FileBackend", "parse_url"]
 
 DURABILITY = ("flush", "fsync")
-_OPTIONS = {"durability": DURABILITY}
+#: The URL options of ``file://`` (see the module docs).
+OPTIONS = (
+    Option(
+        "durability",
+        choice(*DURABILITY),
+        "flush",
+        "flush: writes survive the process; fsync: they also survive power loss",
+    ),
+)
 
 
 def parse_url(url: str) -> tuple[Path, dict[str, str]]:
-    """The store directory and options of a ``file://`` URL; :class:`ConfigError` naming
-    what is wrong otherwise.
+    """The store directory and the options a ``file://`` URL gives; :class:`ConfigError`
+    naming what is wrong otherwise.
 
     >>> parse_url("file:///var/lib/app/sessions?durability=fsync")
     (PosixPath('/var/lib/app/sessions'), {'durability': 'fsync'})
@@ -43,8 +52,11 @@ def parse_url(url: str) -> tuple[Path, dict[str, str]]:
     scheme, sep, rest = url.partition("://")
     if scheme.lower() != "file" or not sep:
         raise ConfigError(f"not a file:// URL: {url!r}")
-    rest, _, _fragment = rest.partition("#")
-    raw_path, _, query = rest.partition("?")
+    options = parse_options(url, OPTIONS).values
+    return _directory(url, rest.partition("#")[0].partition("?")[0]), options
+
+
+def _directory(url: str, raw_path: str) -> Path:
     path = unquote(raw_path)
     if path.startswith("localhost/"):
         path = path[len("localhost") :]
@@ -64,18 +76,7 @@ def parse_url(url: str) -> tuple[Path, dict[str, str]]:
         )
     if "\x00" in path:
         raise ConfigError(f"{url!r}: the path contains a NUL character")
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-        allowed = _OPTIONS.get(key)
-        if allowed is None:
-            valid = ", ".join(f"{k}={'|'.join(v)}" for k, v in _OPTIONS.items())
-            raise ConfigError(f"unknown option {key!r} in {url!r}; valid options: {valid}")
-        if value not in allowed:
-            raise ConfigError(
-                f"{key}={value!r} in {url!r} is not valid; choose one of {', '.join(allowed)}"
-            )
-        options[key] = value
-    return Path(os.path.normpath(path)), options
+    return Path(os.path.normpath(path))
 
 
 class FileBackend:
@@ -106,7 +107,7 @@ class FileBackend:
     def __init__(self, url: str = "file://~/.aixgo/sessions") -> None:
         root, options = parse_url(url)
         self.url = url
-        self.durability = options.get("durability", "flush")
+        self.durability = options.get("durability", OPTIONS[0].default)
         self.store = Store(root, fsync=self.durability == "fsync")
         self.leases = Leases(self.store)
 

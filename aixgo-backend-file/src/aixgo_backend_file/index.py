@@ -138,62 +138,13 @@ class Index:
             return Page(items=[], next_cursor=None)
         count = os.fstat(fd).st_size // ENTRY
         hi = count if after is None else self._search(fd, count, after[0] + SLACK_US)
-        seen: set[str] = set()
-        found: list[tuple[int, str, SessionInfo]] = []
-        best: list[tuple[int, str]] = []  # min-heap of the limit+1 best keys found
-        # Once limit+1 sessions are found: the oldest one's time, less REFRESH_US. A row
-        # older than this cannot belong on the page, nor can any row of its session before
-        # it (a session's rows are written in time order), so it is passed over unresolved;
-        # and once a row is SLACK_US older still, no row before it can belong either.
-        skip_below = -1
-        stop_below = -1
-        # A session is never older than its rows, so with a cursor a row newer than the
-        # cursor is passed over unresolved too (its session's older rows still come up).
-        after_ts = after[0] if after is not None else 1 << 64
+        scan = _Scan(limit, after, resolve)
         while hi > 0:
             lo = max(0, hi - _SCAN)
-            raw = os.pread(fd, (hi - lo) * ENTRY, lo * ENTRY)
-            for pos in range((len(raw) // ENTRY - 1) * ENTRY, -1, -ENTRY):
-                try:
-                    ts = int(raw[pos : pos + 16], 16)
-                except ValueError:
-                    continue  # a damaged line (power loss); repair rewrites the file
-                if ts < skip_below:
-                    if ts < stop_below and _LINE.fullmatch(raw, pos, pos + ENTRY):
-                        hi = 0
-                        break
-                    continue
-                if ts > after_ts:
-                    continue  # its session is at least this new: on an earlier page
-                m = _LINE.fullmatch(raw, pos, pos + ENTRY)
-                if m is None:
-                    continue
-                sid = m.group(2).decode()
-                if sid in seen or (after is not None and (ts, sid) >= after):
-                    continue
-                seen.add(sid)
-                got = resolve(sid)
-                if got is None:
-                    continue
-                info, updated = got
-                sort_key = (updated, sid)
-                if after is not None and sort_key >= after:
-                    continue
-                found.append((*sort_key, info))
-                if len(best) <= limit:
-                    heapq.heappush(best, sort_key)
-                else:
-                    heapq.heappushpop(best, sort_key)
-                if len(best) > limit:
-                    skip_below = best[0][0] - REFRESH_US
-                    stop_below = skip_below - SLACK_US
-            else:
-                hi = lo
-        found.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        items = [row[2] for row in found[:limit]]
-        more = len(found) > limit
-        nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
-        return Page(items=items, next_cursor=nxt)
+            if scan.lines(os.pread(fd, (hi - lo) * ENTRY, lo * ENTRY)):
+                break
+            hi = lo
+        return scan.page()
 
     def _search(self, fd: int, count: int, ts: int) -> int:
         """The number of lines up to the first one newer than ``ts`` (lines are in time
@@ -216,3 +167,70 @@ def _take_back(fd: int, written: int) -> None:
     with contextlib.suppress(OSError):
         if os.fstat(fd).st_size == end:
             os.ftruncate(fd, end - written)
+
+
+class _Scan:
+    """One listing page's search through an index file's lines, newest first."""
+
+    def __init__(self, limit: int, after: tuple[int, str] | None, resolve: Resolve) -> None:
+        self.limit = limit
+        self.after = after
+        self.resolve = resolve
+        self.seen: set[str] = set()
+        self.found: list[tuple[int, str, SessionInfo]] = []
+        self.best: list[tuple[int, str]] = []  # min-heap of the limit+1 best keys found
+        # Once limit+1 sessions are found: the oldest one's time, less REFRESH_US. A row
+        # older than this cannot belong on the page, nor can any row of its session before
+        # it (a session's rows are written in time order), so it is passed over unresolved;
+        # and once a row is SLACK_US older still, no row before it can belong either.
+        self.skip_below = -1
+        self.stop_below = -1
+        # A session is never older than its rows, so with a cursor a row newer than the
+        # cursor is passed over unresolved too (its session's older rows still come up).
+        self.after_ts = after[0] if after is not None else 1 << 64
+
+    def lines(self, raw: bytes) -> bool:
+        """Take in a block of whole lines; True once no older line can be on the page."""
+        for pos in range((len(raw) // ENTRY - 1) * ENTRY, -1, -ENTRY):
+            try:
+                ts = int(raw[pos : pos + 16], 16)
+            except ValueError:
+                continue  # a damaged line (power loss); repair rewrites the file
+            if ts < self.skip_below:
+                if ts < self.stop_below and _LINE.fullmatch(raw, pos, pos + ENTRY):
+                    return True
+                continue
+            if ts > self.after_ts:
+                continue  # its session is at least this new: on an earlier page
+            m = _LINE.fullmatch(raw, pos, pos + ENTRY)
+            if m is not None:
+                self._row(ts, m.group(2).decode())
+        return False
+
+    def _row(self, ts: int, sid: str) -> None:
+        after = self.after
+        if sid in self.seen or (after is not None and (ts, sid) >= after):
+            return
+        self.seen.add(sid)
+        got = self.resolve(sid)
+        if got is None:
+            return
+        info, updated = got
+        sort_key = (updated, sid)
+        if after is not None and sort_key >= after:
+            return
+        self.found.append((*sort_key, info))
+        if len(self.best) <= self.limit:
+            heapq.heappush(self.best, sort_key)
+        else:
+            heapq.heappushpop(self.best, sort_key)
+        if len(self.best) > self.limit:
+            self.skip_below = self.best[0][0] - REFRESH_US
+            self.stop_below = self.skip_below - SLACK_US
+
+    def page(self) -> Page[SessionInfo]:
+        found = sorted(self.found, key=lambda row: (row[0], row[1]), reverse=True)
+        items = [row[2] for row in found[: self.limit]]
+        more = len(found) > self.limit
+        nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        return Page(items=items, next_cursor=nxt)

@@ -48,7 +48,8 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message
-from aixgo.session.codec import check_repeat, decode_message, stored_copy, with_seq
+from aixgo.session.codec import check_repeat, decode_at, stored_copy
+from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
 from aixgo_backend_file import record
@@ -59,7 +60,6 @@ from aixgo_backend_file.state import (
     CHUNK,
     ID_WINDOW,
     IDX,
-    NULL_SEQ,
     Touch,
     fsync_dir,
     id_hash,
@@ -315,10 +315,7 @@ class SessionLog(Recovery):
                 f"{self.path}, line {line}: message record {ordinal + 1} fails its checksum "
                 "(the disk returned damaged data); run `aixgo file repair`"
             )
-        data = head.data
-        if data.endswith(NULL_SEQ):
-            return decode_message(data[:-5] + b"%d}" % seq, self.path)
-        return with_seq(decode_message(data, self.path), seq)
+        return decode_at(head.data, seq, self.path)
 
     def _message_at(self, ordinal: int, seq: int) -> Message:
         raw = os.pread(self._idx(), IDX.size, ordinal * IDX.size)
@@ -369,15 +366,10 @@ class SessionLog(Recovery):
         if len(messages) == 1:
             return self._append_one(messages[0], encoded[0], expected_seq, now, touch, sync)
         hashes = [id_hash(m.id) for m in messages]
-        known: dict[str, Message] = {}
-        if self.count:
-            for m, h in zip(messages, hashes, strict=True):
-                found = self.find(m, h)
-                if found is not None:
-                    known[m.id] = check_repeat(self.id, found, m)
+        known = self._known(messages, hashes) if self.count else {}
         length = self.lin.length
         if len(known) < len(messages) and expected_seq is not None and expected_seq != length:
-            raise self._conflict(expected_seq, length)
+            raise stale_seq(self.id, expected_seq, length)
         if known:
             fresh = [i for i, m in enumerate(messages) if m.id not in known]
             if not fresh:
@@ -385,25 +377,11 @@ class SessionLog(Recovery):
         else:
             fresh = list(range(len(messages)))
         ts = self.updated if self.updated > now else now
-        branch, first = self.lin.head, length + 1
-        last = first + len(fresh) - 1
-        lines: list[bytes] = []
-        entries: list[bytes] = []
-        offset = self.size
-        meta_size = self.meta_size
-        pack = IDX.pack
-        fmt = record.MESSAGE  # record.message_payload and record.line, inlined: a hot path
-        seq = first
-        for i in fresh:
-            payload = fmt % (branch, first, seq, last, ts, hashes[i], encoded[i])
-            ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
-            lines.append(ln)
-            entries.append(pack(offset, len(ln), branch, hashes[i], ts, meta_size))
-            offset += len(ln)
-            seq += 1
-        self._write_log(lines[0] if len(lines) == 1 else b"".join(lines))
+        first = length + 1
+        lines, entries = self._batch_lines(fresh, encoded, hashes, first, ts)
+        self._write_log(lines)
         if sync:
-            self._sync_to(offset)
+            self._sync_to(self.size + len(lines))
         window = self.window
         if window is not None:
             for k, i in enumerate(fresh):
@@ -411,25 +389,42 @@ class SessionLog(Recovery):
         self.count += len(fresh)
         self.lin.append(len(fresh))
         self.updated = ts
-        self.size = offset
+        self.size += len(lines)
         self.lines += len(fresh)
         self._info = None
         touch(self, ts)
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
-        write_all(idx_fd, entries[0] if len(entries) == 1 else b"".join(entries))
-        if not known:
-            if len(messages) == 1:
-                return [stored_copy(messages[0], first)]
-            return [stored_copy(m, first + k) for k, m in enumerate(messages)]
-        out: list[Message] = []
-        seq = first
-        for m in messages:
-            if m.id in known:
-                out.append(known[m.id])
-            else:
-                out.append(stored_copy(m, seq))
-                seq += 1
-        return out
+        write_all(idx_fd, entries)
+        return _stored(messages, known, first)
+
+    def _known(self, messages: Sequence[Message], hashes: list[int]) -> dict[str, Message]:
+        """The stored copies of the batch's messages already in the history, by id."""
+        known: dict[str, Message] = {}
+        for m, h in zip(messages, hashes, strict=True):
+            found = self.find(m, h)
+            if found is not None:
+                known[m.id] = check_repeat(self.id, found, m)
+        return known
+
+    def _batch_lines(
+        self, fresh: list[int], encoded: list[bytes], hashes: list[int], first: int, ts: int
+    ) -> tuple[bytes, bytes]:
+        """The log lines and ``.idx`` entries of a batch's fresh messages, numbered from
+        ``first`` on the head branch."""
+        branch, last = self.lin.head, first + len(fresh) - 1
+        lines: list[bytes] = []
+        entries: list[bytes] = []
+        offset = self.size
+        meta_size = self.meta_size
+        pack = IDX.pack
+        fmt = record.MESSAGE  # record.message_payload and record.line, inlined: a hot path
+        for seq, i in enumerate(fresh, first):
+            payload = fmt % (branch, first, seq, last, ts, hashes[i], encoded[i])
+            ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
+            lines.append(ln)
+            entries.append(pack(offset, len(ln), branch, hashes[i], ts, meta_size))
+            offset += len(ln)
+        return b"".join(lines), b"".join(entries)
 
     def _append_one(
         self,
@@ -448,7 +443,7 @@ class SessionLog(Recovery):
                 return [check_repeat(self.id, found, message)]
         seq = self.lin.length + 1
         if expected_seq is not None and expected_seq != seq - 1:
-            raise self._conflict(expected_seq, seq - 1)
+            raise stale_seq(self.id, expected_seq, seq - 1)
         ts = self.updated if self.updated > now else now
         branch = self.lin.head
         payload = record.MESSAGE % (branch, seq, seq, seq, ts, idhash, data)
@@ -474,14 +469,6 @@ class SessionLog(Recovery):
         idx_fd = self.idx_fd if self.idx_fd is not None else self._idx()
         write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, self.meta_size))
         return [stored_copy(message, seq)]
-
-    def _conflict(self, expected_seq: int, length: int) -> ConflictError:
-        return ConflictError(
-            f"session {self.id!r} has {length} messages, not {expected_seq}: "
-            "another writer appended first; re-read the history and retry",
-            expected_seq=expected_seq,
-            actual_seq=length,
-        )
 
     def add_checkpoint(self, checkpoint_id: str, label: str | None, now: int) -> Checkpoint:
         if checkpoint_id in self.checkpoints:
@@ -615,3 +602,19 @@ def _compare(path: str, want_fd: int, unit: int) -> str:
     if have_size > want_size:
         return f"runs past the log ({have_size} bytes, {want_size} expected)"
     return ""
+
+
+def _stored(messages: Sequence[Message], known: dict[str, Message], first: int) -> list[Message]:
+    """What a batch append returns: the stored copy of each repeat, and each fresh message
+    numbered from ``first`` on."""
+    if not known:
+        return [stored_copy(m, first + k) for k, m in enumerate(messages)]
+    out: list[Message] = []
+    seq = first
+    for m in messages:
+        if m.id in known:
+            out.append(known[m.id])
+        else:
+            out.append(stored_copy(m, seq))
+            seq += 1
+    return out

@@ -203,37 +203,15 @@ class Recovery(LogState):
                 self._check_message(head, batch, pos)
                 batch.append((pos, line_end - pos, head))
                 if head.seq == head.last:
-                    for off, length, h in batch:
-                        self._apply_message(h.idhash, h.ts)
-                        if self.count > disk_idx:
-                            idx_out.append(
-                                IDX.pack(off, length, h.branch, h.idhash, h.ts, self.meta_size)
-                            )
-                    self.lines += len(batch)
+                    idx_out += self._apply_batch(batch, disk_idx)
                     self.size = line_end
                     batch = []
             else:
                 if batch:
                     self._corrupt(pos, "a record interrupts a batch of messages")
-                try:
-                    rec = json.loads(parsed.payload)
-                    rec.get("t")
-                except (ValueError, AttributeError):
-                    self._corrupt(pos, "the record is not JSON")
-                if self.lines == 0 and rec.get("t") != "session":
-                    self._corrupt(pos, "the first record is not a session header")
-                if self.lines and rec.get("t") == "session":
-                    self._corrupt(pos, "a second session header")
-                try:
-                    self._apply_other(rec, pos)
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    self._corrupt(pos, "the record lacks fields its type needs")
-                if self.lines:
-                    meta_line = b"%016x " % pos + buf[rel : parsed.end]
-                    self.meta_size += len(meta_line)
-                    if self.meta_size > disk_meta:
-                        meta_out.append(meta_line)
-                self.lines += 1
+                meta_line = self._apply_record(parsed.payload, pos, buf[rel : parsed.end])
+                if meta_line is not None and self.meta_size > disk_meta:
+                    meta_out.append(meta_line)
                 self.size = line_end
             pos = line_end
         # A half-written batch (the log ends inside it) was never acknowledged: drop it whole.
@@ -245,6 +223,41 @@ class Recovery(LogState):
         self._update_sidecars(idx_out, meta_out, disk_idx, disk_meta)
         if torn or idx_out or meta_out:
             self._note(touch)  # the crashed writer may not have reached the indexes
+
+    def _apply_batch(
+        self, batch: list[tuple[int, int, record.MessageHead]], disk_idx: int
+    ) -> list[bytes]:
+        """Apply a whole batch of message records; the ``.idx`` entries the disk lacks."""
+        out: list[bytes] = []
+        for off, length, h in batch:
+            self._apply_message(h.idhash, h.ts)
+            if self.count > disk_idx:
+                out.append(IDX.pack(off, length, h.branch, h.idhash, h.ts, self.meta_size))
+        self.lines += len(batch)
+        return out
+
+    def _apply_record(self, payload: bytes, pos: int, line: bytes) -> bytes | None:
+        """Apply the non-message record ``line`` at ``pos``; its ``.meta`` line (``None``
+        for the session header, which has none)."""
+        try:
+            rec = json.loads(payload)
+            rec.get("t")
+        except (ValueError, AttributeError):
+            self._corrupt(pos, "the record is not JSON")
+        if self.lines == 0 and rec.get("t") != "session":
+            self._corrupt(pos, "the first record is not a session header")
+        if self.lines and rec.get("t") == "session":
+            self._corrupt(pos, "a second session header")
+        try:
+            self._apply_other(rec, pos)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self._corrupt(pos, "the record lacks fields its type needs")
+        self.lines += 1
+        if self.lines == 1:
+            return None
+        meta_line = b"%016x " % pos + line
+        self.meta_size += len(meta_line)
+        return meta_line
 
     def _check_torn(self, pos: int, end: int) -> None:
         """A record at ``pos`` does not check out. If a valid record follows it, this is

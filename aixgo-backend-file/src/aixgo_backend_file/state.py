@@ -31,7 +31,6 @@ __all__ = [
     "CHUNK",
     "IDX",
     "ID_WINDOW",
-    "NULL_SEQ",
     "LogState",
     "Touch",
     "fsync_dir",
@@ -48,7 +47,6 @@ IDX = struct.Struct("<QIIQqQ")
 #: a process appends to.
 ID_WINDOW = 65_536
 CHUNK = 4 << 20  # the most one read brings in, bar one huge record
-NULL_SEQ = b',"seq":null}'
 
 #: Called after records are written and before sidecars: ``(log, updated_at_micros)``.
 Touch = Callable[["LogState", int], None]

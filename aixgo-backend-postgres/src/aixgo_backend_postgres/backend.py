@@ -32,6 +32,7 @@ from aixgo.message import Message
 from aixgo.session.backend import Capability
 from aixgo.session.codec import check_batch, check_repeat, decode_message, stored_copy
 from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -276,7 +277,7 @@ class PostgresBackend:
                 _raise_missing(exc, session_id)
                 if exc.sqlstate == _CONFLICT:
                     actual = int(exc.diag.message_primary or 0)
-                    raise _conflict(session_id, expected_seq, actual) from None
+                    raise stale_seq(session_id, expected_seq, actual) from None
                 if exc.sqlstate not in (_REPLAY, _UNIQUE_VIOLATION):
                     raise
             # Part of the batch was stored before (a retry): the careful way, which returns
@@ -302,7 +303,7 @@ class PostgresBackend:
             elif pos == 0:
                 base = seq
             else:
-                raise _conflict(session_id, expected_seq, seq)
+                raise stale_seq(session_id, expected_seq, seq)
         out: list[Message] = []
         for i, m in enumerate(messages):
             if i in known:
@@ -506,15 +507,6 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
 def _json_array(encoded: list[bytes]) -> str:
     # One text parameter (see statements.py: "append").
     return (b"[" + b",".join(encoded) + b"]").decode()
-
-
-def _conflict(session_id: str, expected: int | None, actual: int) -> ConflictError:
-    return ConflictError(
-        f"session {session_id!r} has {actual} messages, not {expected}: another writer "
-        "appended first; re-read the history and retry",
-        expected_seq=expected,
-        actual_seq=actual,
-    )
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:

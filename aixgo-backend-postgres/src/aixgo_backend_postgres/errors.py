@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from aixgo.errors import BackendError, ConfigError
+from aixgo.errors import BackendTimeout, ConfigError
 
 __all__ = ["SchemaVersionError", "StatementTimeout"]
 
 
-class StatementTimeout(BackendError):
+class StatementTimeout(BackendTimeout):
     """A statement ran longer than ``statement_timeout_ms`` (or waited longer than the
-    server's ``lock_timeout``) and was cancelled; nothing it was doing was kept."""
+    server's ``lock_timeout``) and was cancelled; nothing it was doing was kept. An
+    :class:`aixgo.errors.BackendTimeout`, so also a :class:`TimeoutError`."""
 
 
 class SchemaVersionError(ConfigError):

@@ -21,74 +21,35 @@ never silently does nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import psycopg
 from aixgo.errors import ConfigError
+from aixgo.session.kit import Option, boolean, integer, matching, parse_options, seconds
 from aixgo.session.redaction import Redactor, escape_userinfo
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["OUR_OPTIONS", "PostgresOptions", "libpq_keywords", "parse_url"]
+__all__ = ["OPTIONS", "PostgresOptions", "libpq_keywords", "parse_url"]
 
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"URL option {name}={raw!r} must be a whole number of at least 1")
-    return value
-
-
-def _count(name: str, raw: str) -> int:
-    return 0 if raw == "0" else _positive_int(name, raw)
-
-
-def _seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 86_400:
-        raise ConfigError(f"URL option {name}={raw!r} must be a number of seconds above 0")
-    return value
-
-
-def _bool(name: str, raw: str) -> bool:
-    low = raw.lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(f"URL option {name}={raw!r} must be true or false")
-
-
-def _schema(name: str, raw: str) -> str:
-    if not _SCHEMA.fullmatch(raw):
-        raise ConfigError(
-            f"URL option {name}={raw[:80]!r} is not a schema name we accept: use letters, "
-            "digits and _ (at most 63, not starting with a digit), e.g. schema=aixgo"
-        )
-    return raw
-
-
-#: Our URL options and how each is parsed; libpq never sees these.
-OUR_OPTIONS: dict[str, Callable[[str, str], Any]] = {
-    "schema": _schema,
-    "pool_min_size": _count,
-    "pool_max_size": _positive_int,
-    "pool_timeout": _seconds,
-    "statement_timeout_ms": _positive_int,
-    "retries": _count,
-    "migrate": _bool,
-}
+#: Our URL options; libpq never sees these.
+OPTIONS: tuple[Option[Any], ...] = (
+    Option("schema", matching(_SCHEMA, "is not a schema name we accept: use letters, digits "
+           "and _ (at most 63, not starting with a digit), e.g. schema=aixgo"), "public",
+           "the schema holding our tables (created if missing)"),
+    Option("pool_min_size", integer(0), 1, "connections kept open"),
+    Option("pool_max_size", integer(1), 10, "most connections at once"),
+    Option("pool_timeout", seconds(0.001, 86_400), 30.0,
+           "seconds to wait for a free connection"),
+    Option("statement_timeout_ms", integer(1), None, "per-statement limit on the server"),
+    Option("retries", integer(0), 3, "retries of an operation after a dropped connection"),
+    Option("migrate", boolean, True, "upgrade the schema on open (false: only check it)"),
+)  # fmt: skip
+_DEFAULT = {o.name: o.default for o in OPTIONS}
 
 
 def libpq_keywords() -> frozenset[str]:
@@ -100,17 +61,17 @@ def libpq_keywords() -> frozenset[str]:
 class PostgresOptions:
     """A parsed URL. ``conninfo`` holds the password and is never shown; ``shown`` is the URL
     as error messages may print it, and ``redactor`` scrubs the password from libpq's and the
-    server's messages."""
+    server's messages. The other fields are :data:`OPTIONS`, with the same defaults."""
 
     conninfo: str = field(repr=False)
     shown: str
-    schema: str = "public"
-    pool_min_size: int = 1
-    pool_max_size: int = 10
-    pool_timeout: float = 30.0
-    statement_timeout_ms: int | None = None
-    retries: int = 3
-    migrate: bool = True
+    schema: str = _DEFAULT["schema"]
+    pool_min_size: int = _DEFAULT["pool_min_size"]
+    pool_max_size: int = _DEFAULT["pool_max_size"]
+    pool_timeout: float = _DEFAULT["pool_timeout"]
+    statement_timeout_ms: int | None = _DEFAULT["statement_timeout_ms"]
+    retries: int = _DEFAULT["retries"]
+    migrate: bool = _DEFAULT["migrate"]
     redactor: Redactor = field(default_factory=lambda: Redactor(""), repr=False, compare=False)
 
 
@@ -124,6 +85,28 @@ def parse_url(url: str) -> PostgresOptions:
     True
     """
     redactor = Redactor(url)
+    parts = _split(url, redactor)
+    # libpq's values are passed on exactly as written: libpq percent-decodes them itself and
+    # takes "+" literally, which a decode/re-encode round trip through urllib would not keep.
+    found = parse_options(url, OPTIONS, passthrough=libpq_keywords(), form=False)
+    ours = found.with_defaults(OPTIONS)
+    if ours["pool_min_size"] > ours["pool_max_size"]:
+        raise ConfigError(f"pool_min_size is above pool_max_size in {redactor.shown!r}")
+    params = _libpq_params(parts, found.passed, redactor)
+    params["options"] = _server_settings(params.get("options"), ours["statement_timeout_ms"])
+    # Without a limit an unreachable host would hang open() for the OS TCP timeout.
+    params.setdefault("connect_timeout", "10")
+    password = params.get("password")
+    return PostgresOptions(
+        conninfo=make_conninfo("", **params),
+        shown=redactor.shown,
+        # The password as libpq decoded it, should a message quote that form.
+        redactor=Redactor(url, str(password)) if password else redactor,
+        **ours,
+    )
+
+
+def _split(url: str, redactor: Redactor) -> SplitResult:
     shown = redactor.shown
     try:
         # libpq ends the password at its first '@': a raw one is percent-encoded first.
@@ -138,48 +121,22 @@ def parse_url(url: str) -> PostgresOptions:
             f"{shown!r} holds a '#', which a PostgreSQL URL has no use for: in a password "
             "or option value write it as %23"
         )
-    ours: dict[str, Any] = {}
-    theirs: list[str] = []
-    known = libpq_keywords()
-    # libpq's values are passed on exactly as written: libpq percent-decodes them itself and
-    # takes "+" literally, which a decode/re-encode round trip through urllib would not keep.
-    for item in filter(None, parts.query.split("&")):
-        raw_key, eq, raw_value = item.partition("=")
-        key = unquote(raw_key)
-        if key in OUR_OPTIONS:
-            if key in ours:
-                raise ConfigError(f"URL option {key} is given twice in {shown!r}")
-            ours[key] = OUR_OPTIONS[key](key, unquote(raw_value))
-        elif key in known and eq:
-            theirs.append(item)
-        else:
-            raise ConfigError(
-                f"unknown URL option {key!r} in {shown!r}. Ours: {', '.join(OUR_OPTIONS)}; "
-                f"libpq's: {', '.join(sorted(known))}"
-            )
-    if ours.get("pool_min_size", 1) > ours.get("pool_max_size", 10):
-        raise ConfigError(f"pool_min_size is above pool_max_size in {shown!r}")
-    # libpq parses the URL itself (host lists, percent-escapes, unix sockets); we only took
-    # our options out of the query.
+    return parts
+
+
+def _libpq_params(parts: SplitResult, items: tuple[str, ...], redactor: Redactor) -> dict[str, Any]:
+    """libpq's reading of the URL without our options: libpq parses host lists,
+    percent-escapes and unix sockets itself."""
+    query = "&".join(items)
     # Built by hand: urlunsplit would turn "postgresql:///db" (no host) into "postgresql:/db".
-    query = "&".join(theirs)
     bare = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     try:
-        params = conninfo_to_dict(bare)
+        return conninfo_to_dict(bare)
     except psycopg.Error as exc:
         # libpq's message may quote the whole URL, password included.
-        raise ConfigError(f"invalid PostgreSQL URL {shown!r}: {redactor(str(exc))}") from None
-    params["options"] = _server_settings(params.get("options"), ours.get("statement_timeout_ms"))
-    # Without a limit an unreachable host would hang open() for the OS TCP timeout.
-    params.setdefault("connect_timeout", "10")
-    password = params.get("password")
-    return PostgresOptions(
-        conninfo=make_conninfo("", **params),
-        shown=shown,
-        # The password as libpq decoded it, should a message quote that form.
-        redactor=Redactor(url, str(password)) if password else redactor,
-        **ours,
-    )
+        raise ConfigError(
+            f"invalid PostgreSQL URL {redactor.shown!r}: {redactor(str(exc))}"
+        ) from None
 
 
 def _server_settings(user_options: Any, statement_timeout_ms: int | None) -> str:

@@ -3,20 +3,21 @@
 A connection can die under an operation (server restart, failover, ``pg_terminate_backend``,
 a proxy timing out). Every operation of the backend is safe to run twice: appends are
 idempotent by message id, and the others recognise their own earlier attempt (the ``attempt``
-argument tells them it is a retry). So a dropped connection is retried, a bounded number of
-times with growing pauses, after the pool has weeded out its other dead connections.
+argument tells them it is a retry). So a dropped connection is retried ``retries`` times under
+core's :class:`~aixgo.session.kit.RetryPolicy` (growing pauses with jitter), each retry after
+the pool has weeded out its other dead connections.
 Everything else is translated into aixgo's errors, with the password scrubbed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
 from aixgo.errors import AixgoError, BackendError, BackendUnavailable
+from aixgo.session.kit import RetryPolicy
 from psycopg_pool import PoolTimeout
 
 from aixgo_backend_postgres.connections import Connections
@@ -75,24 +76,33 @@ async def run(
     op: Callable[[Conn, int], Awaitable[T]],
 ) -> T:
     """``await op(conn, attempt)`` on a pooled connection, retrying dropped connections."""
-    attempt = 0
-    while True:
-        conn: Conn | None = None
+    conn: Conn | None = None  # the connection the last attempt ran on, if it got one
+
+    async def attempt(n: int) -> T:
+        nonlocal conn
+        if n:
+            # A dropped connection rarely comes alone (restart, failover): test the idle
+            # ones so the retry does not pick another dead one.
+            await connections.check()
+        conn = None
+        conn, since = await connections.take()
         try:
-            conn, since = await connections.take()
-            try:
-                return await op(conn, attempt)
-            finally:
-                await connections.give(conn, since)
-        except psycopg.Error as exc:
-            if attempt >= opts.retries or not is_transient(exc, conn):
-                raise translate(exc, opts) from None
-            # A lost connection warns once per operation; contention and later attempts are routine.
-            quiet = attempt > 0 or exc.sqlstate in ("40001", "40P01")
-            _log.log(logging.DEBUG if quiet else logging.WARNING, "PostgreSQL at %s: %s; retrying",
-                     opts.shown, opts.redactor(str(exc).strip()) or type(exc).__name__)  # fmt: skip
-        attempt += 1
-        # A dropped connection rarely comes alone (restart, failover): test the idle ones
-        # so the retry does not pick another dead one.
-        await connections.check()
-        await asyncio.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))
+            return await op(conn, n)
+        finally:
+            await connections.give(conn, since)
+
+    def transient(exc: Exception) -> bool:
+        return isinstance(exc, psycopg.Error) and is_transient(exc, conn)
+
+    def retrying(exc: Exception, attempt: int) -> None:
+        # A lost connection warns once per operation; contention and later attempts are routine.
+        assert isinstance(exc, psycopg.Error)  # transient() said so
+        quiet = attempt > 0 or exc.sqlstate in ("40001", "40P01")
+        _log.log(logging.DEBUG if quiet else logging.WARNING, "PostgreSQL at %s: %s; retrying",
+                 opts.shown, opts.redactor(str(exc).strip()) or type(exc).__name__)  # fmt: skip
+
+    policy = RetryPolicy(deadline=None, attempts=opts.retries)
+    try:
+        return await policy.run(attempt, transient, retrying)
+    except psycopg.Error as exc:
+        raise translate(exc, opts) from None

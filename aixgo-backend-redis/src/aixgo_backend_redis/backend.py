@@ -38,6 +38,7 @@ from aixgo.message import Message
 from aixgo.session.backend import Capability
 from aixgo.session.codec import check_batch, check_repeat, encode_message, stored_copy, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
 
@@ -306,12 +307,7 @@ class RedisBackend:
                     check_repeat(session_id, stored, messages[int(reply[j]) - 1])
                 reply = await self._session("append", session_id, expected, *args[1:])
             if reply[0] == b"conflict":
-                raise ConflictError(
-                    f"session {session_id!r} has {reply[1]} messages, not {expected_seq}: "
-                    "another writer appended first; re-read the history and retry",
-                    expected_seq=expected_seq,
-                    actual_seq=int(reply[1]),
-                )
+                raise stale_seq(session_id, expected_seq, int(reply[1]))
             if self._inline != "1":
                 await self._index(reply[4], session_id, int(reply[2]))
             return reply

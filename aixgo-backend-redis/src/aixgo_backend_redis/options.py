@@ -21,29 +21,63 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from aixgo.errors import ConfigError
+from aixgo.session.kit import Option, boolean, integer, parse_options, seconds
+from aixgo.session.kit import options as kit
 from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
 
-__all__ = ["SCHEMES", "RedisOptions", "parse_url"]
+__all__ = ["OPTIONS", "SCHEMES", "RedisOptions", "parse_url"]
 
 #: The URL schemes this package registers.
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 
-_COMMON = ("prefix", "ttl", "pool_size", "timeout", "connect_timeout", "retry_window")
-_TLS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_cert_reqs",
-        "ssl_check_hostname")  # fmt: skip
-_VALID = {
-    "redis": (*_COMMON, "db"),
-    "rediss": (*_COMMON, "db", *_TLS),
-    "unix": (*_COMMON, "db"),
-    "redis+cluster": (*_COMMON, "tls", *_TLS),
-}
 # A prefix sits in front of every key; braces would move the cluster hash tag into it, and
 # whitespace or control characters make keys painful to inspect with redis-cli.
 _PREFIX = re.compile(r"[!-z|~]{1,100}")
-_CERT_REQS = ("none", "optional", "required")
+
+
+def _ttl(raw: str) -> int | None:
+    return integer(0, 10 * 365 * 86_400)(raw) or None  # 0: keep forever
+
+
+_COMMON: tuple[Option[Any], ...] = (
+    Option("prefix", kit.matching(_PREFIX, "must be 1-100 printable ASCII characters without "
+           "spaces or braces (braces would move the cluster hash tag)"), "aixgo:",
+           "prepended to every key; lets several applications share one Redis"),
+    Option("ttl", _ttl, None, "sliding expiry in seconds: every write renews every key of "
+           "the session; 0 (the default): keep"),
+    Option("pool_size", integer(1, 10_000), 50, "connections per server; when all are busy "
+           "a call waits up to timeout for one"),
+    Option("timeout", seconds(0.001, 3600), 5.0,
+           "seconds one command may take before it fails with BackendTimeout"),
+    Option("connect_timeout", seconds(0.001, 3600), 5.0, "seconds a connection may take"),
+    Option("retry_window", seconds(0, 3600), 10.0,
+           "seconds during which an operation retries, with backoff, while Redis is unreachable"),
+)  # fmt: skip
+_DB = Option("db", integer(0, 1_000_000), 0, "the database number")
+_TLS = Option("tls", boolean, False, "TLS to every node (redis+cluster://; rediss:// has it)")
+_SSL: tuple[Option[Any], ...] = (
+    Option("ssl_ca_certs", kit.path, None, "CA bundle the server's certificate is checked with"),
+    Option("ssl_certfile", kit.path, None, "client certificate"),
+    Option("ssl_keyfile", kit.path, None, "client key"),
+    Option("ssl_password", kit.text, None, "the client key's password"),
+    Option("ssl_cert_reqs", kit.choice("none", "optional", "required"), None,
+           "whether the server's certificate is required"),
+    Option("ssl_check_hostname", boolean, None, "whether it must name the host"),
+)  # fmt: skip
+_SSL_NAMES = frozenset(o.name for o in _SSL)
+#: The URL options of each scheme. ssl_* are in every table so that using them without TLS
+#: gets an error that says how to turn TLS on.
+OPTIONS: dict[str, tuple[Option[Any], ...]] = {
+    "redis": (*_COMMON, _DB, *_SSL),
+    "rediss": (*_COMMON, _DB, *_SSL),
+    "unix": (*_COMMON, _DB, *_SSL),
+    "redis+cluster": (*_COMMON, _TLS, *_SSL),
+}
+_DEFAULT = {o.name: o.default for o in (*_COMMON, _DB, _TLS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +88,17 @@ class RedisOptions:
     scheme: str
     hosts: list[tuple[str, int]] = field(default_factory=list)
     unix_path: str | None = None
-    db: int = 0
+    db: int = _DEFAULT["db"]
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    #: Prepended to every key; lets several applications share one Redis.
-    prefix: str = "aixgo:"
-    #: Sliding expiry in seconds: every write renews every key of the session. None: keep.
-    ttl: int | None = None
-    #: Connections per server; when all are busy a call waits up to ``timeout`` for one.
-    pool_size: int = 50
-    #: Seconds one command may take before it fails with BackendTimeout.
-    timeout: float = 5.0
-    connect_timeout: float = 5.0
-    #: Seconds during which an operation retries, with backoff, while Redis is unreachable.
-    retry_window: float = 10.0
-    tls: bool = False
+    # The options of OPTIONS (see their descriptions there), with the same defaults.
+    prefix: str = _DEFAULT["prefix"]
+    ttl: int | None = _DEFAULT["ttl"]
+    pool_size: int = _DEFAULT["pool_size"]
+    timeout: float = _DEFAULT["timeout"]
+    connect_timeout: float = _DEFAULT["connect_timeout"]
+    retry_window: float = _DEFAULT["retry_window"]
+    tls: bool = _DEFAULT["tls"]
     ssl: dict[str, str | bool | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -89,9 +119,9 @@ class RedisOptions:
 def parse_url(url: str) -> RedisOptions:
     """The :class:`RedisOptions` of ``url``; :class:`ConfigError` if anything is off."""
     shown = redact_url(url)
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
-    if not sep or scheme not in _VALID:
+    if not sep or scheme not in OPTIONS:
         raise ConfigError(f"{shown!r} is not a Redis URL; schemes: {', '.join(SCHEMES)}")
     # Parsed with its user name and password percent-encoded, so urllib reads it right; the
     # options keep the URL as given.
@@ -102,16 +132,33 @@ def parse_url(url: str) -> RedisOptions:
             f"{shown!r} holds a '#', which a Redis URL has no use for: in a password or "
             "option value write it as %23"
         )
-    query = rest.partition("?")[2]
-    opts = _query(query, scheme, shown)
-    kw: dict[str, object] = {"url": url, "scheme": scheme}
+    given = parse_options(url, OPTIONS[scheme]).values
+    ssl = {name: value for name, value in given.items() if name in _SSL_NAMES}
+    for name in ssl:
+        del given[name]
+    db = given.pop("db", None)
+    kw = {**given, **_address(scheme, rest, db, url)}
+    kw["tls"] = scheme == "rediss" or kw.get("tls", False)
+    if ssl and not kw["tls"]:
+        raise ConfigError(_no_tls(scheme, next(iter(ssl)), shown))
+    return RedisOptions(url=url, scheme=scheme, ssl=ssl, **kw)
+
+
+def _no_tls(scheme: str, name: str, shown: str) -> str:
     if scheme == "redis+cluster":
-        netloc = rest.partition("?")[0].partition("/")[0]
+        return f"{shown!r} has ssl_* options but no TLS: add tls=true"
+    return f"{name} in {shown!r} needs TLS: use rediss:// (redis+cluster://...?tls=true)"
+
+
+def _address(scheme: str, rest: str, db: int | None, url: str) -> dict[str, Any]:
+    """Where to connect and as whom: hosts or a socket, the database, the credentials."""
+    shown = redact_url(url)
+    if scheme == "redis+cluster":
+        netloc, _, path = rest.partition("?")[0].partition("/")
         userinfo, _, hostlist = netloc.rpartition("@")
-        kw["hosts"] = [_host(h, shown) for h in hostlist.split(",")]
-        path = rest.partition("?")[0].partition("/")[2]
         if path:
             raise ConfigError(f"{shown!r}: Redis Cluster has only database 0; drop '/{path}'")
+        where: dict[str, Any] = {"hosts": [_host(h, shown) for h in hostlist.split(",")]}
     else:
         try:
             parts = urlsplit(f"{scheme}://{rest}")
@@ -120,75 +167,36 @@ def parse_url(url: str) -> RedisOptions:
             raise ConfigError(f"{shown!r} is not a valid URL: {Redactor(url)(str(exc))}") from None
         userinfo = parts.netloc.rpartition("@")[0]
         if scheme == "unix":
-            if not parts.path:
-                raise ConfigError(f"{shown!r} names no socket; write unix:///path/to/redis.sock")
-            kw["unix_path"] = unquote(parts.path)
-            kw["db"] = _int(opts.pop("db", "0"), "db", shown, 0, 1_000_000)
+            where = {"unix_path": _socket(parts.path, shown), "db": db or 0}
         else:
-            kw["hosts"] = [(parts.hostname or "localhost", port or 6379)]
-            db = parts.path.lstrip("/") or opts.get("db", "0")
-            if parts.path.lstrip("/") and "db" in opts:
-                raise ConfigError(f"{shown!r} gives the database twice (path and db=)")
-            opts.pop("db", None)
-            kw["db"] = _int(db, "db", shown, 0, 1_000_000)
-    if userinfo:
-        user, colon, password = userinfo.partition(":")
-        kw["username"] = unquote(user) or None
-        kw["password"] = unquote(password) if colon else None
-    if "prefix" in opts:
-        prefix = opts.pop("prefix")
-        if not _PREFIX.fullmatch(prefix):
-            raise ConfigError(
-                f"prefix {prefix!r} in {shown!r} must be 1-100 printable ASCII characters "
-                "without spaces or braces (braces would move the cluster hash tag)"
-            )
-        kw["prefix"] = prefix
-    if "ttl" in opts:
-        ttl = _int(opts.pop("ttl"), "ttl", shown, 0, 10 * 365 * 86_400)
-        kw["ttl"] = ttl or None
-    if "pool_size" in opts:
-        kw["pool_size"] = _int(opts.pop("pool_size"), "pool_size", shown, 1, 10_000)
-    for name in ("timeout", "connect_timeout", "retry_window"):
-        if name in opts:
-            low = 0.0 if name == "retry_window" else 0.001
-            kw[name] = _float(opts.pop(name), name, shown, low, 3600.0)
-    kw["tls"] = scheme == "rediss" or _bool(opts.pop("tls", "false"), "tls", shown)
-    ssl: dict[str, str | bool | None] = {}
-    for name in _TLS:
-        if name not in opts:
-            continue
-        value = opts.pop(name)
-        if name == "ssl_check_hostname":
-            ssl[name] = _bool(value, name, shown)
-        elif name == "ssl_cert_reqs":
-            if value not in _CERT_REQS:
-                raise ConfigError(f"{name} in {shown!r} must be one of {', '.join(_CERT_REQS)}")
-            ssl[name] = value
-        else:
-            ssl[name] = value
-    if ssl and not kw["tls"]:
-        raise ConfigError(f"{shown!r} has ssl_* options but no TLS: add tls=true")
-    kw["ssl"] = ssl
-    assert not opts, opts  # every valid option was consumed above
-    return RedisOptions(**kw)  # type: ignore[arg-type]  # keys match the dataclass fields
+            where = {"hosts": [(parts.hostname or "localhost", port or 6379)]}
+            where["db"] = _db(parts.path.lstrip("/"), db, shown)
+    return {**where, **_credentials(userinfo)}
 
 
-def _query(query: str, scheme: str, shown: str) -> dict[str, str]:
-    valid = _VALID[scheme]
-    opts: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in _TLS and key not in valid:
-            raise ConfigError(
-                f"{key} in {shown!r} needs TLS: use rediss:// (redis+cluster://...?tls=true)"
-            )
-        if key not in valid:
-            raise ConfigError(
-                f"unknown option {key!r} in {shown!r}; valid options: {', '.join(valid)}"
-            )
-        if key in opts:
-            raise ConfigError(f"option {key!r} is given twice in {shown!r}")
-        opts[key] = value
-    return opts
+def _socket(raw: str, shown: str) -> str:
+    if not raw:
+        raise ConfigError(f"{shown!r} names no socket; write unix:///path/to/redis.sock")
+    return unquote(raw)
+
+
+def _db(in_path: str, option: int | None, shown: str) -> int:
+    """The database named by the URL's path or its ``db=`` option (not both)."""
+    if not in_path:
+        return option or 0
+    if option is not None:
+        raise ConfigError(f"{shown!r} gives the database twice (path and db=)")
+    try:
+        return _DB.parse(in_path)
+    except ValueError as exc:
+        raise ConfigError(f"db in {shown!r} {exc}") from None
+
+
+def _credentials(userinfo: str) -> dict[str, str | None]:
+    if not userinfo:
+        return {}
+    user, colon, password = userinfo.partition(":")
+    return {"username": unquote(user) or None, "password": unquote(password) if colon else None}
 
 
 def _host(text: str, shown: str) -> tuple[str, int]:
@@ -196,32 +204,3 @@ def _host(text: str, shown: str) -> tuple[str, int]:
     if m is None:
         raise ConfigError(f"{shown!r}: {text!r} is not a host[:port]")
     return m.group(1).strip("[]"), int(m.group(2) or 6379)
-
-
-def _int(text: str, name: str, shown: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ConfigError(f"{name} in {shown!r} must be a whole number from {low} to {high}")
-    return value
-
-
-def _float(text: str, name: str, shown: str, low: float, high: float) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:  # also refuses nan
-        raise ConfigError(f"{name} in {shown!r} must be a number of seconds from {low} to {high}")
-    return value
-
-
-def _bool(text: str, name: str, shown: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} in {shown!r} must be true or false")

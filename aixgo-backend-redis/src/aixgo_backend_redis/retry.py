@@ -3,7 +3,8 @@
 Policy (one place, so every operation behaves alike):
 
 * Connection failures (refused, reset, a server still loading its data, a cluster
-  re-sharding or failing over) are retried with capped exponential backoff and jitter for up
+  re-sharding or failing over) are retried under core's
+  :class:`~aixgo.session.kit.RetryPolicy` (capped exponential backoff and jitter) for up
   to ``retry_window`` seconds, then raised as :class:`BackendUnavailable`. Retrying is safe
   because every write is idempotent server-side: appends by message id, creates by the
   fresh session or checkpoint id (see ``retried`` below).
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aixgo import errors
 from aixgo.errors import BackendError, BackendUnavailable, CorruptedData
+from aixgo.session.kit import RetryPolicy
 from aixgo.session.redaction import Redactor
 from redis import exceptions as rx
 
@@ -49,9 +51,16 @@ _TRANSIENT: tuple[type[Exception], ...] = (
 _FATAL: tuple[type[Exception], ...] = (rx.AuthenticationError, rx.AuthorizationError)
 
 
-class BackendTimeout(BackendUnavailable, TimeoutError):
-    """Redis did not answer within the configured ``timeout``. The operation may or may not
-    have taken effect; repeating it is safe (appends are idempotent by message id)."""
+class BackendTimeout(errors.BackendTimeout, BackendUnavailable):
+    """Redis did not answer within the configured ``timeout``: an
+    :class:`aixgo.errors.BackendTimeout` (so a :class:`TimeoutError`), and still the
+    :class:`BackendUnavailable` it has always been. The operation may or may not have taken
+    effect; repeating it is safe (appends are idempotent by message id)."""
+
+
+def _is_transient(exc: Exception) -> bool:
+    # AuthenticationError is a ConnectionError in redis-py, and a timeout is not retried.
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, (*_FATAL, rx.TimeoutError))
 
 
 class Retrier:
@@ -76,8 +85,7 @@ class Retrier:
         self.timeout = timeout
         # redis-py's messages are its own: they may quote what they were given.
         self._scrub = redactor.describe
-        self._base = base
-        self._cap = cap
+        self._policy = RetryPolicy(deadline=window, base=base, cap=cap)
         self._slots = asyncio.Semaphore(slots)
 
     def unavailable(self, what: str, exc: BaseException) -> BackendUnavailable:
@@ -104,43 +112,35 @@ class Retrier:
 
     async def run(self, what: str, op: Callable[[bool], Awaitable[T]]) -> T:
         """``await op(retried)`` until it succeeds, fails for good, or the window closes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.window
-        attempt = 0
-        slots = self._slots
-        while True:
-            if slots.locked():  # all busy: wait, but no longer than a command may take
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        await slots.acquire()
-                except TimeoutError:
-                    raise BackendTimeout(
-                        f"no free connection to Redis at {self.shown_url} for {what} within "
-                        f"{self.timeout:g} s: all pool_size= connections stayed busy; raise "
-                        "pool_size or timeout, or make fewer calls at once"
-                    ) from None
-            else:
-                await slots.acquire()  # free: returns at once
+
+        async def attempt(n: int) -> T:
+            await self._take_slot(what)
             try:
-                return await op(attempt > 0)
-            except rx.TimeoutError as exc:
-                raise self.error(what, exc) from exc
-            except _FATAL as exc:
-                raise self.error(what, exc) from exc
-            except _TRANSIENT as exc:
-                failure = exc
-            except rx.RedisError as exc:
-                raise self.error(what, exc) from exc
+                return await op(n > 0)
             finally:
-                slots.release()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise self.unavailable(what, failure) from failure
+                self._slots.release()
+
+        def retrying(failure: Exception, attempt: int) -> None:
             # One warning per operation that has to retry; its later attempts at debug.
             level = logging.WARNING if attempt == 0 else logging.DEBUG
             _log.log(level, "Redis at %s: %s failed (%s); retrying", self.shown_url, what,
                      self._scrub(failure))  # fmt: skip
-            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - spreads reconnects, not crypto
-            # The last attempt is made at the deadline, not one backoff step before it.
-            await asyncio.sleep(min(remaining, self._cap, self._base * 2**attempt * jitter))
-            attempt += 1
+
+        try:
+            return await self._policy.run(attempt, _is_transient, retrying)
+        except rx.RedisError as exc:
+            raise self.error(what, exc) from exc
+
+    async def _take_slot(self, what: str) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return
+        try:  # all busy: wait, but no longer than a command may take
+            async with asyncio.timeout(self.timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise BackendTimeout(
+                f"no free connection to Redis at {self.shown_url} for {what} within "
+                f"{self.timeout:g} s: all pool_size= connections stayed busy; raise "
+                "pool_size or timeout, or make fewer calls at once"
+            ) from None

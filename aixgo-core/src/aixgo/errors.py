@@ -4,6 +4,13 @@ Developer mistakes (bad identifiers, bad arguments, bad configuration) derive fr
 :class:`UsageError`, which is also a :class:`ValueError`; runtime failures (a missing
 session, a lost race, an unreachable store) do not, so callers can tell "fix your code"
 apart from "handle this at run time". Every message says what was wrong and what to do.
+
+Store failures are each a :class:`BackendError`: :class:`BackendUnavailable` (cannot reach the
+store), :class:`BackendTimeout` (the store did not answer in time; the operation may or may
+not have happened, and repeating an append is safe), :class:`BackendClosed` and
+:class:`CorruptedData`. A lost ``expected_seq`` race is a :class:`ConflictError` carrying
+``expected_seq`` and ``actual_seq`` (backends build it with
+:func:`aixgo.session.kit.stale_seq`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ __all__ = [
     "MessageIdConflict",
     "BackendError",
     "BackendUnavailable",
+    "BackendTimeout",
     "BackendClosed",
     "CorruptedData",
     "NotStarted",
@@ -111,6 +119,12 @@ class BackendError(AixgoError):
 
 class BackendUnavailable(BackendError, ConnectionError):
     """The store cannot be reached or opened. The message names the URL, never a password."""
+
+
+class BackendTimeout(BackendError, TimeoutError):
+    """The store did not answer within its configured time limit (a command timeout, a
+    statement timeout, no free connection in time). The operation may or may not have taken
+    effect; every backend write is idempotent, so repeating the same call is safe."""
 
 
 class BackendClosed(BackendError):

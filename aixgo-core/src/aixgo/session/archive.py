@@ -240,45 +240,17 @@ def _read(lines: Iterable[str | bytes], source: str) -> Iterator[_Pending]:
     pending: _Pending | None = None
     seen_header = False
     for n, rec in _records(lines, source):
-
-        def bad(problem: str, line: int = n) -> NoReturn:
-            raise InvalidArgument(f"{source}, line {line}: {problem}")
-
         kind = rec.get("type")
-        if not seen_header:
-            if kind != "header" or rec.get("format") != FORMAT:
-                bad(f"not an aixgo session archive (the first line must be a {FORMAT} header)")
-            if rec.get("version") != VERSION:
-                bad(f"archive version {rec.get('version')!r}; this aixgo reads {VERSION}")
-            seen_header = True
-            continue
-        if kind == "session":
-            if pending is not None:
-                bad("a session starts before the previous one ended")
-        elif kind in ("message", "checkpoint", "end"):
-            if pending is None or rec.get("session_id") != pending.info.id:
-                bad(f"a {kind} record outside its session")
-        else:
-            bad(f"unknown record type {kind!r}")
         try:
-            if kind == "session":
-                pending = _Pending(_session(rec["session"]), n)
-            elif kind == "end":
-                assert pending is not None
-                _end(rec, pending)
-            else:
-                assert pending is not None
-                _add(kind, rec, pending)
+            if not seen_header:
+                _check_header(rec)
+                seen_header = True
+                continue
+            _check_place(kind, rec, pending)
+            pending = _apply(kind, rec, pending, n)
         except _Refused as exc:
-            bad(str(exc))
-        except RecursionError:
-            bad(f"{kind} record nested too deeply")
-        except (AixgoError, ValidationError, KeyError, TypeError, ValueError) as exc:
-            # ValueError covers what pydantic's serializer and the codecs raise for text that
-            # no store keeps (lone surrogates, say) when they do not raise an aixgo error.
-            bad(f"malformed {kind} record: {_why(exc)}")
+            raise InvalidArgument(f"{source}, line {n}: {exc}") from None
         if kind == "end":
-            assert pending is not None
             yield pending
             pending = None
     if not seen_header:
@@ -288,6 +260,46 @@ def _read(lines: Iterable[str | bytes], source: str) -> Iterator[_Pending]:
             f"{source}: the session that starts on line {pending.line} has no end line; "
             "the archive is cut short (nothing of that session was imported)"
         )
+
+
+def _check_header(rec: dict[str, Any]) -> None:
+    if rec.get("type") != "header" or rec.get("format") != FORMAT:
+        raise _Refused(f"not an aixgo session archive (the first line must be a {FORMAT} header)")
+    if rec.get("version") != VERSION:
+        raise _Refused(f"archive version {rec.get('version')!r}; this aixgo reads {VERSION}")
+
+
+def _check_place(kind: Any, rec: dict[str, Any], pending: _Pending | None) -> None:
+    """Refuse a record that does not belong where it stands."""
+    if kind == "session":
+        if pending is not None:
+            raise _Refused("a session starts before the previous one ended")
+    elif kind in ("message", "checkpoint", "end"):
+        if pending is None or rec.get("session_id") != pending.info.id:
+            raise _Refused(f"a {kind} record outside its session")
+    else:
+        raise _Refused(f"unknown record type {kind!r}")
+
+
+def _apply(kind: str, rec: dict[str, Any], pending: _Pending | None, line: int) -> _Pending:
+    """The session being read, with the record (in its place) taken in."""
+    try:
+        if kind == "session":
+            return _Pending(_session(rec["session"]), line)
+        assert pending is not None
+        if kind == "end":
+            _end(rec, pending)
+        else:
+            _add(kind, rec, pending)
+        return pending
+    except _Refused:
+        raise
+    except RecursionError:
+        raise _Refused(f"{kind} record nested too deeply") from None
+    except (AixgoError, ValidationError, KeyError, TypeError, ValueError) as exc:
+        # ValueError covers what pydantic's serializer and the codecs raise for text that
+        # no store keeps (lone surrogates, say) when they do not raise an aixgo error.
+        raise _Refused(f"malformed {kind} record: {_why(exc)}") from None
 
 
 def _records(lines: Iterable[str | bytes], source: str) -> Iterator[tuple[int, Any]]:

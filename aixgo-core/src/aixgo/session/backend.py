@@ -19,7 +19,8 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
   another role or content is a :class:`ConflictError`, and a batch holding one stores nothing.
 * ``expected_seq=n`` means "I last saw n messages": if the current history does not have
   exactly ``n`` messages (and the batch is not an idempotent repeat), raise
-  :class:`ConflictError` and store nothing.
+  :class:`ConflictError` and store nothing; build it with
+  :func:`aixgo.session.kit.stale_seq` so every backend says it alike.
 * Appending or restoring sets ``updated_at`` to the current time (never earlier than before)
   and ``message_count`` to the new history length.
 * A checkpoint names the first ``seq`` messages of the current history *as they are now*.
@@ -35,9 +36,15 @@ Semantics every backend must keep (the conformance kit :mod:`aixgo.testing` chec
   other tasks of the event loop.
 * Unknown session → :class:`SessionNotFound`; unknown checkpoint, or one of another session →
   :class:`CheckpointNotFound`; any call after ``close()`` → :class:`BackendClosed`;
-  an unreachable store → :class:`BackendUnavailable` (URL shown without its password).
+  an unreachable store → :class:`BackendUnavailable` (URL shown without its password); a
+  store that did not answer within its time limit → :class:`~aixgo.errors.BackendTimeout`
+  (the operation may or may not have happened; repeating it is safe).
 * Secrets never reach a message or a repr: show the URL as ``Redactor(url).shown`` and pass
   a client library's messages through the redactor (:mod:`aixgo.session.redaction`).
+
+What every backend needs beyond this (strict URL options, one retry policy,
+:func:`~aixgo.session.kit.stale_seq`, ``seq`` stamping of stored JSON) is in
+:mod:`aixgo.session.kit`.
 
 Cost rules: append is O(batch), ``get_messages(last=n)`` is O(n) whatever the history length,
 a checkpoint is O(1), listing is paginated. Never rewrite a whole history or index per message.

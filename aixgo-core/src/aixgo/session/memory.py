@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from aixgo.errors import BackendClosed, CheckpointNotFound, ConflictError, SessionNotFound
 from aixgo.message import Message, utc_now
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, decode_message
+from aixgo.session.codec import check_batch, check_repeat, decode_at
 from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.kit.conflict import stale_seq
 from aixgo.session.lineage import Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
@@ -41,7 +42,7 @@ class _Stored:
 
     def message(self, branch: int, seq: int) -> Message:
         fork = self.lineage.branches[branch].fork_seq
-        return decode_message(self.own[branch][seq - fork - 1]).model_copy(update={"seq": seq})
+        return decode_at(self.own[branch][seq - fork - 1], seq)
 
     def live(self, message_id: str) -> Message | None:
         """The message with this id in the current history, if it is there."""
@@ -192,12 +193,7 @@ class MemoryBackend:
         }
         fresh = [(m, data) for m, data in zip(messages, encoded, strict=True) if m.id not in known]
         if fresh and expected_seq is not None and expected_seq != lin.length:
-            raise ConflictError(
-                f"session {session_id!r} has {lin.length} messages, not {expected_seq}: "
-                "another writer appended first; re-read the history and retry",
-                expected_seq=expected_seq,
-                actual_seq=lin.length,
-            )
+            raise stale_seq(session_id, expected_seq, lin.length)
         out: list[Message] = []
         if fresh:
             branch, seq = lin.append(len(fresh))

@@ -47,6 +47,7 @@ from aixgo.message import Message
 from aixgo.session.backend import Capability
 from aixgo.session.codec import check_batch, check_repeat, decode_message, with_seq
 from aixgo.session.cursor import decode_cursor, encode_cursor
+from aixgo.session.kit.conflict import stale_seq
 from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from aixgo.session.url import redact_url
@@ -333,12 +334,7 @@ class SimpleBackend:
                 (m, data) for m, data in zip(messages, encoded, strict=True) if m.id not in out
             ]
             if fresh and expected_seq is not None and expected_seq != lin.length:
-                raise ConflictError(
-                    f"session {session_id!r} has {lin.length} messages, not {expected_seq}: "
-                    "another writer appended first; re-read the history and retry",
-                    expected_seq=expected_seq,
-                    actual_seq=lin.length,
-                )
+                raise stale_seq(session_id, expected_seq, lin.length)
             if fresh:
                 branch, first = lin.append(len(fresh))
                 rows = [MessageRow(branch, first + i, m.id, d) for i, (m, d) in enumerate(fresh)]

@@ -1,0 +1,60 @@
+"""The backend author's toolkit: what every session backend needs, written once.
+
+Use these instead of writing your own; ``file://``, ``redis://`` and ``postgresql://`` do.
+
+* URL options (:mod:`aixgo.session.kit.options`): describe each option as an :class:`Option`
+  (name, typed parser, default, description) and call :func:`parse_options` once at open. It
+  refuses unknown and repeated options with a :class:`~aixgo.errors.ConfigError` showing the
+  URL without secrets, and can pass a driver's own keywords through untouched. Parsers:
+  :func:`boolean`, :func:`integer`, :func:`seconds`, :func:`choice`, :func:`matching`,
+  :func:`text`, :func:`path`.
+* Retries (:mod:`aixgo.session.kit.retry`): :class:`RetryPolicy`, capped exponential backoff
+  with jitter under a deadline; your code says which failures are transient.
+* Errors: :func:`stale_seq`, the :class:`~aixgo.errors.ConflictError` of an ``expected_seq``
+  that no longer holds; :class:`~aixgo.errors.BackendTimeout` for a store that did not answer
+  in time.
+* Stored messages: :func:`stamp_seq` writes ``seq`` into a message's stored JSON, and
+  :func:`decode_at` reads stored JSON back as message ``seq`` of a history
+  (:mod:`aixgo.session.codec`, with ``check_batch``, ``check_repeat`` and ``stored_copy``).
+* Secrets: :class:`Redactor` and :func:`redact_url` (:mod:`aixgo.session.redaction`) show a
+  URL, and scrub a driver's messages, without passwords.
+"""
+
+from aixgo.errors import BackendTimeout
+from aixgo.session.codec import decode_at, stamp_seq
+from aixgo.session.kit.conflict import stale_seq
+from aixgo.session.kit.options import (
+    Option,
+    UrlOptions,
+    boolean,
+    choice,
+    integer,
+    matching,
+    parse_options,
+    path,
+    seconds,
+    text,
+)
+from aixgo.session.kit.retry import RetryPolicy
+from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
+
+__all__ = [
+    "BackendTimeout",
+    "Option",
+    "Redactor",
+    "RetryPolicy",
+    "UrlOptions",
+    "boolean",
+    "choice",
+    "decode_at",
+    "escape_userinfo",
+    "integer",
+    "matching",
+    "parse_options",
+    "path",
+    "redact_url",
+    "seconds",
+    "stale_seq",
+    "stamp_seq",
+    "text",
+]

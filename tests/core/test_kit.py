@@ -1,0 +1,201 @@
+"""The backend toolkit: strict URL options, the retry policy, stale_seq and seq stamping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aixgo import Message
+from aixgo.errors import BackendError, ConfigError, ConflictError
+from aixgo.session.codec import encode_message
+from aixgo.session.kit import (
+    Option,
+    RetryPolicy,
+    boolean,
+    choice,
+    decode_at,
+    integer,
+    matching,
+    parse_options,
+    path,
+    seconds,
+    stale_seq,
+    stamp_seq,
+    text,
+)
+
+TABLE = (
+    Option("ttl", integer(0, 100), None, "expiry"),
+    Option("fast", boolean, False, "skip flushing"),
+    Option("timeout", seconds(0.001, 60), 5.0, "per command"),
+    Option("mode", choice("a", "b"), "a", "how"),
+    Option("name", matching(r"[a-z]{1,8}", "must be 1-8 lowercase letters"), "x", "a name"),
+    Option("password", text, None, "a secret"),
+    Option("ca", path, None, "a file"),
+)
+
+
+def test_given_options_are_parsed_and_the_rest_default() -> None:
+    found = parse_options("s://h/db?ttl=7&fast=YES&timeout=0.5&mode=b&name=abc&ca=/c.pem", TABLE)
+    assert found.values == {
+        "ttl": 7, "fast": True, "timeout": 0.5, "mode": "b", "name": "abc", "ca": "/c.pem",
+    }  # fmt: skip
+    assert parse_options("s://h", TABLE).with_defaults(TABLE)["timeout"] == 5.0
+    assert parse_options("s://h?password=a+b", TABLE).values["password"] == "a b"
+    assert parse_options("s://h?password=a+b", TABLE, form=False).values["password"] == "a+b"
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("tll=1", "unknown option 'tll'"),
+        ("tll=1", "valid options: ttl, fast, timeout"),
+        ("ttl=1&ttl=1", "option 'ttl' is given twice"),
+        ("mode=a&mode=b", "given twice"),
+        ("ttl=101", "ttl in 's://u:***@h?ttl=101' must be a whole number from 0 to 100"),
+        ("ttl=x", "whole number"),
+        ("fast=maybe", "must be true or false"),
+        ("timeout=nan", "number of seconds from 0.001 to 60"),
+        ("timeout=0", "number of seconds"),
+        ("mode=c", "choose one of a, b"),
+        ("name=ABC", "1-8 lowercase letters"),
+        ("ca=", "file path"),
+    ],
+)
+def test_unknown_repeated_and_bad_options_are_config_errors(query: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_options(f"s://u:hunter2@h?{query}", TABLE)
+    assert says in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_bad_secret_value_is_not_repeated_in_the_error() -> None:
+    table = (Option("ssl_password", choice("x"), None),)
+    with pytest.raises(ConfigError) as err:
+        parse_options("s://h?ssl_password=hunter2", table)
+    assert "hunter2" not in str(err.value)
+
+
+def test_passthrough_items_come_back_as_written() -> None:
+    found = parse_options(
+        "pg://h/db?sslmode=require&ttl=3&application_name=a+b%20c&sslmode=disable",
+        TABLE,
+        passthrough={"sslmode", "application_name"},
+        form=False,
+    )
+    assert found.values == {"ttl": 3}
+    assert found.passed == ("sslmode=require", "application_name=a+b%20c", "sslmode=disable")
+    with pytest.raises(ConfigError, match="passed on to the driver: application_name, sslmode"):
+        parse_options("pg://h?colour=red", TABLE, passthrough={"sslmode", "application_name"})
+
+
+def test_a_raw_password_with_a_question_mark_in_a_query_value_is_not_the_query() -> None:
+    assert parse_options("s://u:p@ss@h?ttl=3", TABLE).values == {"ttl": 3}
+    assert parse_options("s://h?ttl=3#frag", TABLE).values == {"ttl": 3}
+
+
+class Flaky(Exception):
+    pass
+
+
+def test_pauses_grow_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(base=0.1, cap=1.0, jitter=0.5)
+    for n in range(6):
+        assert min(1.0, 0.05 * 2**n) <= policy.pause(n) <= min(1.0, 0.1 * 2**n)
+    assert policy.pause(10_000) == 1.0  # no float overflow however long it retries
+
+
+@pytest.mark.asyncio
+async def test_transient_failures_are_retried_until_success() -> None:
+    seen: list[int] = []
+
+    async def op(attempt: int) -> str:
+        seen.append(attempt)
+        if attempt < 3:
+            raise Flaky
+        return "done"
+
+    policy = RetryPolicy(deadline=5, base=0.001, cap=0.01)
+    assert await policy.run(op, lambda e: isinstance(e, Flaky)) == "done"
+    assert seen == [0, 1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_on_retry_hears_of_each_retry_but_not_the_last_failure() -> None:
+    heard: list[tuple[object, int]] = []
+
+    async def op(attempt: int) -> None:
+        raise Flaky(attempt)
+
+    policy = RetryPolicy(deadline=None, attempts=2, base=0.001)
+    with pytest.raises(Flaky):
+        await policy.run(op, lambda e: True, lambda e, n: heard.append((e.args[0], n)))
+    assert heard == [(0, 0), (1, 1)]
+
+
+@pytest.mark.asyncio
+async def test_other_failures_are_raised_at_once() -> None:
+    calls = 0
+
+    async def op(attempt: int) -> None:
+        nonlocal calls
+        calls += 1
+        raise BackendError("refused")
+
+    with pytest.raises(BackendError):
+        await RetryPolicy(deadline=5).run(op, lambda e: isinstance(e, Flaky))
+    assert calls == 1
+
+
+@pytest.mark.asyncio
+async def test_the_deadline_and_the_attempt_count_end_retrying() -> None:
+    async def op(attempt: int) -> None:
+        raise Flaky(attempt)
+
+    started = time.monotonic()
+    with pytest.raises(Flaky):
+        await RetryPolicy(deadline=0.3, base=0.05, cap=0.1).run(op, lambda e: True)
+    assert 0.25 < time.monotonic() - started < 1.0  # the last attempt is at the deadline
+    with pytest.raises(Flaky) as err:
+        await RetryPolicy(deadline=None, attempts=2, base=0.001).run(op, lambda e: True)
+    assert err.value.args == (2,)
+    with pytest.raises(Flaky) as err:
+        await RetryPolicy(deadline=0, base=0.001).run(op, lambda e: True)
+    assert err.value.args == (0,)
+
+
+@pytest.mark.asyncio
+async def test_cancellation_is_never_retried_or_swallowed() -> None:
+    attempts = 0
+
+    async def op(attempt: int) -> None:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(RetryPolicy(deadline=5).run(op, lambda e: True))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts == 1
+
+
+def test_stale_seq_is_a_conflict_with_both_numbers() -> None:
+    err = stale_seq("s1", 2, 5)
+    assert isinstance(err, ConflictError)
+    assert (err.expected_seq, err.actual_seq) == (2, 5)
+    assert "has 5 messages, not 2" in str(err) and "re-read the history" in str(err)
+
+
+def test_stamp_seq_writes_seq_into_the_encoders_json() -> None:
+    m = Message.user('ends like "seq":null}', metadata={"seq": None})
+    data = encode_message(m)
+    assert data.endswith(b',"seq":null}')
+    stamped = stamp_seq(data, 42)
+    assert decode_at(data, 42) == m.model_copy(update={"seq": 42})
+    assert stamped.endswith(b',"seq":42}')
+    stored = encode_message(m.model_copy(update={"seq": 3}))
+    assert stamp_seq(stored, 9) is stored  # not the encoder's unstored form: untouched
+    assert decode_at(stored, 9).seq == 9
