@@ -247,6 +247,22 @@ def test_the_database_file_is_private(sqlite_url: str) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("round_", range(8))
+async def test_many_openers_of_a_new_sqlite_file_all_open(sqlite_url: str, round_: int) -> None:
+    # Switching a new file to WAL fails at once ("database is locked") while another opener
+    # switches it; every opener must still open (seen as a BackendUnavailable in CI).
+    url = f"{sqlite_url.rsplit('/', 1)[0]}/race{round_}.db"
+    managers = [SessionManager(url) for _ in range(8)]
+    try:
+        await asyncio.gather(*(m.open() for m in managers))
+        await asyncio.gather(*(m.create("agent") for m in managers))
+        assert len((await managers[0].list(agent="agent")).items) == 8
+    finally:
+        for m in managers:
+            await m.close()
+
+
 def test_sqlite_plugin_module_fits_in_150_lines() -> None:
     source = EXAMPLE / "aixgo_backend_sqlite" / "__init__.py"
     assert len(source.read_text().splitlines()) <= 150

@@ -1,9 +1,9 @@
-"""``sqlite:///path/to/sessions.db``: sessions in one SQLite file (WAL mode, 0600), stored
-by aixgo's SimpleBackend. Writes are ``BEGIN IMMEDIATE``: processes sharing a file take turns."""
+"""``sqlite:///path/to/sessions.db``: sessions in one SQLite file (WAL, 0600) by SimpleBackend."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +20,7 @@ from aixgo.session.simple import HeadRow, MessageRow, SimpleBackend, SimpleStore
 
 __all__ = ["SqliteBackend", "SqliteStore", "aixgo_register_backends"]
 
-SCHEMA = """PRAGMA journal_mode=WAL; BEGIN IMMEDIATE;
+SCHEMA = """BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS heads (id TEXT PRIMARY KEY, agent TEXT NOT NULL, user_id TEXT,
     updated INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS heads_agent ON heads (agent, updated, id);
@@ -34,8 +34,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (session TEXT, id TEXT, data BLOB NOT NUL
 
 
 class SqliteStore(SimpleStore, StoreTransaction):
-    """One connection, used from one worker thread (so waiting for another process's lock
-    never blocks the event loop), one transaction at a time; it is its own transaction."""
+    """One connection on one worker thread (waiting for a lock never blocks the event loop)."""
 
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
 
@@ -53,8 +52,12 @@ class SqliteStore(SimpleStore, StoreTransaction):
             if self._db is None:  # first use, on the worker thread that keeps the connection
                 os.makedirs(os.path.dirname(self.path) or ".", 0o700, exist_ok=True)
                 os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-                self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-                self._db.executescript(SCHEMA)
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                # Fails at once while another opener switches; the file keeps the mode it set.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)  # its BEGIN IMMEDIATE waits for other writers
+                self._db = db  # only once ready: a failed first use is tried again whole
             if sql == "ROLLBACK" and not self._db.in_transaction:  # BEGIN or COMMIT failed
                 return []
             return self._db.execute(sql, args).fetchall()
@@ -124,8 +127,7 @@ class SqliteStore(SimpleStore, StoreTransaction):
 
     async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> bytes | None:
         sql = "SELECT data FROM checkpoints WHERE session = ? AND id = ?"
-        rows = await self._q(sql, (session_id, checkpoint_id))
-        return rows[0][0] if rows else None
+        return next((r[0] for r in await self._q(sql, (session_id, checkpoint_id))), None)
 
     async def list_checkpoints(self, session_id: str) -> list[bytes]:
         sql = "SELECT data FROM checkpoints WHERE session = ? ORDER BY rowid"
