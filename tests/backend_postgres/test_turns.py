@@ -1,11 +1,9 @@
-"""Many processes, one user (issue #21): get-or-create and turn leases on the real server,
-through several backends (each its own pool) and several processes."""
+"""Many processes, one user (issue #21) on the real server: what the conformance kit does not
+check (a store of schema version 2 migrated, an unreachable server); real processes racing
+run in tests/core/test_turns_shared.py."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -39,77 +37,6 @@ def fresh(agent: str = "bot", user: str = "u") -> SessionInfo:
 def test_the_backend_declares_both_capabilities() -> None:
     b = PostgresBackend("postgresql://h/db")
     assert isinstance(b, SessionPerUser) and isinstance(b, TurnLeases)
-
-
-WORKER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from aixgo.identifiers import new_id
-    from aixgo.message import utc_now
-    from aixgo.session import SessionInfo
-    from aixgo_backend_postgres import PostgresBackend
-
-    async def main(url):
-        b = PostgresBackend(url)
-        await b.open()
-        try:
-            now = utc_now()
-            calls = [
-                b.get_or_create_session(
-                    SessionInfo(id=new_id(), agent="bot", user_id="u", created_at=now,
-                                updated_at=now))
-                for _ in range(5)
-            ]
-            for info, created in await asyncio.gather(*calls):
-                print(info.id, int(created))
-        finally:
-            await b.close()
-
-    asyncio.run(main(sys.argv[1]))
-    """
-)
-
-
-@pytest.mark.asyncio
-async def test_processes_racing_get_or_create_make_one_session(pg_url: str) -> None:
-    async with backends(pg_url, 1):  # the schema exists before the race
-        pass
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, f"{pg_url}&pool_max_size=3",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]  # fmt: skip
-    outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
-    lines = [line.split() for out, _ in outs for line in out.decode().splitlines()]
-    assert len(lines) == 15
-    assert len({sid for sid, _ in lines}) == 1
-    assert sum(int(created) for _, created in lines) == 1
-
-
-# -- turn leases ------------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_tokens_strictly_increase_under_contention(pg_url: str) -> None:
-    async with backends(f"{pg_url}&pool_max_size=3", 2) as bs:
-        s = fresh()
-        await bs[0].create_session(s)
-        taken: list[int] = []
-
-        async def contend(owner: str, b: PostgresBackend) -> None:
-            for _ in range(10):
-                token = await b.acquire_turn(s.id, owner, 5)
-                if token is not None:
-                    taken.append(token)  # before the release: in acquisition order
-                    await b.release_turn(s.id, owner)
-                await asyncio.sleep(0)
-
-        await asyncio.gather(*(contend(f"o{i}", bs[i % 2]) for i in range(4)))
-        assert len(taken) >= 4
-        assert taken == sorted(set(taken))
 
 
 @pytest.mark.asyncio

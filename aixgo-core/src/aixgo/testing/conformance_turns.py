@@ -169,6 +169,24 @@ class TurnsConformance(ConformanceBase):
         assert tokens[-1] < after_expiry < taken
 
     @pytest.mark.asyncio
+    async def test_tokens_strictly_increase_under_contention(self, backend: Backend) -> None:
+        store = leases(backend)
+        s = await new_session(SessionManager(backend))
+        taken: list[int] = []
+
+        async def contend(owner: str) -> None:
+            for _ in range(15):
+                token = await store.acquire_turn(s.id, owner, 30.0)
+                if token is not None:
+                    taken.append(token)  # before the release: in the order they were taken
+                    await store.release_turn(s.id, owner)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(contend(f"owner-{i}") for i in range(6)))
+        assert len(taken) >= 6
+        assert taken == sorted(set(taken))
+
+    @pytest.mark.asyncio
     async def test_leases_are_per_session(self, backend: Backend) -> None:
         store = leases(backend)
         mgr = SessionManager(backend)
