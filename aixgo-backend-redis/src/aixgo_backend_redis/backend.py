@@ -297,11 +297,11 @@ class RedisBackend:
         args: list[str | int] = [f"?{expected}" if len(messages) > 1 else expected]
         for m, data in zip(messages, encoded, strict=True):
             args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
-        where = self.keys.session(session_id)[2]
 
         async def op(retried: bool) -> list[Any]:
             reply = await self._session("append", session_id, *args)
             if reply[0] == b"known":
+                where = self.keys.session(session_id)[2]
                 for j in range(2, len(reply), 3):
                     stored = rows.message(reply[j + 2], int(reply[j + 1]), where)
                     check_repeat(session_id, stored, messages[int(reply[j]) - 1])
@@ -317,6 +317,7 @@ class RedisBackend:
         if len(reply) == 5:  # nothing was stored already: the common case
             return [stored_copy(m, seq + i) for i, m in enumerate(messages)]
         known: dict[int, Message] = {}
+        where = self.keys.session(session_id)[2]
         for j in range(5, len(reply), 3):
             i = int(reply[j]) - 1
             # One message: nothing was written, so a reused id is refused here.
