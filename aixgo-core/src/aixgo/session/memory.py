@@ -95,6 +95,9 @@ class MemoryBackend:
 
     async def create_session(self, info: SessionInfo) -> None:
         await asyncio.sleep(0)
+        self._insert(info)
+
+    def _insert(self, info: SessionInfo) -> None:
         self._check_open()
         if info.id in self._sessions:
             raise ConflictError(f"session {info.id!r} exists already")
@@ -111,9 +114,7 @@ class MemoryBackend:
         ]
         if mine:
             return max(mine, key=lambda i: (i.updated_at, i.id)), False
-        if info.id in self._sessions:
-            raise ConflictError(f"session {info.id!r} exists already")
-        self._sessions[info.id] = _Stored(info=info)
+        self._insert(info)
         return info, True
 
     async def acquire_turn(self, session_id: str, owner: str, ttl: float) -> int | None:
