@@ -95,8 +95,8 @@ def _check_values(message: Message) -> None:
 
 def check_json_value(value: object, what: str, error: type[Exception]) -> None:
     """Raise ``error`` if ``value`` nests lists and objects more than :data:`MAX_DEPTH` deep,
-    holds a float that is NaN or infinite, or text that is not Unicode (a lone surrogate);
-    the rules for everything a store keeps as JSON.
+    holds a float that is NaN or infinite, or text with a NUL character or that is not
+    Unicode (a lone surrogate); the rules for everything a store keeps as JSON.
 
     >>> check_json_value({"a": [1.5, {"b": float("nan")}]}, "metadata", ValueError)
     Traceback (most recent call last):
@@ -118,6 +118,11 @@ def check_json_value(value: object, what: str, error: type[Exception]) -> None:
             if isinstance(item, dict):
                 stack.extend((k, depth, path) for k in item)  # keys: checked as text
         elif isinstance(item, str):
+            if "\x00" in item:
+                raise error(
+                    f"{what} holds a NUL character at {_path(path)}; remove it or encode the "
+                    "data (for example as base64)"
+                )
             try:
                 item.encode()
             except UnicodeEncodeError:

@@ -250,25 +250,13 @@ def check_metadata(metadata: object) -> dict[str, JsonValue]:
         meta = _METADATA.validate_python(metadata)
     except ValidationError as exc:
         raise InvalidArgument(f"metadata must be a JSON object with string keys: {exc}") from None
-    check_json_value(meta, "metadata", InvalidArgument)
+    check_json_value(meta, "metadata", InvalidArgument)  # also NUL, which stores cannot keep
     size = len(json.dumps(meta, ensure_ascii=False).encode())
     if size > MAX_METADATA_BYTES:
         raise InvalidArgument(
             f"metadata is {size:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed"
         )
-    if _has_nul(meta):
-        raise InvalidArgument("metadata must not contain NUL characters")
     return meta
-
-
-def _has_nul(value: JsonValue) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    return False
 
 
 def _new_info(agent: str, user_id: str) -> SessionInfo:
