@@ -48,6 +48,7 @@ What a call persists, exactly (the turn protocol, :mod:`aixgo.turn`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Mapping
 from os import PathLike
@@ -367,17 +368,16 @@ class Runtime:
                 )
             return await self._turn(entry, agent, message, s, span)
         assert user is not None
-        for attempt in range(_SETTLE_ATTEMPTS):
-            s = await mgr.get_or_create(agent, user)
-            try:
-                return await self._turn(entry, agent, message, s, span)
-            except SessionNotFound:
-                # Without SessionPerUser, racing first calls from other processes settle on
-                # one session afterwards and delete the other, still-empty ones: the one
-                # found here may be gone before the input was stored. Find the survivor.
-                if isinstance(mgr.backend, SessionPerUser) or attempt + 1 == _SETTLE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        # Without SessionPerUser, racing first calls from other processes settle on one
+        # session afterwards and delete the other, still-empty ones: the one found here may
+        # be gone before the input was stored. Then look again for the survivor.
+        retries = 0 if isinstance(mgr.backend, SessionPerUser) else _SETTLE_ATTEMPTS - 1
+        for _ in range(retries):
+            with contextlib.suppress(SessionNotFound):
+                return await self._turn(
+                    entry, agent, message, await mgr.get_or_create(agent, user), span
+                )
+        return await self._turn(entry, agent, message, await mgr.get_or_create(agent, user), span)
 
     async def _turn(
         self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any
