@@ -150,3 +150,13 @@ async def test_repair_takes_a_path_too_and_is_a_command_of_the_file_plugin(
     assert check(str(store_dir)).returncode == 0
     (info,) = [p for p in plugins.plugins() if p.name == "file"]
     assert (info.distribution, info.commands) == ("aixgo-backend-file", ["file"])
+
+
+def test_a_hostile_store_path_is_refused_escaped_and_nothing_is_made(tmp_path: Path) -> None:
+    hostile = tmp_path / "a\x1b]0;pwned\x07\x1b[2J"
+    for args in (("--check", str(hostile)), (str(hostile),)):
+        out = aixgo_file_repair(*args)
+        assert out.returncode == 2
+        assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+        assert "\\x1b]0;pwned\\x07" in out.stderr
+    assert list(tmp_path.iterdir()) == []

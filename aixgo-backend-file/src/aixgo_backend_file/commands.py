@@ -48,13 +48,17 @@ def repair_command(ctx: click.Context, check: bool, store: str) -> None:
     status 0 when the store is sound (or was repaired), 1 when a log is damaged (or --check
     found something to repair), 2 when the store cannot be opened or written.
     """
+    from aixgo.cli_sessions import printable
+
     from aixgo_backend_file.repair import repair  # the store's modules: only when run
 
+    # Errors and reports quote paths, which may hold control characters: escaped, as every
+    # aixgo command prints them, so they cannot drive the terminal.
     try:
         report = repair(store_url(store), check=check)
     except AixgoError as exc:
         # Not aixgo's usual status 1: scripts tell "damaged" (1) from "could not run" (2).
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(str(exc))}", err=True)
         ctx.exit(2)
-    click.echo(str(report))
+    click.echo(printable(str(report), lines=True))
     ctx.exit(0 if report.clean else 1)

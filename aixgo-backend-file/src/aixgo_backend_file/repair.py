@@ -91,7 +91,9 @@ def repair(url: str, *, check: bool = False) -> Report:
     return report
 
 
-def _check(root: Path) -> Report:
+def _store_layout(root: Path) -> Layout:
+    """The layout of the store at ``root``, read-only, or an error: repair mends a store, it
+    never makes one where a mistyped path points."""
     layout = Layout(root)
     check_private_dir(root, follow=True, what="session store")
     try:
@@ -104,6 +106,11 @@ def _check(root: Path) -> Report:
         os.close(fd)
     if head not in (FORMAT, b""):
         raise ConfigError(f"{root} holds a store of another format ({head[:40]!r})")
+    return layout
+
+
+def _check(root: Path) -> Report:
+    layout = _store_layout(root)
     report = Report(check=True)
     shards = sorted(layout.sessions.iterdir()) if layout.sessions.is_dir() else []
     for shard in shards:
@@ -126,6 +133,7 @@ def _check(root: Path) -> Report:
 
 
 def _repair(root: Path, *, fsync: bool) -> Report:
+    _store_layout(root)
     store = Store(root, fsync=fsync)
     store.open()
     report = Report()
