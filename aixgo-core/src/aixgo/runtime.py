@@ -4,6 +4,9 @@ Sessions are on by default: a call with a ``user`` resumes that user's latest se
 agent (or starts one); a call with a ``session`` id continues that session. A call with
 neither, or to an agent registered with ``session_mode="disabled"``, touches no session.
 
+:meth:`Runtime.stream` runs the same turn and yields its events as they happen
+(:mod:`aixgo.events`); :meth:`Runtime.call` is that stream consumed to its reply.
+
 What a call persists, exactly (the turn protocol, :mod:`aixgo.turn`):
 
 * the input is stored *before* the agent runs, so a run that dies half-way can be resumed by
