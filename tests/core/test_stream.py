@@ -23,7 +23,7 @@ from aixgo.errors import (
 )
 from aixgo.events import EVENT_ADAPTER, Delta, Event, Reply, Step, parse_event
 from aixgo.runtime import REPLY_TO
-from aixgo.session import Session, SessionManager
+from aixgo.session import Session, SessionManager, TurnLeases
 from aixgo.session.memory import MemoryBackend
 
 
@@ -43,7 +43,7 @@ async def mgr(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
         backend = NoLeases()
     else:
         backend = f"file://{tmp_path / 'sessions'}"
-    async with SessionManager(backend) as m:  # type: ignore[arg-type]
+    async with SessionManager(backend) as m:
         yield m
 
 
@@ -293,7 +293,7 @@ async def test_a_streaming_agent_that_breaks_the_protocol_is_an_agent_error(
 ) -> None:
     agent = Broken(how)
     async with Runtime(session_manager=mgr) as rt:
-        rt.register("broken", agent)  # type: ignore[arg-type]
+        rt.register("broken", agent)
         seen: list[Event] = []
         with pytest.raises(AgentError, match=says) as info:
             await collect(rt.stream("broken", Message.user("hi"), user="alice"), seen)
@@ -354,7 +354,7 @@ async def test_closing_the_stream_ends_the_turn_before_it_returns(mgr: SessionMa
                     break
         assert worker.cancelled.is_set()
         s = await mgr.get_or_create("worker", "alice")
-        if hasattr(mgr.backend, "acquire_turn") and mgr.backend.acquire_turn is not None:
+        if isinstance(mgr.backend, TurnLeases):
             # The lease was given back: another process could take the turn right now.
             assert await mgr.backend.acquire_turn(s.id, "someone else", 5.0)
             await mgr.backend.release_turn(s.id, "someone else")

@@ -53,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self
@@ -301,7 +301,7 @@ class Runtime:
         *,
         user: str | None = None,
         session: str | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run ``agent`` on ``message`` like :meth:`call`, yielding the turn's events as
         they happen: :class:`~aixgo.events.Delta` chunks of text (from an agent that
         streams, :class:`~aixgo.agent.StreamingAgent`), a :class:`~aixgo.events.Step` for
@@ -394,7 +394,7 @@ class Runtime:
 
     def stream_with_session(
         self, agent: str, message: Message, session_id: str
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Continue session ``session_id`` with ``agent``, streamed: ``stream(agent,
         message, session=session_id)``."""
         return self.stream(agent, message, session=session_id)
