@@ -473,3 +473,22 @@ async def test_stop_waits_for_a_running_stream() -> None:
     stalling.go.set()
     assert [e.type async for e in stream] == ["reply"]
     await stopping
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+async def test_without_leases_a_new_message_after_a_left_stream_does_not_wait() -> None:
+    # The left turn's steps are this runtime's own abandoned turn, not a turn running
+    # elsewhere: the next message goes after them at once.
+    worker = Worker(block=True)
+    async with SessionManager(NoLeases()) as mgr, Runtime(session_manager=mgr) as rt:
+        rt.register("worker", worker)
+        async with contextlib.aclosing(rt.stream("worker", Message.user("one"), user="alice")) as s:
+            async for ev in s:
+                if isinstance(ev, Delta):
+                    break
+        events = await collect(rt.stream("worker", Message.user("two"), user="alice"))
+        assert events[-1].type == "reply"
+        assert [m.text for m in await history(mgr, "worker", "alice")] == [
+            "one", "", "run 1", "two", "", "run 2", "Hello, two",
+        ]  # fmt: skip
