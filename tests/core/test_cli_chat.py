@@ -93,7 +93,10 @@ class Speller:
         self, input: Message, session: Session | None
     ) -> AsyncIterator[Delta | Step | Message]:
         yield Delta(text="Checking.")
-        yield Step(message=Message.tool("looked up", tool_call_id="c1"))
+        step = Message.tool("looked up", tool_call_id="c1")
+        if session is not None:
+            step = await session.append_message(step)
+        yield Step(message=step)
         for chunk in ("Spelled: ", *input.text.upper()):
             yield Delta(text=chunk)
         yield Message.assistant("Spelled: " + input.text.upper())

@@ -273,6 +273,8 @@ class Broken:
                 return
             elif self.how == "raises":
                 raise RuntimeError("boom")
+            elif self.how == "unstored step":
+                yield Step(message=Message.tool("not stored", tool_call_id="c1"))
             yield Message.assistant("never")
         finally:
             self.closed = True
@@ -286,6 +288,7 @@ class Broken:
         ("after reply", "yielded a Message after its reply"),
         ("no reply", "without a reply"),
         ("raises", "RuntimeError: boom"),
+        ("unstored step", "a Step with message .* which it did not store"),
     ],
 )
 async def test_a_streaming_agent_that_breaks_the_protocol_is_an_agent_error(

@@ -476,7 +476,7 @@ class Runtime:
         try:
             async with deadline:
                 if isinstance(entry.agent, StreamingAgent):
-                    out = await _consume(entry.agent, message, session, emit, agent)
+                    out = await _consume(entry.agent, message, session, emit)
                 elif session is not None and isinstance(entry.agent, SessionAwareAgent):
                     out = await entry.agent.execute_with_session(message, session)
                 else:
@@ -533,7 +533,7 @@ class _BadStream(Exception):
 
 
 async def _consume(
-    agent: StreamingAgent, message: Message, session: Session | None, emit: Emit, name: str
+    agent: StreamingAgent, message: Message, session: Session | None, emit: Emit
 ) -> Message:
     """Iterate the agent's stream, passing its events on, and return its reply."""
     reply: Message | None = None
@@ -544,6 +544,11 @@ async def _consume(
                 raise _BadStream(f"yielded a {type(item).__name__} after its reply")
             if isinstance(item, Message):
                 reply = item
+            elif isinstance(item, Step) and session is not None and item.message.seq is None:
+                raise _BadStream(
+                    f"yielded a Step with message {item.message.id!r}, which it did not store "
+                    "(a Step carries the message session.append_message returned)"
+                )
             elif isinstance(item, Delta | Step):
                 emit(item)
             else:
