@@ -1,7 +1,7 @@
 """``redis://`` and friends: sessions shared by many processes and machines.
 
 Every operation is one round trip to the session's server. Writes are one Lua script that
-reads and writes only that session's keys (see :mod:`aixgo_backend_redis.keys`) and, on a
+reads and writes only that session's keys (see :mod:`aixgo_backend_redis._keys`) and, on a
 standalone server, its listing indexes too, so each is atomic as a whole. A tail read is one
 ``LRANGE`` (see :meth:`RedisBackend._tail`); a listing page is one script.
 
@@ -42,13 +42,13 @@ from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
 
-from aixgo_backend_redis import rows
-from aixgo_backend_redis.connection import Client, make_client
-from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis import _rows as rows
+from aixgo_backend_redis._connection import Client, make_client
+from aixgo_backend_redis._keys import Keys
+from aixgo_backend_redis._retry import Retrier
+from aixgo_backend_redis._scripts import Scripts, source
+from aixgo_backend_redis._wire import Arg, Wire, pack
 from aixgo_backend_redis.options import parse_url
-from aixgo_backend_redis.retry import Retrier
-from aixgo_backend_redis.scripts import Scripts, source
-from aixgo_backend_redis.wire import Arg, Wire, pack
 
 __all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
 

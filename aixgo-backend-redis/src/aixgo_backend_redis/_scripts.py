@@ -41,9 +41,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from aixgo_backend_redis.wire import Arg, Wire, pack_args
-
-__all__ = ["LIBRARY_PREFIX", "NAMES", "Scripts", "library", "source"]
+from aixgo_backend_redis._wire import Arg, Wire, pack_args
 
 #: Scripts that act on one session's keys (and so start with common.lua).
 SESSION_SCRIPTS = (

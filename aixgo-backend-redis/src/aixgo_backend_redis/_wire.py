@@ -3,7 +3,7 @@
 redis-py's ``execute_command`` costs ~30 us per call on the 2-core development machine before
 anything reaches the socket: a pool checkout and return under an asyncio lock with
 observability hooks on both, argument encoding one ``isinstance`` at a time, a retry wrapper
-(with no retries: :mod:`aixgo_backend_redis.retry` owns those) and the response callbacks.
+(with no retries: :mod:`aixgo_backend_redis._retry` owns those) and the response callbacks.
 Our scripts need none of it, so :class:`Wire` sends a command already packed as RESP
 (:func:`pack`) on a connection of the client's own pool and reads the reply with the same
 connection's parser (hiredis), timeouts and error mapping. The connection is then kept as
@@ -30,8 +30,6 @@ from typing import Any
 
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-
-__all__ = ["Arg", "Wire", "pack", "pack_args", "send"]
 
 #: What :func:`pack` accepts: text (sent as UTF-8), bytes as they are, ints in decimal.
 Arg = str | bytes | int

@@ -3,9 +3,9 @@ or Redis Cluster. No I/O happens here; the first command connects.
 
 Both kinds get socket and connect timeouts (a dead server is an error, never a hang), a
 pool of ``pool_size`` connections per server (a standalone one has one more, the spare of
-:mod:`aixgo_backend_redis.wire`), bytes replies (message JSON goes straight to
+:mod:`aixgo_backend_redis._wire`), bytes replies (message JSON goes straight to
 pydantic), hiredis for parsing when installed, and no retries of their own:
-:mod:`aixgo_backend_redis.retry` owns the retry budget. It also bounds how many operations
+:mod:`aixgo_backend_redis._retry` owns the retry budget. It also bounds how many operations
 are in flight, so the pool never runs dry and a caller waits (up to ``timeout``) for a free
 slot. That is why the pool is redis-py's plain one: its blocking variant costs ~20 us more
 per command (measured: a condition variable and a timeout around every checkout).
@@ -39,17 +39,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from aixgo_backend_redis.options import RedisOptions
-
-__all__ = [
-    "Client",
-    "DropUnsent",
-    "KeepCancelled",
-    "TcpConnection",
-    "TlsConnection",
-    "UnixConnection",
-    "make_client",
-    "tls_context",
-]
 
 #: Either client; both speak the commands this package uses.
 Client = Redis | RedisCluster
