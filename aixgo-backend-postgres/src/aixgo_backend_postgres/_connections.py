@@ -30,8 +30,6 @@ from aixgo.cancellation import CancelWatch
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["KEEP_SECONDS", "Connections"]
-
 Conn = psycopg.AsyncConnection[Any]
 Cursor = psycopg.AsyncCursor[Any]
 
