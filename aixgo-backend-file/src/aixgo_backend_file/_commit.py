@@ -37,9 +37,7 @@ from collections.abc import Callable
 
 from aixgo.errors import BackendError
 
-from aixgo_backend_file.log import SessionLog
-
-__all__ = ["GroupCommit", "Pending"]
+from aixgo_backend_file._log import SessionLog
 
 #: What an acknowledgement waits for: this log synced up to this offset.
 Pending = tuple[SessionLog, int]

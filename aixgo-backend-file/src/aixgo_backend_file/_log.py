@@ -18,14 +18,14 @@ log alone, and a missing sidecar reads as an empty one, so a create is one file.
 
 Writers hold an exclusive ``flock`` on the log and write, in order: log line(s), listing
 index entries, sidecar entries. With ``durability=fsync`` the log is then synced after the
-lock is released, by :mod:`aixgo_backend_file.commit`, before the write is acknowledged
+lock is released, by :mod:`aixgo_backend_file._commit`, before the write is acknowledged
 (sidecars and listing lines may reach the disk before the log lines they point at: loading
 checks them against the log and rebuilds them). Every
 operation first compares the log's size (one ``lseek``) with the size this process last
 validated: if they match (the common case) nothing else is read; if not, it parses only the
 new bytes (:meth:`SessionLog._catch_up`), adding any sidecar entries a crashed writer did not
 get to. A sidecar that disagrees with the log is rebuilt from the log; one the disk will not
-let grow (it is full) is kept in memory instead (:mod:`aixgo_backend_file.diskfull`); an
+let grow (it is full) is kept in memory instead (:mod:`aixgo_backend_file._diskfull`); an
 ``.idx`` entry that points at the wrong bytes is read around from the log, with a warning.
 """
 
@@ -52,11 +52,11 @@ from aixgo.session.codec import check_repeat, decode_at, stored_copy
 from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
-from aixgo_backend_file import record
-from aixgo_backend_file.diskfull import logger
-from aixgo_backend_file.paths import Layout, open_file
-from aixgo_backend_file.recovery import Recovery
-from aixgo_backend_file.state import (
+from aixgo_backend_file import _record as record
+from aixgo_backend_file._diskfull import logger
+from aixgo_backend_file._paths import Layout, open_file
+from aixgo_backend_file._recovery import Recovery
+from aixgo_backend_file._state import (
     CHUNK,
     ID_WINDOW,
     IDX,
@@ -66,8 +66,6 @@ from aixgo_backend_file.state import (
     pread_all,
     write_all,
 )
-
-__all__ = ["SessionLog"]
 
 
 class SessionLog(Recovery):

@@ -20,19 +20,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "MESSAGE",
-    "PREFIX",
-    "MessageHead",
-    "Parsed",
-    "line",
-    "message_payload",
-    "other_payload",
-    "parse_at",
-    "parse_message",
-    "record_size",
-]
-
 #: Bytes before the payload: 8 hex digits of length, a space, 8 hex digits of CRC, a space.
 PREFIX = 18
 _HEX = re.compile(rb"[0-9a-f]{8} [0-9a-f]{8} ")

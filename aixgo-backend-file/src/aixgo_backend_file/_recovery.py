@@ -18,11 +18,9 @@ from aixgo.errors import (
     SessionNotFound,
 )
 
-from aixgo_backend_file import record
-from aixgo_backend_file.diskfull import logger
-from aixgo_backend_file.state import CHUNK, IDX, LogState, Touch, fsync_dir, pread_all, write_all
-
-__all__ = ["Recovery"]
+from aixgo_backend_file import _record as record
+from aixgo_backend_file._diskfull import logger
+from aixgo_backend_file._state import CHUNK, IDX, LogState, Touch, fsync_dir, pread_all, write_all
 
 
 class _Rebuild(Exception):

@@ -1,8 +1,8 @@
 """LogState: what a process knows about one session log, and applying records to it.
 
-Split from :mod:`aixgo_backend_file.log` (which opens, locks, reads and writes) and
-:mod:`aixgo_backend_file.recovery` (which loads and repairs); the on-disk format is
-described in :mod:`aixgo_backend_file.log`.
+Split from :mod:`aixgo_backend_file._log` (which opens, locks, reads and writes) and
+:mod:`aixgo_backend_file._recovery` (which loads and repairs); the on-disk format is
+described in :mod:`aixgo_backend_file._log`.
 """
 
 from __future__ import annotations
@@ -24,20 +24,8 @@ from aixgo.errors import (
 from aixgo.session.lineage import Branch, Lineage
 from aixgo.session.models import Checkpoint, SessionInfo
 
-from aixgo_backend_file.diskfull import memory_copy
-from aixgo_backend_file.paths import Layout, open_file
-
-__all__ = [
-    "CHUNK",
-    "IDX",
-    "ID_WINDOW",
-    "LogState",
-    "Touch",
-    "fsync_dir",
-    "id_hash",
-    "pread_all",
-    "write_all",
-]
+from aixgo_backend_file._diskfull import memory_copy
+from aixgo_backend_file._paths import Layout, open_file
 
 #: One ``.idx`` entry: offset, line length, branch, message-id hash, time (µs), and the size
 #: ``.meta`` had then (so a lost or short ``.meta`` is noticed rather than believed).

@@ -4,9 +4,9 @@ synchronous operations :class:`~aixgo_backend_file.backend.FileBackend` exposes 
 Operations run inline on the caller's thread: an append is a handful of system calls (a few
 microseconds), far cheaper than a hop to a worker thread, and an asyncio program with many
 sessions still interleaves them at call boundaries. With ``durability=fsync`` a write returns
-what its acknowledgement must wait for (:class:`~aixgo_backend_file.commit.Pending`), and the
+what its acknowledgement must wait for (:class:`~aixgo_backend_file._commit.Pending`), and the
 backend awaits it: writes of many tasks share one ``fdatasync``
-(:mod:`aixgo_backend_file.commit`). A thread lock makes one store safe to
+(:mod:`aixgo_backend_file._commit`). A thread lock makes one store safe to
 share between threads; file locks (``flock``) make one store directory safe to share between
 processes.
 """
@@ -32,20 +32,18 @@ from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
-from aixgo_backend_file.commit import GroupCommit, Pending
-from aixgo_backend_file.diskfull import failed
-from aixgo_backend_file.index import REFRESH_US, Index, keys_for, query_key
-from aixgo_backend_file.log import SessionLog
-from aixgo_backend_file.paths import (
+from aixgo_backend_file._commit import GroupCommit, Pending
+from aixgo_backend_file._diskfull import failed
+from aixgo_backend_file._index import REFRESH_US, Index, keys_for, query_key
+from aixgo_backend_file._log import SessionLog
+from aixgo_backend_file._paths import (
     FORMAT,
     Layout,
     check_private_dir,
     make_private_dir,
     open_file,
 )
-from aixgo_backend_file.state import LogState, write_all
-
-__all__ = ["MAX_OPEN_SESSIONS", "Store"]
+from aixgo_backend_file._state import LogState, write_all
 
 #: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256

@@ -38,13 +38,13 @@ from aixgo.errors import (
 )
 from aixgo.identifiers import is_id
 
+from aixgo_backend_file._diskfull import failed, logger
+from aixgo_backend_file._index import keys_for
+from aixgo_backend_file._log import SessionLog
+from aixgo_backend_file._paths import FORMAT, Layout, check_private_dir, open_file
+from aixgo_backend_file._state import write_all
+from aixgo_backend_file._store import Store
 from aixgo_backend_file.backend import parse_url
-from aixgo_backend_file.diskfull import failed, logger
-from aixgo_backend_file.index import keys_for
-from aixgo_backend_file.log import SessionLog
-from aixgo_backend_file.paths import FORMAT, Layout, check_private_dir, open_file
-from aixgo_backend_file.state import write_all
-from aixgo_backend_file.store import Store
 
 __all__ = ["Report", "repair"]
 
