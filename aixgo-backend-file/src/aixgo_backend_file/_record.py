@@ -37,22 +37,6 @@ def line(payload: bytes) -> bytes:
     return b"%08x %08x %b\n" % (len(payload), zlib.crc32(payload), payload)
 
 
-def message_payload(
-    branch: int, first: int, seq: int, last: int, ts: int, idhash: int, data: bytes
-) -> bytes:
-    """A message record: ``seq`` on ``branch``, in a batch of seqs ``first..last`` (a batch is
-    complete only when its ``last`` record is present), written at ``ts`` (µs since epoch)."""
-    return MESSAGE % (
-        branch,
-        first,
-        seq,
-        last,
-        ts,
-        idhash,
-        data,
-    )
-
-
 def other_payload(record: dict[str, Any]) -> bytes:
     """Any other record (session header, checkpoint, restore, delete) as compact JSON."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
