@@ -21,8 +21,9 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from aixgo.clock import now_micros
 from aixgo.errors import (
@@ -49,6 +50,8 @@ from aixgo_backend_file._paths import (
 )
 from aixgo_backend_file._state import LogState, close_files, list_checkpoints, write_all
 from aixgo_backend_file._state import info as summary
+
+T = TypeVar("T")
 
 #: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256
@@ -228,13 +231,18 @@ class Store:
                 raise failed(self.root, exc, f"creating session {info.id}") from exc
             self._remember(log)
 
-    def info(self, session_id: str) -> SessionInfo:
+    def _known(self, session_id: str, read: Callable[[LogState], T]) -> T:
+        """``read`` of what this process knows of the session, brought up to date (for
+        what needs no file read beyond catching up)."""
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return summary(log)
+                return read(log)
             finally:
                 _recovery.unlock(log)
+
+    def info(self, session_id: str) -> SessionInfo:
+        return self._known(session_id, summary)
 
     def peek(self, session_id: str) -> tuple[SessionInfo, int] | None:
         """For listing: the session's summary and its ``updated_at`` in µs, or None if it is
@@ -333,37 +341,38 @@ class Store:
     def checkpoint(
         self, session_id: str, checkpoint_id: str, label: str | None
     ) -> tuple[Checkpoint, Pending | None]:
-        with self.lock:
-            log = self._locked(session_id, exclusive=True)
-            mark = _writing.mark(log)
-            try:
-                cp = _writing.add_checkpoint(log, checkpoint_id, label, now_micros())
-            except OSError as exc:
-                _writing.undo(log, mark)
-                raise failed(self.root, exc, f"checkpointing session {session_id}") from exc
-            finally:
-                self._release(log, wrote=True)
-            return cp, self.commit.note(log) if self.fsync else None
+        return self._write(
+            session_id,
+            "checkpointing",
+            lambda log: _writing.add_checkpoint(log, checkpoint_id, label, now_micros()),
+        )
 
     def checkpoints(self, session_id: str) -> list[Checkpoint]:
-        with self.lock:
-            log = self._locked(session_id, exclusive=False)
-            try:
-                return list_checkpoints(log)
-            finally:
-                _recovery.unlock(log)
+        return self._known(session_id, list_checkpoints)
 
     def restore(
         self, session_id: str, checkpoint_id: str, undo_id: str
     ) -> tuple[Checkpoint, Pending | None]:
+        return self._write(
+            session_id,
+            "restoring",
+            lambda log: _writing.restore(log, checkpoint_id, undo_id, now_micros(), self._touch),
+        )
+
+    def _write(
+        self, session_id: str, doing: str, write: Callable[[LogState], T]
+    ) -> tuple[T, Pending | None]:
+        """``write`` under the exclusive lock, taken back whole if the disk refuses it; in
+        fsync mode, also what acknowledging it waits for. (Appends, the hot path, do the
+        same inline.)"""
         with self.lock:
             log = self._locked(session_id, exclusive=True)
             mark = _writing.mark(log)
             try:
-                undo = _writing.restore(log, checkpoint_id, undo_id, now_micros(), self._touch)
+                out = write(log)
             except OSError as exc:
                 _writing.undo(log, mark)
-                raise failed(self.root, exc, f"restoring session {session_id}") from exc
+                raise failed(self.root, exc, f"{doing} session {session_id}") from exc
             finally:
                 self._release(log, wrote=True)
-            return undo, self.commit.note(log) if self.fsync else None
+            return out, self.commit.note(log) if self.fsync else None
