@@ -190,7 +190,7 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
     print(f"\nwrote {out}/results.json, results.md, tail-latency.png")
     if publish:
         docs = Path(__file__).parent.parent / "docs"
-        (docs / "performance.md").write_text(text)
+        (docs / "performance.md").write_text(text + _notes(docs / "performance.md"))
         (docs / "tail-latency.png").write_bytes((out / "tail-latency.png").read_bytes())
         print("updated docs/performance.md")
 
@@ -231,3 +231,15 @@ def _plot(results: list[Result], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+#: Where the hand-written part of docs/performance.md begins (measurements of single changes,
+#: how the backends spend their time): ``--publish`` rewrites what is above it only.
+NOTES = "<!-- notes: written by hand, kept by --publish -->"
+
+
+def _notes(published: Path) -> str:
+    """The hand-written part of ``published``, marker included (empty if it has none)."""
+    old = published.read_text() if published.exists() else ""
+    at = old.find(NOTES)
+    return "\n" + old[at:] if at >= 0 else ""

@@ -41,9 +41,7 @@ from aixgo.identifiers import ID_LENGTH, ID_PATTERN
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.models import Page, SessionInfo
 
-from aixgo_backend_file.paths import Layout, key_hash, open_file
-
-__all__ = ["ENTRY", "REFRESH_US", "SLACK_US", "Index", "keys_for"]
+from aixgo_backend_file._paths import Layout, key_hash, open_file
 
 #: Bytes per index line: 16 hex digits of time, a space, the session id, a newline.
 ENTRY = 16 + 1 + ID_LENGTH + 1

@@ -1,9 +1,9 @@
 """The lean command path to a standalone server, for the scripts every operation runs.
 
-redis-py's ``execute_command`` costs ~30 us per call on the 2-core development machine before
-anything reaches the socket: a pool checkout and return under an asyncio lock with
+redis-py's ``execute_command`` does a lot per call before anything reaches the socket
+(docs/performance.md has the cost): a pool checkout and return under an asyncio lock with
 observability hooks on both, argument encoding one ``isinstance`` at a time, a retry wrapper
-(with no retries: :mod:`aixgo_backend_redis.retry` owns those) and the response callbacks.
+(with no retries: :mod:`aixgo_backend_redis._retry` owns those) and the response callbacks.
 Our scripts need none of it, so :class:`Wire` sends a command already packed as RESP
 (:func:`pack`) on a connection of the client's own pool and reads the reply with the same
 connection's parser (hiredis), timeouts and error mapping. The connection is then kept as
@@ -12,7 +12,7 @@ calls, not one per call. The pool holds one connection more than ``pool_size`` f
 
 The send is ours too (:func:`send`). With a socket timeout set, redis-py's
 ``send_packed_command`` wraps the write in ``asyncio.wait_for``, which on Python 3.11 makes
-a task per command: two more turns of the event loop, ~35 us of a ~250 us append here. But a
+a task per command: two more turns of the event loop for every call. But a
 write to an open transport only queues the bytes; it can only have to wait when the
 transport's buffer is over its high-water mark, so only then is the wait bounded by the
 timeout.
@@ -30,8 +30,6 @@ from typing import Any
 
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-
-__all__ = ["Arg", "Wire", "pack", "pack_args", "send"]
 
 #: What :func:`pack` accepts: text (sent as UTF-8), bytes as they are, ints in decimal.
 Arg = str | bytes | int

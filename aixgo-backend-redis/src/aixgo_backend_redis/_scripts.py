@@ -8,9 +8,8 @@ the server in one of two forms:
 
 * **a function library** (standalone servers, :func:`library`): the shared code once at the
   top, and each script a function of it, called with ``FCALL``. The shared functions are
-  made once, when the library is loaded, instead of on every call (with append.lua's
-  timestamp formatted once, an append took ~3% less time than through ``EVALSHA`` on the
-  development machine: ~7 us of ~240 us). The library's name
+  made once, when the library is loaded, instead of on every call (an append costs less
+  server time than through ``EVALSHA``: docs/performance.md). The library's name
   carries a digest of its text, so two aixgo versions on one server never replace each
   other's; a backend that opens deletes the libraries of other versions (a process still
   running one loads its own again on its next call, as after a server restart). A server
@@ -41,9 +40,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from aixgo_backend_redis.wire import Arg, Wire, pack_args
-
-__all__ = ["LIBRARY_PREFIX", "NAMES", "Scripts", "library", "source"]
+from aixgo_backend_redis._wire import Arg, Wire, pack_args
 
 #: Scripts that act on one session's keys (and so start with common.lua).
 SESSION_SCRIPTS = (
@@ -167,7 +164,7 @@ class Scripts:
 
         The first ``fixed`` of ``args`` are the same on every call with these ``keys`` (a
         session's id and the backend's options): on the wire they are packed once, with the
-        keys, and kept for the next call (~2 us of packing saved per call)."""
+        keys, and kept for the next call, so a call packs only what changes."""
         wire = self._wire
         script = self._by_name[name]
         if wire is not None:

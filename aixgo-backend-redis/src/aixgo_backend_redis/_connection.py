@@ -3,12 +3,12 @@ or Redis Cluster. No I/O happens here; the first command connects.
 
 Both kinds get socket and connect timeouts (a dead server is an error, never a hang), a
 pool of ``pool_size`` connections per server (a standalone one has one more, the spare of
-:mod:`aixgo_backend_redis.wire`), bytes replies (message JSON goes straight to
+:mod:`aixgo_backend_redis._wire`), bytes replies (message JSON goes straight to
 pydantic), hiredis for parsing when installed, and no retries of their own:
-:mod:`aixgo_backend_redis.retry` owns the retry budget. It also bounds how many operations
+:mod:`aixgo_backend_redis._retry` owns the retry budget. It also bounds how many operations
 are in flight, so the pool never runs dry and a caller waits (up to ``timeout``) for a free
-slot. That is why the pool is redis-py's plain one: its blocking variant costs ~20 us more
-per command (measured: a condition variable and a timeout around every checkout).
+slot. That is why the pool is redis-py's plain one: its blocking variant puts a condition
+variable and a timeout around every checkout, which this bound makes useless.
 
 TLS: every connection of one client shares one TLS context (:class:`TlsConnection`), built
 here from the ``ssl_*`` options, for standalone servers and every node of a cluster alike.
@@ -39,17 +39,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from aixgo_backend_redis.options import RedisOptions
-
-__all__ = [
-    "Client",
-    "DropUnsent",
-    "KeepCancelled",
-    "TcpConnection",
-    "TlsConnection",
-    "UnixConnection",
-    "make_client",
-    "tls_context",
-]
 
 #: Either client; both speak the commands this package uses.
 Client = Redis | RedisCluster
@@ -122,10 +111,9 @@ class TlsConnection(DropUnsent, KeepCancelled, SSLConnection):
     """redis-py's TLS connection, with the TLS context of its client rather than its own.
 
     redis-py gives every connection a fresh ``ssl.create_default_context()``, which parses
-    the system CA bundle each time: ~40 ms with the event loop blocked on the 2-core
-    development machine, so 50 concurrent appends on a fresh 3-node TLS cluster took 12.8 s
-    (2.4 s, the handshakes, with one context) and ran into ``connect_timeout``. One context
-    per client is built once; a new connection then costs a TLS handshake.
+    the system CA bundle each time with the event loop blocked, so many concurrent calls on
+    a fresh TLS cluster ran into ``connect_timeout`` (docs/performance.md). One context per
+    client is built once; a new connection then costs a TLS handshake.
     """
 
     def __init__(self, *, tls_context: RedisSSLContext, **kwargs: Any) -> None:

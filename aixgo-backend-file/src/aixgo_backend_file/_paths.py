@@ -26,17 +26,6 @@ from pathlib import Path
 from aixgo.errors import BackendUnavailable, ConfigError, CorruptedData, SessionNotFound
 from aixgo.identifiers import is_id
 
-__all__ = [
-    "DIR_MODE",
-    "FILE_MODE",
-    "FORMAT",
-    "Layout",
-    "check_private_dir",
-    "key_hash",
-    "make_private_dir",
-    "open_file",
-]
-
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 FORMAT = b"aixgo-file-store 1\n"

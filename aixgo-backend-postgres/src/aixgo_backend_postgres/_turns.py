@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TurnStatements"]
-
 _TEMPLATES = {
     # The ttl travels in whole milliseconds (a bigint): no float rounding on the way.
     # Insert the first lease of a session (its foreign key fails for an unknown one), or

@@ -20,11 +20,9 @@ from aixgo.errors import AixgoError, BackendError, BackendUnavailable
 from aixgo.session.kit import RetryPolicy
 from psycopg_pool import PoolTimeout
 
-from aixgo_backend_postgres.connections import Connections
+from aixgo_backend_postgres._connections import Connections
 from aixgo_backend_postgres.errors import StatementTimeout
 from aixgo_backend_postgres.options import PostgresOptions
-
-__all__ = ["is_transient", "run", "translate"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]

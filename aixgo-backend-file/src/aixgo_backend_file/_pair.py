@@ -15,11 +15,9 @@ import os
 
 from aixgo.session.models import SessionInfo
 
-from aixgo_backend_file.index import query_key
-from aixgo_backend_file.paths import open_file
-from aixgo_backend_file.store import Store
-
-__all__ = ["get_or_create"]
+from aixgo_backend_file._index import query_key
+from aixgo_backend_file._paths import open_file
+from aixgo_backend_file._store import Store
 
 
 def get_or_create(store: Store, info: SessionInfo) -> tuple[SessionInfo, bool]:

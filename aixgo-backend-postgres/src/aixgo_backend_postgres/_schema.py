@@ -29,8 +29,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["MIGRATIONS", "Migration"]
-
 
 class Migration(NamedTuple):
     """One schema version: the SQL that brings the previous version to it. Released

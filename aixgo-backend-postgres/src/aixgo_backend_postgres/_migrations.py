@@ -18,10 +18,8 @@ import psycopg
 from aixgo.session import MigrationReport
 from psycopg import sql
 
+from aixgo_backend_postgres._schema import MIGRATIONS
 from aixgo_backend_postgres.errors import SchemaVersionError
-from aixgo_backend_postgres.schema import MIGRATIONS
-
-__all__ = ["LATEST", "check_version", "inspect", "migrate", "read_version"]
 
 #: The schema version this code reads and writes.
 LATEST = MIGRATIONS[-1].version

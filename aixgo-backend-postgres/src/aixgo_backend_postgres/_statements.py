@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Statements"]
-
 _COLUMNS = "id, agent, user_id, created_at, updated_at, message_count, metadata"
 
 

@@ -20,19 +20,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "MESSAGE",
-    "PREFIX",
-    "MessageHead",
-    "Parsed",
-    "line",
-    "message_payload",
-    "other_payload",
-    "parse_at",
-    "parse_message",
-    "record_size",
-]
-
 #: Bytes before the payload: 8 hex digits of length, a space, 8 hex digits of CRC, a space.
 PREFIX = 18
 _HEX = re.compile(rb"[0-9a-f]{8} [0-9a-f]{8} ")
@@ -48,22 +35,6 @@ MESSAGE = b'{"t":"m","b":%d,"f":%d,"s":%d,"n":%d,"ts":%d,"h":"%016x","m":%b}'
 def line(payload: bytes) -> bytes:
     """The record line holding ``payload``."""
     return b"%08x %08x %b\n" % (len(payload), zlib.crc32(payload), payload)
-
-
-def message_payload(
-    branch: int, first: int, seq: int, last: int, ts: int, idhash: int, data: bytes
-) -> bytes:
-    """A message record: ``seq`` on ``branch``, in a batch of seqs ``first..last`` (a batch is
-    complete only when its ``last`` record is present), written at ``ts`` (µs since epoch)."""
-    return MESSAGE % (
-        branch,
-        first,
-        seq,
-        last,
-        ts,
-        idhash,
-        data,
-    )
 
 
 def other_payload(record: dict[str, Any]) -> bytes:

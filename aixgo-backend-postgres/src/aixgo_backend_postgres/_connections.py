@@ -30,8 +30,6 @@ from aixgo.cancellation import CancelWatch
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["KEEP_SECONDS", "Connections"]
-
 Conn = psycopg.AsyncConnection[Any]
 Cursor = psycopg.AsyncCursor[Any]
 
@@ -73,8 +71,8 @@ class Connections:
         connection goes back to the pool.
 
         ``conn.execute()`` builds a new cursor for every statement, whose adaptation state
-        (the dumpers of the parameters, the loaders of the result) is then built again too:
-        about 10 us of client time per one-message append. A connection runs one operation
+        (the dumpers of the parameters, the loaders of the result) is then built again too,
+        on every append (docs/performance.md). A connection runs one operation
         at a time, so one cursor each is enough; every ``execute`` starts it afresh.
         """
         cur = self._cursors.get(conn)

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import base64
 
-__all__ = ["Keys"]
-
 
 def _name(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode("ascii").rstrip("=")

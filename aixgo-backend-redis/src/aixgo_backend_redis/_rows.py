@@ -21,8 +21,6 @@ from aixgo.session.codec import decode_message, with_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 from pydantic import TypeAdapter
 
-__all__ = ["SUMMARY_FIELDS", "checkpoint", "from_us", "info", "infos", "message", "to_us"]
-
 #: The summary fields a listing or get_session reads, in this order.
 SUMMARY_FIELDS = ("agent", "user", "created", "updated", "count", "meta")
 _INFOS = TypeAdapter(list[SessionInfo])

@@ -33,8 +33,6 @@ from aixgo.session.kit import RetryPolicy
 from aixgo.session.redaction import Redactor
 from redis import exceptions as rx
 
-__all__ = ["BackendTimeout", "Retrier"]
-
 T = TypeVar("T")
 _log = logging.getLogger("aixgo.redis")
 

@@ -33,10 +33,8 @@ from zlib import crc32
 
 from aixgo.errors import InvalidArgument, SessionNotFound
 
-from aixgo_backend_file.paths import open_file
-from aixgo_backend_file.store import Store
-
-__all__ = ["MAX_OWNER_BYTES", "Leases"]
+from aixgo_backend_file._paths import open_file
+from aixgo_backend_file._store import Store
 
 #: The longest owner name, in UTF-8 bytes.
 MAX_OWNER_BYTES = 256

@@ -12,12 +12,8 @@ yielding: an append then syncs inline, before its sidecar and index writes, as f
 per write can be (:meth:`GroupCommit.alone`).
 
 Writes to different sessions are different files, each needing an ``fdatasync`` of its own:
-a group syncs them back to back. Measured with 50 tasks appending at once (loaded 2-core VM,
-ext4): to one session, 1 sync per 50 appends and 3-5x the appends per second of a sync per
-append; to 10 sessions, 1 per 5 and 2-4x; to 50 sessions, 1 per append and about the same
-rate (syncs of ten files in a row cost ~30% less each than one alone, not one shared journal
-commit). Groups per log, each synced when its own leader ran again, were tried and did worse
-(0.5-0.8x the appends per second over 10 sessions), so one group serves the store.
+a group syncs them back to back. One group serves the store: groups per log, each synced
+when its own leader ran again, did worse (docs/performance.md has the measurements).
 
 Every ``fdatasync`` covers all the file holds when it starts, whoever wrote it: a writer's
 sync also covers unsynced lines of another task or process before its own, and nothing is
@@ -37,12 +33,11 @@ from collections.abc import Callable
 
 from aixgo.errors import BackendError
 
-from aixgo_backend_file.log import SessionLog
-
-__all__ = ["GroupCommit", "Pending"]
+from aixgo_backend_file._state import LogState
+from aixgo_backend_file._writing import sync
 
 #: What an acknowledgement waits for: this log synced up to this offset.
-Pending = tuple[SessionLog, int]
+Pending = tuple[LogState, int]
 
 
 class _Group:
@@ -58,10 +53,10 @@ class _Group:
 class GroupCommit:
     """The logs of one store with writes not yet synced, and the group syncing them."""
 
-    def __init__(self, lock: threading.RLock, drop: Callable[[SessionLog], None]) -> None:
+    def __init__(self, lock: threading.RLock, drop: Callable[[LogState], None]) -> None:
         self._lock = lock  # the store's: it guards the logs and the dirty set
-        self._drop = drop  # forgets a log whose sync failed (see SessionLog._sync_to)
-        self._dirty: dict[SessionLog, None] = {}  # insertion-ordered set
+        self._drop = drop  # forgets a log whose sync failed (see _writing.sync)
+        self._dirty: dict[LogState, None] = {}  # insertion-ordered set
         self._group: _Group | None = None
 
     def alone(self) -> bool:
@@ -79,7 +74,7 @@ class GroupCommit:
         ready = getattr(loop, "_ready", None)  # asyncio's run queue (see _lead)
         return ready is not None and not ready
 
-    def note(self, log: SessionLog) -> Pending | None:
+    def note(self, log: LogState) -> Pending | None:
         """After a write under the store lock: what acknowledging it must wait for, or None
         when this process has synced everything the log holds already."""
         if log.synced >= log.size:
@@ -87,7 +82,7 @@ class GroupCommit:
         self._dirty[log] = None
         return log, log.size
 
-    def flush(self, log: SessionLog) -> None:
+    def flush(self, log: LogState) -> None:
         """Sync ``log`` now if it has unsynced writes (store lock held): before it is
         closed, so nobody waits for a descriptor that is gone."""
         if log in self._dirty:
@@ -98,7 +93,7 @@ class GroupCommit:
         while self._dirty:
             self.flush(next(iter(self._dirty)))
 
-    async def wait(self, log: SessionLog, end: int) -> None:
+    async def wait(self, log: LogState, end: int) -> None:
         """Return once ``log`` is on disk up to ``end``; BackendError if its sync failed."""
         while log.synced < end:
             if log.sync_error is not None:
@@ -147,8 +142,8 @@ class GroupCommit:
             for log in dirty:
                 self._sync(log)
 
-    def _sync(self, log: SessionLog) -> None:
+    def _sync(self, log: LogState) -> None:
         try:
-            log.sync()
+            sync(log)
         except BackendError:  # its waiters raise it, from log.sync_error
             self._drop(log)

@@ -19,8 +19,6 @@ from pathlib import Path
 
 from aixgo.errors import BackendError
 
-__all__ = ["FULL", "failed", "logger", "memory_copy"]
-
 #: The package's logger: sidecars kept in memory, and indexes that need repair.
 logger = logging.getLogger("aixgo.file")
 

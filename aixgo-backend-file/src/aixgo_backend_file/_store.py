@@ -1,12 +1,16 @@
 """Store: one store directory — its layout, listing indexes and open sessions — with the
 synchronous operations :class:`~aixgo_backend_file.backend.FileBackend` exposes as async.
 
-Operations run inline on the caller's thread: an append is a handful of system calls (a few
-microseconds), far cheaper than a hop to a worker thread, and an asyncio program with many
-sessions still interleaves them at call boundaries. With ``durability=fsync`` a write returns
-what its acknowledgement must wait for (:class:`~aixgo_backend_file.commit.Pending`), and the
+Each session open in this process is a :class:`~aixgo_backend_file._state.LogState`; an
+operation locks it and catches up with other writers (:func:`~aixgo_backend_file._recovery.lock`),
+then reads (:mod:`aixgo_backend_file._reading`) or writes (:mod:`aixgo_backend_file._writing`).
+
+Operations run inline on the caller's thread: an append is a handful of system calls, far
+cheaper than a hop to a worker thread, and an asyncio program with many sessions still
+interleaves them at call boundaries. With ``durability=fsync`` a write returns
+what its acknowledgement must wait for (:class:`~aixgo_backend_file._commit.Pending`), and the
 backend awaits it: writes of many tasks share one ``fdatasync``
-(:mod:`aixgo_backend_file.commit`). A thread lock makes one store safe to
+(:mod:`aixgo_backend_file._commit`). A thread lock makes one store safe to
 share between threads; file locks (``flock``) make one store directory safe to share between
 processes.
 """
@@ -17,8 +21,9 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from aixgo.clock import now_micros
 from aixgo.errors import (
@@ -32,20 +37,21 @@ from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
-from aixgo_backend_file.commit import GroupCommit, Pending
-from aixgo_backend_file.diskfull import failed
-from aixgo_backend_file.index import REFRESH_US, Index, keys_for, query_key
-from aixgo_backend_file.log import SessionLog
-from aixgo_backend_file.paths import (
+from aixgo_backend_file import _reading, _recovery, _writing
+from aixgo_backend_file._commit import GroupCommit, Pending
+from aixgo_backend_file._diskfull import failed
+from aixgo_backend_file._index import REFRESH_US, Index, keys_for, query_key
+from aixgo_backend_file._paths import (
     FORMAT,
     Layout,
     check_private_dir,
     make_private_dir,
     open_file,
 )
-from aixgo_backend_file.state import LogState, write_all
+from aixgo_backend_file._state import LogState, close_files, list_checkpoints, write_all
+from aixgo_backend_file._state import info as summary
 
-__all__ = ["MAX_OPEN_SESSIONS", "Store"]
+T = TypeVar("T")
 
 #: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256
@@ -63,7 +69,7 @@ class Store:
         self.index = Index(self.layout)
         self.lock = threading.RLock()
         self.commit = GroupCommit(self.lock, self._drop)
-        self._open: OrderedDict[str, SessionLog] = OrderedDict()
+        self._open: OrderedDict[str, LogState] = OrderedDict()
         self._ready = False
         self._closed = False
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
@@ -125,7 +131,7 @@ class Store:
             self._closed = True
             self.commit.flush_all()
             while self._open:
-                self._open.popitem()[1].close()
+                close_files(self._open.popitem()[1])
             self.index.close()
 
     def _check(self) -> None:
@@ -153,43 +159,43 @@ class Store:
         self.index.note(keys, updated, log.id)
         log.noted = updated
 
-    def _remember(self, log: SessionLog) -> None:
+    def _remember(self, log: LogState) -> None:
         self._open[log.id] = log
         if len(self._open) > MAX_OPEN_SESSIONS:
             _, old = self._open.popitem(last=False)
             self.commit.flush(old)
-            old.close()
+            close_files(old)
 
     def _forget(self, session_id: str) -> None:
         log = self._open.pop(session_id, None)
         if log is not None:
             self.commit.flush(log)
-            log.close()
+            close_files(log)
 
-    def _drop(self, log: SessionLog) -> None:
+    def _drop(self, log: LogState) -> None:
         """Forget ``log`` if it is still the open one (store lock held): its sync failed,
         so the next operation reopens the session rather than trust this view."""
         if self._open.get(log.id) is log:
             self._forget(log.id)
 
-    def _log(self, session_id: str) -> SessionLog:
+    def _log(self, session_id: str) -> LogState:
         self._ensure()
         log = self._open.get(session_id)
         if log is not None:
             self._open.move_to_end(session_id)
             return log
         try:
-            log = SessionLog.open(self.layout, session_id, fsync=self.fsync, touch=self._touch)
+            log = _recovery.open_log(self.layout, session_id, fsync=self.fsync, touch=self._touch)
         except OSError as exc:
             raise failed(self.root, exc, f"opening session {session_id}", wrote=False) from exc
         self._remember(log)
         return log
 
-    def _release(self, log: SessionLog, *, wrote: bool) -> None:
+    def _release(self, log: LogState, *, wrote: bool) -> None:
         """Unlock ``log`` after an operation; drop the view if it can no longer be trusted,
         or, after a write succeeded, if its sidecars were kept in memory (the next operation
         reopens the session and catches the disk up)."""
-        log.unlock()
+        _recovery.unlock(log)
         if log.stale or log.sync_error is not None:
             self._drop(log)
         elif wrote and log.detached:
@@ -197,15 +203,18 @@ class Store:
                 self.commit.note(log)  # closing the view syncs what is noted
             self._drop(log)
 
-    def _locked(self, session_id: str, *, exclusive: bool) -> SessionLog:
-        log = self._log(session_id)
+    def _locked(self, session_id: str, *, exclusive: bool) -> LogState:
+        return self._lock(self._log(session_id), exclusive=exclusive)
+
+    def _lock(self, log: LogState, *, exclusive: bool) -> LogState:
+        """Lock ``log`` and catch up with other writers; forget it if it is gone."""
         try:
-            log.lock(self._touch, exclusive=exclusive)
+            _recovery.lock(log, self._touch, exclusive=exclusive)
         except SessionNotFound:
-            self._forget(session_id)
+            self._forget(log.id)
             raise
         except OSError as exc:
-            raise self._unreadable(session_id, exc) from exc
+            raise self._unreadable(log.id, exc) from exc
         return log
 
     def _unreadable(self, session_id: str, exc: OSError) -> BackendError:
@@ -217,18 +226,23 @@ class Store:
         with self.lock:
             self._ensure()
             try:
-                log = SessionLog.create(self.layout, info, fsync=self.fsync, touch=self._touch)
+                log = _writing.create(self.layout, info, fsync=self.fsync, touch=self._touch)
             except OSError as exc:
                 raise failed(self.root, exc, f"creating session {info.id}") from exc
             self._remember(log)
 
-    def info(self, session_id: str) -> SessionInfo:
+    def _known(self, session_id: str, read: Callable[[LogState], T]) -> T:
+        """``read`` of what this process knows of the session, brought up to date (for
+        what needs no file read beyond catching up)."""
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return log.info()
+                return read(log)
             finally:
-                log.unlock()
+                _recovery.unlock(log)
+
+    def info(self, session_id: str) -> SessionInfo:
+        return self._known(session_id, summary)
 
     def peek(self, session_id: str) -> tuple[SessionInfo, int] | None:
         """For listing: the session's summary and its ``updated_at`` in µs, or None if it is
@@ -253,9 +267,9 @@ class Store:
             with self.lock:
                 log = self._locked(session_id, exclusive=False)
                 try:
-                    info, size, updated = log.info(), log.size, log.updated
+                    info, size, updated = summary(log), log.size, log.updated
                 finally:
-                    log.unlock()
+                    _recovery.unlock(log)
         except SessionNotFound:
             self._summaries.pop(session_id, None)
             return None
@@ -276,14 +290,14 @@ class Store:
     def delete(self, session_id: str) -> None:
         with self.lock:
             log = self._locked(session_id, exclusive=True)
-            mark = log.mark()
+            mark = _writing.mark(log)
             try:
-                log.delete(now_micros())
+                _writing.delete(log, now_micros())
             except OSError as exc:
-                log.undo(mark)
+                _writing.undo(log, mark)
                 raise failed(self.root, exc, f"deleting session {session_id}") from exc
             finally:
-                log.unlock()
+                _recovery.unlock(log)
                 self._forget(session_id)
 
     def append(
@@ -298,23 +312,17 @@ class Store:
                 log = self._locked(session_id, exclusive=True)
             else:  # the hot path: an open session
                 self._open.move_to_end(session_id)
-                try:
-                    log.lock(self._touch, exclusive=True)
-                except SessionNotFound:
-                    self._forget(session_id)
-                    raise
-                except OSError as exc:
-                    raise self._unreadable(session_id, exc) from exc
+                self._lock(log, exclusive=True)
             # fsync mode: a lone writer syncs inline, before the sidecars (as fast as it
             # gets); writes in flight together leave it to the group commit.
             sync = self.fsync and self.commit.alone()
-            mark = log.mark()
+            mark = _writing.mark(log)
             try:
-                out = log.append(
-                    messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
+                out = _writing.append(
+                    log, messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
                 )
             except OSError as exc:
-                log.undo(mark)
+                _writing.undo(log, mark)
                 raise failed(self.root, exc, f"appending to session {session_id}") from exc
             finally:
                 self._release(log, wrote=True)
@@ -324,7 +332,7 @@ class Store:
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return log.messages(last)
+                return _reading.messages(log, last)
             except OSError as exc:
                 raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
             finally:
@@ -333,37 +341,38 @@ class Store:
     def checkpoint(
         self, session_id: str, checkpoint_id: str, label: str | None
     ) -> tuple[Checkpoint, Pending | None]:
-        with self.lock:
-            log = self._locked(session_id, exclusive=True)
-            mark = log.mark()
-            try:
-                cp = log.add_checkpoint(checkpoint_id, label, now_micros())
-            except OSError as exc:
-                log.undo(mark)
-                raise failed(self.root, exc, f"checkpointing session {session_id}") from exc
-            finally:
-                self._release(log, wrote=True)
-            return cp, self.commit.note(log) if self.fsync else None
+        return self._write(
+            session_id,
+            "checkpointing",
+            lambda log: _writing.add_checkpoint(log, checkpoint_id, label, now_micros()),
+        )
 
     def checkpoints(self, session_id: str) -> list[Checkpoint]:
-        with self.lock:
-            log = self._locked(session_id, exclusive=False)
-            try:
-                return log.list_checkpoints()
-            finally:
-                log.unlock()
+        return self._known(session_id, list_checkpoints)
 
     def restore(
         self, session_id: str, checkpoint_id: str, undo_id: str
     ) -> tuple[Checkpoint, Pending | None]:
+        return self._write(
+            session_id,
+            "restoring",
+            lambda log: _writing.restore(log, checkpoint_id, undo_id, now_micros(), self._touch),
+        )
+
+    def _write(
+        self, session_id: str, doing: str, write: Callable[[LogState], T]
+    ) -> tuple[T, Pending | None]:
+        """``write`` under the exclusive lock, taken back whole if the disk refuses it; in
+        fsync mode, also what acknowledging it waits for. (Appends, the hot path, do the
+        same inline.)"""
         with self.lock:
             log = self._locked(session_id, exclusive=True)
-            mark = log.mark()
+            mark = _writing.mark(log)
             try:
-                undo = log.restore(checkpoint_id, undo_id, now_micros(), self._touch)
+                out = write(log)
             except OSError as exc:
-                log.undo(mark)
-                raise failed(self.root, exc, f"restoring session {session_id}") from exc
+                _writing.undo(log, mark)
+                raise failed(self.root, exc, f"{doing} session {session_id}") from exc
             finally:
                 self._release(log, wrote=True)
-            return undo, self.commit.note(log) if self.fsync else None
+            return out, self.commit.note(log) if self.fsync else None
