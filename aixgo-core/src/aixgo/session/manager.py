@@ -248,17 +248,25 @@ class SessionManager:
             agent=agent, user_id=user_id, limit=limit, cursor=cursor
         )
 
-    async def rekey(self, *, progress: Callable[[RekeyReport], None] | None = None) -> RekeyReport:
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keyring this manager encrypts with, or ``None`` without encryption."""
+        return None if self._encrypted is None else self._encrypted.keyring
+
+    async def rekey(
+        self, *, progress: Callable[[RekeyReport], None] | None = None, batch: int = 200
+    ) -> RekeyReport:
         """Move every data key onto the keyring's active master key, so the others can be
         removed from the keyring afterwards. Only data keys are rewrapped, never messages.
         Safe while the application runs and to interrupt: run it again to finish.
-        ``progress`` gets the report so far after each batch."""
+        ``progress`` gets the report so far after each ``batch`` data keys."""
         self._check_open()
         if self._encrypted is None:
             raise ConfigError(
                 "rekey needs encryption: SessionManager(url, encryption=Keyring(...))"
             )
-        return await self._encrypted.rekey(progress=progress)
+        check_count(batch, "batch", low=1, high=MAX_LIST_LIMIT)
+        return await self._encrypted.rekey(progress=progress, batch=batch)
 
     async def erase_user(self, user_id: str) -> ErasureReport:
         """Erase every session of ``user_id`` with its messages, checkpoints and index
