@@ -35,15 +35,18 @@ class Store:
         if self.kind == "memory":
             return repr(vars(self.backend)).encode()
         if self.kind == "file":
-            root = Path(urlsplit(self.url).path)
-            return b"\n".join(
-                p.as_posix().encode() + b"\n" + p.read_bytes()
-                for p in sorted(root.rglob("*"))
-                if p.is_file()
-            )
+            return _file_dump(Path(urlsplit(self.url).path))
         if self.kind == "redis":
             return await _redis_dump(self.url)
         return _pg_dump(self.url)
+
+
+def _file_dump(root: Path) -> bytes:
+    return b"\n".join(
+        p.as_posix().encode() + b"\n" + p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    )
 
 
 async def _redis_dump(url: str) -> bytes:

@@ -79,15 +79,23 @@ class SessionLog(Recovery):
         """Write a new session's log (its header is its only line)."""
         new_shard = layout.ensure_shard(info.id)
         path = layout.session_base(info.id) + "log"
-        try:
-            fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, "session log")
-        except FileExistsError:
-            raise ConflictError(f"session {info.id!r} exists already") from None
-        log = cls(layout, info.id, fd, fsync=fsync)
-        try:
+        while True:
+            try:
+                fd = open_file(
+                    path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, "session log"
+                )
+            except FileExistsError:
+                log = cls._unfinished(layout, info.id, path, fsync)
+                if log is None:
+                    continue  # taken back meanwhile: create it afresh
+                fd = log.fd
+                break
+            log = cls(layout, info.id, fd, fsync=fsync)
             # Held until the create is complete: an opener that finds the file meanwhile
             # waits, then sees it whole or unlinked, never a session that is taken back.
             fcntl.flock(fd, fcntl.LOCK_EX)
+            break
+        try:
             header = {
                 "t": "session",
                 "v": 1,
@@ -113,6 +121,32 @@ class SessionLog(Recovery):
             log._unmake()
             raise
         fcntl.flock(fd, fcntl.LOCK_UN)
+        return log
+
+    @classmethod
+    def _unfinished(
+        cls, layout: Layout, session_id: str, path: str, fsync: bool
+    ) -> SessionLog | None:
+        """The existing log at ``path``, locked and emptied, if its creation never completed
+        (a process killed before the header was whole: never acknowledged, so never found),
+        so a create of the same id (a deterministic one, such as a data key record's) can
+        finish; ``None`` if it is gone; :class:`ConflictError` if it is a session."""
+        try:
+            fd = open_file(path, os.O_RDWR | os.O_APPEND, "session log")
+        except FileNotFoundError:
+            return None
+        log = cls(layout, session_id, fd, fsync=fsync)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a creator still at work holds it until done
+            if os.fstat(fd).st_nlink == 0:
+                log.close()
+                return None
+            if log._read_record(0) is not None:
+                raise ConflictError(f"session {session_id!r} exists already")
+            os.ftruncate(fd, 0)
+        except BaseException:
+            log.close()
+            raise
         return log
 
     def _unmake(self) -> None:
