@@ -21,6 +21,16 @@ def _info(sid: str, title: str) -> SessionInfo:
                        metadata={"title": title})  # fmt: skip
 
 
+def _cut_short(store_dir: Path, sid: str, left: int) -> None:
+    """Leave the session's log as a create killed after ``left`` bytes of its header."""
+    (log,) = [p for p in store_dir.rglob(f"*{sid}*") if p.name.endswith("log")]
+    with log.open("r+b") as f:
+        f.truncate(left)
+    for p in log.parent.glob(f"*{sid}*"):  # its sidecars, if any: a crash leaves none
+        if p != log:
+            p.unlink()
+
+
 @pytest.mark.parametrize("left", [0, 7], ids=["empty", "torn-header"])
 async def test_a_create_cut_short_can_be_made_again(
     store_url: str, store_dir: Path, left: int
@@ -29,12 +39,7 @@ async def test_a_create_cut_short_can_be_made_again(
     first = FileBackend(store_url)
     await first.create_session(_info(sid, "first"))
     await first.close()
-    (log,) = [p for p in store_dir.rglob(f"*{sid}*") if p.name.endswith("log")]
-    with log.open("r+b") as f:
-        f.truncate(left)
-    for p in log.parent.glob(f"*{sid}*"):  # its sidecars, if any, as a crash leaves none
-        if p != log:
-            p.unlink()
+    _cut_short(store_dir, sid, left)
     backend = FileBackend(store_url)
     try:
         with pytest.raises(SessionNotFound, match="creation did not complete"):

@@ -54,12 +54,14 @@ async def test_a_rekey_killed_halfway_is_finished_by_running_it_again(
         await s.append_message(Message.user(f"hello {n}"))
         ids.append(s.id)
     cmd = ["aixgo", "sessions", "--url", store.url, "rekey", "--batch", "2"]
-    proc = subprocess.Popen(cmd, env=_env(k1, k2), stderr=subprocess.PIPE, text=True)
+    proc = await asyncio.to_thread(
+        subprocess.Popen, cmd, env=_env(k1, k2), stderr=subprocess.PIPE, text=True
+    )
     assert proc.stderr is not None
     line = await asyncio.to_thread(proc.stderr.readline)
     assert line.startswith("rekey: "), line
     os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert await asyncio.to_thread(proc.wait, 30) == -signal.SIGKILL
     proc.stderr.close()
     masters = await _masters(store)
     assert "k1" in masters and "k2" in masters  # cut short halfway
@@ -69,7 +71,9 @@ async def test_a_rekey_killed_halfway_is_finished_by_running_it_again(
         f"hello {USERS - 1}"
     ]
 
-    done = subprocess.run(cmd, env=_env(k1, k2), capture_output=True, text=True, timeout=120)
+    done = await asyncio.to_thread(
+        subprocess.run, cmd, env=_env(k1, k2), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "rewrapped" in done.stdout
     assert set(await _masters(store)) == {"k2"}
