@@ -34,13 +34,13 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
 from aixgo.crypto import KEY_BYTES, Keyring
 from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
 from aixgo.message import Message, utc_now
 from aixgo.session.backend import Backend, Capability
-from aixgo.session.codec import check_batch, stored_copy, with_seq
+from aixgo.session.codec import check_batch, decode_message, stored_copy, with_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 __all__ = ["DATA_KEY_AGENT", "SEALED", "EncryptedBackend", "RekeyReport", "record_id"]
@@ -343,10 +343,7 @@ class EncryptedBackend:
                 await self._owner(session_id), dk_id, what
             )
             data = _open(dk, blob, _message_aad(session_id, s), what)
-            try:
-                plain = Message.model_validate_json(data)
-            except ValidationError:
-                raise DecryptionError(f"{what} decrypts to something not a message") from None
+            plain = decode_message(data, what)
             out.append(with_seq(plain, s.seq))
         return out
 
