@@ -72,6 +72,7 @@ def plugins_command(as_json: bool) -> None:
                 + [f"agent {a}" for a in i.agents]
                 + [f"option {o}" for o in i.options]
                 + [f"command {c}" for c in i.commands]
+                + [f"key provider {k}:" for k in i.key_providers]
             )
             or "-",
         )
