@@ -119,7 +119,8 @@ def test_cli_erase_prints_the_receipt_and_list_reads_an_encrypted_store(tmp_path
         "from aixgo.session import SessionManager\n"
         "async def main():\n"
         "    async with SessionManager(sys.argv[1], encryption=keyring_from_env()) as m:\n"
-        f"        s = await m.create('assistant', user_id='alice', metadata={{'title': '{title}'}})\n"
+        f"        meta = {{'title': {title!r}}}\n"
+        "        s = await m.create('assistant', user_id='alice', metadata=meta)\n"
         "        await s.append_messages([Message.user('a'), Message.user('b')])\n"
         "asyncio.run(main())\n"
     )
