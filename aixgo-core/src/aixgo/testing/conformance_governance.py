@@ -67,7 +67,7 @@ class EncryptedConformance(BackendConformance):
         )
 
     @pytest_asyncio.fixture
-    async def backend(self, plain_backend: Backend) -> AsyncIterator[Backend]:
+    async def backend(self, plain_backend: Backend) -> AsyncIterator[Backend]:  # type: ignore[override]  # pytest injects fixtures by name
         """Your store behind the encryption layer (closing it closes yours)."""
         yield encrypted(plain_backend)
 
