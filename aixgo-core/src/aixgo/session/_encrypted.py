@@ -131,7 +131,7 @@ class EncryptedBackend:
     >>> from aixgo.session import open_backend
     >>> enc = EncryptedBackend(open_backend("memory://"), Keyring({"k1": bytes(32)}, "k1"))
     >>> enc
-    EncryptedBackend(MemoryBackend(), Keyring(ids=['k1'], active='k1'))
+    EncryptedBackend(<...MemoryBackend object at ...>, Keyring(ids=['k1'], active='k1'))
     """
 
     def __init__(self, inner: Backend, keyring: Keyring, *, allow_plaintext: bool = False) -> None:
