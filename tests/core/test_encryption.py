@@ -10,6 +10,7 @@ from aixgo import Message
 from aixgo.crypto import Keyring
 from aixgo.errors import DecryptionError, MessageIdConflict, SessionNotFound
 from aixgo.message import ToolCall
+from aixgo.session import SessionManager
 from aixgo.session._encrypted import DATA_KEY_AGENT, SEALED
 
 from tests.core.governance import Store, key, store
@@ -171,3 +172,32 @@ async def test_get_or_create_seals_and_finds_the_session(store: Store) -> None:
     again = await mgr.get_or_create("assistant", "bob")
     assert again.id == s.id
     assert [m.text for m in await again.get_messages()] == ["hi"]
+
+
+async def test_turning_encryption_on_is_an_export_and_a_resumable_import(
+    store: Store,
+) -> None:
+    import io
+
+    from aixgo.session import open_backend
+    from aixgo.session.archive import export_sessions, import_sessions
+
+    plain = store.manager()
+    s = await plain.create("assistant", user_id="alice", metadata={"title": "old title"})
+    await s.append_messages([Message.user("old text"), Message.assistant("old reply")])
+    cp = await s.checkpoint(label="cp")
+    buf = io.StringIO()
+    await export_sessions(plain, buf.write)
+    target = open_backend("memory://")  # the new, encrypted store
+    keyring = Keyring({"k1": key()}, active="k1")
+    enc = SessionManager(target, encryption=keyring)
+    lines = buf.getvalue().splitlines()
+    assert (await import_sessions(enc, lines)).sessions == 1
+    # Run again (as after a crash part-way): what is there already reads back as the same.
+    assert (await import_sessions(enc, lines)).sessions_unchanged == 1
+    moved = await enc.get(s.id)
+    assert moved.metadata == {"title": "old title"}
+    assert [m.text for m in await moved.get_messages()] == ["old text", "old reply"]
+    assert [c.id for c in await moved.list_checkpoints()] == [cp.id]
+    raw = repr(vars(target)).encode()
+    assert b"old text" not in raw and b"old title" not in raw
