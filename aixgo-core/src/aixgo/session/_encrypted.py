@@ -35,12 +35,13 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import JsonValue
+from pydantic_core import from_json, to_json
 
 from aixgo.crypto import KEY_BYTES, Keyring
 from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
-from aixgo.message import Message, utc_now
+from aixgo.message import Message, ToolCall, utc_now
 from aixgo.session.backend import Backend, Capability
-from aixgo.session.codec import check_batch, decode_message, stored_copy, with_seq
+from aixgo.session.codec import check_batch, stored_copy
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 __all__ = ["DATA_KEY_AGENT", "SEALED", "EncryptedBackend", "RekeyReport", "record_id"]
@@ -97,9 +98,7 @@ class RekeyReport:
 
 
 def _message_aad(session_id: str, m: Message) -> bytes:
-    return b"aixgo/1/message\0%s\0%s\0%s\0%s" % (
-        session_id.encode(), m.id.encode(), m.role.encode(), (m.tool_call_id or "").encode()
-    )  # fmt: skip
+    return f"aixgo/1/message\0{session_id}\0{m.id}\0{m.role}\0{m.tool_call_id or ''}".encode()
 
 
 def _session_aad(info: SessionInfo) -> bytes:
@@ -112,15 +111,20 @@ def _key_aad(dk_id: str, owner: str | None, master: str) -> bytes:
     return b"aixgo/1/data-key\0%s\0%s\0%s" % (dk_id.encode(), _owner_tag(owner), master.encode())
 
 
-def _split(envelope: object, what: str) -> tuple[str, bytes]:
-    """``(data key id, nonce + ciphertext)`` of an envelope ``1.<dk id>.<base64>``."""
-    parts = envelope.split(".", 2) if isinstance(envelope, str) else []
+def _split(envelope: object) -> tuple[str, bytes] | None:
+    """``(data key id, nonce + ciphertext)`` of an envelope ``1.<dk id>.<base64>``, or
+    ``None`` if it is malformed."""
+    parts = envelope.split(".", 2) if isinstance(envelope, str) else ()
     if len(parts) == 3 and parts[0] == _VERSION:
         try:
-            return parts[1], base64.b64decode(parts[2], validate=True)
+            return parts[1], binascii.a2b_base64(parts[2], strict_mode=True)
         except (ValueError, binascii.Error):
             pass
-    raise DecryptionError(f"{what} has a malformed ciphertext envelope")
+    return None
+
+
+def _malformed(what: str) -> DecryptionError:
+    return DecryptionError(f"{what} has a malformed ciphertext envelope")
 
 
 class EncryptedBackend:
@@ -306,7 +310,10 @@ class EncryptedBackend:
             self._plaintext(f"session {info.id!r}")
             return info
         what = f"the metadata of session {info.id!r}"
-        dk_id, blob = _split(envelope, what)
+        split = _split(envelope)
+        if split is None:
+            raise _malformed(what)
+        dk_id, blob = split
         dk = self._keys.get(dk_id) or await self._reading_key(info.user_id, dk_id, what)
         data = _open(dk, blob, _session_aad(info), what)
         return info.model_copy(update={"metadata": json.loads(data)})
@@ -319,32 +326,51 @@ class EncryptedBackend:
                 "(docs/governance.md), or read with allow_plaintext=True while migrating"
             )
 
-    def _seal_message(self, session_id: str, m: Message, data: bytes, dk: _DataKey) -> Message:
+    def _seal_message(self, session_id: str, m: Message, dk: _DataKey) -> Message:
+        # The sealed part as one JSON object: what the fingerprint covers, then metadata.
         compared = m.__pydantic_serializer__.to_json(m, include=_COMPARED)
+        data = compared[:-1] + b',"metadata":' + to_json(m.metadata) + b"}"
         mac = hmac.new(dk.fingerprint, m.id.encode() + b"\0" + compared, hashlib.sha256)
         fingerprint = base64.b64encode(mac.digest()[:18]).decode()
-        return Message.model_construct(
-            id=m.id, role=m.role, content=_FINGERPRINT + fingerprint, name=None,
-            tool_calls=None, tool_call_id=m.tool_call_id, created_at=m.created_at,
-            metadata={SEALED: _envelope(dk, data, _message_aad(session_id, m))}, seq=None,
+        return _message(
+            m.id, m.role, _FINGERPRINT + fingerprint, None, None, m.tool_call_id,
+            {SEALED: _envelope(dk, data, _message_aad(session_id, m))}, m.created_at, None,
         )  # fmt: skip
 
     async def _open_messages(self, session_id: str, stored: Sequence[Message]) -> list[Message]:
         out: list[Message] = []
+        keys = self._keys
         for s in stored:
             envelope = s.metadata.get(SEALED) if s.metadata else None
-            if envelope is None:
-                self._plaintext(f"message {s.id!r} of session {session_id!r}")
+            split = _split(envelope)
+            if split is None:
+                what = f"message {s.id!r} of session {session_id!r}"
+                if envelope is not None:
+                    raise _malformed(what)
+                self._plaintext(what)
                 out.append(s)
                 continue
-            what = f"message {s.id!r} of session {session_id!r}"
-            dk_id, blob = _split(envelope, what)
-            dk = self._keys.get(dk_id) or await self._reading_key(
-                await self._owner(session_id), dk_id, what
-            )
-            data = _open(dk, blob, _message_aad(session_id, s), what)
-            plain = decode_message(data, what)
-            out.append(with_seq(plain, s.seq))
+            dk_id, blob = split
+            dk = keys.get(dk_id)
+            if dk is None:
+                what = f"message {s.id!r} of session {session_id!r}"
+                dk = await self._reading_key(await self._owner(session_id), dk_id, what)
+            data = _open(dk, blob, _message_aad(session_id, s), s.id, session_id)
+            try:
+                # Authenticated: these bytes are what _seal_message wrote from a valid message,
+                # so they are not validated again (the hot path of every read).
+                d = from_json(data)
+                calls = d["tool_calls"]
+                out.append(_message(
+                    s.id, s.role, d["content"], d["name"],
+                    None if calls is None else [ToolCall.model_construct(**c) for c in calls],
+                    s.tool_call_id, d["metadata"], s.created_at, s.seq,
+                ))  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                raise DecryptionError(
+                    f"message {s.id!r} of session {session_id!r} decrypts to something not a "
+                    "message"
+                ) from None
         return out
 
     # -- the backend protocol ----------------------------------------------------------
@@ -407,11 +433,9 @@ class EncryptedBackend:
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
         """Seal and append ``messages``; return them as stored, in the clear."""
-        encoded = check_batch(messages)  # every check a plaintext append makes, up front
+        check_batch(messages)  # every check a plaintext append makes, up front
         dk = await self._writing_key(await self._owner(session_id))
-        sealed = [
-            self._seal_message(session_id, m, d, dk) for m, d in zip(messages, encoded, strict=True)
-        ]
+        sealed = [self._seal_message(session_id, m, dk) for m in messages]
         stored = await self.inner.append_messages(session_id, sealed, expected_seq=expected_seq)
         out: list[Message] = []
         for given, sent, got in zip(messages, sealed, stored, strict=True):
@@ -480,6 +504,28 @@ class EncryptedBackend:
             cursor = page.next_cursor
 
 
+_FIELDS = tuple(Message.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _message(
+    id: str, role: str, content: Any, name: Any, tool_calls: Any, tool_call_id: str | None,
+    metadata: Any, created_at: Any, seq: int | None,
+) -> Message:  # fmt: skip
+    """A :class:`Message` of trusted field values, without validation (as
+    ``codec.with_seq`` builds one): the values come from a validated message."""
+    out = _new(Message)
+    _set(out, "__dict__", {
+        "id": id, "role": role, "content": content, "name": name, "tool_calls": tool_calls,
+        "tool_call_id": tool_call_id, "metadata": metadata, "created_at": created_at, "seq": seq,
+    })  # fmt: skip
+    _set(out, "__pydantic_fields_set__", set(_FIELDS))
+    _set(out, "__pydantic_extra__", None)
+    _set(out, "__pydantic_private__", None)
+    return out
+
+
 def _whose(owner: str | None) -> str:
     return "sessions without a user" if owner is None else f"user {owner!r}"
 
@@ -497,10 +543,13 @@ def _envelope(dk: _DataKey, data: bytes, aad: bytes) -> str:
     return f"{_VERSION}.{dk.id}.{base64.b64encode(blob).decode()}"
 
 
-def _open(dk: _DataKey, blob: bytes, aad: bytes, what: str) -> bytes:
+def _open(dk: _DataKey, blob: bytes, aad: bytes, what: str, session_id: str = "") -> bytes:
+    """Decrypt ``blob``; ``what`` names it in the error (a message id, with ``session_id``)."""
     try:
         return dk.aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad)
     except InvalidTag:
+        if session_id:
+            what = f"message {what!r} of session {session_id!r}"
         raise DecryptionError(
             f"{what} does not decrypt with data key {dk.id!r}: it was altered, or copied "
             "from another session or message id",
