@@ -76,7 +76,7 @@ def ratios(results: list[Result]) -> list[str]:
         if base is None or not r.median_us or not base.median_us:
             continue
         ratio = r.median_us / base.median_us
-        target = TARGETS.get(store.split()[-1].split(":")[0])
+        target = next((t for k, t in TARGETS.items() if f" {k}://" in store), None)
         verdict = "" if target is None else f" (target <= {target}x: "
         verdict += "" if target is None else ("met)" if ratio <= target else "missed)")
         lines.append(f"{store} {op}: {ratio:.2f}x{verdict}")
