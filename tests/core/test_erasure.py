@@ -99,3 +99,24 @@ async def test_an_erasure_cut_short_has_shredded_the_keys_and_a_rerun_finishes(
     assert (report.sessions, report.data_keys) == (2, 0)
     assert b"alice" not in await store.raw()
     assert len((await mgr.list(user_id="bob")).items) == 1
+
+
+async def test_a_copy_taken_before_erasure_cannot_be_read_after_it(store: Store) -> None:
+    """Crypto-shredding: a backup restored after the erasure is ciphertext without a key,
+    also for the process that erased (its cached keys go too)."""
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice", metadata={"title": "private"})
+    await s.append_message(Message.user("private text"))
+    assert [m.text for m in await s.get_messages()] == ["private text"]
+    backup_info = await store.backend.get_session(s.id)
+    backup_messages = await store.backend.get_messages(s.id)
+    await mgr.erase_user("alice")
+    await store.backend.create_session(backup_info.model_copy(update={"message_count": 0}))
+    await store.backend.append_messages(
+        s.id, [m.model_copy(update={"seq": None}) for m in backup_messages]
+    )
+    with pytest.raises(DecryptionError, match="not in the store") as err:
+        await mgr.get(s.id)
+    assert err.value.key_id is not None
+    with pytest.raises(DecryptionError, match="not in the store"):
+        await mgr.backend.get_messages(s.id)

@@ -72,10 +72,11 @@ def record_id(master: str, owner: str | None) -> str:
 
 
 class _DataKey:
-    __slots__ = ("aead", "fingerprint", "id")
+    __slots__ = ("aead", "fingerprint", "id", "owner")
 
-    def __init__(self, dk_id: str, key: bytes) -> None:
+    def __init__(self, dk_id: str, key: bytes, owner: str | None) -> None:
         self.id = dk_id
+        self.owner = owner
         self.aead = AESGCM(key)
         self.fingerprint = hmac.new(key, b"aixgo/1/fingerprint", hashlib.sha256).digest()
 
@@ -224,7 +225,7 @@ class EncryptedBackend:
             except SessionNotFound:
                 continue
             dk_id, key, _ = self._unwrap(info)
-            dk = self._keys.get(dk_id) or _DataKey(dk_id, key)
+            dk = self._keys.get(dk_id) or _DataKey(dk_id, key, owner)
             self._keys[dk_id] = dk
             found.append((master, dk))
         return found
@@ -241,7 +242,7 @@ class EncryptedBackend:
                 await self.inner.create_session(
                     self._record(owner, self.keyring.active, dk_id, key)
                 )
-                found = [(self.keyring.active, _DataKey(dk_id, key))]
+                found = [(self.keyring.active, _DataKey(dk_id, key, owner))]
                 self._keys[dk_id] = found[0][1]
             except ConflictError:
                 found = await self._load(owner)  # another process made it first: use theirs
@@ -289,9 +290,9 @@ class EncryptedBackend:
 
     def forget(self, owner: str) -> None:
         """Drop cached data keys and sessions of ``owner`` (after erasing them)."""
-        dk = self._writing.pop(owner, None)
-        if dk is not None:
-            self._keys.pop(dk.id, None)
+        self._writing.pop(owner, None)
+        for dk_id in [k for k, dk in self._keys.items() if dk.owner == owner]:
+            del self._keys[dk_id]
         for sid in [s for s, o in self._owners.items() if o == owner]:
             del self._owners[sid]
 
