@@ -360,7 +360,7 @@ class EncryptedBackend:
             try:
                 # Authenticated: these bytes are what _seal_message wrote from a valid message,
                 # so they are not validated again (the hot path of every read).
-                d = from_json(data)
+                d = _loads(data)
                 calls = d["tool_calls"]
                 out.append(_message(
                     s.id, s.role, d["content"], d["name"],
@@ -525,6 +525,15 @@ def _message(
     _set(out, "__pydantic_extra__", None)
     _set(out, "__pydantic_private__", None)
     return out
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return from_json(data)
+    except ValueError:
+        # Deeper than pydantic-core's parser reads (stored before codec.MAX_DEPTH existed),
+        # within what the standard library's parser reads.
+        return json.loads(data)
 
 
 def _whose(owner: str | None) -> str:
