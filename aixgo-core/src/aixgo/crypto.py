@@ -21,6 +21,7 @@ and ``file:PATH`` (a file holding the 32 raw bytes, or the same text); plugins a
 >>> os.environ["DEMO_KEY"] = "00" * 32
 >>> Keyring.from_references({"k1": "env:DEMO_KEY"}, active="k1").active
 'k1'
+>>> del os.environ["DEMO_KEY"]
 
 Without a configuration file, ``$AIXGO_ENCRYPTION_KEYS`` (``k1=env:VAR,k2=file:/path``) and
 ``$AIXGO_ENCRYPTION_ACTIVE`` (default: the last id listed) make the keyring the CLI uses
