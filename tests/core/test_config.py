@@ -245,3 +245,20 @@ def test_session_encryption_block_encrypts_the_runtime_store(
 def test_session_encryption_errors_name_the_key_path(write: Any, block: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_config(write(f"session:\n  url: memory://\n  {block}\n"))
+
+
+def test_a_runtime_without_a_file_encrypts_with_the_environment_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ENV_K1", bytes(range(32)).hex())
+    monkeypatch.setenv("AIXGO_ENCRYPTION_KEYS", "k1=env:TEST_ENV_K1")
+    store = tmp_path / "store"
+    rt = Runtime(session_manager=f"file://{store}")
+    rt.register("assistant", Greeter())
+
+    async def run() -> str:
+        async with rt:
+            return (await rt.call("assistant", Message.user("Bobby"), user="bob")).text
+
+    assert asyncio.run(run()) == "hello Bobby!"
+    assert b"Bobby" not in b"".join(p.read_bytes() for p in store.rglob("*") if p.is_file())

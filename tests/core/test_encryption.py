@@ -201,3 +201,15 @@ async def test_turning_encryption_on_is_an_export_and_a_resumable_import(
     assert [c.id for c in await moved.list_checkpoints()] == [cp.id]
     raw = repr(vars(target)).encode()
     assert b"old text" not in raw and b"old title" not in raw
+
+
+async def test_session_metadata_moved_to_another_session_is_refused(store: Store) -> None:
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    a = await mgr.create("assistant", user_id="alice", metadata={"title": "a's"})
+    sealed = await store.backend.get_session(a.id)
+    other = sealed.model_copy(update={"id": "f" * 32, "message_count": 0})
+    await store.backend.create_session(other)
+    with pytest.raises(DecryptionError, match="metadata of session 'f{32}'"):
+        await mgr.get(other.id)
+    with pytest.raises(DecryptionError):  # listing refuses it too, never skips it silently
+        await mgr.list(user_id="alice")
