@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import JsonValue
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
 from aixgo.crypto import KEY_BYTES, Keyring
 from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
@@ -327,10 +327,12 @@ class EncryptedBackend:
                 "(docs/governance.md), or read with allow_plaintext=True while migrating"
             )
 
-    def _seal_message(self, session_id: str, m: Message, dk: _DataKey) -> Message:
-        # The sealed part as one JSON object: what the fingerprint covers, then metadata.
-        compared = m.__pydantic_serializer__.to_json(m, include=_COMPARED)
-        data = compared[:-1] + b',"metadata":' + to_json(m.metadata) + b"}"
+    def _seal_message(self, session_id: str, m: Message, data: bytes, dk: _DataKey) -> Message:
+        # ``data`` is the message's JSON as the plaintext checks made it: sealed whole.
+        if type(m.content) is str and m.name is None and not m.tool_calls:
+            compared = b"s" + m.content.encode()  # the common case, without serializing
+        else:
+            compared = b"j" + m.__pydantic_serializer__.to_json(m, include=_COMPARED)
         mac = hmac.new(dk.fingerprint, m.id.encode() + b"\0" + compared, hashlib.sha256)
         fingerprint = base64.b64encode(mac.digest()[:18]).decode()
         return _message(
@@ -434,9 +436,11 @@ class EncryptedBackend:
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
         """Seal and append ``messages``; return them as stored, in the clear."""
-        check_batch(messages)  # every check a plaintext append makes, up front
+        encoded = check_batch(messages)  # every check a plaintext append makes, up front
         dk = await self._writing_key(await self._owner(session_id))
-        sealed = [self._seal_message(session_id, m, dk) for m in messages]
+        sealed = [
+            self._seal_message(session_id, m, d, dk) for m, d in zip(messages, encoded, strict=True)
+        ]
         stored = await self.inner.append_messages(session_id, sealed, expected_seq=expected_seq)
         out: list[Message] = []
         for given, sent, got in zip(messages, sealed, stored, strict=True):
