@@ -101,7 +101,20 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         rows.append(
             check(f"{label}: first list page of 50 (µs)", get(name, "list_page", None), list_bound)
         )
+    # Encryption at rest (issue #19): encrypted / plain, paired (bench/governance.py).
+    for name, label, bound in ((FILE, "file", 1.3), (REDIS, "redis", 1.1), (PG, "postgres", 1.1)):
+        for op in ("append", "tail-100"):
+            size = _at(op)
+            plain = get(f"{name} plain", f"paired {op}", size)
+            encrypted = get(f"{name} encrypted", f"paired {op}", size)
+            rows.append(check(f"{label}: encrypted {op} / plain", ratio(encrypted, plain), bound))
     return rows
+
+
+def _at(op: str) -> int | None:
+    from governance import HISTORY
+
+    return HISTORY if op == "tail-100" else None
 
 
 def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> None:

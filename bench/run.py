@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).parent))
 
 import floors
+import governance
 import peers
 import report
 import streaming
@@ -235,6 +236,8 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results += await turns.run_all(stores, turns=plan.shared_turns)
     if only is None or "stream" in only:
         results += await streaming.run(runs=plan.runs, budget_s=plan.budget_s)
+    named = [(name, url) for name, url, _ in stores]
+    results += await governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s)
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()

@@ -48,7 +48,7 @@ from aixgo_backend_file import _record as record
 from aixgo_backend_file._diskfull import logger
 from aixgo_backend_file._paths import Layout, open_file
 from aixgo_backend_file._reading import find
-from aixgo_backend_file._recovery import remove_files, truncate
+from aixgo_backend_file._recovery import read_record, remove_files, truncate
 from aixgo_backend_file._state import (
     IDX,
     LogState,
@@ -72,15 +72,21 @@ def create(layout: Layout, info: SessionInfo, *, fsync: bool, touch: Touch) -> L
     """Write a new session's log (its header is its only line)."""
     new_shard = layout.ensure_shard(info.id)
     path = layout.session_base(info.id) + "log"
-    try:
-        fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, "session log")
-    except FileExistsError:
-        raise ConflictError(f"session {info.id!r} exists already") from None
-    log = new_state(layout, info.id, fd, fsync=fsync)
-    try:
+    while True:
+        try:
+            fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, "session log")
+        except FileExistsError:
+            unfinished = _unfinished(layout, info.id, path, fsync)
+            if unfinished is None:
+                continue  # taken back meanwhile: create it afresh
+            log = unfinished
+            break
+        log = new_state(layout, info.id, fd, fsync=fsync)
         # Held until the create is complete: an opener that finds the file meanwhile
         # waits, then sees it whole or unlinked, never a session that is taken back.
         fcntl.flock(fd, fcntl.LOCK_EX)
+        break
+    try:
         _write_header(log, info)
         touch(log, log.updated)
         if fsync:
@@ -93,6 +99,30 @@ def create(layout: Layout, info: SessionInfo, *, fsync: bool, touch: Touch) -> L
         _unmake(log)
         raise
     fcntl.flock(fd, fcntl.LOCK_UN)
+    return log
+
+
+def _unfinished(layout: Layout, session_id: str, path: str, fsync: bool) -> LogState | None:
+    """The existing log at ``path``, locked and emptied, if its creation never completed
+    (a process killed before the header was whole: never acknowledged, so never found),
+    so a create of the same id (a deterministic one, such as a data key record's) can
+    finish; ``None`` if it is gone; :class:`ConflictError` if it is a session."""
+    try:
+        fd = open_file(path, os.O_RDWR | os.O_APPEND, "session log")
+    except FileNotFoundError:
+        return None
+    log = new_state(layout, session_id, fd, fsync=fsync)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a creator still at work holds it until done
+        if os.fstat(fd).st_nlink == 0:
+            close_files(log)
+            return None
+        if read_record(log, 0) is not None:
+            raise ConflictError(f"session {session_id!r} exists already")
+        os.ftruncate(fd, 0)
+    except BaseException:
+        close_files(log)
+        raise
     return log
 
 

@@ -72,6 +72,7 @@ def plugins_command(as_json: bool) -> None:
                 + [f"agent {a}" for a in i.agents]
                 + [f"option {o}" for o in i.options]
                 + [f"command {c}" for c in i.commands]
+                + [f"key provider {k}:" for k in i.key_providers]
             )
             or "-",
         )
@@ -90,6 +91,7 @@ def plugins_command(as_json: bool) -> None:
 def _add_commands() -> None:
     # Imported here: the subcommands pull in the runtime and session layers, which plain
     # `aixgo --version` does not need.
+    from aixgo import cli_governance  # noqa: F401  (adds rekey and erase to sessions)
     from aixgo.cli_chat import chat
     from aixgo.cli_sessions import sessions
 

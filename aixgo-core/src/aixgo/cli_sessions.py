@@ -27,6 +27,7 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.crypto import keyring_from_env
 from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session import (
     Migratable,
@@ -105,7 +106,9 @@ def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
             task.cancel()
 
         with _signal_handler(signal.SIGTERM, on_sigterm):
-            async with SessionManager(url) as mgr:
+            keyring = keyring_from_env()
+            allow = os.environ.get("AIXGO_ENCRYPTION_ALLOW_PLAINTEXT", "") in ("1", "true")
+            async with SessionManager(url, encryption=keyring, allow_plaintext=allow) as mgr:
                 return await work(mgr)
 
     try:

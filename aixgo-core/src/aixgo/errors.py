@@ -33,6 +33,7 @@ __all__ = [
     "BackendTimeout",
     "BackendClosed",
     "CorruptedData",
+    "DecryptionError",
     "NotStarted",
     "AgentNotFound",
     "AgentError",
@@ -136,6 +137,17 @@ class BackendClosed(BackendError):
 
 class CorruptedData(BackendError):
     """Stored data failed its integrity check. The message says where (file and line, key, row)."""
+
+
+class DecryptionError(AixgoError):
+    """An encrypted record cannot be read: its key is not in the keyring (``key_id`` names
+    it), it was erased, the record was altered or moved to another session or id, or it is
+    a plaintext record in an encrypted store. Nothing was changed; the message names the key
+    id, never the key."""
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
 
 
 class NotStarted(UsageError):
