@@ -98,7 +98,7 @@ def create(layout: Layout, info: SessionInfo, *, fsync: bool, touch: Touch) -> L
     except BaseException:
         _unmake(log)
         raise
-    fcntl.flock(fd, fcntl.LOCK_UN)
+    fcntl.flock(log.fd, fcntl.LOCK_UN)
     return log
 
 
