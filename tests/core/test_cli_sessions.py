@@ -332,7 +332,9 @@ def test_stored_control_characters_are_escaped_in_human_output_and_exact_in_json
     for out in outputs:
         assert not any(c in out for c in "\x1b\x07\x9b\x7f\x00"), out
     assert "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x7f" in outputs[0]
-    assert "line one\n\\x1b]0;pwned" in outputs[1] and "\\x09tab" not in outputs[1]
+    # A message's second line is indented under its first, in the MESSAGE column.
+    assert "user  line one\n           \\x1b]0;pwned" in outputs[1]
+    assert "\\x09tab" not in outputs[1]
     assert "ag\\x1b]0;pwned" in outputs[2] and "l\\x1b]0;pwned" in outputs[3]
     # --json is exact: the same text once decoded, with every control character escaped.
     shown = run("sessions", "--url", file_url, "show", odd, "--json").output
