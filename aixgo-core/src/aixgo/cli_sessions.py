@@ -413,12 +413,15 @@ def import_command(
     click.echo(msg)
 
 
+_SESSION_LINE = (b'{"type":"session"', b'{"type": "session"')
+
+
 def _sessions_in(archive: Path) -> int | None:
     """How many sessions ``archive`` holds, for the progress display's total: the lines that
     start a session as :func:`export_sessions` writes them (``None`` when it cannot tell)."""
     try:
         with archive.open("rb") as f:
-            count = sum(line.startswith(b'{"type": "session"') for line in f)
+            count = sum(line.startswith(_SESSION_LINE) for line in f)
     except OSError:
         return None  # the import itself reports it
     return count or None
