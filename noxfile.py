@@ -1,5 +1,5 @@
 """Every workflow of the repository, as ``uvx nox -s NAME``: tests, lint, typecheck, installed,
-demo, bench, dist."""
+demo, bench, dist, docs."""
 
 from __future__ import annotations
 
@@ -68,6 +68,17 @@ def dist(session: nox.Session) -> None:
     """Build the wheel of every distribution into dist/; then any composition installs from
     them: ``pip install --find-links dist 'aixgo[all]'``."""
     _build_wheels(session, ROOT / "dist", MEMBERS)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (mkdocs.yml) in strict mode: a broken link or
+    a reference that does not resolve fails the build. ``-- serve`` to preview it."""
+    _sync(session, "--only-group", "docs")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:])
+        return
+    session.run("mkdocs", "build", "--strict", "--clean", *session.posargs)
 
 
 @nox.session
