@@ -19,21 +19,10 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 __all__ = ["EVERY", "HELP", "ProgressReport"]
 
@@ -47,17 +36,40 @@ HELP = (
 )
 
 
-class _Rate(ProgressColumn):
-    """Items per second, in the operation's own unit."""
+def _bar(stream: TextIO, unit: str) -> Progress:
+    """rich's progress display on ``stream``: description, bar, count of total, percentage,
+    rate, time left, detail. rich is imported here, by the commands that draw a bar only."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
+    class Rate(ProgressColumn):
+        """Items per second, in the operation's own unit."""
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        shown = "-" if speed is None else f"{speed:,.1f}"
-        return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            shown = "-" if speed is None else f"{speed:,.1f}"
+            return Text(f"{shown} {unit}/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=Console(file=stream),
+    )
 
 
 class ProgressReport:
@@ -97,16 +109,7 @@ class ProgressReport:
     def __enter__(self) -> ProgressReport:
         self._started = time.monotonic()
         if self.mode == "bar":
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                _Rate(self.unit),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[detail]}"),
-                console=Console(file=self.stream),
-            )
+            self._bar = _bar(self.stream, self.unit)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total, detail="")
         return self
