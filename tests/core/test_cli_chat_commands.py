@@ -63,11 +63,12 @@ def chat(config: Path, *lines: str, agent: str = "assistant") -> tuple[str, str]
 
 def test_commands_are_never_sent_to_the_agent(config: Path) -> None:
     out, err = chat(config, "/help", "/history", "/sessions", "/checkpoint", "/restore",
-                    "/nonsense", "/history 2", "/quit", "after quit")  # fmt: skip
+                    "/nonsense", "/history 2", "/history two", "/quit", "after quit")  # fmt: skip
     assert Parrot.seen == []
     assert "/checkpoint [LABEL]" in out and "/quit" in out  # /help
     assert "no messages yet" in out
     assert "unknown command /nonsense; /help lists them" in err
+    assert "error: /history takes a number of messages, not 'two'" in err
     assert "after quit" not in out + err
 
 

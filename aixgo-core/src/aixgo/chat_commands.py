@@ -16,7 +16,7 @@ import click
 
 from aixgo.cli_errors import cli_message
 from aixgo.cli_sessions import message_table, printable, table
-from aixgo.errors import AixgoError
+from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.runtime import Runtime
 from aixgo.session import Session
 
@@ -91,12 +91,8 @@ def _count(argument: str) -> int:
     if not argument:
         return HISTORY
     if not argument.isdigit() or int(argument) < 1:
-        raise _Usage(f"/history takes a number of messages, not {argument!r}")
+        raise InvalidArgument(f"/history takes a number of messages, not {argument!r}")
     return int(argument)
-
-
-class _Usage(AixgoError):
-    """A slash-command given the wrong argument."""
 
 
 async def _sessions(chat: Chat, argument: str) -> None:
