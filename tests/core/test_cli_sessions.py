@@ -171,7 +171,7 @@ def test_export_import_is_lossless_and_reports_what_it_cannot_carry(
                      "checkpoints_skipped": 1,  # bob's undo checkpoint: discarded tail
                      "sessions_unchanged": 0, "sessions_completed": 0,
                      "sessions_replaced": 0}  # fmt: skip
-    assert "importing: 3 sessions" in imported.stderr
+    assert "importing: 3/3 sessions, 8 messages" in imported.stderr  # total counted in the archive
     assert sync(snapshot(target)) == sync(snapshot(file_url))
 
     # Into the store it came from: every session is there already, bob's with the checkpoint
