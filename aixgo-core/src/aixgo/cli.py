@@ -125,11 +125,12 @@ def main() -> None:
 
 
 def _report(exc: BaseException) -> None:
+    from aixgo.cli_errors import cli_message
     from aixgo.cli_sessions import printable
 
     # Messages quote stored or user-given text: escaped, so it cannot drive the terminal,
     # and scrubbed, so a password that reached one is never printed.
-    click.echo(f"error: {printable(_scrubbed(str(exc)), lines=True)}", err=True)
+    click.echo(f"error: {printable(_scrubbed(cli_message(exc)), lines=True)}", err=True)
     for note in getattr(exc, "__notes__", ()):
         click.echo(f"  {printable(_scrubbed(str(note)), lines=True)}", err=True)
 

@@ -149,20 +149,23 @@ class Runtime:
     @classmethod
     def from_config(cls, path: str | PathLike[str]) -> Runtime:
         """A runtime built from a YAML file: its ``session:``, ``agents:`` and ``runtime:``
-        blocks (see :mod:`aixgo.config`)."""
+        blocks (see :mod:`aixgo.config`). Modules it names are imported from the file's
+        folder or the current directory (see :mod:`aixgo.builder`)."""
         # Imported here so that PyYAML loads only for a runtime that reads a file.
-        from aixgo.builder import build_agent
+        from aixgo.builder import build_agent, check_store, import_roots
         from aixgo.config import load_config
 
         config = load_config(path)
+        check_store(config)
         rt = cls.from_options(file=config.options())
         rt._encryption = config.encryption
-        for spec in config.agents:
-            agent = build_agent(spec)
-            try:
-                rt.register(spec.name, agent, session_mode=spec.session_mode)
-            except AixgoError as exc:
-                raise ConfigError(f"{spec.where}: {exc}") from None
+        with import_roots(config.path):
+            for spec in config.agents:
+                agent = build_agent(spec)
+                try:
+                    rt.register(spec.name, agent, session_mode=spec.session_mode)
+                except AixgoError as exc:
+                    raise ConfigError(f"{spec.where}: {exc}") from None
         return rt
 
     def _setup(self, options: CoreOptions) -> None:
