@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import click
 
 from aixgo import __version__, plugins
+from aixgo.audit._actor import set_process_actor
 from aixgo.errors import AixgoError, PluginError
 
 __all__ = ["cli", "main"]
@@ -72,6 +74,7 @@ def plugins_command(as_json: bool) -> None:
                 + [f"agent {a}" for a in i.agents]
                 + [f"option {o}" for o in i.options]
                 + [f"command {c}" for c in i.commands]
+                + [f"audit {s}://" for s in i.audit_sinks]
             )
             or "-",
         )
@@ -90,11 +93,13 @@ def plugins_command(as_json: bool) -> None:
 def _add_commands() -> None:
     # Imported here: the subcommands pull in the runtime and session layers, which plain
     # `aixgo --version` does not need.
+    from aixgo.cli_audit import audit
     from aixgo.cli_chat import chat
     from aixgo.cli_sessions import sessions
 
     cli.add_command(sessions)
     cli.add_command(chat)
+    cli.add_command(audit)
 
 
 _add_commands()
@@ -104,6 +109,8 @@ def main() -> None:
     """Entry point of the ``aixgo`` script. Exit status: 0 done; 1 the operation failed, was
     refused or interrupted (aixgo errors and unreadable or unwritable files print as one line,
     ``error: ...``, never a traceback); 2 the command line is wrong (click's usage errors)."""
+    # Whatever the commands do to sessions is audited as done by the OS user.
+    set_process_actor(getpass.getuser())
     try:
         # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
         status = cli.main(standalone_mode=False)

@@ -27,6 +27,7 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.audit import audit_from_env
 from aixgo.errors import AixgoError, InvalidArgument
 from aixgo.session import (
     Migratable,
@@ -105,7 +106,7 @@ def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
             task.cancel()
 
         with _signal_handler(signal.SIGTERM, on_sigterm):
-            async with SessionManager(url) as mgr:
+            async with SessionManager(url, audit=audit_from_env()) as mgr:
                 return await work(mgr)
 
     try:

@@ -33,6 +33,7 @@ __all__ = [
     "BackendTimeout",
     "BackendClosed",
     "CorruptedData",
+    "AuditError",
     "NotStarted",
     "AgentNotFound",
     "AgentError",
@@ -136,6 +137,12 @@ class BackendClosed(BackendError):
 
 class CorruptedData(BackendError):
     """Stored data failed its integrity check. The message says where (file and line, key, row)."""
+
+
+class AuditError(AixgoError):
+    """An audit record could not be written by the policy ``fatal`` (or the buffer of the
+    policy ``buffer`` is full, or still holds records at ``close()``). The operation the
+    record describes may or may not have taken effect: the message says which."""
 
 
 class NotStarted(UsageError):

@@ -44,6 +44,7 @@ __all__ = [
     "Registration",
     "agent_factory",
     "agent_types",
+    "audit_sink_factory",
     "backend_factory",
     "backend_schemes",
     "commands",
@@ -85,6 +86,7 @@ class PluginInfo:
     agents: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    audit_sinks: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -332,6 +334,9 @@ _HOOKS: dict[str, _Hook] = {
     "agents": _Hook("aixgo_register_agents", _agent_entry, "agent type", _pass_register),
     "options": _Hook("aixgo_register_options", _option_entry, "option", _pass_register),
     "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
+    "audit_sinks": _Hook(
+        "aixgo_register_audit_sinks", _backend_entry, "audit sink scheme", _pass_register
+    ),
 }
 
 
@@ -409,6 +414,20 @@ def agent_factory(name: str) -> tuple[Callable[..., Any], Registration]:
         hint = " (pip install aixgo-agent-react)" if name == "react" else ""
         raise PluginError(f"no plugin provides agent type {name!r}{hint}; installed: {installed}")
     return _resolve(reg, f"agent type {name!r}"), reg
+
+
+def audit_sink_factory(scheme: str) -> tuple[Callable[..., Any], Registration]:
+    """The audit sink factory registered for ``scheme`` and who registered it."""
+    table = _table("audit_sinks")
+    reg = table.get(scheme)
+    if reg is None:
+        installed = ", ".join(f"{s}://" for s in sorted(table)) or "none"
+        hint = f"; install it with: pip install {_KNOWN[scheme]}" if scheme in _KNOWN else ""
+        raise PluginError(
+            f"no installed plugin provides the audit sink scheme {scheme!r}{hint}. "
+            f"Installed audit sink schemes: {installed}"
+        )
+    return _resolve(reg, f"audit sink {scheme!r}"), reg
 
 
 # Well-known schemes and the distribution that provides each.

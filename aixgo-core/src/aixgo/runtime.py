@@ -56,6 +56,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode
+from aixgo.audit import acting_for
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
@@ -234,6 +235,9 @@ class Runtime:
                 return
             configured = self.options.session_manager
             traced = self._telemetry.traced
+            if isinstance(configured, SessionManager) and self.options.audit is not None:
+                raise ConfigError("the audit option applies to a store the runtime opens; "
+                                  "give your SessionManager audit= instead")  # fmt: skip
             if isinstance(configured, SessionManager):
                 # The caller's manager stays as it was (and is what session_manager
                 # returns); calls go through a traced view of the same store.
@@ -241,7 +245,8 @@ class Runtime:
                 self._calls = configured.wrapped(traced) if self._telemetry.enabled else configured
             else:
                 url = default_session_url() if configured is None else configured
-                self._mgr = self._calls = SessionManager(traced(open_backend(url)))
+                backend = traced(open_backend(url))
+                self._mgr = self._calls = SessionManager(backend, audit=self.options.audit)
                 self._owns_mgr = True
             try:
                 await self._calls.open()
@@ -310,7 +315,7 @@ class Runtime:
         self._idle.clear()
         watch = CancelWatch()
         try:
-            async with self._telemetry.call_span(agent, session) as span:
+            async with self._telemetry.call_span(agent, session) as span, acting_for(user):
                 if self._sem is None:
                     out = await self._call(entry, agent, message, user, session, stateful, span)
                 else:

@@ -1,7 +1,8 @@
 """Runtime options: declared once as a pydantic model, set from code, YAML or the environment.
 
 The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls``, ``tracing``,
-``turn_policy`` and ``turn_lease_ttl`` (see :mod:`aixgo.turn`); plugins add theirs with the
+``turn_policy``, ``turn_lease_ttl`` (see :mod:`aixgo.turn`) and ``audit`` (see
+:mod:`aixgo.audit`); plugins add theirs with the
 ``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
 Each option can be set, from weakest to strongest, in the YAML ``runtime:`` block, in an
 environment variable ``AIXGO_RUNTIME_<NAME>`` (e.g. ``AIXGO_RUNTIME_TIMEOUT=30``), or as a
@@ -30,10 +31,12 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     create_model,
+    field_validator,
     model_serializer,
 )
 
 from aixgo import plugins
+from aixgo.audit import AuditLog, key_from_env
 from aixgo.errors import ConfigError, PluginError
 from aixgo.session.manager import SessionManager
 from aixgo.session.redaction import redact_url
@@ -78,6 +81,30 @@ class CoreOptions(BaseModel):
         "renewed every third of that while the agent runs); a process that dies mid-turn "
         "holds its session at most this long",
     )
+
+    audit: AuditLog | None = Field(
+        default=None,
+        description="an aixgo.audit.AuditLog, or a log path or sink URL, or a mapping "
+        "{target, fsync, on_failure}, with the key in $AIXGO_AUDIT_KEY (hex): every session "
+        "operation on the store the runtime opens is recorded (see docs/audit.md)",
+    )
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_log(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"target": value}
+        if not isinstance(value, dict):
+            return value
+        unknown = set(value) - {"target", "fsync", "on_failure"}
+        if unknown or "target" not in value:
+            raise ValueError("audit takes target (a path or URL), fsync and on_failure")
+        return AuditLog(
+            str(value["target"]),
+            key=key_from_env(),
+            fsync=value.get("fsync", False) in (True, "true", "1", "yes"),
+            on_failure=value.get("on_failure", "fatal"),
+        )
 
     # A URL-valued option (session_manager, or a plugin's) may carry a password. The
     # attribute keeps the real URL, which the runtime connects with; repr and dumps, which

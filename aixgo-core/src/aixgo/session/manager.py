@@ -10,7 +10,7 @@ import json
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
@@ -29,6 +29,9 @@ __all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager", "check_meta
 
 MAX_LIST_LIMIT = 1000
 MAX_METADATA_BYTES = 64 * 1024
+if TYPE_CHECKING:
+    from aixgo.audit import AuditLog
+
 _METADATA = TypeAdapter(dict[str, JsonValue])
 # How many of a pair's sessions a racing creator looks at to converge.
 _CONVERGE_LIMIT = 20
@@ -52,10 +55,14 @@ class SessionManager:
     [True, 'trip']
     """
 
-    def __init__(self, backend: Backend | str | None = None) -> None:
+    def __init__(
+        self, backend: Backend | str | None = None, *, audit: AuditLog | None = None
+    ) -> None:
         if backend is None:
             backend = default_session_url()
         self._store = SessionStore(open_backend(backend) if isinstance(backend, str) else backend)
+        if audit is not None:  # every operation of the manager and its sessions is recorded
+            self._store = self._store.view(audit.wrap(self._store.backend))
         # Held only while a get_or_create runs; weak values let idle locks go away.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
