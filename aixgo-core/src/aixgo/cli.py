@@ -95,8 +95,10 @@ def _add_commands() -> None:
     # `aixgo --version` does not need.
     from aixgo.cli_audit import audit
     from aixgo.cli_chat import chat
+    from aixgo.cli_retention import sweep_command
     from aixgo.cli_sessions import sessions
 
+    sessions.add_command(sweep_command)
     cli.add_command(sessions)
     cli.add_command(chat)
     cli.add_command(audit)

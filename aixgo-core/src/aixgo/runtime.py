@@ -50,13 +50,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 from collections.abc import Mapping
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode
-from aixgo.audit import acting_for
+from aixgo.audit import acting_for, audit_actor
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
@@ -75,6 +76,7 @@ from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.backend import SessionPerUser
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
+from aixgo.session.retention import sweep
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend
 from aixgo.telemetry import Telemetry
@@ -90,6 +92,7 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 # How many times a user's call looks for the session that racing first calls settled on.
 _SETTLE_ATTEMPTS = 3
+_log = logging.getLogger("aixgo.runtime")
 
 
 class Runtime:
@@ -170,6 +173,7 @@ class Runtime:
         self._idle.set()
         self._sem: asyncio.Semaphore | None = None
         self._start_lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
         self._telemetry = Telemetry(enabled=options.tracing)
         self._turns = Turns(
             policy=options.turn_policy, lease_ttl=options.turn_lease_ttl, timeout=options.timeout
@@ -257,6 +261,8 @@ class Runtime:
             limit = self.options.max_concurrent_calls
             self._sem = asyncio.Semaphore(limit) if limit else None
             self._running = True
+            if self.options.retention and self.options.retention_interval:
+                self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
         """Refuse new calls, wait for running ones, stop agents (last started first) and
@@ -265,11 +271,30 @@ class Runtime:
             if not self._running:
                 return
             self._running = False
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+                self._sweeper = None
             await self._idle.wait()
             errors = await self._agents.stop_all()  # all of them, then the first error
             await self._release_manager()
             if errors:
                 raise errors[0]
+
+    async def _sweep_forever(self) -> None:
+        """The retention option's policies, every ``retention_interval`` seconds; a failed
+        sweep is logged and tried again next time."""
+        mgr, interval = self._calls, self.options.retention_interval
+        assert mgr is not None  # set while the runtime runs
+        assert interval is not None  # the task starts only with an interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                with audit_actor("aixgo-runtime"):
+                    await sweep(mgr, self.options.retention)
+            except Exception:
+                _log.exception("retention sweep failed; it runs again in %s s", interval)
 
     async def _release_manager(self) -> None:
         mgr, self._mgr, self._calls = self._mgr, None, None

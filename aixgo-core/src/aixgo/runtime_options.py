@@ -1,8 +1,9 @@
 """Runtime options: declared once as a pydantic model, set from code, YAML or the environment.
 
 The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls``, ``tracing``,
-``turn_policy``, ``turn_lease_ttl`` (see :mod:`aixgo.turn`) and ``audit`` (see
-:mod:`aixgo.audit`); plugins add theirs with the
+``turn_policy``, ``turn_lease_ttl`` (see :mod:`aixgo.turn`), ``audit`` (see
+:mod:`aixgo.audit`), ``retention`` and ``retention_interval`` (see
+:mod:`aixgo.session.retention`); plugins add theirs with the
 ``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
 Each option can be set, from weakest to strongest, in the YAML ``runtime:`` block, in an
 environment variable ``AIXGO_RUNTIME_<NAME>`` (e.g. ``AIXGO_RUNTIME_TIMEOUT=30``), or as a
@@ -40,6 +41,7 @@ from aixgo.audit import AuditLog, key_from_env
 from aixgo.errors import ConfigError, PluginError
 from aixgo.session.manager import SessionManager
 from aixgo.session.redaction import redact_url
+from aixgo.session.retention import RetentionPolicy, policies_from_config
 
 __all__ = ["ENV_PREFIX", "CoreOptions", "describe_options", "options_model", "resolve_options"]
 
@@ -105,6 +107,28 @@ class CoreOptions(BaseModel):
             fsync=value.get("fsync", False) in (True, "true", "1", "yes"),
             on_failure=value.get("on_failure", "fatal"),
         )
+
+    retention: dict[str, RetentionPolicy] = Field(
+        default_factory=dict,
+        description="retention policies by agent, {agent: {idle, max_age, keep_last}} "
+        "(see aixgo.session.retention), enforced by 'aixgo sessions sweep --config' and, "
+        "with retention_interval, by the runtime",
+    )
+    retention_interval: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds between the runtime's background retention sweeps (default: none)",
+    )
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not all(
+            isinstance(v, RetentionPolicy) for v in value.values()
+        ):
+            return policies_from_config(value)
+        return value
 
     # A URL-valued option (session_manager, or a plugin's) may carry a password. The
     # attribute keeps the real URL, which the runtime connects with; repr and dumps, which
