@@ -1,8 +1,9 @@
 """The HMAC chain that makes an audit log tamper-evident.
 
-Each record is one line of canonical JSON (sorted keys, no spaces, ASCII) holding its
-position ``i``, the ``mac`` of the record before it (``prev``, empty for the first) and its
-own ``mac``: HMAC-SHA256 under the audit key over the line without ``mac``. Changing,
+Each record is one line: canonical JSON (sorted keys, no spaces, ASCII) of the record
+holding its position ``i`` and the ``mac`` of the record before it (``prev``, empty for the
+first), with its own ``mac`` appended as the last key: HMAC-SHA256 under the audit key over
+that canonical JSON (so a writer encodes each record once). Changing,
 removing, inserting or reordering records therefore breaks the chain at the first record
 touched; :func:`verify_lines` names it. Cutting records off the end leaves a valid, shorter
 chain: compare ``VerifyReport.records`` and ``head`` with a copy kept elsewhere to catch that.
@@ -43,10 +44,13 @@ class Sealer:
     def seal(self, body: dict[str, Any], index: int, prev: str) -> tuple[str, str]:
         """The line (without newline) of ``body`` as record ``index`` after ``prev``, and
         its mac."""
-        record = {**body, "i": index, "prev": prev}
-        mac = self.mac(record)
-        record["mac"] = mac
-        return _canonical(record), mac
+        unsealed = _canonical({**body, "i": index, "prev": prev})
+        mac = hmac.new(self._key, unsealed.encode(), hashlib.sha256).hexdigest()
+        return _sealed(unsealed, mac), mac
+
+
+def _sealed(unsealed: str, mac: str) -> str:
+    return f'{unsealed[:-1]},"mac":"{mac}"}}'
 
 
 def link_of(line: str) -> tuple[int, str] | None:
@@ -96,9 +100,9 @@ class _Checker:
             return "not valid JSON (modified or torn)"
         if not isinstance(rec, dict) or not isinstance(rec.get("mac"), str):
             return "not an audit record"
-        if _canonical(rec) != line:
-            return "not in canonical form (modified)"
         mac = rec.pop("mac")
+        if _sealed(_canonical(rec), mac) != line:
+            return "not in canonical form (modified)"
         if not hmac.compare_digest(self.sealer.mac(rec), mac):
             return "its HMAC does not match (modified, forged, or another key)"
         if rec.get("i") != self.count:

@@ -121,9 +121,13 @@ class AuditLog:
             "count": count,
             "outcome": outcome,
         }
-        # Shielded: a caller cancelled while its record is written (a call timing out)
-        # does not lose the record of what it already did.
-        await asyncio.shield(self._submit(body))
+        idle = not self._buffer and (self._lock is None or not self._lock.locked())
+        if idle and getattr(self.sink, "synchronous", False):
+            await self._submit(body)  # never suspends, so a cancellation cannot cut it short
+        else:
+            # Shielded: a caller cancelled while its record is written (a call timing out)
+            # does not lose the record of what it already did.
+            await asyncio.shield(self._submit(body))
 
     @asynccontextmanager
     async def operation(self, op: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:

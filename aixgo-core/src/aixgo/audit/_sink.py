@@ -27,6 +27,10 @@ class AuditSink(Protocol):
     with respect to every other writer of the same log, in any process. It raises on
     failure; :class:`AuditLog` applies the failure policy. ``lines`` yields the stored
     records in order, for verification.
+
+    Optionally, ``synchronous = True`` says ``write`` never suspends (it cannot be
+    interrupted half-way by a cancellation), which spares the log the task it otherwise
+    shields each write with.
     """
 
     async def write(self, bodies: Sequence[dict[str, Any]], sealer: Sealer) -> None: ...
@@ -53,6 +57,8 @@ class JsonlSink:
         self._fd: int | None = None
         self._tail: tuple[int, int, str] | None = None  # (file size, next index, last mac)
         self._mutex = threading.Lock()  # flock does not exclude threads sharing the fd
+        #: Without fsync a write is a few system calls made inline, never suspending.
+        self.synchronous = not fsync
 
     def __repr__(self) -> str:
         return f"JsonlSink({str(self.path)!r}, fsync={self.fsync})"
@@ -72,7 +78,6 @@ class JsonlSink:
             # fsync blocks for milliseconds: off the event loop.
             await asyncio.to_thread(self._write, bodies, sealer)
         else:
-            await asyncio.sleep(0)
             self._write(bodies, sealer)
 
     def _write(self, bodies: Sequence[dict[str, Any]], sealer: Sealer) -> None:
