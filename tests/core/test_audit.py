@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -414,3 +415,44 @@ def test_concurrent_processes_share_one_postgres_chain(pg_url: str) -> None:
         assert report.intact and report.records == 75
 
     asyncio.run(check())
+
+
+_ENDLESS = """
+import asyncio, sys
+from aixgo.audit import AuditLog
+async def main():
+    log = AuditLog(sys.argv[1], key=bytes(range(32)), fsync=sys.argv[2] == "fsync")
+    n = 0
+    while True:
+        await log.record("append", session_id=f"s{n}", ids=["x" * 32] * 50, count=50)
+        n += 1
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("fsync", ["fsync", "nofsync"])
+def test_a_writer_killed_mid_write_leaves_a_log_the_next_writer_continues(
+    tmp_path: Path, fsync: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _ENDLESS, str(path), fsync])
+        deadline = 600
+        while (not path.exists() or path.stat().st_size < 20_000) and deadline:
+            deadline -= 1
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: no cleanup, possibly in the middle of a write
+        proc.wait(timeout=60)
+    lines = path.read_text().splitlines()
+    report = verify_lines(lines, KEY)
+    # Everything before a torn final line is intact; the next writer cuts the torn line off.
+    assert report.first_bad in (None, len(lines) - 1)
+    asyncio.run(_append_one(path))
+    after = verify_lines(path.read_text().splitlines(), KEY)
+    assert after.intact and after.records >= report.records + 1
+
+
+async def _append_one(path: Path) -> None:
+    log = AuditLog(path, key=KEY)
+    await log.record("create", session_id="after-the-crash")
+    await log.close()
