@@ -456,3 +456,43 @@ async def _append_one(path: Path) -> None:
     log = AuditLog(path, key=KEY)
     await log.record("create", session_id="after-the-crash")
     await log.close()
+
+
+def test_audit_sinks_are_plugins(tmp_path: Path) -> None:
+    from aixgo import hookimpl, plugins
+    from aixgo.errors import PluginError
+
+    class Sinks:
+        @hookimpl
+        def aixgo_register_audit_sinks(self, register: Any) -> None:
+            register("flaky", lambda target, fsync=False: Flaky(tmp_path / "via-plugin.jsonl"))
+
+    plugins.register_plugin(Sinks(), "sinks", "aixgo-test-sinks")
+    try:
+        assert "flaky" in [p for i in plugins.plugins() for p in i.audit_sinks]
+        log = AuditLog("flaky://anything", key=KEY)
+        asyncio.run(log.record("create", session_id="s"))
+        asyncio.run(log.close())
+        assert _records(tmp_path / "via-plugin.jsonl")[0]["op"] == "create"
+        with pytest.raises(PluginError, match="no installed plugin provides the audit sink "
+                           "scheme 'nosuch'.*Installed audit sink schemes: file://"):  # fmt: skip
+            AuditLog("nosuch://x", key=KEY)
+    finally:
+        plugins.unregister_plugin("sinks")
+
+
+def test_a_bad_audit_sink_registration_is_named() -> None:
+    from aixgo import hookimpl, plugins
+    from aixgo.errors import PluginError
+
+    class Bad:
+        @hookimpl
+        def aixgo_register_audit_sinks(self, register: Any) -> None:
+            register("Not A Scheme", "x:y")
+
+    plugins.register_plugin(Bad(), "bad", "aixgo-test-bad")
+    try:
+        with pytest.raises(PluginError, match="audit sink scheme 'Not A Scheme' is invalid"):
+            AuditLog("file:///tmp/x.jsonl", key=KEY)
+    finally:
+        plugins.unregister_plugin("bad")

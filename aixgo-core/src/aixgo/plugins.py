@@ -296,6 +296,16 @@ def _backend_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
     return scheme, factory
 
 
+def _audit_sink_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        raise PluginError(
+            f"audit sink scheme {scheme!r} is invalid: use lowercase letters, digits, + - . "
+            "without '://', e.g. 'postgresql'"
+        )
+    _check_factory(factory, f"audit sink {scheme!r}")
+    return scheme, factory
+
+
 def _agent_entry(name: object, factory: object = None) -> tuple[str, Any]:
     if not isinstance(name, str) or not _AGENT.fullmatch(name):
         raise PluginError(f"agent type {name!r} is invalid: use letters, digits, _ . -")
@@ -335,7 +345,7 @@ _HOOKS: dict[str, _Hook] = {
     "options": _Hook("aixgo_register_options", _option_entry, "option", _pass_register),
     "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
     "audit_sinks": _Hook(
-        "aixgo_register_audit_sinks", _backend_entry, "audit sink scheme", _pass_register
+        "aixgo_register_audit_sinks", _audit_sink_entry, "audit sink scheme", _pass_register
     ),
 }
 
