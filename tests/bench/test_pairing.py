@@ -90,3 +90,13 @@ def test_tail_targets_are_the_paired_sizes_when_the_paired_phase_ran() -> None:
     assert "redis: tail 100 at 1,000 / raw" in names
     assert "redis: tail 100 at 10,000 / raw" not in names
     assert _row(rows, "postgres: tail 100 at 10,000 / raw") == 1.5
+
+
+def test_the_audit_targets_are_paired_on_off_ratios_where_measured() -> None:
+    results = [
+        Result(f"{report.FILE} audit on", "paired append_one", None, 130.0, None, 100),
+        Result(f"{report.FILE} audit off", "paired append_one", None, 100.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [])
+    assert _row(rows, "file (flush): append audit on / off") == 1.3
+    assert not any("redis: append audit" in name for name, *_ in rows)
