@@ -112,7 +112,11 @@ def main() -> None:
     refused or interrupted (aixgo errors and unreadable or unwritable files print as one line,
     ``error: ...``, never a traceback); 2 the command line is wrong (click's usage errors)."""
     # Whatever the commands do to sessions is audited as done by the OS user.
-    set_process_actor(getpass.getuser())
+    try:
+        actor = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container running an unnamed uid)
+        actor = f"uid:{os.getuid()}"
+    set_process_actor(actor)
     try:
         # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
         status = cli.main(standalone_mode=False)
