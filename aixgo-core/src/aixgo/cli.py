@@ -13,7 +13,7 @@ import sys
 import click
 
 from aixgo import __version__, plugins
-from aixgo.audit._actor import set_process_actor
+from aixgo.audit._actor import audit_actor
 from aixgo.errors import AixgoError, PluginError
 
 __all__ = ["cli", "main"]
@@ -111,28 +111,29 @@ def main() -> None:
     """Entry point of the ``aixgo`` script. Exit status: 0 done; 1 the operation failed, was
     refused or interrupted (aixgo errors and unreadable or unwritable files print as one line,
     ``error: ...``, never a traceback); 2 the command line is wrong (click's usage errors)."""
-    # Whatever the commands do to sessions is audited as done by the OS user.
+    # Whatever the commands do to sessions is audited as done by the OS user (reset after,
+    # for a caller that runs main() in its own process, as tests do).
     try:
         actor = getpass.getuser()
     except (OSError, KeyError):  # no login name (a container running an unnamed uid)
         actor = f"uid:{os.getuid()}"
-    set_process_actor(actor)
-    try:
-        # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
-        status = cli.main(standalone_mode=False)
-        if isinstance(status, int) and status:
-            sys.exit(status)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(1)
-    except (AixgoError, OSError) as exc:
-        _report(exc)
-        sys.exit(1)
+    with audit_actor(actor):
+        try:
+            # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
+            status = cli.main(standalone_mode=False)
+            if isinstance(status, int) and status:
+                sys.exit(status)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except (AixgoError, OSError) as exc:
+            _report(exc)
+            sys.exit(1)
 
 
 def _report(exc: BaseException) -> None:

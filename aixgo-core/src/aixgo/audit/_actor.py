@@ -24,10 +24,11 @@ def current_actor() -> str | None:
 class audit_actor:  # lowercase: used like a function, ``with audit_actor("alice"):``
     """Name the actor of everything done inside the block (``with`` or ``async with``).
 
+    >>> before = current_actor()
     >>> with audit_actor("alice"):
     ...     current_actor()
     'alice'
-    >>> current_actor() is None
+    >>> current_actor() == before
     True
     """
 
@@ -73,8 +74,3 @@ def acting_for(user: str | None) -> audit_actor:
     """``user`` as the actor unless one is set already: what the runtime does for a call
     with ``user=`` (an application that acts for someone else names itself first)."""
     return audit_actor(user, only_if_unset=True)
-
-
-def set_process_actor(name: str) -> None:
-    """Name the actor for the rest of this context (the command line: the OS user)."""
-    _actor.set(name)
