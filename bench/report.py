@@ -108,6 +108,13 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             plain = get(f"{name} plain", f"paired {op}", size)
             encrypted = get(f"{name} encrypted", f"paired {op}", size)
             rows.append(check(f"{label}: encrypted {op} / plain", ratio(encrypted, plain), bound))
+    # The audit log's cost (issue #19): the same store with and without it, timed in pairs.
+    for name, label, bound in ((FILE, "file (flush)", 1.3), (FSYNC, "file (fsync)", 1.3),
+                               (REDIS, "redis", 1.1), (PG, "postgres", 1.1)):  # fmt: skip
+        on = get(f"{name} audit on", "paired append_one", None)
+        off = get(f"{name} audit off", "paired append_one", None)
+        if on is not None and off is not None:
+            rows.append(check(f"{label}: append audit on / off", ratio(on, off), bound))
     return rows
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import audited
 import floors
 import governance
 import peers
@@ -164,6 +165,24 @@ async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
+def build_audit_pairs(keep: list[object]) -> list[tuple[AixgoSubject, Subject]]:
+    """Fresh (audited, plain) pairs of every backend: the audit log's cost."""
+    schemes = plugins.backend_schemes()
+    stores = [("aixgo memory://", "memory://", False)]
+    if "file" in schemes:
+        for mode in ("flush", "fsync"):
+            store = temp_store()
+            keep.append(store)
+            stores.append((f"aixgo file:// ({mode})", file_url(store.name, durability=mode),
+                           mode == "fsync"))  # fmt: skip
+    if "redis" in schemes and reachable(REDIS_URL):
+        stores.append(("aixgo redis://", f"{REDIS_URL}?prefix={BENCH_TAG}-audit:", False))
+    if "postgresql" in schemes and reachable(PG_URL):
+        schema = BENCH_TAG.replace("-", "_")
+        stores.append(("aixgo postgresql://", f"{PG_URL}?schema={schema}", False))
+    return list(audited.pairs(stores))
+
+
 def build_pairs(keep: list[object]) -> list[tuple[AixgoSubject, Subject]]:
     """Fresh (aixgo backend, its raw floor) pairs for the paired phase."""
     schemes = plugins.backend_schemes()
@@ -227,7 +246,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     ]
     for s in subjects:
         await run_subject(s, plan, results)
-    for a, b in build_pairs(keep):
+    for a, b in build_pairs(keep) + build_audit_pairs(keep):
         if only is None or any(o in a.name for o in only):
             await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]

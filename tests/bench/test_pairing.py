@@ -106,3 +106,13 @@ def test_encryption_targets_are_encrypted_over_plain_of_the_paired_phase() -> No
     assert met["redis: encrypted append / plain"] is True
     assert met["file: encrypted tail-100 / plain"] is False
     assert met["postgres: encrypted append / plain"] is None  # not measured
+
+
+def test_the_audit_targets_are_paired_on_off_ratios_where_measured() -> None:
+    results = [
+        Result(f"{report.FILE} audit on", "paired append_one", None, 130.0, None, 100),
+        Result(f"{report.FILE} audit off", "paired append_one", None, 100.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [])
+    assert _row(rows, "file (flush): append audit on / off") == 1.3
+    assert not any("redis: append audit" in name for name, *_ in rows)

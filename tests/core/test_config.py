@@ -112,7 +112,7 @@ def test_runtime_options_from_yaml_and_environment(
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("runtime:\n  timout: 3\n", r"runtime\.timout \(line 2\).*valid options: max_conc"),
+        ("runtime:\n  timout: 3\n", r"runtime\.timout \(line 2\).*valid options: audit, max_conc"),
         ("runtime:\n  timeout: soon\n", r"runtime\.timeout \(line 2\) is invalid"),
         ("sesion: memory://\n", r"sesion \(line 1\): unknown key; valid top-level keys"),
         ("agents:\n  - name: a\n", r"agents\[0\] \(line 2\): needs a text 'role'"),

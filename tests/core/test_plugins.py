@@ -91,7 +91,10 @@ def test_a_misspelled_hook_names_the_distribution_and_the_valid_hooks(
     text = str(err.value)
     assert "plugin 'typo' (distribution typo-dist 1.2.3)" in text
     assert "unknown hook(s) aixgo_register_backend (did you mean aixgo_register_backends?)" in text
-    assert "valid hooks: aixgo_register_agents, aixgo_register_backends" in text
+    assert (
+        "valid hooks: aixgo_register_agents, aixgo_register_audit_sinks, aixgo_register_backends"
+        in text
+    )
     assert "AIXGO_DISABLE_PLUGINS=typo" in text
 
 

@@ -12,7 +12,10 @@ from aixgo.options import Option
 from aixgo.runtime_options import describe_options, options_model, resolve_options
 from aixgo.session import SessionManager
 
-CORE = "max_concurrent_calls, session_manager, timeout, tracing, turn_lease_ttl, turn_policy"
+CORE = (
+    "audit, max_concurrent_calls, retention, retention_interval, session_manager, timeout, "
+    "tracing, turn_lease_ttl, turn_policy"
+)
 
 
 class RetryPlugin:

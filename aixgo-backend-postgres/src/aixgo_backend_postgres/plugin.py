@@ -6,9 +6,9 @@ is first opened, never merely because the plugin is installed.
 
 from __future__ import annotations
 
-from aixgo.hookspecs import BackendRegister, hookimpl
+from aixgo.hookspecs import AuditSinkRegister, BackendRegister, hookimpl
 
-__all__ = ["aixgo_register_backends"]
+__all__ = ["aixgo_register_audit_sinks", "aixgo_register_backends"]
 
 _FACTORY = "aixgo_backend_postgres.backend:PostgresBackend"
 
@@ -18,3 +18,10 @@ def aixgo_register_backends(register: BackendRegister) -> None:
     """Register the PostgreSQL backend under both spellings libpq accepts."""
     register("postgresql", _FACTORY)
     register("postgres", _FACTORY)
+
+
+@hookimpl
+def aixgo_register_audit_sinks(register: AuditSinkRegister) -> None:
+    """Register the PostgreSQL audit table sink (``AuditLog("postgresql://...")``)."""
+    register("postgresql", "aixgo_backend_postgres.audit:PostgresAuditSink")
+    register("postgres", "aixgo_backend_postgres.audit:PostgresAuditSink")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import click
 
 from aixgo import __version__, plugins
+from aixgo.audit._actor import audit_actor
 from aixgo.errors import AixgoError, PluginError
 
 __all__ = ["cli", "main"]
@@ -73,6 +75,7 @@ def plugins_command(as_json: bool) -> None:
                 + [f"option {o}" for o in i.options]
                 + [f"command {c}" for c in i.commands]
                 + [f"key provider {k}:" for k in i.key_providers]
+                + [f"audit {s}://" for s in i.audit_sinks]
             )
             or "-",
         )
@@ -92,11 +95,15 @@ def _add_commands() -> None:
     # Imported here: the subcommands pull in the runtime and session layers, which plain
     # `aixgo --version` does not need.
     from aixgo import cli_governance  # noqa: F401  (adds rekey and erase to sessions)
+    from aixgo.cli_audit import audit
     from aixgo.cli_chat import chat
+    from aixgo.cli_retention import sweep_command
     from aixgo.cli_sessions import sessions
 
+    sessions.add_command(sweep_command)
     cli.add_command(sessions)
     cli.add_command(chat)
+    cli.add_command(audit)
 
 
 _add_commands()
@@ -106,22 +113,29 @@ def main() -> None:
     """Entry point of the ``aixgo`` script. Exit status: 0 done; 1 the operation failed, was
     refused or interrupted (aixgo errors and unreadable or unwritable files print as one line,
     ``error: ...``, never a traceback); 2 the command line is wrong (click's usage errors)."""
+    # Whatever the commands do to sessions is audited as done by the OS user (reset after,
+    # for a caller that runs main() in its own process, as tests do).
     try:
-        # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
-        status = cli.main(standalone_mode=False)
-        if isinstance(status, int) and status:
-            sys.exit(status)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(1)
-    except (AixgoError, OSError) as exc:
-        _report(exc)
-        sys.exit(1)
+        actor = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container running an unnamed uid)
+        actor = f"uid:{os.getuid()}"
+    with audit_actor(actor):
+        try:
+            # Outside standalone mode click returns the code of a ctx.exit(n) instead of exiting.
+            status = cli.main(standalone_mode=False)
+            if isinstance(status, int) and status:
+                sys.exit(status)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except (AixgoError, OSError) as exc:
+            _report(exc)
+            sys.exit(1)
 
 
 def _report(exc: BaseException) -> None:

@@ -27,6 +27,7 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.audit import audit_from_env
 from aixgo.cli_progress import HELP as PROGRESS_HELP
 from aixgo.cli_progress import ProgressReport
 from aixgo.crypto import keyring_from_env
@@ -132,7 +133,9 @@ def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
         with _signal_handler(signal.SIGTERM, on_sigterm):
             keyring = keyring_from_env()
             allow = os.environ.get("AIXGO_ENCRYPTION_ALLOW_PLAINTEXT", "") in ("1", "true")
-            async with SessionManager(url, encryption=keyring, allow_plaintext=allow) as mgr:
+            async with SessionManager(
+                url, encryption=keyring, allow_plaintext=allow, audit=audit_from_env()
+            ) as mgr:
                 return await work(mgr)
 
     try:

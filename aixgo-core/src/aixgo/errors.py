@@ -34,6 +34,7 @@ __all__ = [
     "BackendClosed",
     "CorruptedData",
     "DecryptionError",
+    "AuditError",
     "NotStarted",
     "AgentNotFound",
     "AgentError",
@@ -150,6 +151,12 @@ class DecryptionError(AixgoError):
     def __init__(self, message: str, *, key_id: str | None = None) -> None:
         self.key_id = key_id
         super().__init__(message)
+
+
+class AuditError(AixgoError):
+    """An audit record could not be written by the policy ``fatal`` (or the buffer of the
+    policy ``buffer`` is full, or still holds records at ``close()``). The operation the
+    record describes may or may not have taken effect: the message says which."""
 
 
 class NotStarted(UsageError):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentRegister",
+    "AuditSinkRegister",
     "BackendFactory",
     "BackendRegister",
     "KeyProviderRegister",
@@ -55,6 +56,12 @@ class AgentRegister(Protocol):
     """The ``register`` callback of :func:`aixgo_register_agents`."""
 
     def __call__(self, name: str, factory: Callable[..., Any] | str) -> None: ...
+
+
+class AuditSinkRegister(Protocol):
+    """The ``register`` callback of :func:`aixgo_register_audit_sinks`."""
+
+    def __call__(self, scheme: str, factory: Callable[..., Any] | str) -> None: ...
 
 
 class OptionRegister(Protocol):
@@ -117,6 +124,19 @@ def aixgo_register_key_providers(register: KeyProviderRegister) -> None:
     >>> @hookimpl
     ... def aixgo_register_key_providers(register):
     ...     register("vault", "my_package.keys:from_vault")
+    """
+
+
+@hookspec
+def aixgo_register_audit_sinks(register: AuditSinkRegister) -> None:
+    """Register audit sinks: ``register(scheme, factory)``, where ``factory(target, *,
+    fsync)`` returns an :class:`aixgo.audit.AuditSink` for an audit target such as
+    ``"postgresql://host/db?table=audit"`` (a target without ``scheme://`` is a JSONL file).
+
+    >>> from aixgo import hookimpl
+    >>> @hookimpl
+    ... def aixgo_register_audit_sinks(register):
+    ...     register("s3", "my_package.audit:S3Sink")
     """
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "Registration",
     "agent_factory",
     "agent_types",
+    "audit_sink_factory",
     "backend_factory",
     "backend_schemes",
     "commands",
@@ -88,6 +89,7 @@ class PluginInfo:
     options: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     key_providers: list[str] = field(default_factory=list)
+    audit_sinks: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -297,6 +299,16 @@ def _backend_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
     return scheme, factory
 
 
+def _audit_sink_entry(scheme: object, factory: object = None) -> tuple[str, Any]:
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        raise PluginError(
+            f"audit sink scheme {scheme!r} is invalid: use lowercase letters, digits, + - . "
+            "without '://', e.g. 'postgresql'"
+        )
+    _check_factory(factory, f"audit sink {scheme!r}")
+    return scheme, factory
+
+
 def _agent_entry(name: object, factory: object = None) -> tuple[str, Any]:
     if not isinstance(name, str) or not _AGENT.fullmatch(name):
         raise PluginError(f"agent type {name!r} is invalid: use letters, digits, _ . -")
@@ -344,6 +356,9 @@ _HOOKS: dict[str, _Hook] = {
     "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
     "key_providers": _Hook(
         "aixgo_register_key_providers", _key_provider_entry, "key provider", _pass_register
+    ),
+    "audit_sinks": _Hook(
+        "aixgo_register_audit_sinks", _audit_sink_entry, "audit sink scheme", _pass_register
     ),
 }
 
@@ -434,6 +449,20 @@ def agent_factory(name: str) -> tuple[Callable[..., Any], Registration]:
         hint = " (pip install aixgo-agent-react)" if name == "react" else ""
         raise PluginError(f"no plugin provides agent type {name!r}{hint}; installed: {installed}")
     return _resolve(reg, f"agent type {name!r}"), reg
+
+
+def audit_sink_factory(scheme: str) -> tuple[Callable[..., Any], Registration]:
+    """The audit sink factory registered for ``scheme`` and who registered it."""
+    table = _table("audit_sinks")
+    reg = table.get(scheme)
+    if reg is None:
+        installed = ", ".join(f"{s}://" for s in sorted(table)) or "none"
+        hint = f"; install it with: pip install {_KNOWN[scheme]}" if scheme in _KNOWN else ""
+        raise PluginError(
+            f"no installed plugin provides the audit sink scheme {scheme!r}{hint}. "
+            f"Installed audit sink schemes: {installed}"
+        )
+    return _resolve(reg, f"audit sink {scheme!r}"), reg
 
 
 # Well-known schemes and the distribution that provides each.

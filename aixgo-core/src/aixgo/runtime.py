@@ -53,12 +53,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode, StreamingAgent
+from aixgo.audit import acting_for, audit_actor
 from aixgo.cancellation import CancelWatch
 from aixgo.crypto import keyring_from_env
 from aixgo.errors import (
@@ -79,6 +81,7 @@ from aixgo.runtime_options import CoreOptions, resolve_options
 from aixgo.session.backend import SessionPerUser
 from aixgo.session.context import using_session
 from aixgo.session.manager import SessionManager
+from aixgo.session.retention import sweep
 from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend
 from aixgo.telemetry import Telemetry
@@ -97,6 +100,7 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 # How many times a user's call looks for the session that racing first calls settled on.
 _SETTLE_ATTEMPTS = 3
+_log = logging.getLogger("aixgo.runtime")
 
 
 class Runtime:
@@ -183,6 +187,7 @@ class Runtime:
         self._idle.set()
         self._sem: asyncio.Semaphore | None = None
         self._start_lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
         self._telemetry = Telemetry(enabled=options.tracing)
         self._turns = Turns(
             policy=options.turn_policy, lease_ttl=options.turn_lease_ttl, timeout=options.timeout
@@ -248,6 +253,9 @@ class Runtime:
                 return
             configured = self.options.session_manager
             traced = self._telemetry.traced
+            if isinstance(configured, SessionManager) and self.options.audit is not None:
+                raise ConfigError("the audit option applies to a store the runtime opens; "
+                                  "give your SessionManager audit= instead")  # fmt: skip
             if isinstance(configured, SessionManager):
                 # The caller's manager stays as it was (and is what session_manager
                 # returns); calls go through a traced view of the same store.
@@ -260,6 +268,7 @@ class Runtime:
                     traced(open_backend(url)),
                     encryption=keyring_from_env() if spec is None else spec.keyring(),
                     allow_plaintext=spec is not None and spec.allow_plaintext,
+                    audit=self.options.audit,
                 )
                 self._owns_mgr = True
             try:
@@ -271,6 +280,8 @@ class Runtime:
             limit = self.options.max_concurrent_calls
             self._sem = asyncio.Semaphore(limit) if limit else None
             self._running = True
+            if self.options.retention and self.options.retention_interval:
+                self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
         """Refuse new calls, wait for running ones, stop agents (last started first) and
@@ -279,11 +290,30 @@ class Runtime:
             if not self._running:
                 return
             self._running = False
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+                self._sweeper = None
             await self._idle.wait()
             errors = await self._agents.stop_all()  # all of them, then the first error
             await self._release_manager()
             if errors:
                 raise errors[0]
+
+    async def _sweep_forever(self) -> None:
+        """The retention option's policies, every ``retention_interval`` seconds; a failed
+        sweep is logged and tried again next time."""
+        mgr, interval = self._calls, self.options.retention_interval
+        assert mgr is not None  # set while the runtime runs
+        assert interval is not None  # the task starts only with an interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                with audit_actor("aixgo-runtime"):
+                    await sweep(mgr, self.options.retention)
+            except Exception:
+                _log.exception("retention sweep failed; it runs again in %s s", interval)
 
     async def _release_manager(self) -> None:
         mgr, self._mgr, self._calls = self._mgr, None, None
@@ -383,7 +413,7 @@ class Runtime:
         self._idle.clear()
         watch = CancelWatch()
         try:
-            async with self._telemetry.call_span(agent, session) as span:
+            async with self._telemetry.call_span(agent, session) as span, acting_for(user):
                 if self._sem is None:
                     out = await self._call(
                         entry, agent, message, user, session, stateful, span, emit

@@ -1,7 +1,9 @@
 """Runtime options: declared once as a pydantic model, set from code, YAML or the environment.
 
 The core declares ``session_manager``, ``timeout``, ``max_concurrent_calls``, ``tracing``,
-``turn_policy`` and ``turn_lease_ttl`` (see :mod:`aixgo.turn`); plugins add theirs with the
+``turn_policy``, ``turn_lease_ttl`` (see :mod:`aixgo.turn`), ``audit`` (see
+:mod:`aixgo.audit`), ``retention`` and ``retention_interval`` (see
+:mod:`aixgo.session.retention`); plugins add theirs with the
 ``aixgo_register_options`` hook (:class:`aixgo.options.Option`).
 Each option can be set, from weakest to strongest, in the YAML ``runtime:`` block, in an
 environment variable ``AIXGO_RUNTIME_<NAME>`` (e.g. ``AIXGO_RUNTIME_TIMEOUT=30``), or as a
@@ -30,13 +32,16 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     create_model,
+    field_validator,
     model_serializer,
 )
 
 from aixgo import plugins
+from aixgo.audit import AuditLog, key_from_env
 from aixgo.errors import ConfigError, PluginError
 from aixgo.session.manager import SessionManager
 from aixgo.session.redaction import redact_url
+from aixgo.session.retention import RetentionPolicy, policies_from_config
 
 __all__ = ["ENV_PREFIX", "CoreOptions", "describe_options", "options_model", "resolve_options"]
 
@@ -78,6 +83,52 @@ class CoreOptions(BaseModel):
         "renewed every third of that while the agent runs); a process that dies mid-turn "
         "holds its session at most this long",
     )
+
+    audit: AuditLog | None = Field(
+        default=None,
+        description="an aixgo.audit.AuditLog, or a log path or sink URL, or a mapping "
+        "{target, fsync, on_failure}, with the key in $AIXGO_AUDIT_KEY (hex): every session "
+        "operation on the store the runtime opens is recorded (see docs/audit.md)",
+    )
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_log(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"target": value}
+        if not isinstance(value, dict):
+            return value
+        unknown = set(value) - {"target", "fsync", "on_failure"}
+        if unknown or "target" not in value:
+            raise ValueError("audit takes target (a path or URL), fsync and on_failure")
+        return AuditLog(
+            str(value["target"]),
+            key=key_from_env(),
+            fsync=value.get("fsync", False) in (True, "true", "1", "yes"),
+            on_failure=value.get("on_failure", "fatal"),
+        )
+
+    retention: dict[str, RetentionPolicy] = Field(
+        default_factory=dict,
+        description="retention policies by agent, {agent: {idle, max_age, keep_last}} "
+        "(see aixgo.session.retention), enforced by 'aixgo sessions sweep --config' and, "
+        "with retention_interval, by the runtime",
+    )
+    retention_interval: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds between the runtime's background retention sweeps (default: none)",
+    )
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not all(
+            isinstance(v, RetentionPolicy) for v in value.values()
+        ):
+            return policies_from_config(value)
+        return value
 
     # A URL-valued option (session_manager, or a plugin's) may carry a password. The
     # attribute keeps the real URL, which the runtime connects with; repr and dumps, which

@@ -63,6 +63,7 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import ValidationError
 
+from aixgo.audit import audited
 from aixgo.errors import AixgoError, ConflictError, InvalidArgument, SessionNotFound
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message, utc_now
@@ -149,12 +150,9 @@ async def export_sessions(
     write(_line({"type": "header", "format": FORMAT, "version": VERSION,
                  "exported_at": utc_now().isoformat()}))  # fmt: skip
     for sid in session_ids:
-        s = await mgr.get(sid, user_id=user_id)
-        info = await s.info()
-        if agent is not None and info.agent != agent:
-            raise SessionNotFound(sid)
-        messages = await s.get_messages()
-        checkpoints = await s.list_checkpoints()
+        async with audited(mgr.backend, "export", session_id=sid) as record:
+            info, messages, checkpoints = await _read_session(mgr, sid, agent, user_id)
+            record.update(agent=info.agent, user_id=info.user_id, count=len(messages))
         write(_line({"type": "session", "session": info.model_dump(mode="json")}))
         for m in messages:
             write(
@@ -171,6 +169,16 @@ async def export_sessions(
         if progress is not None:
             progress(stats)
     return stats
+
+
+async def _read_session(
+    mgr: SessionManager, sid: str, agent: str | None, user_id: str | None
+) -> tuple[SessionInfo, list[Message], list[Checkpoint]]:
+    s = await mgr.get(sid, user_id=user_id)
+    info = await s.info()
+    if agent is not None and info.agent != agent:
+        raise SessionNotFound(sid)
+    return info, await s.get_messages(), await s.list_checkpoints()
 
 
 async def list_ids(
@@ -229,7 +237,10 @@ async def import_sessions(
         raise InvalidArgument(f"on_conflict must be fail, skip or replace, not {on_conflict!r}")
     stats = TransferStats()
     for pending in _read(lines, source):
-        await _import_one(mgr.backend, pending, on_conflict, stats, source)
+        info = pending.info
+        async with audited(mgr.backend, "import", session_id=info.id, agent=info.agent,
+                           user_id=info.user_id, count=len(pending.messages)):  # fmt: skip
+            await _import_one(mgr.backend, pending, on_conflict, stats, source)
         if progress is not None:
             progress(stats)
     return stats

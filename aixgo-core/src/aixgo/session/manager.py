@@ -10,7 +10,7 @@ import json
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
@@ -32,6 +32,9 @@ __all__ = ["MAX_LIST_LIMIT", "MAX_METADATA_BYTES", "SessionManager", "check_meta
 
 MAX_LIST_LIMIT = 1000
 MAX_METADATA_BYTES = 64 * 1024
+if TYPE_CHECKING:
+    from aixgo.audit import AuditLog
+
 _METADATA = TypeAdapter(dict[str, JsonValue])
 # How many of a pair's sessions a racing creator looks at to converge.
 _CONVERGE_LIMIT = 20
@@ -61,10 +64,12 @@ class SessionManager:
         *,
         encryption: Keyring | None = None,
         allow_plaintext: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
         """``encryption``: encrypt at rest with this keyring's keys (docs/governance.md);
         ``allow_plaintext`` lets it read records written before encryption was turned on
-        (a migration flag: otherwise they are refused with ``DecryptionError``)."""
+        (a migration flag: otherwise they are refused with ``DecryptionError``); ``audit``:
+        record every operation of the manager and its sessions (docs/audit.md)."""
         if backend is None:
             backend = default_session_url()
         raw = open_backend(backend) if isinstance(backend, str) else backend
@@ -75,6 +80,8 @@ class SessionManager:
         )
         self._raw = raw
         self._store = SessionStore(raw if self._encrypted is None else self._encrypted)
+        if audit is not None:  # outermost: it records what the caller asked, sealed or not
+            self._store = self._store.view(audit.wrap(self._store.backend))
         # Held only while a get_or_create runs; weak values let idle locks go away.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
