@@ -24,7 +24,7 @@ from aixgo.message import Message
 if TYPE_CHECKING:
     from aixgo.session.session import Session
 
-__all__ = ["Agent", "Lifecycle", "SessionAwareAgent", "SessionMode"]
+__all__ = ["Agent", "Lifecycle", "SessionAwareAgent", "SessionHost", "SessionMode"]
 
 #: ``"enabled"`` (the default): calls with a user or session id are stored in a session.
 #: ``"disabled"``: the agent is stateless; no session is ever read or written for it.
@@ -71,4 +71,19 @@ class Lifecycle(Protocol):
 
     async def stop(self) -> None:
         """Called once by ``Runtime.stop()`` or ``Runtime.unregister()``."""
+        ...
+
+
+@runtime_checkable
+class SessionHost(Agent, Protocol):
+    """An agent whose sessions live where it runs, not in this runtime's store: a remote
+    agent (``aixgo-runtime-grpc``). The runtime opens no session for it and hands it the
+    call's ``user`` and ``session`` id instead (both ``None`` for a stateless call), and the
+    seconds left for the call (``time_left``; ``None``: no limit); it returns the reply as
+    stored there."""
+
+    async def execute_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> Message:
+        """Answer ``input`` in the user's (or the given) session, where the agent runs."""
         ...

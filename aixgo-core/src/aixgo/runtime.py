@@ -55,7 +55,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Self
 
-from aixgo.agent import Agent, SessionAwareAgent, SessionMode
+from aixgo.agent import Agent, SessionAwareAgent, SessionHost, SessionMode
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
@@ -355,6 +355,9 @@ class Runtime:
             async with self._start_lock:
                 if not entry.started:
                     await entry.start()
+        if isinstance(entry.agent, SessionHost):
+            # Its sessions live where it runs (another node): the turn protocol runs there.
+            return await self._hosted(entry.agent, agent, message, user, session_id, stateful)
         if not stateful:
             with using_session(None):
                 return await self._run(entry, agent, message, None)
@@ -378,6 +381,30 @@ class Runtime:
                     entry, agent, message, await mgr.get_or_create(agent, user), span
                 )
         return await self._turn(entry, agent, message, await mgr.get_or_create(agent, user), span)
+
+    async def _hosted(
+        self,
+        host: SessionHost,
+        agent: str,
+        message: Message,
+        user: str | None,
+        session_id: str | None,
+        stateful: bool,
+    ) -> Message:
+        timeout = self.options.timeout
+        where = f"session {session_id!r}" if session_id else "its session"
+        try:
+            async with asyncio.timeout(timeout):
+                return await host.execute_hosted(
+                    message,
+                    user=user if stateful else None,
+                    session=session_id if stateful else None,
+                    time_left=timeout,
+                )
+        except TimeoutError as exc:
+            if isinstance(exc, AixgoError):  # the host's own typed timeout says more
+                raise
+            raise self._timed_out(agent, where, session_id) from exc
 
     async def _turn(
         self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any
