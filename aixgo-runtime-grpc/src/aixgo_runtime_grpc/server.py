@@ -122,14 +122,14 @@ class AgentServer:
         if self.tls is not None:
             port = server.add_secure_port(self.address, self.tls.credentials())
         else:
+            port = server.add_insecure_port(self.address)
+            where = f"{self.address.rpartition(':')[0]}:{port}"
             if self.mesh:
                 _log.info("serving %s in plaintext: TLS is expected from the service mesh's "
-                          "sidecar in front of this node", self.address)  # fmt: skip
+                          "sidecar in front of this node", where)  # fmt: skip
             else:
                 _log.warning("serving %s in PLAINTEXT (--insecure): anyone who can reach "
-                             "it can call every agent and read what it says",
-                             self.address)  # fmt: skip
-            port = server.add_insecure_port(self.address)
+                             "it can call every agent and read what it says", where)  # fmt: skip
         await server.start()
         for name in ["", *self.runtime.list()]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)

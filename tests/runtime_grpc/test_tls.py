@@ -1,0 +1,95 @@
+"""Security by default, on real node processes: TLS always verifies the node; with
+--client-ca a client without a certificate that CA signed is refused before any agent code
+runs; plaintext only with --insecure, which warns. Health checking per agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from aixgo import Message, Runtime
+from aixgo_runtime_grpc import ClientTLS, NodeUnavailable, RemoteAgent
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .certs import Certs
+from .conftest import NodeFactory, tls_args, tool_lines
+from .nodes import Node
+
+pytestmark = pytest.mark.asyncio
+
+
+def _client(address: str, **tls: Path | None) -> Runtime:
+    rt = Runtime(session_manager="memory://")
+    files = {k: v for k, v in tls.items() if v is not None}
+    agent = RemoteAgent(f"grpcs://{address}", agent="assistant",
+                        tls=ClientTLS.from_files(**files), attempts=1)  # type: ignore[arg-type]  # fmt: skip
+    rt.register("assistant", agent)
+    return rt
+
+
+async def _mark(rt: Runtime, tag: str) -> str:
+    async with rt:
+        out = await rt.call("assistant", Message.user(f'mark(tag="{tag}")'), user="alice")
+    return out.text
+
+
+async def test_mutual_tls_accepts_a_client_the_ca_signed(mtls_node: Node, certs: Certs) -> None:
+    rt = _client(mtls_node.address, ca_file=certs.ca, cert_file=certs.client.cert,
+                 key_file=certs.client.key)  # fmt: skip
+    assert await _mark(rt, "ok") == "Results: marked ok"
+    assert len(tool_lines(mtls_node.tool_log, "mark ok")) == 1
+
+
+@pytest.mark.parametrize("who", ["no certificate", "wrong CA", "expired"])
+async def test_mutual_tls_refuses_before_any_agent_code_runs(
+    mtls_node: Node, certs: Certs, who: str
+) -> None:
+    node = mtls_node
+    pair = {"no certificate": None, "wrong CA": certs.wrong_ca_client,
+            "expired": certs.expired}[who]  # fmt: skip
+    rt = _client(node.address, ca_file=certs.ca, cert_file=pair and pair.cert,
+                 key_file=pair and pair.key)  # fmt: skip
+    tag = "refused-" + who.replace(" ", "-")
+    with pytest.raises(NodeUnavailable):
+        await _mark(rt, tag)
+    assert tool_lines(node.tool_log, f"mark {tag}") == []
+
+
+async def test_the_client_refuses_a_node_its_ca_did_not_sign(
+    nodes: NodeFactory, certs: Certs, tool_log: Path
+) -> None:
+    args = ["--cert", str(certs.wrong_ca_server.cert), "--key", str(certs.wrong_ca_server.key)]
+    (node,) = nodes("memory://", args=args)
+    rt = _client(node.address, ca_file=certs.ca)
+    with pytest.raises(NodeUnavailable):
+        await _mark(rt, "never")
+    assert tool_lines(tool_log, "mark") == []
+
+
+async def test_server_only_tls(nodes: NodeFactory, certs: Certs) -> None:
+    (node,) = nodes("memory://", args=tls_args(certs, mutual=False))
+    assert await _mark(_client(node.address, ca_file=certs.ca), "tls") == "Results: marked tls"
+
+
+async def test_insecure_serves_plaintext_and_warns(nodes: NodeFactory) -> None:
+    (node,) = nodes("memory://", args=["--insecure"])
+    assert any("PLAINTEXT" in line and "WARNING" in line for line in node.stderr)
+    rt = Runtime(session_manager="memory://")
+    rt.register("assistant", RemoteAgent(f"grpc://{node.address}", agent="assistant",
+                                         insecure=True))  # fmt: skip
+    assert await _mark(rt, "plain") == "Results: marked plain"
+
+
+async def test_health_per_agent(nodes: NodeFactory, certs: Certs) -> None:
+    (node,) = nodes("memory://", args=tls_args(certs))
+    creds = ClientTLS.from_files(certs.ca, certs.client.cert, certs.client.key).credentials()
+    async with grpc.aio.secure_channel(node.address, creds) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "assistant", "echo"):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Check(health_pb2.HealthCheckRequest(service="nobody"))
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    assert node.terminate() == 0
