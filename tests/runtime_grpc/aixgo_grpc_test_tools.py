@@ -30,13 +30,13 @@ async def hold(tag: str) -> str:
     return f"held {tag}"
 
 
-async def nap(seconds: float) -> str:
+async def nap(seconds: float, tag: str) -> str:
     """Sleep; logs whether it finished or was cancelled."""
-    _log("nap-start")
+    _log(f"nap-start {tag}")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
-        _log("nap-cancelled")
+        _log(f"nap-cancelled {tag}")
         raise
-    _log("nap-end")
+    _log(f"nap-end {tag}")
     return f"slept {seconds}"

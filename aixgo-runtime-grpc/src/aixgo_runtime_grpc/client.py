@@ -20,17 +20,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from aixgo.agent import AgentEvent
 from aixgo.errors import AixgoError, ConfigError
+from aixgo.events import Reply, Step
 from aixgo.message import Message
 
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
 from aixgo_runtime_grpc.server import MAX_WIRE_BYTES, SERVICE
 from aixgo_runtime_grpc.tls import ClientTLS
-from aixgo_runtime_grpc.wire import ERROR_KEY, error_from_status, from_wire, to_wire
+from aixgo_runtime_grpc.wire import (
+    ERROR_KEY,
+    NodeUnavailable,
+    error_from_status,
+    event_from_wire,
+    from_wire,
+    to_wire,
+)
 
 __all__ = ["RemoteAgent", "build_remote"]
 
@@ -108,13 +117,53 @@ class RemoteAgent:
         self, input: Message, *, user: str | None, session: str | None, time_left: float | None
     ) -> Message:
         """One turn on the node, in ``user``'s latest session or in ``session``."""
-        request = pb.CallRequest(agent=self.agent, message=to_wire(input))
-        if user is not None:
-            request.user = user
-        if session is not None:
-            request.session = session
+        request = self._request(input, user, session)
         response: pb.CallResponse = await self._unary("Call", request, pb.CallResponse, time_left)
         return from_wire(response.reply)
+
+    async def stream_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> AsyncIterator[AgentEvent]:
+        """One turn on the node, streamed: Deltas and Steps as they happen, last the reply.
+
+        Retried on the next target like :meth:`execute_hosted` while no reply came; a Step
+        already passed on is not passed on again, but the Deltas of a step cut off by the
+        failure come again from the node that finishes it."""
+        request = self._request(input, user, session)
+        if not self._channels:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if time_left is None else loop.time() + time_left
+        seen: set[str] = set()
+        for attempt in range(self.attempts):
+            method = self._pick().unary_stream(
+                f"/{SERVICE}/Stream",
+                request_serializer=pb.CallRequest.SerializeToString,
+                response_deserializer=pb.Event.FromString,
+            )
+            left = None if deadline is None else max(deadline - loop.time(), 0.001)
+            call = method(request, timeout=left)
+            try:
+                async for wire in call:
+                    event = event_from_wire(wire)
+                    if isinstance(event, Reply):
+                        yield event.message
+                        return
+                    if isinstance(event, Step):
+                        if event.message.id in seen:
+                            continue
+                        seen.add(event.message.id)
+                    yield event
+                raise NodeUnavailable(f"remote agent {self.agent!r}: the node ended the "
+                                      "stream without a reply", code="UNKNOWN")  # fmt: skip
+            except grpc.aio.AioRpcError as exc:
+                if self._retry(exc, attempt):
+                    await _pause(attempt)
+                    continue
+                raise self._error(exc) from None
+            finally:
+                call.cancel()  # the consumer left early: the node's turn is cancelled too
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     async def tail(
         self, session: str, *, user: str | None = None, last: int | None = None
@@ -142,14 +191,28 @@ class RemoteAgent:
             try:
                 return await call(request, timeout=left)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt + 1 < self.attempts:
-                    _log.warning("remote agent %r: a node was unavailable (%s); trying the "
-                                 "next one with the same message", self.agent,
-                                 exc.details())  # fmt: skip
-                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1))  # noqa: S311
+                if self._retry(exc, attempt):
+                    await _pause(attempt)
                     continue
                 raise self._error(exc) from None
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _request(self, input: Message, user: str | None, session: str | None) -> pb.CallRequest:
+        request = pb.CallRequest(agent=self.agent, message=to_wire(input))
+        if user is not None:
+            request.user = user
+        if session is not None:
+            request.session = session
+        return request
+
+    def _retry(self, exc: grpc.aio.AioRpcError, attempt: int) -> bool:
+        """Whether a failed attempt goes to the next target: only UNAVAILABLE (no node, or
+        one stopping), and only while attempts are left."""
+        if exc.code() is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= self.attempts:
+            return False
+        _log.warning("remote agent %r: a node was unavailable (%s); trying the next one "
+                     "with the same message", self.agent, exc.details())  # fmt: skip
+        return True
 
     def _pick(self) -> grpc.aio.Channel:
         channel = self._channels[self._next % len(self._channels)]
@@ -160,6 +223,11 @@ class RemoteAgent:
         trailing = exc.trailing_metadata() or ()
         name = next((str(v) for k, v in trailing if k == ERROR_KEY), None)
         return error_from_status(exc.code(), exc.details() or "", name, agent=self.agent)
+
+
+async def _pause(attempt: int) -> None:
+    # Jittered, so clients cut off together do not all land on the next node at once.
+    await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1))  # noqa: S311
 
 
 def _target(url: str, insecure: bool) -> tuple[bool, str]:

@@ -29,7 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
 from aixgo_runtime_grpc.tls import ServerTLS
-from aixgo_runtime_grpc.wire import ERROR_KEY, from_wire, status_of, to_wire
+from aixgo_runtime_grpc.wire import ERROR_KEY, event_to_wire, from_wire, status_of, to_wire
 
 __all__ = ["MAX_WIRE_BYTES", "SERVICE", "AgentServer"]
 
@@ -39,6 +39,8 @@ MAX_WIRE_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024
 # JSON escaping can make text up to six times longer (\u00XX), so only a request this large
 # can hold a message over the limit; smaller ones skip measuring it.
 _CHECK_OVER = MAX_MESSAGE_BYTES // 6
+
+_LATE = "the call's deadline passed; its input stays stored and the same call resumes it"
 
 _log = logging.getLogger("aixgo.grpc")
 
@@ -162,16 +164,28 @@ class AgentServer:
         except AixgoError as exc:
             await _abort(context, exc)
         except TimeoutError:
-            await _abort_with(context, grpc.StatusCode.DEADLINE_EXCEEDED,
-                              "the call's deadline passed; its input stays stored and the same "
-                              "call resumes it", "CallTimeout")  # fmt: skip
+            await _abort_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, _LATE, "CallTimeout")
         return pb.CallResponse(reply=to_wire(reply))
 
     async def _stream(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.Event]:
-        response = await self._call(request, context)
-        yield pb.Event(reply=pb.Reply(message=response.reply))
+        agent, message, user, session = await self._open(request, context)
+        try:
+            async with asyncio.timeout(context.time_remaining()):
+                events = self.runtime.stream(agent, message, user=user, session=session)
+                try:
+                    async for event in events:
+                        yield event_to_wire(event)
+                finally:
+                    # A client gone mid-stream ends the turn now, not when collected.
+                    close = getattr(events, "aclose", None)
+                    if close is not None:
+                        await close()
+        except AixgoError as exc:
+            await _abort(context, exc)
+        except TimeoutError:
+            await _abort_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, _LATE, "CallTimeout")
 
     async def _tail(
         self, request: pb.TailRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -35,6 +35,7 @@ from aixgo.errors import (
     SessionNotFound,
     UsageError,
 )
+from aixgo.events import Delta, Reply, Step
 from aixgo.message import Message, ToolCall
 from pydantic import ValidationError
 
@@ -46,6 +47,8 @@ __all__ = [
     "PermissionDenied",
     "RemoteError",
     "error_from_status",
+    "event_from_wire",
+    "event_to_wire",
     "from_wire",
     "status_of",
     "to_wire",
@@ -122,6 +125,27 @@ def from_wire(w: pb.Message) -> Message:
             f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidMessage(f"the message is not valid: {problems}") from None
+
+
+def event_to_wire(event: Delta | Step | Reply) -> pb.Event:
+    """A streamed event as an ``aixgo.v1.Event``."""
+    if isinstance(event, Delta):
+        return pb.Event(delta=pb.Delta(text=event.text))
+    if isinstance(event, Step):
+        return pb.Event(step=pb.Step(message=to_wire(event.message)))
+    return pb.Event(reply=pb.Reply(message=to_wire(event.message)))
+
+
+def event_from_wire(w: pb.Event) -> Delta | Step | Reply:
+    """The event ``w`` carries; :class:`InvalidMessage` for an empty one."""
+    kind = w.WhichOneof("event")
+    if kind == "delta":
+        return Delta(text=w.delta.text)
+    if kind == "step":
+        return Step(message=from_wire(w.step.message))
+    if kind == "reply":
+        return Reply(message=from_wire(w.reply.message))
+    raise InvalidMessage("an event with none of delta, step, reply")
 
 
 def _dumps(value: Any) -> str:
