@@ -83,6 +83,11 @@ async def _history(url: str, session_id: str) -> list[Message]:
         return await (await mgr.get(session_id)).get_messages()
 
 
+def _release(tool_log: Path) -> None:
+    """Let the ``hold`` tools finish."""
+    Path(f"{tool_log}.release").touch()
+
+
 async def _until(check: object, what: str, limit: float = 60.0) -> None:
     """Poll ``check()`` until it is true (a progress wait, not a speed assertion)."""
     loop = asyncio.get_running_loop()
@@ -119,7 +124,7 @@ async def test_a_node_killed_mid_turn_is_replaced_by_another_with_the_same_call(
         await _until(lambda: tool_lines(tool_log, "hold-start"), "the node to start hold")
         assert f"pid={a.proc.pid}" in tool_lines(tool_log, "hold-start")[0]
         a.kill()  # SIGKILL, mid-turn: the first tool finished and was stored, hold runs
-        Path(f"{tool_log}.release").touch()
+        _release(tool_log)
         reply = await task
     history = await _history(shared_store, await _session_id(shared_store, "kim"))
     _assert_each_stored_once(history)
@@ -130,8 +135,10 @@ async def test_a_node_killed_mid_turn_is_replaced_by_another_with_the_same_call(
     assert len(tool_lines(tool_log, "mark k1")) == 1  # a finished tool is not run again
     (ended,) = tool_lines(tool_log, "hold-end k2")
     assert f"pid={b.proc.pid}" in ended
-    if mode == "stream":  # every stored step reached the caller once, in order
-        assert steps == history[1:4]
+    # Steps the caller saw (from an agent that streams them) are stored ones, each once, in
+    # order, though the turn moved to another node.
+    passed = {m.id for m in steps}
+    assert steps == [m for m in history[1:4] if m.id in passed]
 
 
 @pytest.mark.parametrize("policy", ["reject", "queue"])
@@ -147,13 +154,13 @@ async def test_two_clients_on_two_nodes_drive_one_session(
         if policy == "reject":
             with pytest.raises(ConflictError, match="reject"):
                 await two.call("assistant", second, user="carol")
-            Path(f"{tool_log}.release").touch()
+            _release(tool_log)
             await running
         else:
             waiting = asyncio.create_task(two.call("assistant", second, user="carol"))
             await asyncio.sleep(0.5)
             assert not waiting.done()  # queued behind the running turn
-            Path(f"{tool_log}.release").touch()
+            _release(tool_log)
             await running
             await waiting
     history = await _history(shared_store, await _session_id(shared_store, "carol"))
@@ -196,9 +203,10 @@ async def test_graceful_shutdown_finishes_the_running_turn(
     (node,) = nodes("memory://", args=tls_args(certs))
     assert node.proc is not None
     creds = ClientTLS.from_files(certs.ca, certs.client.cert, certs.client.key).credentials()
-    async with _client(certs, node, attempts=1) as rt, grpc.aio.secure_channel(
-        node.address, creds
-    ) as channel:
+    async with (
+        _client(certs, node, attempts=1) as rt,
+        grpc.aio.secure_channel(node.address, creds) as channel,
+    ):
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service="assistant")
         )

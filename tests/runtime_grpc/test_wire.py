@@ -12,7 +12,9 @@ import pytest
 import pytest_asyncio
 from aixgo import Message, Runtime
 from aixgo.errors import ConfigError, InvalidMessage, NotFoundError
+from aixgo.events import Delta, Reply, Step
 from aixgo.message import ToolCall
+from aixgo.session import Session
 from aixgo.session.codec import MAX_MESSAGE_BYTES
 from aixgo_runtime_grpc import AgentServer, RemoteAgent, proto_path
 from aixgo_runtime_grpc._codegen import main as codegen
@@ -161,3 +163,47 @@ async def test_another_users_session_is_not_found_and_unchanged(
                                         time_left=5)  # fmt: skip
     finally:
         await client.stop()
+
+
+class Stepper:
+    """Streams: stores a step in its session, says a few words, replies."""
+
+    async def execute(self, input: Message) -> Message:
+        return Message.assistant("done")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Step | Message]:
+        call = ToolCall(name="look", arguments={"q": input.text})
+        request = Message.assistant(tool_calls=[call])
+        if session is not None:
+            request = await session.append_message(request)
+        yield Step(message=request)
+        for word in ("all ", "done"):
+            yield Delta(text=word)
+        yield Message.assistant("all done")
+
+
+@pytest.mark.asyncio
+async def test_rt_stream_on_a_remote_agent_is_the_nodes_stream() -> None:
+    rt = Runtime(session_manager="memory://")
+    rt.register("stepper", Stepper())
+    async with rt:
+        server = AgentServer(rt, "127.0.0.1:0", insecure=True)
+        port = await server.start()
+        client = Runtime(session_manager="memory://")
+        client.register("stepper", RemoteAgent(f"grpc://127.0.0.1:{port}", agent="stepper",
+                                               insecure=True))  # fmt: skip
+        async with client:
+            events = [e async for e in client.stream("stepper", Message.user("q"), user="u")]
+            called = await client.call("stepper", Message.user("again"), user="u")
+        await server.stop(1)
+        s = await rt.session_manager.get_or_create("stepper", "u")
+        history = await s.get_messages()
+    assert [e.type for e in events] == ["step", "delta", "delta", "reply"]
+    assert isinstance(events[0], Step) and isinstance(events[-1], Reply)
+    assert events[0].message == history[1]
+    assert events[-1].message == history[2]
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "all done"
+    assert called == history[-1]
+    assert [m.role for m in history] == ["user", "assistant", "assistant"] * 2
