@@ -108,8 +108,12 @@ class Node:
                 pipe.close()
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.kill()
+        else:  # it ended on its own (a test stopped it): its pipes are still open
+            self._close_pipes()
 
 
 def start_nodes(

@@ -222,6 +222,6 @@ async def test_graceful_shutdown_finishes_the_running_turn(
         with pytest.raises(NodeUnavailable):
             await rt.call("assistant", Message.user("late"), user="gus")
         reply = await task
-        assert reply.text == "Results: slept 2"
+        assert reply.text == "Results: slept 2.0"
     assert node.proc.wait(timeout=60) == 0
     assert len(tool_lines(tool_log, "nap-end g")) == 1

@@ -9,7 +9,14 @@ from pathlib import Path
 import grpc
 import pytest
 from aixgo import Message, Runtime
-from aixgo_runtime_grpc import ClientTLS, NodeUnavailable, RemoteAgent
+from aixgo_runtime_grpc import (
+    AgentServer,
+    ClientTLS,
+    NodeUnavailable,
+    PermissionDenied,
+    RemoteAgent,
+    ServerTLS,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .certs import Certs
@@ -93,3 +100,35 @@ async def test_health_per_agent(nodes: NodeFactory, certs: Certs) -> None:
             await stub.Check(health_pb2.HealthCheckRequest(service="nobody"))
         assert err.value.code() is grpc.StatusCode.NOT_FOUND
     assert node.terminate() == 0
+
+
+@pytest.mark.parametrize(("allowed", "ok"), [("client-a", True), ("someone-else", False)])
+async def test_an_agents_allow_list_names_client_identities(
+    certs: Certs, allowed: str, ok: bool
+) -> None:
+    rt = Runtime(session_manager="memory://")
+    rt.register("echo", _Echo())
+    async with rt:
+        server = AgentServer(rt, "127.0.0.1:0", allow={"echo": [allowed]},
+                             tls=ServerTLS.from_files(certs.server.cert, certs.server.key,
+                                                      certs.ca))  # fmt: skip
+        port = await server.start()
+        client = Runtime(session_manager="memory://")
+        tls = ClientTLS.from_files(certs.ca, certs.client.cert, certs.client.key)
+        client.register("echo", RemoteAgent(f"grpcs://127.0.0.1:{port}", agent="echo", tls=tls))
+        try:
+            async with client:
+                if ok:
+                    out = await client.call("echo", Message.user("hi"), user="u")
+                    assert out.text == "hi"
+                else:
+                    with pytest.raises(PermissionDenied, match="not allowed"):
+                        await client.call("echo", Message.user("hi"), user="u")
+                    assert (await rt.session_manager.list()).items == []
+        finally:
+            await server.stop(1)
+
+
+class _Echo:
+    async def execute(self, input: Message) -> Message:
+        return Message.assistant(input.text)
