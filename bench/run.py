@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import floors
 import peers
+import remote
 import report
 import throughput
 import turns
@@ -232,6 +233,11 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results += await throughput.run_all(targets, seconds=plan.throughput_s)
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
     results += await turns.run_all(stores, turns=plan.shared_turns)
+    if only is None or "remote" in only:
+        shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
+        results += await remote.run_all(
+            min(plan.paired_runs, 2000), plan.budget_s, plan.throughput_s, shared
+        )
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()
