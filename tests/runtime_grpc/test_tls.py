@@ -4,10 +4,13 @@ runs; plaintext only with --insecure, which warns. Health checking per agent."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from aixgo import Message, Runtime
 from aixgo_runtime_grpc import (
     AgentServer,
@@ -132,3 +135,34 @@ async def test_an_agents_allow_list_names_client_identities(
 class _Echo:
     async def execute(self, input: Message) -> Message:
         return Message.assistant(input.text)
+
+
+async def test_aixgo_chat_talks_to_a_remote_agent(
+    mtls_node: Node, certs: Certs, tmp_path: Path
+) -> None:
+    config = tmp_path / "client.yaml"
+    options = {"url": f"grpcs://{mtls_node.address}", "agent": "echo", "ca_file": str(certs.ca),
+               "cert_file": str(certs.client.cert), "key_file": str(certs.client.key)}  # fmt: skip
+    config.write_text(yaml.safe_dump({
+        "session": "memory://",
+        "agents": [{"name": "assistant", "role": "remote", "options": options}],
+    }))  # fmt: skip
+    aixgo = Path(sys.executable).parent / "aixgo"
+    for line in ("hello", "again"):
+        proc = await asyncio.create_subprocess_exec(
+            str(aixgo), "chat", "assistant", "--config", str(config), "--user", "chatty",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate(f"{line}\n/quit\n".encode())
+        assert proc.returncode == 0, err.decode()
+        assert f"assistant> You said: {line}" in out.decode()
+    # Both runs continued the user's latest session on the node: a third turn is its 3rd.
+    tls = ClientTLS.from_files(certs.ca, certs.client.cert, certs.client.key)
+    agent = RemoteAgent(f"grpcs://{mtls_node.address}", agent="echo", tls=tls)
+    try:
+        reply = await agent.execute_hosted(Message.user("third"), user="chatty", session=None,
+                                           time_left=30)  # fmt: skip
+    finally:
+        await agent.stop()
+    assert reply.seq == 6

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from aixgo.agent import SessionHost
 from aixgo.errors import AgentError
 from aixgo.message import Message
 from aixgo.runtime import Runtime
@@ -36,9 +37,13 @@ def chat(agent: str, config: Path, user: str, session_id: str | None) -> None:
 async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> None:
     stdin = sys.stdin
     async with rt:
-        rt.get(agent)  # an unknown agent fails before anything is created
+        hosted = isinstance(rt.get(agent), SessionHost)  # unknown: fails before anything
         stateful = rt.session_mode(agent) == "enabled"
-        if stateful:
+        if stateful and hosted:
+            # Its sessions live where it runs (a remote node): nothing is opened here.
+            where = f"session {session_id}" if session_id else f"{user}'s latest session"
+            click.echo(f"{where}, kept where {agent} runs; /quit to leave", err=True)
+        elif stateful:
             mgr = rt.session_manager
             if session_id is not None:
                 s = await mgr.get(session_id, user_id=user)
@@ -62,7 +67,9 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             if text == "/quit":
                 return
             if text == "/session":
-                click.echo(session_id or "(stateless)")
+                click.echo(
+                    session_id or ("(the latest, where it runs)" if hosted else "(stateless)")
+                )
                 continue
             try:
                 if stateful:
