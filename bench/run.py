@@ -27,6 +27,7 @@ import floors
 import peers
 import remote
 import report
+import streaming
 import throughput
 import turns
 from aixgo import plugins
@@ -233,6 +234,8 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results += await throughput.run_all(targets, seconds=plan.throughput_s)
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
     results += await turns.run_all(stores, turns=plan.shared_turns)
+    if only is None or "stream" in only:
+        results += await streaming.run(runs=plan.runs, budget_s=plan.budget_s)
     if only is None or "remote" in only:
         shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
         results += await remote.run_all(
