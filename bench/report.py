@@ -101,6 +101,18 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         rows.append(
             check(f"{label}: first list page of 50 (µs)", get(name, "list_page", None), list_bound)
         )
+    # Issue 18: a remote echo over mutual TLS against a bare grpcio echo with the same TLS.
+    remote = "aixgo remote (mTLS)"
+    rows.append(
+        check(
+            "grpc: remote echo / bare grpcio echo (mTLS)",
+            ratio(
+                get(remote, "paired unary echo", None),
+                get("bare grpcio echo (mTLS)", "paired unary echo", None),
+            ),
+            1.3,
+        )
+    )
     return rows
 
 
