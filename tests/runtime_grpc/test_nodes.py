@@ -139,6 +139,8 @@ async def test_a_node_killed_mid_turn_is_replaced_by_another_with_the_same_call(
     # order, though the turn moved to another node.
     passed = {m.id for m in steps}
     assert steps == [m for m in history[1:4] if m.id in passed]
+    if mode == "stream":  # the ReAct agent streams: every step arrived, from either node
+        assert steps == history[1:4]
 
 
 @pytest.mark.parametrize("policy", ["reject", "queue"])
