@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from aixgo.events import Delta, Reply, Step
 from aixgo.message import ToolCall
 from aixgo.session import Session
 from aixgo.session.codec import MAX_MESSAGE_BYTES
-from aixgo_runtime_grpc import AgentServer, RemoteAgent, proto_path
+from aixgo_runtime_grpc import AgentServer, ClientTLS, RemoteAgent, ServerTLS, proto_path
 from aixgo_runtime_grpc._codegen import main as codegen
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
 from aixgo_runtime_grpc.server import MAX_WIRE_BYTES
@@ -207,3 +208,16 @@ async def test_rt_stream_on_a_remote_agent_is_the_nodes_stream() -> None:
     assert "".join(e.text for e in events if isinstance(e, Delta)) == "all done"
     assert called == history[-1]
     assert [m.role for m in history] == ["user", "assistant", "assistant"] * 2
+
+
+def test_tls_errors_name_the_option_never_the_file(tmp_path: Path) -> None:
+    key = tmp_path / "secret-name.key"
+    key.write_text("SECRET-KEY-MATERIAL")
+    with pytest.raises(ConfigError) as err:
+        ServerTLS.from_files(key, key)
+    assert "--cert" in str(err.value)
+    assert "SECRET" not in str(err.value)
+    assert "secret-name" not in str(err.value)
+    with pytest.raises(ConfigError, match="cert_file and key_file go together"):
+        ClientTLS.from_files(None, None, tmp_path / "missing.key")
+    assert repr(ServerTLS(b"c", b"SECRET")) == "ServerTLS(mutual=False)"
