@@ -4,6 +4,7 @@ is what protoc makes from the published proto."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from aixgo import Message, Runtime
-from aixgo.errors import ConfigError, InvalidMessage, NotFoundError
+from aixgo.errors import ConfigError, InvalidArgument, InvalidMessage, NotFoundError
 from aixgo.events import Delta, Reply, Step
 from aixgo.message import ToolCall
 from aixgo.session import Session
@@ -221,3 +222,25 @@ def test_tls_errors_name_the_option_never_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cert_file and key_file go together"):
         ClientTLS.from_files(None, None, tmp_path / "missing.key")
     assert repr(ServerTLS(b"c", b"SECRET")) == "ServerTLS(mutual=False)"
+
+
+@pytest.mark.asyncio
+async def test_mesh_mode_binds_plaintext_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    rt = Runtime(session_manager="memory://")
+    rt.register("echo", Echo())
+    with pytest.raises(InvalidArgument, match="needs TLS"):
+        AgentServer(rt, "127.0.0.1:0")
+    async with rt:
+        server = AgentServer(rt, "127.0.0.1:0", mesh=True)
+        with caplog.at_level(logging.INFO, logger="aixgo.grpc"):
+            port = await server.start()
+        try:
+            (record,) = [r for r in caplog.records if r.name == "aixgo.grpc"]
+            assert record.levelno == logging.INFO
+            assert f"127.0.0.1:{port} in plaintext" in record.getMessage()
+            assert "sidecar" in record.getMessage()
+            client = RemoteAgent(f"grpc://127.0.0.1:{port}", agent="echo", insecure=True)
+            assert (await client.execute(Message.user("hi"))).text == "echo: hi"
+            await client.stop()
+        finally:
+            await server.stop(1)
