@@ -96,7 +96,8 @@ def mtls_node(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterato
     tmp = tmp_path_factory.mktemp("mtls-node")
     log = tmp / "tools.log"
     log.touch()
-    (node,) = start_nodes(tmp, "memory://", 1, args=tls_args(certs), tool_log=log)
+    args = [*tls_args(certs), "--allow", "guarded=someone-else", "--allow", "echo=client-a"]
+    (node,) = start_nodes(tmp, "memory://", 1, args=args, tool_log=log)
     yield node
     node.close()
 

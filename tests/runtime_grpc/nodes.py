@@ -27,7 +27,8 @@ def server_config(
     lease_ttl: float = 2.0,
     timeout: float | None = 30.0,
 ) -> Path:
-    """A node's YAML: ``assistant`` (ReAct, scripted tool calls) and ``echo`` (scripted echo)."""
+    """A node's YAML: ``assistant`` (ReAct, scripted tool calls), ``echo`` and ``guarded``
+    (scripted echoes; the mutual-TLS node lets no test client call ``guarded``)."""
     tools = [f"{TOOLS}:{name}" for name in ("mark", "hold", "nap")]
     config = {
         "session": session_url,
@@ -35,6 +36,7 @@ def server_config(
             {"name": "assistant", "role": "react",
              "options": {"model": "scripted:calls", "tools": tools}},
             {"name": "echo", "role": "react", "options": {"model": "scripted:echo"}},
+            {"name": "guarded", "role": "react", "options": {"model": "scripted:echo"}},
         ],
         "runtime": {"turn_policy": policy, "turn_lease_ttl": lease_ttl, "timeout": timeout},
     }  # fmt: skip

@@ -166,3 +166,21 @@ async def test_aixgo_chat_talks_to_a_remote_agent(
     finally:
         await agent.stop()
     assert reply.seq == 6
+
+
+async def test_serve_allow_limits_an_agent_to_client_identities(
+    mtls_node: Node, certs: Certs
+) -> None:
+    tls = ClientTLS.from_files(certs.ca, certs.client.cert, certs.client.key)
+    url = f"grpcs://{mtls_node.address}"
+    guarded = RemoteAgent(url, agent="guarded", tls=tls)
+    echo = RemoteAgent(url, agent="echo", tls=tls)  # allowed: client-a is on its list
+    try:
+        with pytest.raises(PermissionDenied, match="not allowed to call agent 'guarded'"):
+            await guarded.execute_hosted(Message.user("hi"), user="u", session=None,
+                                         time_left=30)  # fmt: skip
+        out = await echo.execute_hosted(Message.user("hi"), user="u", session=None, time_left=30)
+        assert out.text == "You said: hi"
+    finally:
+        await guarded.stop()
+        await echo.stop()

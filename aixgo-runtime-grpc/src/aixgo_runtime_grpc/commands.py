@@ -52,6 +52,14 @@ __all__ = ["serve"]
 @click.option(
     "--mesh", is_flag=True, help="Plaintext behind a service mesh sidecar that terminates TLS."
 )
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="AGENT=IDENTITY",
+    help="Only clients whose certificate names IDENTITY (common name or subject "
+    "alternative name) may call AGENT; repeat for more.",
+)
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running turns get to finish on shutdown.")  # fmt: skip
 def serve(
@@ -62,6 +70,7 @@ def serve(
     client_ca: str | None,
     insecure: bool,
     mesh: bool,
+    allow: tuple[str, ...],
     grace: float,
 ) -> None:
     """Serve the agents of a config file over gRPC (TLS; mutual TLS with --client-ca)."""
@@ -83,7 +92,13 @@ def serve(
     if cert and key:
         tls = ServerTLS.from_files(cert, key, client_ca)
     rt = Runtime.from_config(config)
-    server = AgentServer(rt, listen, tls=tls, insecure=insecure, mesh=mesh)
+    allowed: dict[str, list[str]] = {}
+    for item in allow:
+        agent, sep, identity = item.partition("=")
+        if not sep or not agent or not identity:
+            raise click.UsageError(f"--allow takes AGENT=IDENTITY, not {item!r}")
+        allowed.setdefault(agent, []).append(identity)
+    server = AgentServer(rt, listen, tls=tls, insecure=insecure, mesh=mesh, allow=allowed)
     if not rt.list():
         raise ConfigError(f"{config}: no agents to serve")
     asyncio.run(_serve(rt, server, grace))
