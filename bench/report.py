@@ -115,6 +115,18 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         off = get(f"{name} audit off", "paired append_one", None)
         if on is not None and off is not None:
             rows.append(check(f"{label}: append audit on / off", ratio(on, off), bound))
+    # Issue 18: a remote echo over mutual TLS against a bare grpcio echo with the same TLS.
+    remote = "aixgo remote (mTLS)"
+    rows.append(
+        check(
+            "grpc: remote echo / bare grpcio echo (mTLS)",
+            ratio(
+                get(remote, "paired unary echo", None),
+                get("bare grpcio echo (mTLS)", "paired unary echo", None),
+            ),
+            1.3,
+        )
+    )
     return rows
 
 

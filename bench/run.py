@@ -27,6 +27,7 @@ import audited
 import floors
 import governance
 import peers
+import remote
 import report
 import streaming
 import throughput
@@ -257,6 +258,11 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         results += await streaming.run(runs=plan.runs, budget_s=plan.budget_s)
     named = [(name, url) for name, url, _ in stores]
     results += await governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s)
+    if only is None or "remote" in only:
+        shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
+        results += await remote.run_all(
+            min(plan.paired_runs, 2000), plan.budget_s, plan.throughput_s, shared
+        )
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()

@@ -84,6 +84,22 @@ def test_every_first_party_plugin_is_discovered_from_its_wheel() -> None:
     if "aixgo-agent-react" in ours:
         assert "react" in plugins.agent_types()
         assert plugins.agent_factory("react")[1].distribution == "aixgo-agent-react"
+    if "aixgo-runtime-grpc" in ours:
+        assert plugins.agent_factory("remote")[1].distribution == "aixgo-runtime-grpc"
+
+
+def test_the_grpc_runtime_ships_its_proto_and_serve_command() -> None:
+    pytest.importorskip("aixgo_runtime_grpc")
+    from aixgo_runtime_grpc import proto_path
+    from aixgo_runtime_grpc._pb import agent_pb2
+
+    assert "package aixgo.v1;" in proto_path().read_text()
+    assert agent_pb2.DESCRIPTOR.package == "aixgo.v1"
+    exe = shutil.which("aixgo")
+    assert exe is not None
+    out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, check=True)
+    by_name = {p["name"]: p for p in json.loads(out.stdout)}
+    assert by_name["grpc"]["commands"] == ["serve"]
 
 
 def test_the_file_plugin_adds_its_command_from_its_wheel(tmp_path: Path) -> None:

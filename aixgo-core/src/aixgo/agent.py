@@ -30,7 +30,15 @@ from aixgo.message import Message
 if TYPE_CHECKING:
     from aixgo.session.session import Session
 
-__all__ = ["Agent", "AgentEvent", "Lifecycle", "SessionAwareAgent", "SessionMode", "StreamingAgent"]
+__all__ = [
+    "Agent",
+    "AgentEvent",
+    "Lifecycle",
+    "SessionAwareAgent",
+    "SessionHost",
+    "SessionMode",
+    "StreamingAgent",
+]
 
 #: What a :class:`StreamingAgent` yields: chunks of text, the steps it stored, and last, its
 #: reply (a :class:`~aixgo.message.Message`, which the runtime stores).
@@ -117,4 +125,27 @@ class Lifecycle(Protocol):
 
     async def stop(self) -> None:
         """Called once by ``Runtime.stop()`` or ``Runtime.unregister()``."""
+        ...
+
+
+@runtime_checkable
+class SessionHost(Agent, Protocol):
+    """An agent whose sessions live where it runs, not in this runtime's store: a remote
+    agent (``aixgo-runtime-grpc``). The runtime opens no session for it: it hands over the
+    call's ``user`` and ``session`` id (both ``None`` for a stateless call) and
+    ``time_left``, the seconds the call may still take (``None``: no limit). A call uses
+    ``execute_hosted``, which returns the reply as stored there; a stream uses
+    ``stream_hosted``, which yields what :meth:`StreamingAgent.stream_with_session` yields
+    (its Steps and its last item, the reply, as stored there)."""
+
+    async def execute_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> Message:
+        """Answer ``input`` in the user's (or the given) session, where the agent runs."""
+        ...
+
+    def stream_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> AsyncIterator[AgentEvent]:
+        """Like :meth:`execute_hosted`, yielding the turn's events and, last, the reply."""
         ...

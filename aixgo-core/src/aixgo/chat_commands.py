@@ -28,12 +28,14 @@ HISTORY = 20  # messages /history shows without a count, and sessions /sessions 
 @dataclass(slots=True)
 class Chat:
     """What a chat talks to: an agent of a running runtime, for a user, in a session
-    (``session_id`` is ``None`` for a stateless agent)."""
+    (``session_id`` is ``None`` for a stateless agent, and for a remote agent until one is
+    named: its sessions are kept where it runs, ``hosted``)."""
 
     rt: Runtime
     agent: str
     user: str
     session_id: str | None
+    hosted: bool = False
 
     async def session(self) -> Session:
         """The current session."""
@@ -59,6 +61,9 @@ async def run_command(chat: Chat, name: str, argument: str) -> bool:
         _say(f"unknown command /{printable(name)}; /help lists them")
         return True
     handler, stateful, _ = found
+    if stateful and chat.hosted:
+        _say(f"{chat.agent}'s sessions are kept where it runs: /{name} works on local agents")
+        return True
     if stateful and chat.session_id is None:
         _say(f"{chat.agent} is stateless: it keeps no sessions, history or checkpoints")
         return True
@@ -78,7 +83,7 @@ async def _help(chat: Chat, argument: str) -> None:
 
 
 async def _session(chat: Chat, argument: str) -> None:
-    click.echo(chat.session_id or "(stateless)")
+    click.echo(chat.session_id or ("(the latest, where it runs)" if chat.hosted else "(stateless)"))
 
 
 async def _history(chat: Chat, argument: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from aixgo.agent import SessionHost
 from aixgo.chat_commands import Chat, parse, run_command
 from aixgo.cli_errors import cli_message
 from aixgo.errors import AgentError
@@ -54,9 +55,13 @@ def chat(agent: str, config: Path | None, user: str, session_id: str | None) -> 
 async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> None:
     stdin = sys.stdin
     async with rt:
-        rt.get(agent)  # an unknown agent fails before anything is created
+        hosted = isinstance(rt.get(agent), SessionHost)  # unknown: fails before anything
         stateful = rt.session_mode(agent) == "enabled"
-        if stateful:
+        if stateful and hosted:
+            # Its sessions live where it runs (a remote node): nothing is opened here.
+            where = f"session {session_id}" if session_id else f"{user}'s latest session"
+            click.echo(f"{where}, kept where {agent} runs; /quit to leave", err=True)
+        elif stateful:
             mgr = rt.session_manager
             if session_id is not None:
                 s = await mgr.get(session_id, user_id=user)
@@ -68,7 +73,7 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             click.echo(f"session {s.id} ({state}); /help for commands, /quit to leave", err=True)
         else:
             click.echo(f"{agent} is stateless: nothing is remembered; /quit to leave", err=True)
-        here = Chat(rt, agent, user, session_id if stateful else None)
+        here = Chat(rt, agent, user, session_id if stateful else None, hosted=hosted)
         while True:
             click.echo("you> ", nl=False, err=True)
             line = await asyncio.to_thread(stdin.readline)

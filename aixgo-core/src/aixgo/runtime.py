@@ -59,7 +59,7 @@ from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from aixgo.agent import Agent, SessionAwareAgent, SessionMode, StreamingAgent
+from aixgo.agent import Agent, SessionAwareAgent, SessionHost, SessionMode, StreamingAgent
 from aixgo.audit import acting_for, audit_actor
 from aixgo.cancellation import CancelWatch
 from aixgo.crypto import keyring_from_env
@@ -470,6 +470,12 @@ class Runtime:
             async with self._start_lock:
                 if not entry.started:
                     await entry.start()
+        if isinstance(entry.agent, SessionHost):
+            # Its sessions live where it runs (another node): the turn protocol runs there.
+            return await self._hosted(
+                entry.agent, agent, message, user if stateful else None,
+                session_id if stateful else None, emit,
+            )  # fmt: skip
         if not stateful:
             with using_session(None):
                 return await self._run(entry, agent, message, None, emit)
@@ -494,6 +500,40 @@ class Runtime:
                 )
         s = await mgr.get_or_create(agent, user)
         return await self._turn(entry, agent, message, s, span, emit)
+
+    async def _hosted(
+        self,
+        host: SessionHost,
+        agent: str,
+        message: Message,
+        user: str | None,
+        session_id: str | None,
+        emit: Emit,
+    ) -> Message:
+        timeout = self.options.timeout
+        where = f"session {session_id!r}" if session_id else "its session"
+        try:
+            async with asyncio.timeout(timeout):
+                if emit is _drop:  # nobody streams: the host's plain call is one round trip
+                    return await host.execute_hosted(
+                        message, user=user, session=session_id, time_left=timeout
+                    )
+                reply: Message | None = None
+                items = host.stream_hosted(message, user=user, session=session_id,
+                                           time_left=timeout)  # fmt: skip
+                async for item in items:
+                    if isinstance(item, Message):
+                        reply = item
+                    else:
+                        emit(item)
+        except TimeoutError as exc:
+            if isinstance(exc, AixgoError):  # the host's own typed timeout says more
+                raise
+            raise self._timed_out(agent, where, session_id) from exc
+        if reply is None:
+            raise AgentError(f"agent {agent!r} ended its stream without a reply in {where}",
+                             agent=agent, session_id=session_id)  # fmt: skip
+        return reply
 
     async def _turn(
         self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any, emit: Emit

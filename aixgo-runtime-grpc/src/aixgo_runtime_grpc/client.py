@@ -1,0 +1,261 @@
+"""The remote agent: an agent of another node, called like a local one.
+
+>>> agent = RemoteAgent("grpc://127.0.0.1:50051", agent="assistant", insecure=True)
+>>> agent
+RemoteAgent('assistant' at grpc://127.0.0.1:50051, plaintext)
+
+Registered in a :class:`aixgo.Runtime` (in code, or in YAML as ``role: remote``), it is a
+:class:`~aixgo.agent.SessionHost`: the node runs the turn in its own session store, so
+``rt.call(..., user=...)`` and ``rt.call_with_session(...)`` reach the sessions on the node.
+
+Several ``url`` targets are used round-robin (a DNS name with several addresses is balanced by
+gRPC itself). A call that fails with ``UNAVAILABLE`` before any reply (the node died, is
+stopping, or cannot reach its store) is sent again to the next target with the same message:
+the message id makes the retry resume the same turn on a node sharing the store, so the input
+is stored once and a tool that finished is not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from aixgo.agent import AgentEvent
+from aixgo.errors import AixgoError, ConfigError
+from aixgo.events import Reply, Step
+from aixgo.message import Message
+
+from aixgo_runtime_grpc._pb import agent_pb2 as pb
+from aixgo_runtime_grpc.server import MAX_WIRE_BYTES, SERVICE
+from aixgo_runtime_grpc.tls import ClientTLS
+from aixgo_runtime_grpc.wire import (
+    ERROR_KEY,
+    NodeUnavailable,
+    error_from_status,
+    event_from_wire,
+    from_wire,
+    to_wire,
+)
+
+__all__ = ["RemoteAgent", "build_remote"]
+
+_log = logging.getLogger("aixgo.grpc")
+
+
+class RemoteAgent:
+    """Agent ``agent`` of the node(s) at ``url`` (``grpcs://host:port``, or a list of them).
+    ``tls`` says what to trust and, for mutual TLS, which certificate to present (default:
+    the system's roots, no client certificate). ``grpc://`` (plaintext) needs
+    ``insecure=True``. ``attempts`` bounds how many targets one call tries (default: every
+    target twice, at least 3)."""
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        agent: str,
+        tls: ClientTLS | None = None,
+        insecure: bool = False,
+        server_name: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ConfigError("a remote agent needs at least one url")
+        self.urls = urls
+        self.targets = [_target(u, insecure) for u in urls]
+        self.agent = agent
+        self.tls = tls or ClientTLS()
+        self.insecure = insecure
+        self.server_name = server_name
+        self.attempts = attempts or max(3, 2 * len(urls))
+        self._channels: list[grpc.aio.Channel] = []
+        self._next = 0
+
+    def __repr__(self) -> str:
+        mode = "plaintext" if self.insecure else "TLS"
+        return f"RemoteAgent({self.agent!r} at {', '.join(self.urls)}, {mode})"
+
+    # -- lifecycle (the runtime calls these) -------------------------------------------------
+
+    async def start(self) -> None:
+        """Open one channel per target (connections are made on first use)."""
+        if self._channels:
+            return
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_WIRE_BYTES),
+            ("grpc.max_send_message_length", MAX_WIRE_BYTES),
+            ("grpc.lb_policy_name", "round_robin"),
+            # Retries are ours: with the same message id, on the next target.
+            ("grpc.enable_retries", 0),
+        ]
+        if self.server_name:
+            options.append(("grpc.ssl_target_name_override", self.server_name))
+        for secure, target in self.targets:
+            if secure:
+                ch = grpc.aio.secure_channel(target, self.tls.credentials(), options=options)
+            else:
+                ch = grpc.aio.insecure_channel(target, options=options)
+            self._channels.append(ch)
+
+    async def stop(self) -> None:
+        channels, self._channels = self._channels, []
+        for ch in channels:
+            await ch.close()
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def execute(self, input: Message) -> Message:
+        """A stateless call (no session on the node)."""
+        return await self.execute_hosted(input, user=None, session=None, time_left=None)
+
+    async def execute_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> Message:
+        """One turn on the node, in ``user``'s latest session or in ``session``."""
+        request = self._request(input, user, session)
+        response: pb.CallResponse = await self._unary("Call", request, pb.CallResponse, time_left)
+        return from_wire(response.reply)
+
+    async def stream_hosted(
+        self, input: Message, *, user: str | None, session: str | None, time_left: float | None
+    ) -> AsyncIterator[AgentEvent]:
+        """One turn on the node, streamed: Deltas and Steps as they happen, last the reply.
+
+        Retried on the next target like :meth:`execute_hosted` while no reply came; a Step
+        already passed on is not passed on again, but the Deltas of a step cut off by the
+        failure come again from the node that finishes it."""
+        request = self._request(input, user, session)
+        if not self._channels:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if time_left is None else loop.time() + time_left
+        seen: set[str] = set()
+        for attempt in range(self.attempts):
+            method = self._pick().unary_stream(
+                f"/{SERVICE}/Stream",
+                request_serializer=pb.CallRequest.SerializeToString,
+                response_deserializer=pb.Event.FromString,
+            )
+            left = None if deadline is None else max(deadline - loop.time(), 0.001)
+            call = method(request, timeout=left)
+            try:
+                async for wire in call:
+                    event = event_from_wire(wire)
+                    if isinstance(event, Reply):
+                        yield event.message
+                        return
+                    if isinstance(event, Step):
+                        if event.message.id in seen:
+                            continue
+                        seen.add(event.message.id)
+                    yield event
+                raise NodeUnavailable(f"remote agent {self.agent!r}: the node ended the "
+                                      "stream without a reply", code="UNKNOWN")  # fmt: skip
+            except grpc.aio.AioRpcError as exc:
+                if self._retry(exc, attempt):
+                    await _pause(attempt)
+                    continue
+                raise self._error(exc) from None
+            finally:
+                call.cancel()  # the consumer left early: the node's turn is cancelled too
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    async def tail(
+        self, session: str, *, user: str | None = None, last: int | None = None
+    ) -> list[Message]:
+        """The last ``last`` messages of ``session`` on the node (all of them by default)."""
+        request = pb.TailRequest(agent=self.agent, session=session, last=last or 0)
+        if user is not None:
+            request.user = user
+        response: pb.TailResponse = await self._unary("Tail", request, pb.TailResponse, None)
+        return [from_wire(m) for m in response.messages]
+
+    async def _unary(self, method: str, request: Any, reply: Any, time_left: float | None) -> Any:
+        if not self._channels:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if time_left is None else loop.time() + time_left
+        for attempt in range(self.attempts):
+            channel = self._pick()
+            call = channel.unary_unary(
+                f"/{SERVICE}/{method}",
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=reply.FromString,
+            )
+            left = None if deadline is None else max(deadline - loop.time(), 0.001)
+            try:
+                return await call(request, timeout=left)
+            except grpc.aio.AioRpcError as exc:
+                if self._retry(exc, attempt):
+                    await _pause(attempt)
+                    continue
+                raise self._error(exc) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _request(self, input: Message, user: str | None, session: str | None) -> pb.CallRequest:
+        request = pb.CallRequest(agent=self.agent, message=to_wire(input))
+        if user is not None:
+            request.user = user
+        if session is not None:
+            request.session = session
+        return request
+
+    def _retry(self, exc: grpc.aio.AioRpcError, attempt: int) -> bool:
+        """Whether a failed attempt goes to the next target: only UNAVAILABLE (no node, or
+        one stopping), and only while attempts are left."""
+        if exc.code() is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= self.attempts:
+            return False
+        _log.warning("remote agent %r: a node was unavailable (%s); trying the next one "
+                     "with the same message", self.agent, exc.details())  # fmt: skip
+        return True
+
+    def _pick(self) -> grpc.aio.Channel:
+        channel = self._channels[self._next % len(self._channels)]
+        self._next += 1
+        return channel
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> AixgoError:
+        trailing = exc.trailing_metadata() or ()
+        name = next((str(v) for k, v in trailing if k == ERROR_KEY), None)
+        return error_from_status(exc.code(), exc.details() or "", name, agent=self.agent)
+
+
+async def _pause(attempt: int) -> None:
+    # Jittered, so clients cut off together do not all land on the next node at once.
+    await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1))  # noqa: S311
+
+
+def _target(url: str, insecure: bool) -> tuple[bool, str]:
+    scheme, sep, target = url.partition("://")
+    if not sep or not target or scheme not in ("grpcs", "grpc"):
+        raise ConfigError(f"remote url {url!r} must be grpcs://host:port (or grpc://host:port "
+                          "with insecure: true)")  # fmt: skip
+    if scheme == "grpc" and not insecure:
+        raise ConfigError(f"remote url {url!r} is plaintext: say insecure: true to allow it, "
+                          "or use grpcs://")  # fmt: skip
+    if scheme == "grpcs" and insecure:
+        raise ConfigError(f"remote url {url!r} is grpcs:// but insecure is set; use one")
+    return scheme == "grpcs", target.rstrip("/")
+
+
+def build_remote(
+    *,
+    url: str | list[str],
+    agent: str,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    insecure: bool = False,
+    server_name: str | None = None,
+    attempts: int | None = None,
+) -> RemoteAgent:
+    """A :class:`RemoteAgent` from YAML options (``role: remote``); relative file paths are
+    relative to the working directory."""
+    tls = None if insecure else ClientTLS.from_files(ca_file, cert_file, key_file)
+    return RemoteAgent(url, agent=agent, tls=tls, insecure=insecure, server_name=server_name,
+                       attempts=attempts)  # fmt: skip
