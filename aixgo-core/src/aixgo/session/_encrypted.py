@@ -498,7 +498,6 @@ class EncryptedBackend:
                     if there != dk_id:
                         report.remaining += 1
                         continue
-                # Audit: a "rekey" record (user id, data key id, old and new key ids) goes here.
                 with contextlib.suppress(SessionNotFound):  # a concurrent rekey got there first
                     await self.inner.delete_session(info.id)
                 report.rewrapped += 1

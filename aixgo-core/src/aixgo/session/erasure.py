@@ -44,7 +44,6 @@ async def erase_user(backend: Backend, user_id: str) -> ErasureReport:
     await _delete_all(backend, user_id, None, counts)
     # Again: a write of the user's racing this erasure may have made a new data key.
     data_keys += await _delete_all(backend, user_id, DATA_KEY_AGENT, None)
-    # Audit: an "erase" record (actor, user id, this receipt's counts) is written here.
     return ErasureReport(
         sessions=counts[0], messages=counts[1], checkpoints=counts[2], data_keys=data_keys
     )

@@ -273,7 +273,12 @@ class SessionManager:
                 "rekey needs encryption: SessionManager(url, encryption=Keyring(...))"
             )
         check_count(batch, "batch", low=1, high=MAX_LIST_LIMIT)
-        return await self._encrypted.rekey(progress=progress, batch=batch)
+        from aixgo.audit import audited  # the audit package imports this layer
+
+        async with audited(self.backend, "rekey") as record:
+            report = await self._encrypted.rekey(progress=progress, batch=batch)
+            record["count"] = report.rewrapped
+        return report
 
     async def erase_user(self, user_id: str) -> ErasureReport:
         """Erase every session of ``user_id`` with its messages, checkpoints and index
@@ -281,7 +286,13 @@ class SessionManager:
         this run erased. Safe to run again after a crash halfway."""
         self._check_open()
         validate_name(user_id, "user id")
-        report = await erase_user(self._raw, user_id)
+        from aixgo.audit import audited  # the audit package imports this layer
+
+        # One record for the whole erasure (the deletions go to the raw store, unrecorded
+        # one by one): who erased which user, and how many sessions; never what they held.
+        async with audited(self.backend, "erase", user_id=user_id) as record:
+            report = await erase_user(self._raw, user_id)
+            record["count"] = report.sessions
         if self._encrypted is not None:
             self._encrypted.forget(user_id)
         return report
