@@ -41,7 +41,13 @@ from aixgo.session import Session
 from aixgo.session.codec import check_json_value
 from pydantic import JsonValue
 
-from aixgo_agent_react.budget import TokenCounter, estimate_tokens, fit_history
+from aixgo_agent_react.budget import (
+    CostedTurns,
+    TokenCounter,
+    costed_turns,
+    estimate_tokens,
+    fit_turns,
+)
 from aixgo_agent_react.models import Model, resolve_model
 from aixgo_agent_react.models.openai import BAD_ARGUMENTS
 from aixgo_agent_react.tools import Tool, ToolResult, tool
@@ -192,6 +198,7 @@ class ReActAgent:
         self, input: Message, before: list[Message], steps: list[Message], session: Session | None
     ) -> Message:
         steps = _this_turn(steps)
+        earlier = costed_turns(before, self.count_tokens)  # once a turn, not once a step
         while True:
             pending = _unanswered(steps)
             for call_id in pending:
@@ -205,7 +212,7 @@ class ReActAgent:
                     "(max_steps). Ask me to continue, or ask a narrower question.",
                     metadata={STOPPED: "max_steps"},
                 )
-            context = self._context(input, before, steps)
+            context = self._context(input, earlier, steps)
             reply = await self.model.complete(context, list(self.tools.values()))
             if not isinstance(reply, Message) or reply.role != "assistant":
                 raise InvalidMessage(f"the model returned {reply!r}, not an assistant message")
@@ -214,15 +221,13 @@ class ReActAgent:
             reply = _distinct_call_ids(reply)
             steps.append(await self._store(session, reply, steps, input))
 
-    def _context(
-        self, input: Message, before: list[Message], steps: list[Message]
-    ) -> list[Message]:
+    def _context(self, input: Message, earlier: CostedTurns, steps: list[Message]) -> list[Message]:
         fixed = [Message.system(self.system_prompt)] if self.system_prompt else []
         # The session's history already ends with the input: it is placed once, here.
         current = [input, *steps]
         used = sum(self.count_tokens(m) for m in fixed + current)
         left = max(0, self.max_context_tokens - used)
-        return [*fixed, *fit_history(before, budget=left, count=self.count_tokens), *current]
+        return [*fixed, *fit_turns(earlier, left), *current]
 
     async def _store(
         self,

@@ -30,13 +30,18 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, decode_message, stored_copy
+from aixgo.session.codec import (
+    check_batch,
+    check_repeat,
+    decode_batch,
+    decode_message,
+    stored_copy,
+)
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import ValidationError
 
 from aixgo_backend_postgres import migrations, retry
 from aixgo_backend_postgres.connections import Connections
@@ -322,11 +327,9 @@ class PostgresBackend:
         rows = await self._run(op)
         if not rows:
             raise SessionNotFound(session_id)
-        try:
-            # Rows hold the message with its seq, exactly as the model reads it back.
-            return [Message.model_validate_json(r[1]) for r in rows[1:]]
-        except ValidationError:
-            return [self._decode(r[1], session_id, r[0]) for r in rows[1:]]
+        # Rows hold the message with its seq, exactly as the model reads it back.
+        data = [r[1] for r in rows[1:]]
+        return decode_batch(data, lambda i: self._decode(data[i], session_id, rows[i + 1][0]))
 
     def _decode(self, data: str, session_id: str, seq: int) -> Message:
         where = f"{self.options.schema}.aixgo_messages session {session_id} seq {seq}"
