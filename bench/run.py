@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import cold
 import floors
 import peers
 import report
@@ -35,6 +36,8 @@ from timing import Result, measure, measure_pair
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
 BENCH_TAG = f"aixgo-bench-{os.getpid()}"
+#: The history length whose whole-history read (``get_messages()``) is measured.
+HISTORY_SIZE = 1_000
 PG_URL = os.environ.get("AIXGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -52,16 +55,18 @@ class Plan:
     paired_sizes: tuple[int, ...]
     throughput_s: float  # per backend and mode
     shared_turns: int  # turns per process and shared user (turns.py)
+    cold_runs: int  # fresh processes for the cold first list page (cold.py)
 
 
 QUICK = Plan(
     runs=100, budget_s=3.0, fill_s=6.0, sizes=(1_000, 10_000), file_extra=(), sessions=1_000,
     paired_runs=300, paired_sizes=(1_000, 10_000), throughput_s=1.0, shared_turns=10,
+    cold_runs=5,
 )  # fmt: skip
 FULL = Plan(
     runs=2000, budget_s=60.0, fill_s=240.0, sizes=(1_000, 10_000, 100_000), file_extra=(1_000_000,),
     sessions=10_000, paired_runs=3000, paired_sizes=(1_000, 100_000), throughput_s=10.0,
-    shared_turns=100,
+    shared_turns=100, cold_runs=20,
 )  # fmt: skip
 
 
@@ -142,6 +147,8 @@ async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
                 )
                 break
             await op("tail", size, n=min(runs, 1000))
+            if size == HISTORY_SIZE:
+                await op("history", size, n=min(runs, 300))
             await op("checkpoint", size, n=min(runs, 500))
         if hasattr(s, "restore"):
             await op("restore", sizes[-1], n=min(runs, 500))
@@ -157,6 +164,8 @@ async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
             count = plan.sessions
             await s.fill_sessions(count)  # type: ignore[attr-defined]
             await op("list_page", count, n=min(runs, 500))
+            if s.url.startswith("file://") and "flush" in s.name:
+                results.append(await cold.first_page(s.name, s.url, runs=plan.cold_runs))
     finally:
         await s.close()
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
