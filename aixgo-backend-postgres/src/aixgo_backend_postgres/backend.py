@@ -42,6 +42,7 @@ from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import TypeAdapter
 
 from aixgo_backend_postgres import migrations, retry
 from aixgo_backend_postgres.connections import Connections
@@ -237,7 +238,7 @@ class PostgresBackend:
             return await (await conn.execute(query, params)).fetchall()
 
         rows = await self._run(op)
-        items = [_session_info(r) for r in rows[:limit]]
+        items = _session_infos(rows[:limit])
         more = len(rows) > limit
         nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
         return Page(items=items, next_cursor=nxt)
@@ -510,6 +511,27 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
 def _json_array(encoded: list[bytes]) -> str:
     # One text parameter (see statements.py: "append").
     return (b"[" + b",".join(encoded) + b"]").decode()
+
+
+_INFOS = TypeAdapter(list[SessionInfo])
+
+
+def _session_infos(rows: Sequence[Sequence[Any]]) -> list[SessionInfo]:
+    # A page in one validation: a fraction of the cost of building the rows one by one.
+    return _INFOS.validate_python(
+        [
+            {
+                "id": r[0],
+                "agent": r[1],
+                "user_id": r[2],
+                "created_at": r[3],
+                "updated_at": r[4],
+                "message_count": r[5],
+                "metadata": r[6],
+            }
+            for r in rows
+        ]
+    )
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:

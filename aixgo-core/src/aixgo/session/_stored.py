@@ -31,7 +31,7 @@ from pydantic_core import core_schema as cs
 
 from aixgo.message import Message, ToolCall
 
-__all__ = ["BATCH", "JOIN_BYTES", "JOIN_TEXT", "ONE"]
+__all__ = ["BATCH", "JOIN_BYTES", "JOIN_TEXT", "NUMBERED", "ONE"]
 
 _JSON = cs.any_schema()  # read from JSON text, any value is a JSON value
 _NAME = cs.str_schema(min_length=1, max_length=256)
@@ -48,7 +48,7 @@ def _tool_call() -> cs.CoreSchema:
     )
 
 
-def _message(roles: list[str], tool_call_id: cs.CoreSchema) -> cs.CoreSchema:
+def _message(roles: list[str], tool_call_id: cs.CoreSchema, seq: cs.CoreSchema) -> cs.CoreSchema:
     part = cs.typed_dict_schema(
         {"type": cs.typed_dict_field(cs.str_schema())}, extra_behavior="allow", extras_schema=_JSON
     )
@@ -63,7 +63,7 @@ def _message(roles: list[str], tool_call_id: cs.CoreSchema) -> cs.CoreSchema:
         # Offset 0 only. The time keeps pydantic-core's UTC tzinfo, equal to datetime.UTC:
         # swapping it in would cost a call per message.
         "created_at": cs.datetime_schema(tz_constraint=0),
-        "seq": cs.int_schema(ge=1),
+        "seq": seq,
     }
     if list(fields) != list(Message.model_fields):  # a new field must be added here too
         raise RuntimeError("aixgo.session._stored is out of step with Message's fields")
@@ -76,23 +76,35 @@ def _message(roles: list[str], tool_call_id: cs.CoreSchema) -> cs.CoreSchema:
     )
 
 
-def _stored() -> cs.CoreSchema:
+def _stored(seq: cs.CoreSchema) -> cs.CoreSchema:
     chat = _message(
-        ["system", "user", "assistant"], cs.nullable_schema(cs.str_schema(max_length=256))
+        ["system", "user", "assistant"], cs.nullable_schema(cs.str_schema(max_length=256)), seq
     )
-    tool = _message(["tool"], _NAME)
+    tool = _message(["tool"], _NAME, seq)
     choices: dict[str, cs.CoreSchema] = {"system": chat, "user": chat, "assistant": chat}
     choices["tool"] = tool
     return cs.tagged_union_schema(choices, discriminator="role")
 
 
+_SEQ = cs.int_schema(ge=1)
+# A record the reader numbers: its seq member must be there, but may hold anything valid.
+_ANY_SEQ = cs.nullable_schema(_SEQ)
+
 #: One stored message, with its ``seq``, to a :class:`Message` (``validate_json``).
-ONE = SchemaValidator(_stored())
+ONE = SchemaValidator(_stored(_SEQ))
 
 _TOKEN = "n" + secrets.token_hex(16)  # starts with a letter: never a bare JSON number
 
-#: Records joined as :data:`JOIN_BYTES` or :data:`JOIN_TEXT` say, to ``[(Message, token), ...]``.
-BATCH = SchemaValidator(cs.list_schema(cs.tuple_schema([_stored(), cs.literal_schema([_TOKEN])])))
+
+def _batch(seq: cs.CoreSchema) -> SchemaValidator:
+    pair = cs.tuple_schema([_stored(seq), cs.literal_schema([_TOKEN])])
+    return SchemaValidator(cs.list_schema(pair))
+
+
+#: Records joined as :data:`JOIN_BYTES` or :data:`JOIN_TEXT` say, to ``[(Message, token), ...]``:
+#: each with its seq (``BATCH``), or with a seq the reader replaces (``NUMBERED``).
+BATCH = _batch(_SEQ)
+NUMBERED = _batch(_ANY_SEQ)
 
 _SEP = f',"{_TOKEN}"],['
 _END = f',"{_TOKEN}"]]'

@@ -15,7 +15,7 @@ from pydantic_core import PydanticSerializationError
 
 from aixgo.errors import CorruptedData, InvalidMessage, MessageIdConflict
 from aixgo.message import Message
-from aixgo.session._stored import BATCH, JOIN_BYTES, JOIN_TEXT, ONE
+from aixgo.session._stored import BATCH, JOIN_BYTES, JOIN_TEXT, NUMBERED, ONE
 
 __all__ = [
     "MAX_DEPTH",
@@ -303,12 +303,13 @@ def decode_batch(
     """The messages stored as ``records``, oldest first, read in one validation.
 
     Without ``first_seq`` each record must carry its ``seq`` (as the networked stores keep
-    it); with it, record ``i`` is message ``first_seq + i`` (stamped in as by
-    :func:`decode_at`). If the batch is not all in the canonical stored form, each record is
-    read again with ``careful(i)``, which returns record ``i`` as a message or raises a typed
-    error naming where it is stored (:class:`CorruptedData`): so one damaged or hostile
-    record fails the read, and is never half read. Every message returned is built afresh
-    from the stored text, so none shares a list or dict with another or with the store.
+    it); with it, record ``i`` is message ``first_seq + i``, whatever seq it holds (``null``
+    as the encoder writes it, or another branch's). If the batch is not all in the canonical
+    stored form, each record is read again with ``careful(i)``, which returns record ``i`` as
+    a message or raises a typed error naming where it is stored (:class:`CorruptedData`): so
+    one damaged or hostile record fails the read, and is never half read. Every message
+    returned is built afresh from the stored text, so none shares a list or dict with another
+    or with the store.
 
     >>> stored = [stamp_seq(encode_message(Message.user(t)), i) for i, t in enumerate("ab", 1)]
     >>> [(m.seq, m.content) for m in decode_batch(stored, lambda i: decode_message(stored[i]))]
@@ -318,26 +319,27 @@ def decode_batch(
         return []
     joined: bytes | str
     if isinstance(records[0], bytes):
-        raw = cast("Sequence[bytes]", records)
-        if first_seq is not None:
-            raw = [stamp_seq(r, first_seq + i) for i, r in enumerate(raw)]
         begin, between, end = JOIN_BYTES
-        joined = begin + between.join(raw) + end
+        joined = begin + between.join(cast("Sequence[bytes]", records)) + end
     else:
         text_begin, text_between, text_end = JOIN_TEXT
         joined = text_begin + text_between.join(cast("Sequence[str]", records)) + text_end
     try:
-        pairs = BATCH.validate_json(joined)
+        pairs = (BATCH if first_seq is None else NUMBERED).validate_json(joined)
     except ValueError:
         pairs = ()
     if len(pairs) == len(records):
         out = [pair[0] for pair in pairs]
-    else:  # not all canonical, or a record that is not one whole message
-        out = [careful(i) for i in range(len(records))]
+        if first_seq is not None:
+            # Fresh from validation and not yet seen by anyone: numbering them in place makes
+            # what with_seq would, without a copy of each.
+            for seq, m in enumerate(out, first_seq):
+                m.__dict__["seq"] = seq
+        return out
+    # Not all canonical, or a record that is not one whole message.
+    out = [careful(i) for i in range(len(records))]
     if first_seq is not None:
-        for i, m in enumerate(out):
-            if m.seq != first_seq + i:
-                out[i] = with_seq(m, first_seq + i)
+        out = [m if m.seq == seq else with_seq(m, seq) for seq, m in enumerate(out, first_seq)]
     return out
 
 
