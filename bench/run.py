@@ -238,9 +238,16 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         if only is None or any(o in a.name for o in only):
             await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
-    results += await throughput.run_all(targets, seconds=plan.throughput_s)
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
-    results += await turns.run_all(stores, turns=plan.shared_turns)
+    for phase, run in (
+        ("throughput", lambda: throughput.run_all(targets, seconds=plan.throughput_s)),
+        ("shared_user_turn", lambda: turns.run_all(stores, turns=plan.shared_turns)),
+    ):
+        try:
+            results += await run()
+        except Exception as exc:  # e.g. workers starved on a loaded machine: report, keep the rest
+            print(f"   {phase} failed: {exc!r}"[:300])
+            results.append(Result("aixgo", phase, None, None, None, 0, f"failed: {exc!r}"[:200]))
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()
