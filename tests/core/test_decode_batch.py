@@ -14,6 +14,8 @@ from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager
 from aixgo.session.codec import MAX_DEPTH, decode_batch, decode_message, encode_message, stamp_seq
 from aixgo.testing.samples import AWKWARD_TEXTS, every_field, nested
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 
@@ -171,3 +173,43 @@ async def test_reads_share_nothing_with_the_store_or_each_other() -> None:
         assert again[0].metadata == {"k": [1]} and again[0].content == [{"type": "t", "v": [1]}]
         assert [(m.seq, m.text) for m in again] == [(1, ""), (2, "b"), (3, "c")]
         assert [m.seq for m in await s.get_messages(last=2)] == [2, 3]
+
+
+def _model(record: bytes) -> Message:
+    return Message.model_validate_json(record)  # the model's own validation: the oracle
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(0, 10_000),
+            st.sampled_from(list(b'{}[],:"\\ 0Zt+-.')),
+            st.sampled_from(["replace", "insert", "delete"]),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_changed_record_is_read_as_the_model_reads_it_or_refused(
+    changes: list[tuple[int, int, int, str]],
+) -> None:
+    records = stored(every_field())
+    for which, pos, byte, how in changes:
+        r = records[which]
+        at = pos % (len(r) + 1)
+        if how == "replace" and at < len(r):
+            r = r[:at] + bytes([byte]) + r[at + 1 :]
+        elif how == "insert":
+            r = r[:at] + bytes([byte]) + r[at:]
+        else:
+            r = r[:at] + r[at + 1 :]
+        records[which] = r
+    try:
+        want = [_model(r) for r in records]
+    except ValueError:
+        with pytest.raises((CorruptedData, ValueError)):
+            decode_batch(records, lambda i: _model(records[i]))
+        return
+    assert decode_batch(records, lambda i: _model(records[i])) == want
