@@ -48,7 +48,7 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message
-from aixgo.session.codec import check_repeat, decode_at, stored_copy
+from aixgo.session.codec import check_repeat, decode_at, decode_batch, stored_copy
 from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, SessionInfo
 
@@ -286,6 +286,7 @@ class SessionLog(Recovery):
         seq: int,
         out: list[Message],
     ) -> None:
+        data: list[bytes] = []
         i = 0
         while i < len(entries):
             start = entries[i][0]
@@ -300,22 +301,16 @@ class SessionLog(Recovery):
             buf = pread_all(self.fd, stop - start, start)
             for k in range(i, j + 1):
                 offset, length = entries[k][0], entries[k][1]
-                out.append(self._decode(buf, offset, start, length, first + k, seq + k))
+                found = record.message_at(buf, offset - start, length)
+                if found is None or found[0] != seq + k:
+                    line = 2 + first + k + bisect.bisect_left(self.meta_offsets, offset)
+                    raise CorruptedData(
+                        f"{self.path}, line {line}: message record {first + k + 1} fails its "
+                        "checksum (the disk returned damaged data); run `aixgo file repair`"
+                    )
+                data.append(found[1])
             i = j + 1
-
-    def _decode(
-        self, buf: bytes, offset: int, start: int, length: int, ordinal: int, seq: int
-    ) -> Message:
-        rel = offset - start
-        parsed = record.parse_at(buf, rel)
-        head = record.parse_message(parsed.payload) if parsed.payload is not None else None
-        if head is None or parsed.end - rel != length or head.seq != seq:
-            line = 2 + ordinal + bisect.bisect_left(self.meta_offsets, offset)
-            raise CorruptedData(
-                f"{self.path}, line {line}: message record {ordinal + 1} fails its checksum "
-                "(the disk returned damaged data); run `aixgo file repair`"
-            )
-        return decode_at(head.data, seq, self.path)
+        out += decode_batch(data, lambda k: decode_at(data[k], seq + k, self.path), first_seq=seq)
 
     def _message_at(self, ordinal: int, seq: int) -> Message:
         raw = os.pread(self._idx(), IDX.size, ordinal * IDX.size)
