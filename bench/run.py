@@ -27,6 +27,7 @@ import cold
 import floors
 import peers
 import report
+import streaming
 import throughput
 import turns
 from aixgo import plugins
@@ -239,10 +240,13 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
             await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
-    for phase, run in (
+    phases = [
         ("throughput", lambda: throughput.run_all(targets, seconds=plan.throughput_s)),
         ("shared_user_turn", lambda: turns.run_all(stores, turns=plan.shared_turns)),
-    ):
+    ]
+    if only is None or "stream" in only:
+        phases.append(("stream", lambda: streaming.run(runs=plan.runs, budget_s=plan.budget_s)))
+    for phase, run in phases:
         try:
             results += await run()
         except Exception as exc:  # e.g. workers starved on a loaded machine: report, keep the rest
