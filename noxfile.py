@@ -1,4 +1,5 @@
-"""Every workflow of the repository: ``uvx nox -s tests lint typecheck installed demo``."""
+"""Every workflow of the repository, as ``uvx nox -s NAME``: tests, lint, typecheck, installed,
+demo, bench, dist, docs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
 ROOT = Path(__file__).parent
-# Every top-level aixgo-* folder with a pyproject.toml is a distribution of the workspace.
+# Every top-level aixgo-* folder with a pyproject.toml is a distribution: the workspace members
+# and the umbrella `aixgo` (aixgo-umbrella/, which has no code and is not a uv workspace member).
 MEMBERS = sorted(p.parent.name for p in ROOT.glob("aixgo-*/pyproject.toml"))
 THIRD_PARTY_PLUGIN = "tests/integration/toy-plugin"
 SQLITE_EXAMPLE = "examples/backend-sqlite"
@@ -54,14 +56,41 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", f"{SQLITE_EXAMPLE}/src")
 
 
+def _build_wheels(session: nox.Session, out: Path, folders: list[str]) -> None:
+    """A wheel of every folder in ``folders`` into ``out``, emptied first."""
+    session.run("rm", "-rf", str(out), external=True)
+    for folder in folders:
+        session.run("uv", "build", "--wheel", "--out-dir", str(out), folder, external=True)
+
+
+@nox.session(venv_backend="none")
+def dist(session: nox.Session) -> None:
+    """Build the wheel of every distribution into dist/; then any composition installs from
+    them: ``pip install --find-links dist 'aixgo[all]'``."""
+    _build_wheels(session, ROOT / "dist", MEMBERS)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (mkdocs.yml) in strict mode: a broken link or
+    a reference that does not resolve fails the build. ``-- serve`` to preview it."""
+    _sync(session, "--only-group", "docs")
+    # mkdocs-material's notice about its successor is not about this site; keep the log to ours.
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
+        return
+    session.run("mkdocs", "build", "--strict", "--clean", *session.posargs, env=env)
+
+
 @nox.session
 def installed(session: nox.Session) -> None:
     """Build real wheels, install them (not editable) with a third-party plugin into a fresh
-    venv, and check that plugins are discovered through their entry points."""
+    venv, and check that plugins are discovered through their entry points; then install
+    ``aixgo`` alone and with each extra into fresh venvs of their own (tests/integration/
+    test_extras.py) and check ``aixgo plugins`` shows exactly what each brings."""
     dist = Path(session.create_tmp()).resolve() / "dist"
-    session.run("rm", "-rf", str(dist), external=True)
-    for member in [*MEMBERS, THIRD_PARTY_PLUGIN, SQLITE_EXAMPLE]:
-        session.run("uv", "build", "--wheel", "--out-dir", str(dist), member, external=True)
+    _build_wheels(session, dist, [*MEMBERS, THIRD_PARTY_PLUGIN, SQLITE_EXAMPLE])
     wheels = sorted(str(p) for p in dist.glob("*.whl"))
     session.install(*wheels, "pytest", "pytest-asyncio")
     session.run(
@@ -70,7 +99,7 @@ def installed(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         *session.posargs,
-        env={"AIXGO_INSTALLED_TEST": "1"},
+        env={"AIXGO_INSTALLED_TEST": "1", "AIXGO_WHEELS": str(dist)},
     )
 
 

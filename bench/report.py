@@ -103,6 +103,13 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         rows.append(
             check(f"{label}: first list page of 50 (µs)", get(name, "list_page", None), list_bound)
         )
+    # Encryption at rest (issue #19): encrypted / plain, paired (bench/governance.py).
+    for name, label, bound in ((FILE, "file", 1.3), (REDIS, "redis", 1.1), (PG, "postgres", 1.1)):
+        for op in ("append", "tail-100"):
+            size = _at(op)
+            plain = get(f"{name} plain", f"paired {op}", size)
+            encrypted = get(f"{name} encrypted", f"paired {op}", size)
+            rows.append(check(f"{label}: encrypted {op} / plain", ratio(encrypted, plain), bound))
     rows += _read_targets(get)
     return rows
 
@@ -142,6 +149,12 @@ def _read_targets(get: Lookup) -> list[tuple[str, float | None, str, bool | None
         )
     )
     return rows
+
+
+def _at(op: str) -> int | None:
+    from governance import HISTORY
+
+    return HISTORY if op == "tail-100" else None
 
 
 def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> None:
@@ -234,7 +247,7 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
     print(f"\nwrote {out}/results.json, results.md, tail-latency.png")
     if publish:
         docs = Path(__file__).parent.parent / "docs"
-        (docs / "performance.md").write_text(text)
+        (docs / "performance.md").write_text(text + _notes(docs / "performance.md"))
         (docs / "tail-latency.png").write_bytes((out / "tail-latency.png").read_bytes())
         print("updated docs/performance.md")
 
@@ -275,3 +288,15 @@ def _plot(results: list[Result], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+#: Where the hand-written part of docs/performance.md begins (measurements of single changes,
+#: how the backends spend their time): ``--publish`` rewrites what is above it only.
+NOTES = "<!-- notes: written by hand, kept by --publish -->"
+
+
+def _notes(published: Path) -> str:
+    """The hand-written part of ``published``, marker included (empty if it has none)."""
+    old = published.read_text() if published.exists() else ""
+    at = old.find(NOTES)
+    return "\n" + old[at:] if at >= 0 else ""

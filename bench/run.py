@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import cold
 import floors
+import governance
 import peers
 import report
 import streaming
@@ -246,6 +247,13 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     ]
     if only is None or "stream" in only:
         phases.append(("stream", lambda: streaming.run(runs=plan.runs, budget_s=plan.budget_s)))
+    named = [(name, url) for name, url, _ in stores]
+    phases.append(
+        (
+            "governance",
+            lambda: governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s),
+        )
+    )
     for phase, run in phases:
         try:
             results += await run()

@@ -47,3 +47,18 @@ def test_every_public_name_is_documented(name: str) -> None:
         obj = getattr(module, public)
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert getattr(obj, "__doc__", None), f"{name}.{public} has no docstring"
+
+
+# The fence around the speed work: what a backend's users may import is what has no
+# underscore, and says so with ``__all__``; internal modules say nothing of the kind.
+FENCED = ("aixgo_backend_file", "aixgo_backend_redis", "aixgo_backend_postgres")
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(FENCED)])
+def test_backend_modules_are_public_with_all_or_internal_without(name: str) -> None:
+    module = importlib.import_module(name)
+    internal = any(part.startswith("_") for part in name.split("."))
+    if internal:
+        assert not hasattr(module, "__all__"), f"{name} is internal but declares __all__"
+    else:
+        assert hasattr(module, "__all__"), f"{name} is public but declares no __all__"

@@ -16,7 +16,7 @@ import pytest
 from aixgo import Message
 from aixgo.errors import BackendError
 from aixgo.session import SessionManager
-from aixgo_backend_file.index import ENTRY
+from aixgo_backend_file._index import ENTRY
 from aixgo_backend_file.repair import repair
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from aixgo.clock import from_micros, now_micros
 from aixgo.identifiers import new_id
 from aixgo.session.models import SessionInfo
 from aixgo_backend_file import FileBackend
-from aixgo_backend_file.index import ENTRY, REFRESH_US, SLACK_US
-from aixgo_backend_file.store import Store
+from aixgo_backend_file._index import ENTRY, REFRESH_US, SLACK_US
+from aixgo_backend_file._store import Store
 
 
 def info_at(micros: int, user: str = "u") -> SessionInfo:
@@ -75,7 +75,7 @@ async def test_a_session_updated_again_and_again_gets_a_fresh_row_every_refresh_
     writer."""
     t0 = now_micros() - 10 * SLACK_US
     clock = [t0]
-    monkeypatch.setattr("aixgo_backend_file.store.now_micros", lambda: clock[0])
+    monkeypatch.setattr("aixgo_backend_file._store.now_micros", lambda: clock[0])
     a = info_at(t0)
     await backend.create_session(a)
     user_index = next(p for p in (store_dir / "i").glob("p-*.ix"))

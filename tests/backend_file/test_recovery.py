@@ -12,7 +12,7 @@ import pytest
 from aixgo import Message
 from aixgo.errors import CorruptedData, SessionNotFound
 from aixgo.session import SessionManager
-from aixgo_backend_file.state import IDX
+from aixgo_backend_file._state import IDX
 
 
 def files(store_dir: Path, ext: str) -> Path:
@@ -151,7 +151,7 @@ async def test_delete_interrupted_after_its_record_finishes_on_next_open(
         await mgr.delete(sid)
     assert not list(store_dir.glob("s/*/*"))
     # Replay a crash right after the delete record was written: the files are still there.
-    from aixgo_backend_file import record
+    from aixgo_backend_file import _record as record
 
     log.write_bytes(kept + record.line(b'{"t":"deleted","ts":1}'))
     async with SessionManager(store_url) as mgr:

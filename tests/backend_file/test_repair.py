@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from aixgo import Message, plugins
 from aixgo.session import SessionManager
-from aixgo_backend_file.index import ENTRY
+from aixgo_backend_file._index import ENTRY
+from aixgo_backend_file._state import IDX
 from aixgo_backend_file.repair import repair
-from aixgo_backend_file.state import IDX
 
 
 def aixgo_file_repair(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import pytest
 from aixgo import Message
 from aixgo.session import SessionManager
 from aixgo.session.codec import MAX_MESSAGE_BYTES, encode_message
-from aixgo_backend_file.index import _SCAN, ENTRY, REFRESH_US, SLACK_US, query_key
+from aixgo_backend_file._index import _SCAN, ENTRY, REFRESH_US, SLACK_US, query_key
 
 TEXT = "Could you find me a flight from Oslo to Lisbon next Friday, morning departure?"
 

@@ -11,7 +11,7 @@ import pytest
 from aixgo import Message
 from aixgo.clock import from_micros, now_micros
 from aixgo.session import SessionManager
-from aixgo_backend_file.index import ENTRY, REFRESH_US
+from aixgo_backend_file._index import ENTRY, REFRESH_US
 
 from .helpers import KEYS, Spawn, ask, check_listings
 
@@ -25,7 +25,7 @@ def slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """A clock that moves 1 µs per reading (for creates and appends alike), so a writer's
     row never ages past REFRESH_US however slowly the test runs."""
     ticks = itertools.count(now_micros())
-    monkeypatch.setattr("aixgo_backend_file.store.now_micros", lambda: next(ticks))
+    monkeypatch.setattr("aixgo_backend_file._store.now_micros", lambda: next(ticks))
     monkeypatch.setattr("aixgo.session.manager.utc_now", lambda: from_micros(next(ticks)))
 
 
@@ -38,7 +38,7 @@ async def test_repeated_appends_skip_index_lines_for_the_refresh_interval_only(
     other writers' rows followed its own; listings stay exact throughout."""
     # Appends are stamped 10 s ahead: newer than anything the other manager creates now.
     clock = [now_micros() + 10_000_000]
-    monkeypatch.setattr("aixgo_backend_file.store.now_micros", lambda: clock[0])
+    monkeypatch.setattr("aixgo_backend_file._store.now_micros", lambda: clock[0])
     async with SessionManager(store_url) as one, SessionManager(store_url) as two:
         s = await one.create("a", user_id="u")
         await s.append_message(Message.user("0"))

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 import pytest_asyncio
-from aixgo_backend_postgres.connections import KEEP_SECONDS, Connections
+from aixgo_backend_postgres._connections import KEEP_SECONDS, Connections
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from .helpers import admin

@@ -10,8 +10,9 @@ import pytest
 from aixgo import Message
 from aixgo.cli import cli
 from aixgo.session import SessionManager
-from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError, migrations
-from aixgo_backend_postgres.schema import MIGRATIONS
+from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError
+from aixgo_backend_postgres import _migrations as migrations
+from aixgo_backend_postgres._schema import MIGRATIONS
 from click.testing import CliRunner
 
 from .helpers import admin

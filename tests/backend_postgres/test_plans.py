@@ -18,7 +18,7 @@ import pytest_asyncio
 from aixgo.identifiers import new_id
 from aixgo.session import SessionManager
 from aixgo_backend_postgres import PostgresBackend
-from aixgo_backend_postgres.statements import Statements
+from aixgo_backend_postgres._statements import Statements
 
 from .helpers import admin
 

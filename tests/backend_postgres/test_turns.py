@@ -12,8 +12,9 @@ from aixgo.errors import BackendUnavailable
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import SessionInfo, SessionPerUser, TurnLeases
-from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, migrations
-from aixgo_backend_postgres.schema import MIGRATIONS
+from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend
+from aixgo_backend_postgres import _migrations as migrations
+from aixgo_backend_postgres._schema import MIGRATIONS
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from aixgo.errors import BackendUnavailable, SessionNotFound
 from aixgo.session import Backend, Session, SessionManager, open_backend
 from aixgo.testing import BackendConformance
 from aixgo.testing.base import listed
-from aixgo_backend_redis.connection import TlsConnection, make_client
+from aixgo_backend_redis._connection import TlsConnection, make_client
 from aixgo_backend_redis.options import parse_url
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 

@@ -15,8 +15,8 @@ from aixgo import Message, errors
 from aixgo.errors import BackendUnavailable
 from aixgo.session import SessionManager, open_backend
 from aixgo_backend_redis import BackendTimeout
-from aixgo_backend_redis.connection import make_client
-from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis._connection import make_client
+from aixgo_backend_redis._keys import Keys
 from aixgo_backend_redis.options import parse_url
 from redis import exceptions as rx
 

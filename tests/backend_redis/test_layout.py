@@ -15,7 +15,7 @@ from aixgo.session import SessionInfo, open_backend
 from aixgo.session.codec import encode_message, stamp_seq
 from aixgo.testing.base import listed
 from aixgo_backend_redis import RedisBackend
-from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis._keys import Keys
 from redis.crc import key_slot
 
 from .helpers import keys_of, manager, raw

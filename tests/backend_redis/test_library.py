@@ -1,4 +1,4 @@
-"""The function library on a standalone server (aixgo_backend_redis.scripts): one library per
+"""The function library on a standalone server (aixgo_backend_redis._scripts): one library per
 aixgo version, other versions' libraries removed at open (and loaded again by a process that
 still runs one), lost functions loaded again, and a server at its memory limit still serves
 reads, listing and deletes."""
@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from aixgo import Message
 from aixgo.errors import BackendError
 from aixgo_backend_redis import RedisBackend
-from aixgo_backend_redis.scripts import LIBRARY_PREFIX, library
+from aixgo_backend_redis._scripts import LIBRARY_PREFIX, library
 
 from .helpers import manager
 from .servers import RedisProcess

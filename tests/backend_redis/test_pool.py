@@ -10,10 +10,10 @@ import pytest
 from aixgo import Message
 from aixgo.session import Redactor
 from aixgo_backend_redis import RedisBackend
-from aixgo_backend_redis.connection import make_client
+from aixgo_backend_redis._connection import make_client
+from aixgo_backend_redis._retry import BackendTimeout, Retrier
+from aixgo_backend_redis._wire import Wire, pack
 from aixgo_backend_redis.options import parse_url
-from aixgo_backend_redis.retry import BackendTimeout, Retrier
-from aixgo_backend_redis.wire import Wire, pack
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError

@@ -12,7 +12,7 @@ from aixgo.errors import ConflictError
 from aixgo.session import open_backend
 from aixgo.testing.base import listed
 from aixgo_backend_redis import RedisBackend
-from aixgo_backend_redis.scripts import Scripts
+from aixgo_backend_redis._scripts import Scripts
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .helpers import manager

@@ -15,7 +15,7 @@ from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import SessionInfo, SessionPerUser, TurnLeases, open_backend
 from aixgo_backend_redis import RedisBackend
-from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis._keys import Keys
 
 from .helpers import keys_of, raw
 from .servers import RedisProcess

@@ -1,4 +1,4 @@
-"""The lean command path (aixgo_backend_redis.wire): replies stay in step with their
+"""The lean command path (aixgo_backend_redis._wire): replies stay in step with their
 commands after a cancellation, a timeout or an error reply, a write the server does not take
 times out (and is never sent later), and concurrent calls each get their own reply. Scripts
 and functions the server lost are loaded again: see test_library.py."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aixgo_backend_redis.wire import Wire, pack
+from aixgo_backend_redis._wire import Wire, pack
 from redis.exceptions import ResponseError, TimeoutError
 
 from .servers import RedisProcess

@@ -111,3 +111,19 @@ def test_read_targets_compare_with_the_fastest_peer_of_the_run() -> None:
     names = [name for name, *_ in rows]
     assert "redis: tail 100 at 100,000 / best peer" not in names  # not filled to it
     assert "postgres: tail 100 at 1,000 / best peer" not in names  # not measured
+
+
+def test_encryption_targets_are_encrypted_over_plain_of_the_paired_phase() -> None:
+    results = [
+        Result(f"{report.REDIS} encrypted", "paired append", None, 105.0, None, 100),
+        Result(f"{report.REDIS} plain", "paired append", None, 100.0, None, 100),
+        Result(f"{report.FILE} encrypted", "paired tail-100", 1_000, 150.0, None, 100),
+        Result(f"{report.FILE} plain", "paired tail-100", 1_000, 100.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [])
+    assert _row(rows, "redis: encrypted append / plain") == 1.05
+    assert _row(rows, "file: encrypted tail-100 / plain") == 1.5
+    met = {name: ok for name, _, _, ok in rows}
+    assert met["redis: encrypted append / plain"] is True
+    assert met["file: encrypted tail-100 / plain"] is False
+    assert met["postgres: encrypted append / plain"] is None  # not measured

@@ -171,7 +171,7 @@ def test_export_import_is_lossless_and_reports_what_it_cannot_carry(
                      "checkpoints_skipped": 1,  # bob's undo checkpoint: discarded tail
                      "sessions_unchanged": 0, "sessions_completed": 0,
                      "sessions_replaced": 0}  # fmt: skip
-    assert "importing: 3 sessions" in imported.stderr
+    assert "importing: 3/3 sessions, 8 messages" in imported.stderr  # total counted in the archive
     assert sync(snapshot(target)) == sync(snapshot(file_url))
 
     # Into the store it came from: every session is there already, bob's with the checkpoint
@@ -332,7 +332,9 @@ def test_stored_control_characters_are_escaped_in_human_output_and_exact_in_json
     for out in outputs:
         assert not any(c in out for c in "\x1b\x07\x9b\x7f\x00"), out
     assert "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x7f" in outputs[0]
-    assert "line one\n\\x1b]0;pwned" in outputs[1] and "\\x09tab" not in outputs[1]
+    # A message's second line is indented under its first, in the MESSAGE column.
+    assert "user  line one\n           \\x1b]0;pwned" in outputs[1]
+    assert "\\x09tab" not in outputs[1]
     assert "ag\\x1b]0;pwned" in outputs[2] and "l\\x1b]0;pwned" in outputs[3]
     # --json is exact: the same text once decoded, with every control character escaped.
     shown = run("sessions", "--url", file_url, "show", odd, "--json").output

@@ -189,3 +189,76 @@ def test_interpolate() -> None:
     assert interpolate("${HOST}:${PORT:-5432} $${HOST} ${EMPTY}", env) == "db:5432 ${HOST} "
     with pytest.raises(ConfigError, match="MISSING is not set"):
         interpolate("${MISSING}", env)
+
+
+def test_session_encryption_block_encrypts_the_runtime_store(
+    write: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aixgo.crypto import Keyring
+    from aixgo.errors import DecryptionError
+
+    key = bytes(range(32))
+    monkeypatch.setenv("TEST_CFG_K1", key.hex())
+    store = tmp_path / "store"
+    path = write(f"""
+        session:
+          url: file://{store}
+          encryption:
+            keys: {{k1: "env:TEST_CFG_K1"}}
+        agents:
+          - name: assistant
+            role: greeter
+    """)
+    cfg = load_config(path)
+    assert cfg.encryption is not None and cfg.encryption.active == "k1"
+    assert key.hex() not in repr(cfg)  # references only: keys load when the store opens
+    rt = Runtime.from_config(path)
+
+    async def run() -> str:
+        async with rt:
+            return (await rt.call("assistant", Message.user("Alice"), user="alice")).text
+
+    assert asyncio.run(run()) == "hello Alice!"
+    assert b"Alice" not in b"".join(p.read_bytes() for p in store.rglob("*") if p.is_file())
+
+    async def read(keyring: Keyring | None) -> list[str]:
+        async with SessionManager(f"file://{store}", encryption=keyring) as mgr:
+            (info,) = (await mgr.list(user_id="alice")).items
+            return [m.text for m in await (await mgr.get(info.id)).get_messages()]
+
+    assert asyncio.run(read(Keyring({"k1": key}, active="k1"))) == ["Alice", "hello Alice!"]
+    with pytest.raises(DecryptionError):
+        asyncio.run(read(Keyring({"k1": bytes(32)}, "k1")))  # the wrong key
+
+
+@pytest.mark.parametrize(
+    ("block", "problem"),
+    [
+        ("encryption: [k1]", "session.encryption.*must be a mapping"),
+        ("encryption: {keys: {}}", "session.encryption.keys.*must map key ids"),
+        ("encryption: {keys: {k1: nope}}", "session.encryption.keys.k1.*key reference"),
+        ("encryption: {keys: {k1: 'env:X'}, active: k2}", "active.*must be one of"),
+        ("encryption: {keys: {k1: 'env:X'}, allow_plaintext: 1}", "allow_plaintext"),
+        ("encryption: {keys: {k1: 'env:X'}, color: red}", "unknown key"),
+    ],
+)
+def test_session_encryption_errors_name_the_key_path(write: Any, block: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_config(write(f"session:\n  url: memory://\n  {block}\n"))
+
+
+def test_a_runtime_without_a_file_encrypts_with_the_environment_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ENV_K1", bytes(range(32)).hex())
+    monkeypatch.setenv("AIXGO_ENCRYPTION_KEYS", "k1=env:TEST_ENV_K1")
+    store = tmp_path / "store"
+    rt = Runtime(session_manager=f"file://{store}")
+    rt.register("assistant", Greeter())
+
+    async def run() -> str:
+        async with rt:
+            return (await rt.call("assistant", Message.user("Bobby"), user="bob")).text
+
+    assert asyncio.run(run()) == "hello Bobby!"
+    assert b"Bobby" not in b"".join(p.read_bytes() for p in store.rglob("*") if p.is_file())

@@ -7,7 +7,7 @@
         role: react
         options:
           model: "${MODEL:-openai:gpt-4o-mini}"     # or scripted:calls offline
-          tools: ["my_app.tools:get_weather"]      # "module:attribute", imported
+          tools: ["my_tools:get_weather"]   # "module:attribute", beside the file or in cwd
           system_prompt: You are concise.
           max_steps: 8
 

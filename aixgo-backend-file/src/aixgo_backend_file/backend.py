@@ -7,7 +7,7 @@ expand. Options go in the query string and are checked strictly:
   cache, so it survives the process crashing or being killed;
 * ``durability=fsync``: every acknowledged write is also on disk (``fdatasync``), so it
   survives power loss, at the cost of a disk flush per write, shared by the writes in flight
-  at once (:mod:`aixgo_backend_file.commit`).
+  at once (:mod:`aixgo_backend_file._commit`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from aixgo.session.backend import Capability
 from aixgo.session.kit import Option, choice, parse_options
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
-from aixgo_backend_file.lease import Leases
-from aixgo_backend_file.pair import get_or_create
-from aixgo_backend_file.store import Store
+from aixgo_backend_file._lease import Leases
+from aixgo_backend_file._pair import get_or_create
+from aixgo_backend_file._store import Store
 
 __all__ = ["DURABILITY", "OPTIONS", "FileBackend", "parse_url"]
 
@@ -145,7 +145,7 @@ class FileBackend:
         self.store.delete(session_id)
         self.leases.drop(session_id)
 
-    # SessionPerUser and TurnLeases: see aixgo_backend_file.pair and aixgo_backend_file.lease.
+    # SessionPerUser and TurnLeases: see aixgo_backend_file._pair and aixgo_backend_file._lease.
 
     async def get_or_create_session(self, info: SessionInfo) -> tuple[SessionInfo, bool]:
         return get_or_create(self.store, info)

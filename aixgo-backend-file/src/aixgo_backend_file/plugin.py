@@ -10,6 +10,8 @@ from aixgo.hookspecs import BackendRegister, hookimpl
 if TYPE_CHECKING:  # loading plugins must not import the command line's library
     import click
 
+__all__ = ["aixgo_register_backends", "aixgo_register_commands"]
+
 
 @hookimpl
 def aixgo_register_backends(register: BackendRegister) -> None:

@@ -38,13 +38,13 @@ from aixgo.errors import (
 )
 from aixgo.identifiers import is_id
 
+from aixgo_backend_file._diskfull import failed, logger
+from aixgo_backend_file._index import keys_for
+from aixgo_backend_file._paths import FORMAT, Layout, check_private_dir, open_file
+from aixgo_backend_file._recovery import open_log, scan
+from aixgo_backend_file._state import LogState, close_files, write_all
+from aixgo_backend_file._store import Store
 from aixgo_backend_file.backend import parse_url
-from aixgo_backend_file.diskfull import failed, logger
-from aixgo_backend_file.index import keys_for
-from aixgo_backend_file.log import SessionLog
-from aixgo_backend_file.paths import FORMAT, Layout, check_private_dir, open_file
-from aixgo_backend_file.state import write_all
-from aixgo_backend_file.store import Store
 
 __all__ = ["Report", "repair"]
 
@@ -119,7 +119,7 @@ def _check(root: Path) -> Report:
             if not is_id(sid):
                 continue
             try:
-                log = SessionLog.scan(layout, sid)
+                log = scan(layout, sid)
             except SessionNotFound:
                 report.removed.append(sid)
                 continue
@@ -128,7 +128,7 @@ def _check(root: Path) -> Report:
                 continue
             report.sessions += 1
             report.stale += log.problems
-            log.close()
+            close_files(log)
     return report
 
 
@@ -157,7 +157,7 @@ def _repair(root: Path, *, fsync: bool) -> Report:
                 for key in keys_for(log.agent, log.user_id):
                     rows[key].append((log.updated, sid))
                 detached = log.detached
-                log.close()
+                close_files(log)
                 if detached:
                     raise BackendError(
                         f"file://{root}: cannot write the rebuilt sidecars of session {sid} "
@@ -170,7 +170,7 @@ def _repair(root: Path, *, fsync: bool) -> Report:
     return report
 
 
-def _rescan(store: Store, sid: str) -> SessionLog:
+def _rescan(store: Store, sid: str) -> LogState:
     """Open ``sid`` with its sidecars discarded, so everything is re-derived from the log."""
     layout = store.layout
     fd = open_file(layout.session_file(sid, "log"), os.O_RDWR | os.O_APPEND, "session log")
@@ -182,7 +182,7 @@ def _rescan(store: Store, sid: str) -> SessionLog:
     finally:
         os.close(fd)
     # Listing indexes are rewritten afterwards, so nothing is noted while rescanning.
-    return SessionLog.open(layout, sid, fsync=store.fsync, touch=lambda log, ts: None)
+    return open_log(layout, sid, fsync=store.fsync, touch=lambda log, ts: None)
 
 
 def _remove(store: Store, sid: str) -> None:

@@ -5,9 +5,9 @@ Install it and open ``postgresql://`` (or ``postgres://``) URLs with
 schemes. See the README for URL options, the schema and the ``aixgo_current_messages`` view.
 """
 
+from aixgo_backend_postgres._migrations import LATEST as SCHEMA_VERSION
 from aixgo_backend_postgres.backend import PostgresBackend
 from aixgo_backend_postgres.errors import SchemaVersionError, StatementTimeout
-from aixgo_backend_postgres.migrations import LATEST as SCHEMA_VERSION
 from aixgo_backend_postgres.options import PostgresOptions, parse_url
 
 __all__ = [

@@ -6,7 +6,7 @@ real reason, password redacted), brings the schema up to date on it (the same co
 :class:`psycopg_pool.AsyncConnectionPool` (lent out through :mod:`.connections`). Every
 operation runs one statement on a pooled connection in autocommit mode; writes that touch
 several rows are server-side functions that lock the session row first (see
-:mod:`aixgo_backend_postgres.schema`), so atomicity, idempotence and ``expected_seq`` are
+:mod:`aixgo_backend_postgres._schema`), so atomicity, idempotence and ``expected_seq`` are
 enforced by the database, whichever process writes.
 """
 
@@ -44,11 +44,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import TypeAdapter
 
-from aixgo_backend_postgres import migrations, retry
-from aixgo_backend_postgres.connections import Connections
+from aixgo_backend_postgres import _migrations as migrations
+from aixgo_backend_postgres import _retry as retry
+from aixgo_backend_postgres._connections import Connections
+from aixgo_backend_postgres._statements import Statements
+from aixgo_backend_postgres._turns import TurnStatements
 from aixgo_backend_postgres.options import PostgresOptions, parse_url
-from aixgo_backend_postgres.statements import Statements
-from aixgo_backend_postgres.turns import TurnStatements
 
 __all__ = ["PostgresBackend"]
 

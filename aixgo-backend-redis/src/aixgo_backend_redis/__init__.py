@@ -7,8 +7,8 @@ Install it and open a URL; the plugin registers ``redis://``, ``rediss://``, ``u
     mgr = SessionManager("redis://localhost:6379/0?prefix=myapp:&ttl=604800")
 """
 
+from aixgo_backend_redis._retry import BackendTimeout
 from aixgo_backend_redis.backend import RedisBackend
 from aixgo_backend_redis.options import RedisOptions, parse_url
-from aixgo_backend_redis.retry import BackendTimeout
 
 __all__ = ["BackendTimeout", "RedisBackend", "RedisOptions", "parse_url"]

@@ -1,7 +1,7 @@
 """``redis://`` and friends: sessions shared by many processes and machines.
 
 Every operation is one round trip to the session's server. Writes are one Lua script that
-reads and writes only that session's keys (see :mod:`aixgo_backend_redis.keys`) and, on a
+reads and writes only that session's keys (see :mod:`aixgo_backend_redis._keys`) and, on a
 standalone server, its listing indexes too, so each is atomic as a whole. A tail read is one
 ``LRANGE`` (see :meth:`RedisBackend._tail`); a listing page is one script.
 
@@ -49,13 +49,14 @@ from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
 
-from aixgo_backend_redis import rows
-from aixgo_backend_redis.connection import Client, make_client
-from aixgo_backend_redis.keys import Keys
+from aixgo_backend_redis import _replies as replies
+from aixgo_backend_redis import _rows as rows
+from aixgo_backend_redis._connection import Client, make_client
+from aixgo_backend_redis._keys import Keys
+from aixgo_backend_redis._retry import Retrier
+from aixgo_backend_redis._scripts import Scripts, source
+from aixgo_backend_redis._wire import Arg, Wire, pack
 from aixgo_backend_redis.options import parse_url
-from aixgo_backend_redis.retry import Retrier
-from aixgo_backend_redis.scripts import Scripts, source
-from aixgo_backend_redis.wire import Arg, Wire, pack
 
 __all__ = ["MIN_REDIS_VERSION", "RedisBackend"]
 
@@ -164,7 +165,7 @@ class RedisBackend:
         _, scripts = self._connection()
         argv: list[Arg] = [session_id, self._ttl_ms, self._inline, *args]
         reply = await scripts.run(name, self.keys.session(session_id), argv, fixed=3)
-        if reply and reply[0] == b"notfound":
+        if replies.not_found(reply):
             raise SessionNotFound(session_id)
         return reply
 
@@ -190,16 +191,16 @@ class RedisBackend:
         meta = json.dumps(info.metadata, separators=(",", ":"), ensure_ascii=False)
 
         async def op(retried: bool) -> None:
-            reply = await self._session(
+            reply = replies.create(await self._session(
                 "create", info.id, info.agent, info.user_id or "",
                 "0" if info.user_id is None else "1", created, updated, meta, idx,
-            )  # fmt: skip
-            if reply[0] == b"exists":
-                ours = reply[1:] == [
+            ))  # fmt: skip
+            if reply.status == b"exists":
+                ours = (reply.agent, reply.user, reply.created) == (
                     info.agent.encode(),
                     None if info.user_id is None else info.user_id.encode(),
                     str(created).encode(),
-                ]
+                )
                 if not (retried and ours):  # else our earlier attempt created it
                     raise ConflictError(f"session {info.id!r} exists already")
             await self._index(idx, info.id, updated, joining=True)
@@ -275,15 +276,15 @@ class RedisBackend:
     async def delete_session(self, session_id: str) -> None:
         async def op(retried: bool) -> None:
             try:
-                reply = await self._session("delete", session_id)
+                idx = replies.delete(await self._session("delete", session_id)).idx
             except SessionNotFound:
                 if retried:  # an earlier attempt deleted it before its reply was lost
                     return
                 raise
-            if self._inline == "0" and reply[1]:
+            if self._inline == "0" and idx:
                 client, _ = self._connection()
                 async with client.pipeline(transaction=False) as pipe:
-                    for key in _s(reply[1]).split("\n"):
+                    for key in _s(idx).split("\n"):
                         pipe.zrem(key, session_id)
                     await pipe.execute()
 
@@ -305,31 +306,32 @@ class RedisBackend:
         for m, data in zip(messages, encoded, strict=True):
             args += [m.id, data]  # type: ignore[list-item]  # bytes are sent as they are
 
-        async def op(retried: bool) -> list[Any]:
-            reply = await self._session("append", session_id, *args)
-            if reply[0] == b"known":
+        async def op(retried: bool) -> replies.Appended:
+            reply = replies.append(await self._session("append", session_id, *args))
+            if reply.status == b"known":
                 where = self.keys.session(session_id)[2]
-                for j in range(2, len(reply), 3):
-                    stored = rows.message(reply[j + 2], int(reply[j + 1]), where)
-                    check_repeat(session_id, stored, messages[int(reply[j]) - 1])
-                reply = await self._session("append", session_id, expected, *args[1:])
-            if reply[0] == b"conflict":
-                raise stale_seq(session_id, expected_seq, int(reply[1]))
+                for k in reply.known:
+                    stored = rows.message(k.data, k.seq, where)
+                    check_repeat(session_id, stored, messages[k.position])
+                reply = replies.append(
+                    await self._session("append", session_id, expected, *args[1:])
+                )
+            if reply.status == b"conflict":
+                raise stale_seq(session_id, expected_seq, reply.length)
             if self._inline != "1":
-                await self._index(reply[4], session_id, int(reply[2]))
+                await self._index(reply.idx, session_id, reply.updated)
             return reply
 
         reply = await self._retry.run("append_messages", op)
-        seq = int(reply[3])
-        if len(reply) == 5:  # nothing was stored already: the common case
+        seq = reply.first
+        if not reply.known:  # nothing was stored already: the common case
             return [stored_copy(m, seq + i) for i, m in enumerate(messages)]
         known: dict[int, Message] = {}
         where = self.keys.session(session_id)[2]
-        for j in range(5, len(reply), 3):
-            i = int(reply[j]) - 1
+        for k in reply.known:
             # One message: nothing was written, so a reused id is refused here.
-            known[i] = check_repeat(
-                session_id, rows.message(reply[j + 2], int(reply[j + 1]), where), messages[i]
+            known[k.position] = check_repeat(
+                session_id, rows.message(k.data, k.seq, where), messages[k.position]
             )
         out: list[Message] = []
         for i, m in enumerate(messages):
@@ -358,8 +360,9 @@ class RedisBackend:
             if data and not any(d[:1] == b"#" for d in data):
                 n = len(data)
                 return decode_batch(data, lambda i: rows.message(data[i], None, f"{key}[{i - n}]"))
-        reply = await self._session("tail", session_id, "" if last is None else last)
-        first, found = int(reply[1]), reply[2:]
+        first, found = replies.tail(
+            await self._session("tail", session_id, "" if last is None else last)
+        )
         return decode_batch(
             found, lambda i: rows.message(found[i], first + i, key), first_seq=first
         )
@@ -370,10 +373,12 @@ class RedisBackend:
         self, session_id: str, checkpoint_id: str, *, label: str | None = None
     ) -> Checkpoint:
         async def op(retried: bool) -> Checkpoint:
-            reply = await self._session("checkpoint", session_id, checkpoint_id, json.dumps(label))
-            if reply[0] == b"exists" and not retried:
+            reply = replies.checkpoint(
+                await self._session("checkpoint", session_id, checkpoint_id, json.dumps(label))
+            )
+            if reply.exists and not retried:
                 raise ConflictError(f"checkpoint {checkpoint_id!r} exists already")
-            return rows.checkpoint(checkpoint_id, session_id, reply[1])[1]
+            return rows.checkpoint(checkpoint_id, session_id, reply.value)[1]
 
         return await self._retry.run("create_checkpoint", op)
 
@@ -381,22 +386,22 @@ class RedisBackend:
         reply = await self._retry.run(
             "list_checkpoints", lambda _: self._session("checkpoints", session_id)
         )
-        cps = [
-            rows.checkpoint(_s(reply[j]), session_id, reply[j + 1]) for j in range(1, len(reply), 2)
-        ]
+        cps = [rows.checkpoint(cp.id, session_id, cp.value) for cp in replies.checkpoints(reply)]
         return [cp for _, cp in sorted(cps, key=lambda pair: pair[0])]
 
     async def restore_checkpoint(
         self, session_id: str, checkpoint_id: str, *, undo_id: str
     ) -> Checkpoint:
         async def op(retried: bool) -> Checkpoint:
-            reply = await self._session("restore", session_id, checkpoint_id, undo_id)
-            if reply[0] == b"nocheckpoint":
+            reply = replies.restore(
+                await self._session("restore", session_id, checkpoint_id, undo_id)
+            )
+            if reply.status == b"nocheckpoint":
                 raise CheckpointNotFound(checkpoint_id, session_id)
-            if reply[0] == b"exists" and not retried:
+            if reply.status == b"exists" and not retried:
                 raise ConflictError(f"checkpoint {undo_id!r} exists already")
-            await self._index(reply[3], session_id, int(reply[2]))
-            return rows.checkpoint(undo_id, session_id, reply[1])[1]
+            await self._index(reply.idx, session_id, reply.updated)
+            return rows.checkpoint(undo_id, session_id, reply.undo)[1]
 
         return await self._retry.run("restore_checkpoint", op)
 
@@ -408,7 +413,7 @@ class RedisBackend:
         reply = await self._retry.run(
             "acquire_turn", lambda _: self._session("turn", session_id, "acquire", owner, ms)
         )
-        return int(reply[1]) if reply[0] == b"ok" else None
+        return replies.turn(reply).token
 
     async def renew_turn(self, session_id: str, owner: str, ttl: float) -> bool:
         """Extend ``owner``'s lease to ``ttl`` from now; ``False`` if it was lost."""
@@ -416,7 +421,7 @@ class RedisBackend:
         reply = await self._retry.run(
             "renew_turn", lambda _: self._session("turn", session_id, "renew", owner, ms)
         )
-        return bool(reply[0] == b"ok")
+        return replies.turn(reply).ok
 
     async def release_turn(self, session_id: str, owner: str) -> None:
         """Give up ``owner``'s lease if it holds it (a repeat is harmless)."""
@@ -450,13 +455,13 @@ class RedisBackend:
         _, scripts = self._connection()
         keys = [*self.keys.session(info.id), self.keys.index(info.agent, info.user_id)]
         args: list[Arg] = [info.id, self._ttl_ms, "1", *argv, *self.keys.summary_affixes()]
-        reply = await scripts.run("get_or_create", keys, args, fixed=3)
-        if reply[0] == b"found":
-            sid = _s(reply[1])
-            found = rows.info(sid, reply[2:8], self.keys.session(sid)[0])
+        reply = replies.get_or_create(await scripts.run("get_or_create", keys, args, fixed=3))
+        if reply.status == b"found":
+            sid = reply.session_id
+            found = rows.info(sid, reply.summary, self.keys.session(sid)[0])
             # A retry finds what its first attempt created before the reply was lost.
             return found, retried and sid == info.id
-        if reply[0] == b"exists":
+        if reply.status == b"exists":
             raise ConflictError(f"session {info.id!r} exists already")
         return info, True
 
@@ -473,7 +478,7 @@ class RedisBackend:
         while True:
             claim: list[Arg] = ["claim", info.id, score, self._ttl_ms, hold, *stale]
             reply = await self._pair(pair, claim)
-            if reply[0] == b"claimed":
+            if reply.status == b"claimed":
                 if await self._create_claimed(info, argv, pair, score):
                     return info, True
                 stale = []
@@ -486,21 +491,22 @@ class RedisBackend:
             if waiting:
                 await asyncio.sleep(0.01)
 
-    async def _pair(self, pair: list[str], args: list[Arg]) -> list[Any]:
+    async def _pair(self, pair: list[str], args: list[Arg]) -> replies.Claim:
         """Run ``lua/pair.lua`` on the pair's index slot."""
         _, scripts = self._connection()
-        return await self._retry.run(
+        reply = await self._retry.run(
             "get_or_create_session", lambda _: scripts.run("pair", pair, args)
         )
+        return replies.claim(reply)
 
     async def _unlist(self, index: str, ids: list[str]) -> None:
         client, _ = self._connection()
         await self._retry.run("get_or_create_session", lambda _: client.zrem(index, *ids))
 
-    async def _first_live(self, reply: list[Any]) -> tuple[SessionInfo | None, list[str], bool]:
+    async def _first_live(self, reply: replies.Claim) -> tuple[SessionInfo | None, list[str], bool]:
         """Of a claim's ``members`` reply: the first session that exists, the ids before it
         that have no summary (stale entries), and whether a claim in flight is in the way."""
-        claimed, ids = _s(reply[1]), [_s(x) for x in reply[2:]]
+        claimed, ids = reply.claimed, reply.ids
         pre, suf = self.keys.summary_affixes()
 
         async def read(_: bool) -> list[Any]:
@@ -528,13 +534,13 @@ class RedisBackend:
         The settle comes before the listing, so a lost session never enters an index."""
 
         async def create(retried: bool) -> None:
-            reply = await self._session("create", info.id, *argv)
-            if reply[0] == b"exists" and not retried:
+            reply = replies.create(await self._session("create", info.id, *argv))
+            if reply.status == b"exists" and not retried:
                 raise ConflictError(f"session {info.id!r} exists already")
 
         await self._retry.run("get_or_create_session", create)
         reply = await self._pair(pair, ["settle", info.id])
-        if reply[0] == b"lost":
+        if reply.status == b"lost":
             await self._retry.run("get_or_create_session", lambda _: self._drop(info.id))
             return False
         idx = str(argv[-1])

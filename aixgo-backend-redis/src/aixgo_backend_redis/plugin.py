@@ -6,6 +6,8 @@ from aixgo.hookspecs import BackendRegister, hookimpl
 
 from aixgo_backend_redis.options import SCHEMES
 
+__all__ = ["aixgo_register_backends"]
+
 
 @hookimpl
 def aixgo_register_backends(register: BackendRegister) -> None:

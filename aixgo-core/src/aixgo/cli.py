@@ -72,6 +72,7 @@ def plugins_command(as_json: bool) -> None:
                 + [f"agent {a}" for a in i.agents]
                 + [f"option {o}" for o in i.options]
                 + [f"command {c}" for c in i.commands]
+                + [f"key provider {k}:" for k in i.key_providers]
             )
             or "-",
         )
@@ -90,6 +91,7 @@ def plugins_command(as_json: bool) -> None:
 def _add_commands() -> None:
     # Imported here: the subcommands pull in the runtime and session layers, which plain
     # `aixgo --version` does not need.
+    from aixgo import cli_governance  # noqa: F401  (adds rekey and erase to sessions)
     from aixgo.cli_chat import chat
     from aixgo.cli_sessions import sessions
 
@@ -123,11 +125,12 @@ def main() -> None:
 
 
 def _report(exc: BaseException) -> None:
+    from aixgo.cli_errors import cli_message
     from aixgo.cli_sessions import printable
 
     # Messages quote stored or user-given text: escaped, so it cannot drive the terminal,
     # and scrubbed, so a password that reached one is never printed.
-    click.echo(f"error: {printable(_scrubbed(str(exc)), lines=True)}", err=True)
+    click.echo(f"error: {printable(_scrubbed(cli_message(exc)), lines=True)}", err=True)
     for note in getattr(exc, "__notes__", ()):
         click.echo(f"  {printable(_scrubbed(str(note)), lines=True)}", err=True)
 

@@ -1,8 +1,10 @@
 """``aixgo chat AGENT --config aixgo.yaml --user U [--session ID]``: talk to an agent in the
 terminal. The conversation is a session like any other, so the next run picks it up again.
 
-Type a message and press Enter; ``/quit`` (or end of input) leaves, ``/session`` prints the
-session id. The reply is printed as it arrives when the agent streams it.
+Type a message and press Enter; the reply is printed as it arrives when the agent streams it.
+Lines starting with ``/`` are commands for the terminal (:mod:`aixgo.chat_commands`:
+``/help``, ``/history``, ``/sessions``, ``/new``, ``/checkpoint``, ``/restore``, ``/quit``),
+never sent to the agent; end of input leaves too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from aixgo.chat_commands import Chat, parse, run_command
+from aixgo.cli_errors import cli_message
 from aixgo.errors import AgentError
 from aixgo.events import Event
 from aixgo.message import Message
@@ -25,12 +29,24 @@ __all__ = ["chat"]
 @click.command("chat")
 @click.argument("agent")
 @click.option("--config", "-c", "config", type=click.Path(dir_okay=False, path_type=Path),
-              default="aixgo.yaml", show_default=True, help="YAML config.")  # fmt: skip
+              help="YAML config naming the agents  [default: ./aixgo.yaml]")  # fmt: skip
 @click.option("--user", "-u", envvar="AIXGO_USER", required=True,
               help="Whose conversation this is (default: $AIXGO_USER).")  # fmt: skip
 @click.option("--session", "session_id", help="Continue this session instead of the latest.")
-def chat(agent: str, config: Path, user: str, session_id: str | None) -> None:
-    """Chat with AGENT; the conversation is remembered across runs."""
+def chat(agent: str, config: Path | None, user: str, session_id: str | None) -> None:
+    """Chat with AGENT; the conversation is remembered across runs.
+
+    \b
+    Lines starting with / are commands, never sent to the agent:
+    /help, /history, /sessions, /new, /checkpoint, /restore, /quit.
+    """
+    if config is None:
+        config = Path("aixgo.yaml")
+        if not config.exists():
+            raise click.UsageError(
+                "no config: aixgo chat reads ./aixgo.yaml, and there is none here; pass one "
+                "with --config PATH (its agents: list names AGENT and its agent type)"
+            )
     rt = Runtime.from_config(config)
     asyncio.run(_loop(rt, agent, user, session_id))
 
@@ -49,9 +65,10 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             session_id = s.id
             count = (await s.info()).message_count
             state = f"resumed, {count} messages" if count else "new"
-            click.echo(f"session {s.id} ({state}); /quit to leave", err=True)
+            click.echo(f"session {s.id} ({state}); /help for commands, /quit to leave", err=True)
         else:
             click.echo(f"{agent} is stateless: nothing is remembered; /quit to leave", err=True)
+        here = Chat(rt, agent, user, session_id if stateful else None)
         while True:
             click.echo("you> ", nl=False, err=True)
             line = await asyncio.to_thread(stdin.readline)
@@ -61,20 +78,22 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             text = line.strip()
             if not text:
                 continue
-            if text == "/quit":
-                return
-            if text == "/session":
-                click.echo(session_id or "(stateless)")
+            command = parse(text)
+            if command is not None:
+                if not await run_command(here, *command):
+                    return
                 continue
+            if text.startswith("//"):
+                text = text[1:]
             if stateful:
-                events = rt.stream(agent, Message.user(text), user=user, session=session_id)
+                events = rt.stream(agent, Message.user(text), user=user, session=here.session_id)
             else:
                 events = rt.stream(agent, Message.user(text))
             try:
                 await _show(agent, events)
             except AgentError as exc:
                 # The input is stored; the conversation goes on (a repeat resumes that turn).
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {cli_message(exc, chat=True)}", err=True)
 
 
 async def _show(agent: str, events: AsyncIterator[Event]) -> None:

@@ -27,7 +27,11 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 
+from aixgo.cli_progress import HELP as PROGRESS_HELP
+from aixgo.cli_progress import ProgressReport
+from aixgo.crypto import keyring_from_env
 from aixgo.errors import AixgoError, InvalidArgument
+from aixgo.message import Message
 from aixgo.session import (
     Migratable,
     MigrationReport,
@@ -44,7 +48,7 @@ from aixgo.session.archive import (
     import_sessions,
 )
 
-__all__ = ["printable", "sessions", "table"]
+__all__ = ["message_table", "printable", "sessions", "table"]
 
 T = TypeVar("T")
 
@@ -89,6 +93,27 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def message_table(messages: Sequence[Message]) -> str:
+    """Messages as a SEQ/ROLE/MESSAGE table, as wide as the longest role shown; the lines of a
+    multi-line message are indented under its first.
+
+    >>> print(message_table([Message.user("hi", seq=1), Message.assistant("two\\nlines", seq=2)]))
+    SEQ  ROLE       MESSAGE
+    1    user       hi
+    2    assistant  two
+                    lines
+    """
+    header = ("SEQ", "ROLE", "MESSAGE")
+    cells = []
+    for m in messages:
+        names = ", ".join(printable(c.name) for c in m.tool_calls or ())
+        calls = f" [calls {names}]" if m.tool_calls else ""
+        cells.append((str(m.seq), printable(m.role), printable(m.text, lines=True) + calls))
+    indent = " " * sum(max(len(r[c]) for r in [header, *cells]) + 2 for c in (0, 1))
+    rows = [(seq, role, text.replace("\n", "\n" + indent)) for seq, role, text in cells]
+    return table(header, rows)
+
+
 def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
     """Run ``work`` with a manager of ``url``. SIGTERM cancels it as Ctrl-C does (so it rolls
     back what it must) and then ends the command as Ctrl-C does."""
@@ -105,7 +130,9 @@ def _run(url: str, work: Callable[[SessionManager], Awaitable[T]]) -> T:
             task.cancel()
 
         with _signal_handler(signal.SIGTERM, on_sigterm):
-            async with SessionManager(url) as mgr:
+            keyring = keyring_from_env()
+            allow = os.environ.get("AIXGO_ENCRYPTION_ALLOW_PLAINTEXT", "") in ("1", "true")
+            async with SessionManager(url, encryption=keyring, allow_plaintext=allow) as mgr:
                 return await work(mgr)
 
     try:
@@ -139,32 +166,21 @@ def _dump(obj: Any) -> None:
 
 
 class _Progress:
-    """One self-rewriting status line on stderr (only when it is a terminal, or asked for)."""
+    """Progress of an export or import, fed its :class:`TransferStats` (see
+    :mod:`aixgo.cli_progress` for what is shown where)."""
 
-    def __init__(self, label: str, enabled: bool | None, total: int | None = None) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.total = total
-        self.shown = False
+    def __init__(self, label: str, show: bool | None, total: int | None = None) -> None:
+        self.report = ProgressReport(label, show=show, total=total)
         self.stats: TransferStats | None = None
+        self.report.__enter__()
 
     def __call__(self, stats: TransferStats) -> None:
         self.stats = stats
-        if not self.enabled:
-            return
-        of = f"/{self.total}" if self.total is not None else ""
-        click.echo(
-            f"\r{self.label}: {stats.sessions + stats.sessions_skipped}{of} sessions, "
-            f"{stats.messages:,} messages",
-            nl=False,
-            err=True,
-        )
-        self.shown = True
+        done = stats.sessions + stats.sessions_skipped + stats.sessions_unchanged
+        self.report.update(done, f"{stats.messages:,} messages")
 
     def done(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
-            self.shown = False
+        self.report.close()
 
 
 @click.group("sessions")
@@ -242,10 +258,8 @@ def show_command(
     click.echo(f"messages {info.message_count}")
     if info.metadata:
         click.echo(f"metadata {printable(json.dumps(info.metadata, ensure_ascii=False))}")
-    for m in messages:
-        names = ", ".join(printable(c.name) for c in m.tool_calls or ())
-        calls = f" [calls {names}]" if m.tool_calls else ""
-        click.echo(f"{m.seq:>5}  {m.role:<9} {printable(m.text, lines=True)}{calls}")
+    if messages:
+        click.echo(message_table(messages))
 
 
 @sessions.command("export")
@@ -254,7 +268,7 @@ def show_command(
 @click.option("--user", "user_id", help="Only this user's sessions (others count as not found).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of stdout.")  # fmt: skip
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.pass_obj
 def export_command(
     url: str,
@@ -325,7 +339,7 @@ class _stdout:
 @click.option("--on-conflict", type=click.Choice(["fail", "skip", "replace"]), default="fail",
               show_default=True,
               help="When the store has a different session with the same id.")  # fmt: skip
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def import_command(
@@ -347,6 +361,8 @@ def import_command(
     """
     source = "stdin" if str(archive) == "-" else str(archive)
     bar = _Progress("importing", progress)
+    if bar.report.active and source != "stdin":
+        bar.report.set_total(_sessions_in(archive))
 
     async def work(mgr: SessionManager) -> TransferStats:
         with _open_archive(archive, source) as stream:
@@ -398,6 +414,20 @@ def import_command(
     if stats.checkpoints_skipped:
         msg += f"; {stats.checkpoints_skipped} checkpoints pointed into discarded history"
     click.echo(msg)
+
+
+_SESSION_LINE = (b'{"type":"session"', b'{"type": "session"')
+
+
+def _sessions_in(archive: Path) -> int | None:
+    """How many sessions ``archive`` holds, for the progress display's total: the lines that
+    start a session as :func:`export_sessions` writes them (``None`` when it cannot tell)."""
+    try:
+        with archive.open("rb") as f:
+            count = sum(line.startswith(_SESSION_LINE) for line in f)
+    except OSError:
+        return None  # the import itself reports it
+    return count or None
 
 
 def _so_far(stats: TransferStats | None) -> str:

@@ -5,6 +5,9 @@
     session:                       # where sessions live (default: $AIXGO_SESSION_URL)
       url: redis://cache:6379/0    # or simply  session: redis://cache:6379/0
       options: {prefix: "app:"}    # added to the URL's query string
+      encryption:                  # encryption at rest (docs/governance.md)
+        active: k2
+        keys: {k1: "env:AIXGO_KEY_K1", k2: "file:/etc/aixgo/k2.key"}
     agents:
       - name: assistant
         role: react                # an agent type a plugin registers
@@ -44,9 +47,17 @@ from urllib.parse import urlencode
 import yaml
 
 from aixgo.agent import SessionMode
+from aixgo.crypto import Keyring
 from aixgo.errors import ConfigError
 
-__all__ = ["MAX_CONFIG_BYTES", "AgentSpec", "Config", "interpolate", "load_config"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "AgentSpec",
+    "Config",
+    "EncryptionSpec",
+    "interpolate",
+    "load_config",
+]
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -71,6 +82,24 @@ class AgentSpec:
     where: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class EncryptionSpec:
+    """``session: encryption:``: key references by key id, the active id, and the migration
+    flag. Keys are loaded (:meth:`keyring`) only when the runtime opens its store."""
+
+    keys: dict[str, str]
+    active: str
+    allow_plaintext: bool = False
+    where: str = ""
+
+    def keyring(self) -> Keyring:
+        """The keyring, its keys loaded from their providers."""
+        try:
+            return Keyring.from_references(self.keys, self.active)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from None
+
+
 @dataclass(slots=True)
 class Config:
     """A parsed, checked configuration file: plain data. :meth:`aixgo.Runtime.from_config`
@@ -79,6 +108,7 @@ class Config:
     path: Path
     session_url: str | None = None
     session_where: str = ""
+    encryption: EncryptionSpec | None = None
     runtime: dict[str, tuple[object, str]] = field(default_factory=dict)
     agents: list[AgentSpec] = field(default_factory=list)
 
@@ -234,8 +264,8 @@ def _session(doc: _Doc, cfg: Config, block: Any) -> None:
     if not isinstance(block, dict):
         raise doc.fail(("session",), "must be a backend URL or a mapping with url and options")
     for key in block:
-        if key not in ("url", "options"):
-            raise doc.fail(("session", key), "unknown key; valid keys: url, options")
+        if key not in ("url", "options", "encryption"):
+            raise doc.fail(("session", key), "unknown key; valid keys: url, options, encryption")
     url = block.get("url")
     if not isinstance(url, str) or not url:
         raise doc.fail(("session", "url"), "must be a backend URL such as 'file://~/sessions'")
@@ -249,6 +279,30 @@ def _session(doc: _Doc, cfg: Config, block: Any) -> None:
         pairs = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()]
         url += ("&" if "?" in url else "?") + urlencode(pairs, safe="/:")
     cfg.session_url, cfg.session_where = url, doc.where(("session", "url"))
+    if block.get("encryption") is not None:
+        cfg.encryption = _encryption(doc, block["encryption"])
+
+
+def _encryption(doc: _Doc, block: Any) -> EncryptionSpec:
+    at: Path_ = ("session", "encryption")
+    if not isinstance(block, dict):
+        raise doc.fail(at, "must be a mapping with keys, active and allow_plaintext")
+    for key in block:
+        if key not in ("keys", "active", "allow_plaintext"):
+            raise doc.fail((*at, key), "unknown key; valid keys: keys, active, allow_plaintext")
+    keys = block.get("keys")
+    if not isinstance(keys, dict) or not keys:
+        raise doc.fail((*at, "keys"), "must map key ids to references such as 'env:AIXGO_KEY_K1'")
+    for key_id, ref in keys.items():
+        if not isinstance(ref, str) or ":" not in ref:
+            raise doc.fail((*at, "keys", key_id), "must be a key reference: env:NAME or file:PATH")
+    active = block.get("active", list(keys)[-1])
+    if active not in keys:
+        raise doc.fail((*at, "active"), f"must be one of the key ids: {', '.join(map(str, keys))}")
+    allow = block.get("allow_plaintext", False)
+    if not isinstance(allow, bool):
+        raise doc.fail((*at, "allow_plaintext"), "must be true or false")
+    return EncryptionSpec({str(k): v for k, v in keys.items()}, str(active), allow, doc.where(at))
 
 
 def _runtime(doc: _Doc, cfg: Config, block: Any) -> None:

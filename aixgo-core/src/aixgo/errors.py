@@ -33,6 +33,7 @@ __all__ = [
     "BackendTimeout",
     "BackendClosed",
     "CorruptedData",
+    "DecryptionError",
     "NotStarted",
     "AgentNotFound",
     "AgentError",
@@ -73,26 +74,28 @@ class NotFoundError(AixgoError, LookupError):
 
 
 class SessionNotFound(NotFoundError):
-    """No session with that id exists for this caller."""
+    """No session with that id exists for this caller. ``problem`` is the message without
+    its hint for Python callers, for front ends (the CLI) that give hints of their own."""
 
     def __init__(self, session_id: str, detail: str = "") -> None:
         self.session_id = session_id
-        msg = f"session {session_id!r} does not exist"
+        self.problem = f"session {session_id!r} does not exist"
         if detail:
-            msg += f" ({detail})"
-        super().__init__(msg + "; create it with SessionManager.create() or list existing ones")
+            self.problem += f" ({detail})"
+        super().__init__(
+            self.problem + "; create it with SessionManager.create() or list existing ones"
+        )
 
 
 class CheckpointNotFound(NotFoundError):
-    """No checkpoint with that id exists in that session."""
+    """No checkpoint with that id exists in that session. ``problem`` is the message without
+    its hint for Python callers, as for :class:`SessionNotFound`."""
 
     def __init__(self, checkpoint_id: str, session_id: str) -> None:
         self.checkpoint_id = checkpoint_id
         self.session_id = session_id
-        super().__init__(
-            f"checkpoint {checkpoint_id!r} does not exist in session {session_id!r}; "
-            "see Session.list_checkpoints() for the ones that do"
-        )
+        self.problem = f"checkpoint {checkpoint_id!r} does not exist in session {session_id!r}"
+        super().__init__(self.problem + "; see Session.list_checkpoints() for the ones that do")
 
 
 class ConflictError(AixgoError):
@@ -136,6 +139,17 @@ class BackendClosed(BackendError):
 
 class CorruptedData(BackendError):
     """Stored data failed its integrity check. The message says where (file and line, key, row)."""
+
+
+class DecryptionError(AixgoError):
+    """An encrypted record cannot be read: its key is not in the keyring (``key_id`` names
+    it), it was erased, the record was altered or moved to another session or id, or it is
+    a plaintext record in an encrypted store. Nothing was changed; the message names the key
+    id, never the key."""
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
 
 
 class NotStarted(UsageError):

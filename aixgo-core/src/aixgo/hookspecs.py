@@ -32,6 +32,7 @@ __all__ = [
     "AgentRegister",
     "BackendFactory",
     "BackendRegister",
+    "KeyProviderRegister",
     "OptionRegister",
     "hookimpl",
     "hookspec",
@@ -97,6 +98,25 @@ def aixgo_register_options(register: OptionRegister) -> None:
     >>> @hookimpl
     ... def aixgo_register_options(register):
     ...     register(Option("retry_budget", default=3, description="Retries per call"))
+    """
+
+
+class KeyProviderRegister(Protocol):
+    """The ``register`` callback of :func:`aixgo_register_key_providers`."""
+
+    def __call__(self, scheme: str, provider: Callable[[str], bytes] | str) -> None: ...
+
+
+@hookspec
+def aixgo_register_key_providers(register: KeyProviderRegister) -> None:
+    """Register key providers for encryption at rest: ``register(scheme, provider)``, where
+    ``provider(rest)`` returns the 32-byte key that the reference ``scheme:rest`` names
+    (a cloud KMS, a secrets manager). ``env:`` and ``file:`` are built in.
+
+    >>> from aixgo import hookimpl
+    >>> @hookimpl
+    ... def aixgo_register_key_providers(register):
+    ...     register("vault", "my_package.keys:from_vault")
     """
 
 

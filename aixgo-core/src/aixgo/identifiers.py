@@ -63,8 +63,7 @@ def validate_id(value: object, kind: str = "session id") -> str:
         return value  # type: ignore[return-value]
     shown = repr(value[:64]) + "…" if isinstance(value, str) and len(value) > 64 else repr(value)
     raise InvalidIdentifier(
-        f"invalid {kind} {shown}: ids are 32 characters from 0-9 and a-f, as made by "
-        "aixgo (use the id a create() or checkpoint() call returned)"
+        f"invalid {kind} {shown}: ids are 32 characters from 0-9 and a-f, as aixgo makes them"
     )
 
 

@@ -47,6 +47,8 @@ __all__ = [
     "backend_factory",
     "backend_schemes",
     "commands",
+    "key_provider",
+    "key_provider_schemes",
     "options",
     "plugins",
     "register_plugin",
@@ -85,6 +87,7 @@ class PluginInfo:
     agents: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    key_providers: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -301,6 +304,13 @@ def _agent_entry(name: object, factory: object = None) -> tuple[str, Any]:
     return name, factory
 
 
+def _key_provider_entry(scheme: object, provider: object = None) -> tuple[str, Any]:
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        raise PluginError(f"key provider scheme {scheme!r} is invalid: use lowercase letters")
+    _check_factory(provider, f"key provider {scheme!r}")
+    return scheme, provider
+
+
 def _option_entry(option: object) -> tuple[str, Any]:
     if not isinstance(option, Option):
         raise PluginError(f"register() takes an aixgo.options.Option, not {option!r}")
@@ -332,6 +342,9 @@ _HOOKS: dict[str, _Hook] = {
     "agents": _Hook("aixgo_register_agents", _agent_entry, "agent type", _pass_register),
     "options": _Hook("aixgo_register_options", _option_entry, "option", _pass_register),
     "commands": _Hook("aixgo_register_commands", _command_entry, "command", _pass_group),
+    "key_providers": _Hook(
+        "aixgo_register_key_providers", _key_provider_entry, "key provider", _pass_register
+    ),
 }
 
 
@@ -359,6 +372,18 @@ def options() -> dict[str, Option]:
 def commands() -> dict[str, Registration]:
     """The subcommands plugins add to ``aixgo``, by name; each target is a click command."""
     return _table("commands")
+
+
+def key_provider(scheme: str) -> Callable[[str], bytes] | None:
+    """The key provider a plugin registered for ``scheme`` (see :mod:`aixgo.crypto`), or
+    ``None``."""
+    reg = _table("key_providers").get(scheme)
+    return None if reg is None else _resolve(reg, f"key provider {scheme!r}")
+
+
+def key_provider_schemes() -> list[str]:
+    """The key reference schemes plugins provide, sorted."""
+    return sorted(_table("key_providers"))
 
 
 def backend_schemes() -> list[str]:

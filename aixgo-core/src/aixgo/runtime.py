@@ -56,10 +56,11 @@ import enum
 from collections.abc import AsyncGenerator, Callable, Mapping
 from os import PathLike
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aixgo.agent import Agent, SessionAwareAgent, SessionMode, StreamingAgent
 from aixgo.cancellation import CancelWatch
+from aixgo.crypto import keyring_from_env
 from aixgo.errors import (
     AgentError,
     AixgoError,
@@ -82,6 +83,9 @@ from aixgo.session.session import Session
 from aixgo.session.url import default_session_url, open_backend
 from aixgo.telemetry import Telemetry
 from aixgo.turn import REPLY_TO, TurnPolicy, Turns
+
+if TYPE_CHECKING:
+    from aixgo.config import EncryptionSpec  # PyYAML loads only for a runtime from a file
 
 __all__ = ["REPLY_TO", "Runtime"]
 
@@ -145,19 +149,23 @@ class Runtime:
     @classmethod
     def from_config(cls, path: str | PathLike[str]) -> Runtime:
         """A runtime built from a YAML file: its ``session:``, ``agents:`` and ``runtime:``
-        blocks (see :mod:`aixgo.config`)."""
+        blocks (see :mod:`aixgo.config`). Modules it names are imported from the file's
+        folder or the current directory (see :mod:`aixgo.builder`)."""
         # Imported here so that PyYAML loads only for a runtime that reads a file.
-        from aixgo.builder import build_agent
+        from aixgo.builder import build_agent, check_store, import_roots
         from aixgo.config import load_config
 
         config = load_config(path)
+        check_store(config)
         rt = cls.from_options(file=config.options())
-        for spec in config.agents:
-            agent = build_agent(spec)
-            try:
-                rt.register(spec.name, agent, session_mode=spec.session_mode)
-            except AixgoError as exc:
-                raise ConfigError(f"{spec.where}: {exc}") from None
+        rt._encryption = config.encryption
+        with import_roots(config.path):
+            for spec in config.agents:
+                agent = build_agent(spec)
+                try:
+                    rt.register(spec.name, agent, session_mode=spec.session_mode)
+                except AixgoError as exc:
+                    raise ConfigError(f"{spec.where}: {exc}") from None
         return rt
 
     def _setup(self, options: CoreOptions) -> None:
@@ -167,6 +175,8 @@ class Runtime:
         # What calls use: the manager itself, or a traced view of a caller's manager.
         self._calls: SessionManager | None = None
         self._owns_mgr = False
+        # A config file's `session: encryption:`, for the store the runtime opens itself.
+        self._encryption: EncryptionSpec | None = None
         self._running = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -245,7 +255,12 @@ class Runtime:
                 self._calls = configured.wrapped(traced) if self._telemetry.enabled else configured
             else:
                 url = default_session_url() if configured is None else configured
-                self._mgr = self._calls = SessionManager(traced(open_backend(url)))
+                spec = self._encryption
+                self._mgr = self._calls = SessionManager(
+                    traced(open_backend(url)),
+                    encryption=keyring_from_env() if spec is None else spec.keyring(),
+                    allow_plaintext=spec is not None and spec.allow_plaintext,
+                )
                 self._owns_mgr = True
             try:
                 await self._calls.open()

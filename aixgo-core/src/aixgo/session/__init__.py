@@ -4,8 +4,10 @@
 >>> mgr = SessionManager(open_backend("memory://"))
 """
 
+from aixgo.session._encrypted import RekeyReport
 from aixgo.session.backend import Backend, Capability, Migratable, SessionPerUser, TurnLeases
 from aixgo.session.context import current_session
+from aixgo.session.erasure import ErasureReport
 from aixgo.session.manager import SessionManager
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from aixgo.session.redaction import Redactor, escape_userinfo, scrub, url_secrets
@@ -44,4 +46,6 @@ __all__ = [
     "url_secrets",
     "escape_userinfo",
     "current_session",
+    "RekeyReport",
+    "ErasureReport",
 ]

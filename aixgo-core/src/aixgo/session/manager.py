@@ -15,11 +15,14 @@ from typing import Any, Self
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from aixgo.arguments import check_count
-from aixgo.errors import InvalidArgument, SessionNotFound
+from aixgo.crypto import Keyring
+from aixgo.errors import ConfigError, InvalidArgument, SessionNotFound
 from aixgo.identifiers import new_id, validate_id, validate_name
 from aixgo.message import utc_now
+from aixgo.session._encrypted import EncryptedBackend, RekeyReport
 from aixgo.session.backend import Backend, SessionPerUser
 from aixgo.session.codec import check_json_value
+from aixgo.session.erasure import ErasureReport, erase_user
 from aixgo.session.models import Page, SessionInfo
 from aixgo.session.session import Session
 from aixgo.session.store import SessionStore
@@ -52,10 +55,26 @@ class SessionManager:
     [True, 'trip']
     """
 
-    def __init__(self, backend: Backend | str | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        encryption: Keyring | None = None,
+        allow_plaintext: bool = False,
+    ) -> None:
+        """``encryption``: encrypt at rest with this keyring's keys (docs/governance.md);
+        ``allow_plaintext`` lets it read records written before encryption was turned on
+        (a migration flag: otherwise they are refused with ``DecryptionError``)."""
         if backend is None:
             backend = default_session_url()
-        self._store = SessionStore(open_backend(backend) if isinstance(backend, str) else backend)
+        raw = open_backend(backend) if isinstance(backend, str) else backend
+        self._encrypted = (
+            None
+            if encryption is None
+            else EncryptedBackend(raw, encryption, allow_plaintext=allow_plaintext)
+        )
+        self._raw = raw
+        self._store = SessionStore(raw if self._encrypted is None else self._encrypted)
         # Held only while a get_or_create runs; weak values let idle locks go away.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -228,6 +247,37 @@ class SessionManager:
         return await self.backend.list_sessions(
             agent=agent, user_id=user_id, limit=limit, cursor=cursor
         )
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keyring this manager encrypts with, or ``None`` without encryption."""
+        return None if self._encrypted is None else self._encrypted.keyring
+
+    async def rekey(
+        self, *, progress: Callable[[RekeyReport], None] | None = None, batch: int = 200
+    ) -> RekeyReport:
+        """Move every data key onto the keyring's active master key, so the others can be
+        removed from the keyring afterwards. Only data keys are rewrapped, never messages.
+        Safe while the application runs and to interrupt: run it again to finish.
+        ``progress`` gets the report so far after each ``batch`` data keys."""
+        self._check_open()
+        if self._encrypted is None:
+            raise ConfigError(
+                "rekey needs encryption: SessionManager(url, encryption=Keyring(...))"
+            )
+        check_count(batch, "batch", low=1, high=MAX_LIST_LIMIT)
+        return await self._encrypted.rekey(progress=progress, batch=batch)
+
+    async def erase_user(self, user_id: str) -> ErasureReport:
+        """Erase every session of ``user_id`` with its messages, checkpoints and index
+        entries, and destroy their data keys when encryption is on; the receipt counts what
+        this run erased. Safe to run again after a crash halfway."""
+        self._check_open()
+        validate_name(user_id, "user id")
+        report = await erase_user(self._raw, user_id)
+        if self._encrypted is not None:
+            self._encrypted.forget(user_id)
+        return report
 
     async def delete(self, session_id: str, user_id: str | None = None) -> None:
         """Delete the session with all its messages and checkpoints. With ``user_id``, only

@@ -16,10 +16,13 @@ subclassing :class:`BackendConformance` in its own tests and providing one fixtu
 
 See :mod:`aixgo.testing.conformance` for the optional ``backend_url`` fixture and the
 capability-gated tests, and ``docs/writing-a-backend.md`` for a walk-through.
+:class:`EncryptedConformance` (wrapper mode) runs the kit through encryption at rest and
+checks encryption, key rotation and per-user erasure on your store.
 """
 
 from aixgo.testing.conformance import BackendConformance
 from aixgo.testing.conformance_checkpoints import CheckpointsConformance
+from aixgo.testing.conformance_governance import EncryptedConformance, encrypted
 from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
@@ -32,4 +35,6 @@ __all__ = [
     "CheckpointsConformance",
     "LifecycleConformance",
     "TurnsConformance",
+    "EncryptedConformance",
+    "encrypted",
 ]

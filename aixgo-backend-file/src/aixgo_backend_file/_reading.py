@@ -1,0 +1,148 @@
+"""Reading: the tail of a session (``get_messages(last=n)``) and the look-up of a message id.
+
+The read path is :func:`messages`: the lineage names the spans of log ordinals that make up
+the current history's last ``n`` messages, one ``pread`` of ``.idx`` per span gives their
+offsets, and records that lie close together are read with one ``pread`` of the log
+(:func:`_decode_entries`). An ``.idx`` entry that points at the wrong bytes is derived data
+gone bad, not a damaged log: the records are then found from the log itself, with a warning.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+
+from aixgo.errors import CorruptedData
+from aixgo.message import Message
+from aixgo.session.codec import decode_at, decode_batch
+
+from aixgo_backend_file import _record as record
+from aixgo_backend_file._diskfull import logger
+from aixgo_backend_file._recovery import reload_from_log
+from aixgo_backend_file._state import CHUNK, ID_WINDOW, IDX, LogState, idx_file, pread_all
+
+#: ``.idx`` entries as unpacked: offset, length, branch, id hash, time, ``.meta`` size.
+Entries = list[tuple[int, ...]]
+
+
+def messages(log: LogState, last: int | None) -> list[Message]:
+    """The current history's last ``last`` messages (all if None), oldest first."""
+    out: list[Message] = []
+    for branch, lo, hi in log.lin.tail_spans(last):
+        first = _ordinal(log, branch, lo)
+        raw = pread_all(idx_file(log), (hi - lo + 1) * IDX.size, first * IDX.size)
+        _read_entries(log, list(IDX.iter_unpack(raw)), first, lo, out)
+    return out
+
+
+def _locate(log: LogState, ordinal: int) -> tuple[int, int]:
+    """The (branch, seq) of the message at log ordinal ``ordinal``."""
+    branch = bisect.bisect_right(log.first_ord, ordinal) - 1
+    return branch, log.lin.branches[branch].fork_seq + 1 + ordinal - log.first_ord[branch]
+
+
+def _ordinal(log: LogState, branch: int, seq: int) -> int:
+    """The log ordinal of message ``seq`` of ``branch``."""
+    return log.first_ord[branch] + seq - log.lin.branches[branch].fork_seq - 1
+
+
+def _read_entries(
+    log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
+) -> None:
+    """Decode the records ``entries`` (``.idx`` entries from ordinal ``first``, seq ``seq``
+    on) point at, onto ``out``; from the log itself if the entries are wrong."""
+    done = len(out)
+    try:
+        _decode_entries(log, entries, first, seq, out)
+    except CorruptedData:
+        fixed = _entries_from_log(log, entries, first)
+        if fixed is None:
+            raise
+        del out[done:]
+        _decode_entries(log, fixed, first, seq, out)
+
+
+def _entries_from_log(log: LogState, entries: Entries, first: int) -> Entries | None:
+    """``entries`` as the log says they are, if they differ from what ``.idx`` said."""
+    if not reload_from_log(log):
+        return None
+    raw = pread_all(idx_file(log), len(entries) * IDX.size, first * IDX.size)
+    fixed = list(IDX.iter_unpack(raw))
+    pairs = enumerate(zip(entries, fixed, strict=False))
+    bad = next((k for k, (was, right) in pairs if was != right), None)
+    if bad is None:
+        return None
+    logger.warning(
+        "%s: entry %d does not match the log; reading the session from its log (the index "
+        "needs repair: run `aixgo file repair`)",
+        log.idx_path,
+        first + bad + 1,
+    )
+    return fixed
+
+
+def _decode_entries(
+    log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
+) -> None:
+    """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each; check
+    each record's frame against its entry, then decode the messages in one batch."""
+    data: list[bytes] = []
+    i = 0
+    while i < len(entries):
+        start = entries[i][0]
+        j = i
+        while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
+            j += 1
+        stop = entries[j][0] + entries[j][1]
+        if not start < stop <= log.size:
+            raise CorruptedData(f"{log.idx_path}: entry {first + i + 1} points outside the log")
+        buf = pread_all(log.fd, stop - start, start)
+        for k in range(i, j + 1):
+            offset, length = entries[k][0], entries[k][1]
+            found = record.message_at(buf, offset - start, length)
+            if found is None or found[0] != seq + k:
+                line = 2 + first + k + bisect.bisect_left(log.meta_offsets, offset)
+                raise CorruptedData(
+                    f"{log.path}, line {line}: message record {first + k + 1} fails its "
+                    "checksum (the disk returned damaged data); run `aixgo file repair`"
+                )
+            data.append(found[1])
+        i = j + 1
+    out += decode_batch(data, lambda k: decode_at(data[k], seq + k, log.path), first_seq=seq)
+
+
+def _message_at(log: LogState, ordinal: int, seq: int) -> Message:
+    entry = IDX.unpack(os.pread(idx_file(log), IDX.size, ordinal * IDX.size))
+    out: list[Message] = []
+    _read_entries(log, [entry], ordinal, seq, out)
+    return out[0]
+
+
+def _load_window(log: LogState) -> dict[int, list[int]]:
+    """Id hash -> log ordinals, of the last :data:`ID_WINDOW` messages (read once)."""
+    if log.window is None:
+        window: dict[int, list[int]] = {}
+        lo = max(0, log.count - ID_WINDOW)
+        if log.count:
+            raw = pread_all(idx_file(log), (log.count - lo) * IDX.size, lo * IDX.size)
+            for k, entry in enumerate(IDX.iter_unpack(raw)):
+                window.setdefault(entry[3], []).append(lo + k)
+        log.window = window
+    elif len(log.window) > 2 * ID_WINDOW:
+        log.window = None
+        return _load_window(log)
+    return log.window
+
+
+def find(log: LogState, message: Message, idhash: int) -> Message | None:
+    """The stored copy of ``message`` if its id is in the current history."""
+    ords = _load_window(log).get(idhash)
+    if not ords:
+        return None
+    for ordinal in reversed(ords):
+        branch, seq = _locate(log, ordinal)
+        if log.lin.is_live(branch, seq):
+            stored = _message_at(log, ordinal, seq)
+            if stored.id == message.id:
+                return stored
+    return None
