@@ -10,7 +10,7 @@ from subjects import LINE, Subject
 
 
 class RawRedis(Subject):
-    """Bare redis-py (asyncio): RPUSH one line; LRANGE the last 100 and decode them."""
+    """Bare redis-py (asyncio): RPUSH one line; LRANGE the last 100 (or all) and decode them."""
 
     family = "floor"
     name = "raw redis RPUSH/LRANGE"
@@ -39,9 +39,13 @@ class RawRedis(Subject):
         rows = await self.r.lrange(self.key + ":tail", -100, -1)
         assert len([json.loads(r) for r in rows]) == 100
 
+    async def history(self) -> None:
+        rows = await self.r.lrange(self.key + ":tail", 0, -1)
+        assert len([json.loads(r) for r in rows]) == self.have
+
 
 class RawPostgres(Subject):
-    """Bare psycopg (async): one INSERT of a JSONB row; SELECT the last 100 by an index."""
+    """Bare psycopg (async): one INSERT of a JSONB row; SELECT the last 100 (or all) by an index."""
 
     family = "floor"
     name = "raw psycopg INSERT/SELECT"
@@ -85,3 +89,7 @@ class RawPostgres(Subject):
             f"SELECT body FROM {self.table} WHERE sid = 't' ORDER BY seq DESC LIMIT 100"
         )
         assert len(await cur.fetchall()) == 100
+
+    async def history(self) -> None:
+        cur = await self.conn.execute(f"SELECT body FROM {self.table} WHERE sid = 't' ORDER BY seq")
+        assert len(await cur.fetchall()) == self.have

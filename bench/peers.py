@@ -54,6 +54,9 @@ class OpenAISQLite(Subject):
     async def tail(self) -> None:
         assert len(await self.filled.get_items(limit=100)) == 100
 
+    async def history(self) -> None:
+        assert len(await self.filled.get_items()) == self.have
+
 
 class OpenAIRedis(OpenAISQLite):
     """OpenAI Agents SDK ``RedisSession``."""

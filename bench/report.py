@@ -20,6 +20,8 @@ REDIS, PG = "aixgo redis://", "aixgo postgresql://"
 RAW_W, RAW_F = "raw os.write", "raw write+fdatasync"
 RAW_R, RAW_P = "raw redis RPUSH/LRANGE", "raw psycopg INSERT/SELECT"
 SQLITE = "openai-agents SQLiteSession"
+#: The peers with a tail and a whole-history read (the read targets of issue #17).
+READ_PEERS = (SQLITE, "openai-agents RedisSession")
 
 
 def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str, bool | None]]:
@@ -127,6 +129,44 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             1.3,
         )
     )
+    rows += _read_targets(get)
+    return rows
+
+
+def _read_targets(get: Lookup) -> list[tuple[str, float | None, str, bool | None]]:
+    """Issue #17: each backend's tail and whole-history read against the fastest peer of the
+    same run (sequential phases, so noisier than the paired floor ratios), and the cold first
+    list page."""
+
+    def best_peer(op: str, size: int) -> float | None:
+        found = [v for v in (get(p, op, size) for p in READ_PEERS) if v]
+        return min(found) if found else None
+
+    def row(
+        name: str, value: float | None, bound: float
+    ) -> tuple[str, float | None, str, bool | None]:
+        return name, value, f"≤ {bound:g}", None if value is None else value <= bound
+
+    rows = []
+    for label, subject in (("file", FILE), ("redis", REDIS), ("postgres", PG)):
+        for op, size, what in (
+            ("tail", 1_000, "tail 100 at 1,000"),
+            ("tail", 100_000, "tail 100 at 100,000"),
+            ("history", 1_000, "whole history of 1,000"),
+        ):
+            mine, peer = get(subject, op, size), best_peer(op, size)
+            if mine is None:  # not filled to this size in this run (a quick run)
+                continue
+            rows.append(
+                row(f"{label}: {what} / best peer", mine / peer if mine and peer else None, 1)
+            )
+    rows.append(
+        row(
+            "file: cold first list page of 50, fresh process (µs)",
+            get(FILE, "cold_list_page", None),
+            5000,
+        )
+    )
     return rows
 
 
@@ -185,7 +225,11 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
     groups: dict[tuple[str, int | None], list[Result]] = defaultdict(list)
     for r in results:
         groups[(r.op, r.size)].append(r)
-    floors = {"append_one": [RAW_W, RAW_F, RAW_R, RAW_P], "tail": [RAW_R, RAW_P]}
+    floors = {
+        "append_one": [RAW_W, RAW_F, RAW_R, RAW_P],
+        "tail": [RAW_R, RAW_P],
+        "history": [RAW_R, RAW_P],
+    }
     md.append("\n## Operations\n")
     for (op, size), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         unit = rows[0].unit

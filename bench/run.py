@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).parent))
 
 import audited
+import cold
 import floors
 import governance
 import peers
@@ -39,6 +40,8 @@ from timing import Result, measure, measure_pair
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
 BENCH_TAG = f"aixgo-bench-{os.getpid()}"
+#: The history length whose whole-history read (``get_messages()``) is measured.
+HISTORY_SIZE = 1_000
 PG_URL = os.environ.get("AIXGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -56,16 +59,18 @@ class Plan:
     paired_sizes: tuple[int, ...]
     throughput_s: float  # per backend and mode
     shared_turns: int  # turns per process and shared user (turns.py)
+    cold_runs: int  # fresh processes for the cold first list page (cold.py)
 
 
 QUICK = Plan(
     runs=100, budget_s=3.0, fill_s=6.0, sizes=(1_000, 10_000), file_extra=(), sessions=1_000,
     paired_runs=300, paired_sizes=(1_000, 10_000), throughput_s=1.0, shared_turns=10,
+    cold_runs=5,
 )  # fmt: skip
 FULL = Plan(
     runs=2000, budget_s=60.0, fill_s=240.0, sizes=(1_000, 10_000, 100_000), file_extra=(1_000_000,),
     sessions=10_000, paired_runs=3000, paired_sizes=(1_000, 100_000), throughput_s=10.0,
-    shared_turns=100,
+    shared_turns=100, cold_runs=20,
 )  # fmt: skip
 
 
@@ -146,6 +151,8 @@ async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
                 )
                 break
             await op("tail", size, n=min(runs, 1000))
+            if size == HISTORY_SIZE:
+                await op("history", size, n=min(runs, 300))
             await op("checkpoint", size, n=min(runs, 500))
         if hasattr(s, "restore"):
             await op("restore", sizes[-1], n=min(runs, 500))
@@ -161,6 +168,8 @@ async def run_subject(s: Subject, plan: Plan, results: list[Result]) -> None:
             count = plan.sessions
             await s.fill_sessions(count)  # type: ignore[attr-defined]
             await op("list_page", count, n=min(runs, 500))
+            if s.url.startswith("file://") and "flush" in s.name:
+                results.append(await cold.first_page(s.name, s.url, runs=plan.cold_runs))
     finally:
         await s.close()
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
@@ -251,18 +260,36 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         if only is None or any(o in a.name for o in only):
             await run_pair(a, b, plan, results)
     targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
-    results += await throughput.run_all(targets, seconds=plan.throughput_s)
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
-    results += await turns.run_all(stores, turns=plan.shared_turns)
+    phases = [
+        ("throughput", lambda: throughput.run_all(targets, seconds=plan.throughput_s)),
+        ("shared_user_turn", lambda: turns.run_all(stores, turns=plan.shared_turns)),
+    ]
     if only is None or "stream" in only:
-        results += await streaming.run(runs=plan.runs, budget_s=plan.budget_s)
+        phases.append(("stream", lambda: streaming.run(runs=plan.runs, budget_s=plan.budget_s)))
     named = [(name, url) for name, url, _ in stores]
-    results += await governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s)
+    phases.append(
+        (
+            "governance",
+            lambda: governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s),
+        )
+    )
     if only is None or "remote" in only:
         shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
-        results += await remote.run_all(
-            min(plan.paired_runs, 2000), plan.budget_s, plan.throughput_s, shared
+        phases.append(
+            (
+                "remote",
+                lambda: remote.run_all(
+                    min(plan.paired_runs, 2000), plan.budget_s, plan.throughput_s, shared
+                ),
+            )
         )
+    for phase, run in phases:
+        try:
+            results += await run()
+        except Exception as exc:  # e.g. workers starved on a loaded machine: report, keep the rest
+            print(f"   {phase} failed: {exc!r}"[:300])
+            results.append(Result("aixgo", phase, None, None, None, 0, f"failed: {exc!r}"[:200]))
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()

@@ -1,8 +1,9 @@
 """What the bench measures: aixgo backends through the public API, and the raw floors.
 
 Every subject offers the operations it can (``append_one``, ``append_batch``, ``create``,
-``fill``/``tail``, ``checkpoint``, ``restore``, ``fill_sessions``/``list_page``); the runner
-measures those present. All subjects append the same message, so ratios compare like with like.
+``fill``/``tail``/``history``, ``checkpoint``, ``restore``, ``fill_sessions``/``list_page``);
+the runner measures those present. All subjects append the same message, so ratios compare
+like with like.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ class AixgoSubject(Subject):
         assert self.filled is not None
         msgs = await self.filled.get_messages(last=100)
         assert len(msgs) == 100
+
+    async def history(self) -> None:
+        assert self.filled is not None
+        assert len(await self.filled.get_messages()) == self.have
 
     async def checkpoint(self) -> None:
         assert self.filled is not None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from aixgo import Message
+from collections.abc import Sequence
+
+import pytest
+from aixgo import Message, Runtime
 from aixgo.message import ToolCall
+from aixgo.session import SessionManager
+from aixgo_agent_react import ReActAgent, ScriptedModel, Tool, tool
 from aixgo_agent_react.budget import estimate_tokens, fit_history, split_turns, well_formed
 from hypothesis import given
 from hypothesis import strategies as st
@@ -89,3 +94,36 @@ def test_kept_history_is_always_a_well_formed_suffix(
     requested = {c.id for m in kept for c in m.tool_calls or []}
     answered = {m.tool_call_id for m in kept if m.role == "tool"}
     assert requested == answered
+
+
+@pytest.mark.asyncio
+async def test_earlier_history_is_split_and_counted_once_a_turn_not_once_a_step(
+    mgr: SessionManager,
+) -> None:
+    @tool
+    def look(key: str) -> str:
+        """Look a key up."""
+        return f"value of {key}"
+
+    def policy(messages: Sequence[Message], tools: Sequence[Tool]) -> Message:
+        rounds = sum(1 for m in messages if m.role == "tool" and m.text.startswith("value"))
+        if rounds < 3:
+            return Message.assistant(tool_calls=[ToolCall(name="look", arguments={"key": "k"})])
+        return Message.assistant("done")
+
+    counted: list[str] = []
+
+    def count(message: Message) -> int:
+        counted.append(message.id)
+        return estimate_tokens(message)
+
+    s = await mgr.create("assistant", user_id="alice")
+    earlier = await s.append_messages(tool_turn("q1", 2) + tool_turn("q2", 1))
+    model = ScriptedModel(policy)
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("assistant", ReActAgent(model, [look], count_tokens=count))
+        await rt.call_with_session("assistant", Message.user("now"), s.id)
+    assert len(model.requests) == 4  # three tool steps, then the answer
+    for request in model.requests:  # every step still sends the whole earlier history
+        assert [m.id for m in request[: len(earlier)]] == [m.id for m in earlier]
+    assert all(counted.count(m.id) == 1 for m in earlier), counted

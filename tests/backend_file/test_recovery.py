@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,31 @@ async def test_a_damaged_idx_entry_is_read_around_from_the_log(
     warned = [r.getMessage() for r in caplog.records if r.name == "aixgo.file"]
     assert any(str(idx) in w and "index needs repair" in w for w in warned), warned
     assert idx.read_bytes() == bytes(data)  # reading wrote nothing; repair rewrites it
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("was", "now", "error"),
+    [
+        (b'"role":"user"', b'"role":"tool"', "tool_call_id"),
+        (b'"metadata":{}', b'"metadata":[]', ""),
+        (b'"content":"m1"', b'"content":[1]', ""),
+    ],
+    ids=["tool without call id", "metadata not an object", "content part not an object"],
+)
+async def test_a_hostile_record_with_a_valid_checksum_is_refused_not_half_read(
+    store_url: str, store_dir: Path, was: bytes, now: bytes, error: str
+) -> None:
+    sid = await seeded(store_url)
+    log = files(store_dir, "log")
+    lines = log.read_bytes().split(b"\n")
+    k = next(i for i, line in enumerate(lines) if b'"content":"m1"' in line)
+    payload = lines[k][18:].replace(was, now)  # same length: the index still points at it
+    lines[k] = b"%08x %08x %b" % (len(payload), zlib.crc32(payload), payload)
+    log.write_bytes(b"\n".join(lines))
+    async with SessionManager(store_url) as mgr:
+        s = await mgr.get(sid)
+        for last in (None, 2, 3):
+            with pytest.raises(CorruptedData, match=f"is not valid: .*{error}"):
+                await s.get_messages(last=last)
+        assert [m.text for m in await s.get_messages(last=1)] == ["m2"]

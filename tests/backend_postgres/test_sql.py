@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from aixgo import Message
+from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager
 
 from .helpers import admin
@@ -45,3 +48,37 @@ async def test_the_view_shows_current_histories_across_restores(pg_url: str, sch
                 f"SELECT (message->>'seq')::bigint = seq FROM \"{schema}\".aixgo_messages"
             )
             assert all(ok for (ok,) in await cur.fetchall())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ("message - 'tool_call_id' || '{\"role\": \"tool\"}'", "tool_call_id"),
+        ("jsonb_set(message, '{content}', '[{\"kind\": \"t\"}]')", "type"),
+        ("message || '{\"evil\": 1}'", "Extra inputs"),
+        ("jsonb_set(message, '{created_at}', '\"2026-01-02T03:04:05+02:00\"')", None),
+    ],
+    ids=["tool without call id", "part without type", "extra field", "another offset"],
+)
+async def test_a_row_written_behind_our_back_is_read_whole_or_refused(
+    pg_url: str, schema: str, change: str, error: str | None
+) -> None:
+    async with SessionManager(pg_url) as mgr:
+        s = await mgr.create("assistant")
+        await s.append_messages([Message.user(t) for t in "abc"])
+        async with await admin(pg_url) as conn:
+            await conn.execute(
+                f'UPDATE "{schema}".aixgo_messages SET message = {change} '
+                "WHERE session_id = %s AND seq = 2",
+                (s.id,),
+            )
+        for last in (None, 2):
+            if error is None:  # valid, though not as we write it: read as the model reads it
+                got = await s.get_messages(last=last)
+                assert got[-2].created_at == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+                assert got[-2].created_at.utcoffset() == timedelta(0)
+                assert [m.text for m in got] == ["a", "b", "c"][-len(got) :]
+            else:
+                with pytest.raises(CorruptedData, match=f"seq 2 is not valid: .*{error}"):
+                    await s.get_messages(last=last)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from aixgo.errors import CorruptedData, SessionNotFound
 from aixgo.identifiers import new_id
 from aixgo.message import utc_now
 from aixgo.session import SessionInfo, open_backend
+from aixgo.session.codec import encode_message, stamp_seq
 from aixgo.testing.base import listed
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis._keys import Keys
@@ -139,6 +141,41 @@ async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix
         await r.ltrim(messages, -1, -1)  # only the restore marker is left
         with pytest.raises(CorruptedData, match="missing"):
             await s.get_messages(last=1)
+
+
+def _hostile(stored: list[bytes]) -> dict[str, list[bytes]]:
+    """Replacements for the two stored records ``stored``: two that are not messages alone
+    but would read as two when joined by a plain comma, and a tool message without a call id."""
+    whole = stamp_seq(encode_message(Message.user([{"type": "t"}, {"type": "u"}], id="x")), 2)
+    cut = whole.index(b',{"type":"u"}')
+    tool = json.loads(stamp_seq(encode_message(Message.tool("r", tool_call_id="c")), 2))
+    del tool["tool_call_id"]
+    return {
+        "spliced": [stored[0] + b"," + whole[:cut], whole[cut + 1 :]],
+        "tool without call id": [stored[0], json.dumps(tool).encode()],
+    }
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["spliced", "tool without call id"])
+@pytest.mark.parametrize("restored", [False, True], ids=["lrange", "tail.lua"])
+async def test_a_hostile_record_fails_the_read_and_is_never_half_read(
+    redis_url: str, prefix: str, kind: str, restored: bool
+) -> None:
+    async with manager(redis_url) as mgr, raw(redis_url) as r:
+        s = await mgr.create("bot")
+        await s.append_messages([Message.user("a"), Message.user("b")])
+        messages = Keys(prefix).session(s.id)[2]
+        replaced = _hostile(await r.lrange(messages, 0, 1))[kind]
+        if restored:  # a restore marker follows: tail.lua reads the records
+            cp = await s.checkpoint()
+            await s.restore(cp.id)
+        assert [m.text for m in await s.get_messages()] == ["a", "b"]
+        for i, record in enumerate(replaced):
+            await r.lset(messages, i, record)
+        for last in (None, 2, 5):
+            with pytest.raises(CorruptedData, match="is not valid"):
+                await s.get_messages(last=last)
 
 
 @pytest.mark.asyncio

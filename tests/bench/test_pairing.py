@@ -92,6 +92,27 @@ def test_tail_targets_are_the_paired_sizes_when_the_paired_phase_ran() -> None:
     assert _row(rows, "postgres: tail 100 at 10,000 / raw") == 1.5
 
 
+def test_read_targets_compare_with_the_fastest_peer_of_the_run() -> None:
+    results = [
+        Result(report.REDIS, "tail", 1_000, 300.0, None, 100),
+        Result(report.SQLITE, "tail", 1_000, 400.0, None, 100),
+        Result(report.READ_PEERS[1], "tail", 1_000, 200.0, None, 100),  # the fastest peer
+        Result(report.FILE, "history", 1_000, 900.0, None, 100),
+        Result(report.SQLITE, "history", 1_000, 1000.0, None, 100),
+        Result(report.FILE, "cold_list_page", None, 4000.0, None, 5),
+    ]
+    rows = report._targets(_lookup(results), [1_000])
+    assert _row(rows, "redis: tail 100 at 1,000 / best peer") == 1.5
+    assert _row(rows, "file: whole history of 1,000 / best peer") == 0.9
+    met = {name: ok for name, _, _, ok in rows}
+    assert met["redis: tail 100 at 1,000 / best peer"] is False
+    assert met["file: whole history of 1,000 / best peer"] is True
+    assert met["file: cold first list page of 50, fresh process (µs)"] is True
+    names = [name for name, *_ in rows]
+    assert "redis: tail 100 at 100,000 / best peer" not in names  # not filled to it
+    assert "postgres: tail 100 at 1,000 / best peer" not in names  # not measured
+
+
 def test_encryption_targets_are_encrypted_over_plain_of_the_paired_phase() -> None:
     results = [
         Result(f"{report.REDIS} encrypted", "paired append", None, 105.0, None, 100),

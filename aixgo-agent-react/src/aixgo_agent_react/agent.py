@@ -46,7 +46,13 @@ from aixgo.session import Session
 from aixgo.session.codec import check_json_value
 from pydantic import JsonValue
 
-from aixgo_agent_react.budget import TokenCounter, estimate_tokens, fit_history
+from aixgo_agent_react.budget import (
+    CostedTurns,
+    TokenCounter,
+    costed_turns,
+    estimate_tokens,
+    fit_turns,
+)
 from aixgo_agent_react.models import Model, StreamingModel, resolve_model
 from aixgo_agent_react.models.openai import BAD_ARGUMENTS
 from aixgo_agent_react.tools import Tool, ToolResult, tool
@@ -221,6 +227,7 @@ class ReActAgent:
         streamed: bool,
     ) -> AsyncGenerator[AgentEvent, None]:
         steps = _this_turn(steps)
+        earlier = costed_turns(before, self.count_tokens)  # once a turn, not once a step
         while True:
             pending = _unanswered(steps)
             for call_id in pending:
@@ -236,7 +243,7 @@ class ReActAgent:
                     metadata={STOPPED: "max_steps"},
                 )
                 return
-            context = self._context(input, before, steps)
+            context = self._context(input, earlier, steps)
             tools = list(self.tools.values())
             reply: object = None
             if streamed and isinstance(self.model, StreamingModel):
@@ -256,15 +263,13 @@ class ReActAgent:
             steps.append(await self._store(session, reply, steps, input))
             yield Step(message=steps[-1])
 
-    def _context(
-        self, input: Message, before: list[Message], steps: list[Message]
-    ) -> list[Message]:
+    def _context(self, input: Message, earlier: CostedTurns, steps: list[Message]) -> list[Message]:
         fixed = [Message.system(self.system_prompt)] if self.system_prompt else []
         # The session's history already ends with the input: it is placed once, here.
         current = [input, *steps]
         used = sum(self.count_tokens(m) for m in fixed + current)
         left = max(0, self.max_context_tokens - used)
-        return [*fixed, *fit_history(before, budget=left, count=self.count_tokens), *current]
+        return [*fixed, *fit_turns(earlier, left), *current]
 
     async def _store(
         self,

@@ -26,7 +26,16 @@ from collections.abc import Callable, Sequence
 
 from aixgo import Message
 
-__all__ = ["TokenCounter", "estimate_tokens", "fit_history", "split_turns", "well_formed"]
+__all__ = [
+    "CostedTurns",
+    "TokenCounter",
+    "costed_turns",
+    "estimate_tokens",
+    "fit_history",
+    "fit_turns",
+    "split_turns",
+    "well_formed",
+]
 
 #: Counts the tokens a message costs in the model's context.
 TokenCounter = Callable[[Message], int]
@@ -98,18 +107,33 @@ def well_formed(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
+#: A history's turns, newest first, each well formed and with its token cost.
+CostedTurns = list[tuple[list[Message], int]]
+
+
+def costed_turns(history: Sequence[Message], count: TokenCounter = estimate_tokens) -> CostedTurns:
+    """What :func:`fit_turns` picks from, worked out once: an agent fits the same history
+    into a smaller budget at each step of a turn, and need not split and count it again."""
+    out: CostedTurns = []
+    for turn in reversed(split_turns(history)):
+        clean = well_formed(turn)
+        out.append((clean, sum(count(m) for m in clean)))
+    return out
+
+
+def fit_turns(turns: CostedTurns, budget: int) -> list[Message]:
+    """The newest of ``turns`` (from :func:`costed_turns`) that fit in ``budget`` tokens,
+    oldest first. The first turn that does not fit ends the search: nothing older is sent."""
+    end, left = 0, budget
+    while end < len(turns) and turns[end][1] <= left:
+        left -= turns[end][1]
+        end += 1
+    return [m for clean, _ in reversed(turns[:end]) for m in clean]
+
+
 def fit_history(
     history: Sequence[Message], *, budget: int, count: TokenCounter = estimate_tokens
 ) -> list[Message]:
     """The newest whole turns of ``history`` that fit in ``budget`` tokens, well formed.
     The first turn that does not fit ends the search: nothing older is sent."""
-    kept: list[list[Message]] = []
-    left = budget
-    for turn in reversed(split_turns(history)):
-        clean = well_formed(turn)
-        cost = sum(count(m) for m in clean)
-        if cost > left:
-            break
-        left -= cost
-        kept.append(clean)
-    return [m for turn in reversed(kept) for m in turn]
+    return fit_turns(costed_turns(history, count), budget)

@@ -14,7 +14,7 @@ import os
 
 from aixgo.errors import CorruptedData
 from aixgo.message import Message
-from aixgo.session.codec import decode_at
+from aixgo.session.codec import decode_at, decode_batch
 
 from aixgo_backend_file import _record as record
 from aixgo_backend_file._diskfull import logger
@@ -84,7 +84,9 @@ def _entries_from_log(log: LogState, entries: Entries, first: int) -> Entries | 
 def _decode_entries(
     log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
 ) -> None:
-    """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each."""
+    """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each; check
+    each record's frame against its entry, then decode the messages in one batch."""
+    data: list[bytes] = []
     i = 0
     while i < len(entries):
         start = entries[i][0]
@@ -97,25 +99,16 @@ def _decode_entries(
         buf = pread_all(log.fd, stop - start, start)
         for k in range(i, j + 1):
             offset, length = entries[k][0], entries[k][1]
-            out.append(_decode(log, buf, offset, start, length, first + k, seq + k))
+            found = record.message_at(buf, offset - start, length)
+            if found is None or found[0] != seq + k:
+                line = 2 + first + k + bisect.bisect_left(log.meta_offsets, offset)
+                raise CorruptedData(
+                    f"{log.path}, line {line}: message record {first + k + 1} fails its "
+                    "checksum (the disk returned damaged data); run `aixgo file repair`"
+                )
+            data.append(found[1])
         i = j + 1
-
-
-def _decode(
-    log: LogState, buf: bytes, offset: int, start: int, length: int, ordinal: int, seq: int
-) -> Message:
-    """The message whose record is at log ``offset`` (``buf`` holds the log from ``start``),
-    checked against its entry."""
-    rel = offset - start
-    parsed = record.parse_at(buf, rel)
-    head = record.parse_message(parsed.payload) if parsed.payload is not None else None
-    if head is None or parsed.end - rel != length or head.seq != seq:
-        line = 2 + ordinal + bisect.bisect_left(log.meta_offsets, offset)
-        raise CorruptedData(
-            f"{log.path}, line {line}: message record {ordinal + 1} fails its checksum "
-            "(the disk returned damaged data); run `aixgo file repair`"
-        )
-    return decode_at(head.data, seq, log.path)
+    out += decode_batch(data, lambda k: decode_at(data[k], seq + k, log.path), first_seq=seq)
 
 
 def _message_at(log: LogState, ordinal: int, seq: int) -> Message:

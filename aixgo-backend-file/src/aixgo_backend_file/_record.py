@@ -73,6 +73,25 @@ def parse_at(buf: bytes | memoryview, pos: int) -> Parsed:
     return Parsed(payload, end, True)
 
 
+_MESSAGE_LINE = re.compile(
+    rb"([0-9a-f]{8}) ([0-9a-f]{8}) "
+    rb'\{"t":"m","b":\d+,"f":\d+,"s":(\d+),"n":\d+,"ts":\d+,"h":"[0-9a-f]{16}","m":'
+)
+
+
+def message_at(buf: bytes, pos: int, length: int) -> tuple[int, bytes] | None:
+    """``(seq, message JSON)`` of the intact message record of ``length`` bytes at ``pos`` of
+    ``buf``, or ``None`` if the bytes there are anything else: what :func:`parse_at` and
+    :func:`parse_message` find, in one regex match, for reading a tail."""
+    m = _MESSAGE_LINE.match(buf, pos)
+    end = pos + length
+    if m is None or PREFIX + int(m[1], 16) + 1 != length or end > len(buf) or buf[end - 1] != 10:
+        return None
+    if zlib.crc32(memoryview(buf)[pos + PREFIX : end - 1]) != int(m[2], 16):
+        return None
+    return int(m[3]), buf[m.end() : end - 2]  # the payload ends with the record's own "}"
+
+
 def record_size(prefix: bytes) -> int | None:
     """The whole line's length from its first :data:`PREFIX` bytes, or ``None``."""
     if not _HEX.fullmatch(prefix):

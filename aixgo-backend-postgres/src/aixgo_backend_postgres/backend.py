@@ -30,13 +30,19 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, decode_message, stored_copy
+from aixgo.session.codec import (
+    check_batch,
+    check_repeat,
+    decode_batch,
+    decode_message,
+    stored_copy,
+)
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import ValidationError
+from pydantic import TypeAdapter
 
 from aixgo_backend_postgres import _migrations as migrations
 from aixgo_backend_postgres import _retry as retry
@@ -233,7 +239,7 @@ class PostgresBackend:
             return await (await conn.execute(query, params)).fetchall()
 
         rows = await self._run(op)
-        items = [_session_info(r) for r in rows[:limit]]
+        items = _session_infos(rows[:limit])
         more = len(rows) > limit
         nxt = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
         return Page(items=items, next_cursor=nxt)
@@ -323,11 +329,9 @@ class PostgresBackend:
         rows = await self._run(op)
         if not rows:
             raise SessionNotFound(session_id)
-        try:
-            # Rows hold the message with its seq, exactly as the model reads it back.
-            return [Message.model_validate_json(r[1]) for r in rows[1:]]
-        except ValidationError:
-            return [self._decode(r[1], session_id, r[0]) for r in rows[1:]]
+        # Rows hold the message with its seq, exactly as the model reads it back.
+        data = [r[1] for r in rows[1:]]
+        return decode_batch(data, lambda i: self._decode(data[i], session_id, rows[i + 1][0]))
 
     def _decode(self, data: str, session_id: str, seq: int) -> Message:
         where = f"{self.options.schema}.aixgo_messages session {session_id} seq {seq}"
@@ -508,6 +512,27 @@ def _raise_missing(exc: psycopg.Error, session_id: str, checkpoint_id: str = "")
 def _json_array(encoded: list[bytes]) -> str:
     # One text parameter (see statements.py: "append").
     return (b"[" + b",".join(encoded) + b"]").decode()
+
+
+_INFOS = TypeAdapter(list[SessionInfo])
+
+
+def _session_infos(rows: Sequence[Sequence[Any]]) -> list[SessionInfo]:
+    # A page in one validation: a fraction of the cost of building the rows one by one.
+    return _INFOS.validate_python(
+        [
+            {
+                "id": r[0],
+                "agent": r[1],
+                "user_id": r[2],
+                "created_at": r[3],
+                "updated_at": r[4],
+                "message_count": r[5],
+                "metadata": r[6],
+            }
+            for r in rows
+        ]
+    )
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:

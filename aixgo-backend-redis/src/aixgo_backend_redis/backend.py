@@ -36,7 +36,14 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, encode_message, stored_copy, with_seq
+from aixgo.session.codec import (
+    check_batch,
+    check_repeat,
+    decode_batch,
+    encode_message,
+    stored_copy,
+    with_seq,
+)
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.kit import stale_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
@@ -352,11 +359,13 @@ class RedisBackend:
             data = await self._command("LRANGE", key, 0 if last is None else -last, -1)
             if data and not any(d[:1] == b"#" for d in data):
                 n = len(data)
-                return [rows.message(d, None, f"{key}[{i - n}]") for i, d in enumerate(data)]
+                return decode_batch(data, lambda i: rows.message(data[i], None, f"{key}[{i - n}]"))
         first, found = replies.tail(
             await self._session("tail", session_id, "" if last is None else last)
         )
-        return [rows.message(d, first + i, key) for i, d in enumerate(found)]
+        return decode_batch(
+            found, lambda i: rows.message(found[i], first + i, key), first_seq=first
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
 

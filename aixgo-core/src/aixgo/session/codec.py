@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from aixgo.errors import CorruptedData, InvalidMessage, MessageIdConflict
 from aixgo.message import Message
+from aixgo.session._stored import BATCH, JOIN_BYTES, JOIN_TEXT, NUMBERED, ONE
 
 __all__ = [
     "MAX_DEPTH",
@@ -23,6 +24,7 @@ __all__ = [
     "check_json_value",
     "check_repeat",
     "decode_at",
+    "decode_batch",
     "decode_message",
     "encode_message",
     "same_message",
@@ -239,6 +241,11 @@ def decode_message(data: bytes | str, where: str = "") -> Message:
     """The message stored as ``data``; :class:`CorruptedData` naming ``where`` if it is not a
     valid message."""
     try:
+        out: Message = ONE.validate_json(data)  # the stored form, checked natively
+        return out
+    except ValueError:
+        pass  # not the canonical form: the model's own validation decides, and explains
+    try:
         return Message.model_validate_json(data)
     except ValidationError as exc:
         error = exc
@@ -285,6 +292,55 @@ def decode_at(data: bytes, seq: int, where: str = "") -> Message:
     if stamped is data:  # not the encoder's form: set seq the slower way
         return with_seq(decode_message(data, where), seq)
     return decode_message(stamped, where)
+
+
+def decode_batch(
+    records: Sequence[bytes] | Sequence[str],
+    careful: Callable[[int], Message],
+    *,
+    first_seq: int | None = None,
+) -> list[Message]:
+    """The messages stored as ``records``, oldest first, read in one validation.
+
+    Without ``first_seq`` each record must carry its ``seq`` (as the networked stores keep
+    it); with it, record ``i`` is message ``first_seq + i``, whatever seq it holds (``null``
+    as the encoder writes it, or another branch's). If the batch is not all in the canonical
+    stored form, each record is read again with ``careful(i)``, which returns record ``i`` as
+    a message or raises a typed error naming where it is stored (:class:`CorruptedData`): so
+    one damaged or hostile record fails the read, and is never half read. Every message
+    returned is built afresh from the stored text, so none shares a list or dict with another
+    or with the store.
+
+    >>> stored = [stamp_seq(encode_message(Message.user(t)), i) for i, t in enumerate("ab", 1)]
+    >>> [(m.seq, m.content) for m in decode_batch(stored, lambda i: decode_message(stored[i]))]
+    [(1, 'a'), (2, 'b')]
+    """
+    if not records:
+        return []
+    joined: bytes | str
+    if isinstance(records[0], bytes):
+        begin, between, end = JOIN_BYTES
+        joined = begin + between.join(cast("Sequence[bytes]", records)) + end
+    else:
+        text_begin, text_between, text_end = JOIN_TEXT
+        joined = text_begin + text_between.join(cast("Sequence[str]", records)) + text_end
+    try:
+        pairs = (BATCH if first_seq is None else NUMBERED).validate_json(joined)
+    except ValueError:
+        pairs = ()
+    if len(pairs) == len(records):
+        out = [pair[0] for pair in pairs]
+        if first_seq is not None:
+            # Fresh from validation and not yet seen by anyone: numbering them in place makes
+            # what with_seq would, without a copy of each.
+            for seq, m in enumerate(out, first_seq):
+                m.__dict__["seq"] = seq
+        return out
+    # Not all canonical, or a record that is not one whole message.
+    out = [careful(i) for i in range(len(records))]
+    if first_seq is not None:
+        out = [m if m.seq == seq else with_seq(m, seq) for seq, m in enumerate(out, first_seq)]
+    return out
 
 
 def check_batch(messages: Sequence[Message] | Message) -> list[bytes]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aixgo.errors import BackendClosed, CheckpointNotFound, ConflictError, SessionNotFound
 from aixgo.message import Message, utc_now
 from aixgo.session.backend import Capability
-from aixgo.session.codec import check_batch, check_repeat, decode_at
+from aixgo.session.codec import check_batch, check_repeat, decode_at, decode_batch
 from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.kit.conflict import stale_seq
 from aixgo.session.lineage import Lineage
@@ -210,11 +210,15 @@ class MemoryBackend:
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         await asyncio.sleep(0)
         stored = self._get(session_id)
-        return [
-            stored.message(branch, seq)
-            for branch, lo, hi in stored.lineage.tail_spans(last)
-            for seq in range(lo, hi + 1)
-        ]
+        spans = stored.lineage.tail_spans(last)
+        if not spans:
+            return []
+        records: list[bytes] = []
+        for branch, lo, hi in spans:
+            fork = stored.lineage.branches[branch].fork_seq
+            records += stored.own[branch][lo - fork - 1 : hi - fork]
+        first = spans[0][1]
+        return decode_batch(records, lambda i: decode_at(records[i], first + i), first_seq=first)
 
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None

@@ -14,14 +14,15 @@ Use these instead of writing your own; ``file://``, ``redis://`` and ``postgresq
   that no longer holds; :class:`~aixgo.errors.BackendTimeout` for a store that did not answer
   in time.
 * Stored messages: :func:`stamp_seq` writes ``seq`` into a message's stored JSON, and
-  :func:`decode_at` reads stored JSON back as message ``seq`` of a history
+  :func:`decode_at` reads stored JSON back as message ``seq`` of a history, and
+  :func:`decode_batch` reads a whole tail in one validation
   (:mod:`aixgo.session.codec`, with ``check_batch``, ``check_repeat`` and ``stored_copy``).
 * Secrets: :class:`Redactor` and :func:`redact_url` (:mod:`aixgo.session.redaction`) show a
   URL, and scrub a driver's messages, without passwords.
 """
 
 from aixgo.errors import BackendTimeout
-from aixgo.session.codec import decode_at, stamp_seq
+from aixgo.session.codec import decode_at, decode_batch, stamp_seq
 from aixgo.session.kit.conflict import stale_seq
 from aixgo.session.kit.options import (
     Option,
@@ -47,6 +48,7 @@ __all__ = [
     "boolean",
     "choice",
     "decode_at",
+    "decode_batch",
     "escape_userinfo",
     "integer",
     "matching",
