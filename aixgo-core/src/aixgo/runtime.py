@@ -544,8 +544,7 @@ class Runtime:
             with using_session(s):
                 return await self._run(entry, agent, stored, s, emit)
 
-        assert self._calls is not None  # set while the runtime runs
-        return await self._turns.take(s, self._calls.backend, message, run, agent=agent)
+        return await self._turns.take(s, message, run, agent=agent)
 
     async def _run(
         self,

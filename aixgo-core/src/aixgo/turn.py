@@ -48,7 +48,7 @@ from typing import Literal
 from aixgo.errors import AgentError, ConflictError, MessageIdConflict
 from aixgo.identifiers import new_id
 from aixgo.message import Message, utc_now
-from aixgo.session.backend import Backend, TurnLeases
+from aixgo.session.backend import TurnLeases
 from aixgo.session.session import Session
 
 __all__ = ["REPLY_TO", "TurnPolicy", "Turns"]
@@ -94,11 +94,10 @@ class Turns:
         around it, or a minute without a timeout."""
         return self.timeout + 1.0 if self.timeout is not None else _DEFAULT_TURN_BOUND
 
-    async def take(
-        self, s: Session, backend: Backend, message: Message, run: Run, *, agent: str
-    ) -> Message:
+    async def take(self, s: Session, message: Message, run: Run, *, agent: str) -> Message:
         """Run one turn of ``agent`` on ``s`` (see the module docs) and return the stored
         reply."""
+        backend = s.store.backend
         lock = self._locks.get(s.id)
         if lock is None:
             lock = self._locks[s.id] = asyncio.Lock()

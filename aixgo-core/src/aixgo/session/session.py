@@ -58,6 +58,13 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, agent={self.agent!r}, user_id={self.user_id!r})"
 
+    @property
+    def store(self) -> SessionStore:
+        """The store this session reads and writes through (shared with its manager): what
+        code working on one session, such as the runtime's turn protocol, needs of the
+        backend (its optional capabilities, turn leases) without a second reference."""
+        return self._store
+
     async def info(self) -> SessionInfo:
         """The session's current summary (message count, last update, metadata)."""
         self._store.check_open()
