@@ -22,14 +22,22 @@ from aixgo.errors import (
     NotStarted,
     UsageError,
 )
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 
-__all__ = ["ERROR_STATUS", "AixgoRoute", "error_body", "error_response", "status_of"]
+__all__ = [
+    "ERROR_STATUS",
+    "AixgoRoute",
+    "error_body",
+    "error_response",
+    "route_class",
+    "status_of",
+]
 
 #: aixgo error class -> HTTP status; the first class an error is an instance of wins.
 ERROR_STATUS: tuple[tuple[type[AixgoError], int], ...] = (
@@ -48,6 +56,9 @@ ERROR_STATUS: tuple[tuple[type[AixgoError], int], ...] = (
 # Server-side failures say only their type to the client: their messages name stores,
 # hosts and agents' internals. The full message goes to this log.
 _log = logging.getLogger("aixgo.web")
+# HTTP errors by the RFC 9110 names (Python 3.11 still says "Request Entity Too Large").
+_HTTP_KINDS = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+               413: "ContentTooLarge"}  # fmt: skip
 _SERVER_SIDE = "the server could not complete the request; its log has the details"
 
 
@@ -81,10 +92,7 @@ def error_response(exc: Exception) -> JSONResponse:
             status_code=422,
         )
     if isinstance(exc, StarletteHTTPException):
-        try:
-            kind = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
-        except ValueError:
-            kind = "HTTPError"
+        kind = _HTTP_KINDS.get(exc.status_code) or _phrase(exc.status_code)
         return JSONResponse(
             error_body(kind, str(exc.detail)),
             status_code=exc.status_code,
@@ -93,19 +101,63 @@ def error_response(exc: Exception) -> JSONResponse:
     raise TypeError(f"no error response for {type(exc).__name__}")
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return "HTTPError"
+
+
 class AixgoRoute(APIRoute):
     """A route that answers its errors in aixgo's shape: aixgo errors by :data:`ERROR_STATUS`,
-    invalid requests with 422, HTTP errors (the app's authentication, a body over the size
-    limit) with their own status."""
+    invalid requests with 422, HTTP errors (the app's authentication, a body over
+    ``max_body_bytes``) with their own status."""
+
+    #: Request bodies over this many bytes are refused with 413 (see :func:`route_class`).
+    max_body_bytes: int | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        limit = self.max_body_bytes
 
         async def handle(request: Request) -> Response:
             try:
+                if limit is not None:
+                    request = _limited(request, limit)
                 return await handler(request)
             # Starlette's HTTPException: FastAPI's, and the body size limit's.
             except (AixgoError, RequestValidationError, StarletteHTTPException) as exc:
                 return error_response(exc)
 
         return handle
+
+
+def route_class(max_body_bytes: int) -> type[AixgoRoute]:
+    """An :class:`AixgoRoute` refusing bodies over ``max_body_bytes``."""
+    return type("AixgoRoute", (AixgoRoute,), {"max_body_bytes": max_body_bytes})
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"the request body is over the limit of {limit:,} bytes")
+
+
+def _limited(request: Request, limit: int) -> Request:
+    """``request`` with its body refused (413) once it is over ``limit`` bytes: at once by
+    its Content-Length, else as soon as what arrived is over, never read whole.
+    (Starlette's own limiter answers in plain text, not in aixgo's error shape.)"""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+    source = request.receive
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await source()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return Request(request.scope, receive)

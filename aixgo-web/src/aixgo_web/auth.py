@@ -7,8 +7,8 @@ dependency returning the user id will do; these cover two common deployments.
 >>> with_tokens = bearer_user(tokens.get)            # a token the app checks -> its user
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the dependency's annotations, which
+# name a local object.
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated

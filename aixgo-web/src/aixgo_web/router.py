@@ -10,6 +10,7 @@ import json
 from typing import Annotated, Any
 
 from aixgo.errors import InvalidMessage
+from aixgo.identifiers import validate_name
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 from aixgo.session import Checkpoint, SessionInfo
@@ -19,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from aixgo_web import _stream
-from aixgo_web._errors import AixgoRoute
+from aixgo_web._errors import route_class
 from aixgo_web.schemas import (
     AgentInfo,
     AgentList,
@@ -88,7 +89,7 @@ def create_router(
     ``authenticate`` is a dependency returning the user id (see :mod:`aixgo_web.auth`);
     request bodies over ``max_body_bytes`` are refused with 413 before they are read whole.
     """
-    api = APIRouter(route_class=AixgoRoute, max_body_size=max_body_bytes, responses=_ERRORS)
+    api = APIRouter(route_class=route_class(max_body_bytes), responses=_ERRORS)
 
     async def owned(session_id: str, user: str) -> Session:
         return await runtime.session_manager.get(session_id, user_id=user)
@@ -118,7 +119,9 @@ def create_router(
         body: NewSession, user: Annotated[str, Depends(authenticate)]
     ) -> SessionInfo:
         """Start a new, empty session of the current user with an agent."""
-        runtime.get(body.agent)  # an agent this runtime does not serve: 404, nothing made
+        runtime.get(
+            validate_name(body.agent, "agent name")
+        )  # an agent this runtime does not serve: 404, nothing made
         s = await runtime.session_manager.create(body.agent, user_id=user, metadata=body.metadata)
         return await s.info()
 
@@ -192,6 +195,7 @@ def create_router(
             message = Message.user(body.content, **extra)
         except ValidationError as exc:
             raise InvalidMessage(f"the message is invalid: {exc.errors()[0]['msg']}") from None
+        validate_name(agent, "agent name")
         runtime.get(agent)  # an unknown agent: 404 before anything is read or written
         if runtime.session_mode(agent) == "disabled":
             return message, body.session_id
