@@ -169,3 +169,25 @@ async def test_optional_backend_methods_pass_through_the_traced_wrapper() -> Non
     traced = TracedBackend(Schemaful())
     assert isinstance(traced, Migratable)
     assert (await traced.migrate(check=True)).version == 1
+
+
+@pytest.mark.asyncio
+async def test_a_stream_is_one_call_span_under_the_callers_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    async with Runtime(session_manager="memory://", timeout=0.05) as rt:
+        rt.register("echo", Echo())
+        with trace.get_tracer("test").start_as_current_span("app") as app:
+            events = [ev async for ev in rt.stream("echo", Message.user("hi"), user="alice")]
+        assert [ev.type for ev in events] == ["reply"]
+        with pytest.raises(CallTimeout):
+            async for _ in rt.stream("echo", Message.user("slow"), user="alice"):
+                pass
+        session_id = (await rt.session_manager.get_or_create("echo", "alice")).id
+    done = list(spans.get_finished_spans())
+    calls = named(done, "aixgo.call")
+    assert [c.attributes["aixgo.outcome"] for c in calls] == ["ok", "timeout"]  # type: ignore[index]
+    assert all(c.attributes["aixgo.session_id"] == session_id for c in calls)  # type: ignore[index]
+    # The turn runs in a task of its own, which keeps the caller's context.
+    assert calls[0].parent is not None and calls[0].parent.span_id == app.get_span_context().span_id
+    assert len(named(done, "aixgo.backend.append_messages")) == 3  # hi, its reply, slow

@@ -11,20 +11,30 @@ input, so it can read as much context as it wants (never the input twice).
 >>> isinstance(Echo(), Agent), isinstance(Echo(), SessionAwareAgent)
 (True, False)
 
+An agent that wants its work seen as it happens also implements
+:class:`StreamingAgent`: :meth:`aixgo.Runtime.stream` (and :meth:`aixgo.Runtime.call`, which is
+that stream consumed to its reply) then iterates its ``stream_with_session``.
+
 An agent with ``async def start(self)`` / ``async def stop(self)`` methods (see
 :class:`Lifecycle`) is started and stopped with the runtime.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
+from aixgo.events import Delta, Step
 from aixgo.message import Message
 
 if TYPE_CHECKING:
     from aixgo.session.session import Session
 
-__all__ = ["Agent", "Lifecycle", "SessionAwareAgent", "SessionMode"]
+__all__ = ["Agent", "AgentEvent", "Lifecycle", "SessionAwareAgent", "SessionMode", "StreamingAgent"]
+
+#: What a :class:`StreamingAgent` yields: chunks of text, the steps it stored, and last, its
+#: reply (a :class:`~aixgo.message.Message`, which the runtime stores).
+AgentEvent: TypeAlias = Delta | Step | Message
 
 #: ``"enabled"`` (the default): calls with a user or session id are stored in a session.
 #: ``"disabled"``: the agent is stateless; no session is ever read or written for it.
@@ -58,6 +68,42 @@ class SessionAwareAgent(Agent, Protocol):
 
     async def execute_with_session(self, input: Message, session: Session) -> Message:
         """Answer ``input``, the last message of ``session``'s history."""
+        ...
+
+
+@runtime_checkable
+class StreamingAgent(Agent, Protocol):
+    """An agent whose calls are streamed: the runtime iterates
+    ``stream_with_session(input, session)`` instead of calling ``execute`` or
+    ``execute_with_session``, for :meth:`~aixgo.Runtime.stream` and :meth:`~aixgo.Runtime.call`
+    alike. ``session`` is ``None`` in a call without a session (then nothing may be stored).
+
+    It yields, in any order, :class:`~aixgo.events.Delta` chunks of text as they are
+    produced and a :class:`~aixgo.events.Step` for each message it stored in ``session``
+    (the message ``append_message`` returned), and finally its reply, a
+    :class:`~aixgo.message.Message` that the runtime stores and sends as the
+    :class:`~aixgo.events.Reply`. Nothing may follow the reply. If the caller goes away
+    (breaks out of its loop, is cancelled, times out), the iteration is cancelled at the
+    ``yield`` or ``await`` it is in, as a crash would stop it: what was stored stays stored.
+
+    >>> from aixgo import Message
+    >>> from aixgo.events import Delta
+    >>> class Spell:
+    ...     async def execute(self, input: Message) -> Message:
+    ...         return Message.assistant(input.text.upper())
+    ...     async def stream_with_session(self, input: Message, session):
+    ...         for ch in input.text.upper():
+    ...             yield Delta(text=ch)
+    ...         yield Message.assistant(input.text.upper())
+    >>> isinstance(Spell(), StreamingAgent)
+    True
+    """
+
+    def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[AgentEvent]:
+        """Work on ``input`` (the last message of ``session``'s history, if there is one),
+        yielding what happens and, last, the reply."""
         ...
 
 

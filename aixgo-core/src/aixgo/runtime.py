@@ -50,12 +50,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self
 
-from aixgo.agent import Agent, SessionAwareAgent, SessionMode
+from aixgo.agent import Agent, SessionAwareAgent, SessionMode, StreamingAgent
 from aixgo.cancellation import CancelWatch
 from aixgo.errors import (
     AgentError,
@@ -67,6 +67,7 @@ from aixgo.errors import (
     NotStarted,
     SessionNotFound,
 )
+from aixgo.events import Delta, Event, Reply, Step
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message
 from aixgo.registry import AgentEntry, AgentRegistry
@@ -284,7 +285,61 @@ class Runtime:
         """Run ``agent`` on ``message`` and return its reply (as stored, when a session is
         in play). With ``user``, the user's latest session with the agent is resumed or
         created; with ``session``, that session is used (and must belong to ``user`` if one
-        is given); with neither, or for a stateless agent, no session is touched."""
+        is given); with neither, or for a stateless agent, no session is touched.
+
+        This is :meth:`stream` consumed to its :class:`~aixgo.events.Reply`: the same turn,
+        run in the caller's task, with the events before the reply dropped."""
+        return await self._execute(agent, message, user, session, _drop)
+
+    async def stream(
+        self,
+        agent: str,
+        message: Message,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run ``agent`` on ``message`` like :meth:`call`, yielding the turn's events as
+        they happen: :class:`~aixgo.events.Delta` chunks of text (from an agent that
+        streams, :class:`~aixgo.agent.StreamingAgent`), a :class:`~aixgo.events.Step` for
+        each message the turn stores before its reply, and last the stored
+        :class:`~aixgo.events.Reply`. An error ends the iteration with the exception
+        :meth:`call` would raise.
+
+        Leaving the loop early (``break``) or cancelling the task that iterates cancels the
+        turn, which then stays resumable exactly as after a crash: calling again with the
+        same message continues it. Python closes an abandoned iterator when it is garbage
+        collected; ``contextlib.aclosing`` closes it (and so ends the turn) at once.
+
+        The turn runs in a task of its own, so the ``timeout`` option bounds the agent and
+        not the consumer; events wait in memory for a consumer slower than the agent."""
+        queue: asyncio.Queue[Delta | Step | None] = asyncio.Queue()
+        task = asyncio.create_task(self._execute(agent, message, user, session, queue.put_nowait))
+        # Wakes the loop below when the turn ends, whether or not it emitted anything.
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            reply = task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                # Wait for the turn to end (its lease given back) before the caller goes on:
+                # a call made right after a break then finds the turn over.
+                await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: an error the consumer never saw is not logged
+        yield Reply(message=reply)
+
+    async def _execute(
+        self,
+        agent: str,
+        message: Message,
+        user: str | None,
+        session: str | None,
+        emit: Emit,
+    ) -> Message:
+        """One call, streamed or not: checks, span, concurrency limit, turn."""
         entry = self._entry(agent)
         if not isinstance(message, Message):
             raise InvalidMessage(
@@ -312,10 +367,14 @@ class Runtime:
         try:
             async with self._telemetry.call_span(agent, session) as span:
                 if self._sem is None:
-                    out = await self._call(entry, agent, message, user, session, stateful, span)
+                    out = await self._call(
+                        entry, agent, message, user, session, stateful, span, emit
+                    )
                 else:
                     async with self._sem:
-                        out = await self._call(entry, agent, message, user, session, stateful, span)
+                        out = await self._call(
+                            entry, agent, message, user, session, stateful, span, emit
+                        )
                 # A caller who cancelled (or timed out) this call gets no reply, even when
                 # the cancellation was swallowed on the way (by an agent or a library).
                 watch.check()
@@ -329,6 +388,13 @@ class Runtime:
         """Continue session ``session_id`` with ``agent``: ``call(agent, message,
         session=session_id)``."""
         return await self.call(agent, message, session=session_id)
+
+    def stream_with_session(
+        self, agent: str, message: Message, session_id: str
+    ) -> AsyncIterator[Event]:
+        """Continue session ``session_id`` with ``agent``, streamed: ``stream(agent,
+        message, session=session_id)``."""
+        return self.stream(agent, message, session=session_id)
 
     def _entry(self, agent: str) -> AgentEntry:
         # Everything is checked before anything is written: an unknown agent or a stopped
@@ -350,6 +416,7 @@ class Runtime:
         session_id: str | None,
         stateful: bool,
         span: Any,
+        emit: Emit,
     ) -> Message:
         if not entry.started:
             async with self._start_lock:
@@ -357,7 +424,7 @@ class Runtime:
                     await entry.start()
         if not stateful:
             with using_session(None):
-                return await self._run(entry, agent, message, None)
+                return await self._run(entry, agent, message, None, emit)
         mgr = self._calls
         assert mgr is not None  # set while the runtime runs
         if session_id is not None:
@@ -366,7 +433,7 @@ class Runtime:
                 raise InvalidArgument(
                     f"session {session_id!r} belongs to agent {s.agent!r}, not {agent!r}"
                 )
-            return await self._turn(entry, agent, message, s, span)
+            return await self._turn(entry, agent, message, s, span, emit)
         assert user is not None
         # Without SessionPerUser, racing first calls from other processes settle on one
         # session afterwards and delete the other, still-empty ones: the one found here may
@@ -375,36 +442,50 @@ class Runtime:
         for _ in range(retries):
             with contextlib.suppress(SessionNotFound):
                 return await self._turn(
-                    entry, agent, message, await mgr.get_or_create(agent, user), span
+                    entry, agent, message, await mgr.get_or_create(agent, user), span, emit
                 )
-        return await self._turn(entry, agent, message, await mgr.get_or_create(agent, user), span)
+        s = await mgr.get_or_create(agent, user)
+        return await self._turn(entry, agent, message, s, span, emit)
 
     async def _turn(
-        self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any
+        self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any, emit: Emit
     ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
 
         async def run(stored: Message) -> Message:
             with using_session(s):
-                return await self._run(entry, agent, stored, s)
+                return await self._run(entry, agent, stored, s, emit)
 
         assert self._calls is not None  # set while the runtime runs
         return await self._turns.take(s, self._calls.backend, message, run, agent=agent)
 
     async def _run(
-        self, entry: AgentEntry, agent: str, message: Message, session: Session | None
+        self,
+        entry: AgentEntry,
+        agent: str,
+        message: Message,
+        session: Session | None,
+        emit: Emit,
     ) -> Message:
         session_id = session.id if session is not None else None
         where = f"session {session_id!r}" if session_id else "a stateless call"
         deadline = asyncio.timeout(self.options.timeout)
         try:
             async with deadline:
-                if session is not None and isinstance(entry.agent, SessionAwareAgent):
+                if isinstance(entry.agent, StreamingAgent):
+                    out = await _consume(entry.agent, message, session, emit, agent)
+                elif session is not None and isinstance(entry.agent, SessionAwareAgent):
                     out = await entry.agent.execute_with_session(message, session)
                 else:
                     out = await entry.agent.execute(message)
         except TimeoutError as exc:
             raise self._timed_out(agent, where, session_id) from exc
+        except _BadStream as exc:
+            raise AgentError(
+                f"agent {agent!r} {exc} in {where}; nothing more was written",
+                agent=agent,
+                session_id=session_id,
+            ) from None
         except Exception as exc:
             if deadline.expired():  # the agent turned its cancellation into an error
                 raise self._timed_out(agent, where, session_id) from exc
@@ -434,3 +515,44 @@ class Runtime:
             agent=agent,
             session_id=session_id,
         )
+
+
+#: Where a turn sends its events before the reply.
+Emit = Callable[[Delta | Step], None]
+
+
+def _drop(event: Delta | Step) -> None:
+    """The events of a call nobody streams."""
+
+
+class _BadStream(Exception):
+    """A streaming agent broke its protocol (the text says how)."""
+
+
+async def _consume(
+    agent: StreamingAgent, message: Message, session: Session | None, emit: Emit, name: str
+) -> Message:
+    """Iterate the agent's stream, passing its events on, and return its reply."""
+    reply: Message | None = None
+    items = agent.stream_with_session(message, session)
+    try:
+        async for item in items:
+            if reply is not None:
+                raise _BadStream(f"yielded a {type(item).__name__} after its reply")
+            if isinstance(item, Message):
+                reply = item
+            elif isinstance(item, Delta | Step):
+                emit(item)
+            else:
+                raise _BadStream(
+                    f"yielded a {type(item).__name__}; a streaming agent yields Delta, Step "
+                    "and last its reply, a Message"
+                )
+    finally:
+        # An async generator left early (an error above) is closed now, not when collected.
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()
+    if reply is None:
+        raise _BadStream("ended its stream without a reply")
+    return reply
