@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from aixgo import Message, Runtime
+from aixgo.events import Delta, Step
+from aixgo.session import Session
 from aixgo_web import create_app, header_user
 
 
@@ -30,6 +32,36 @@ class Slow:
         return Message.assistant("slowly: " + input.text)
 
 
+class Spell:
+    """Streams its reply letter by letter, after storing a step of its own."""
+
+    async def execute(self, input: Message) -> Message:
+        raise AssertionError("a streaming agent is always iterated")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Step | Message]:
+        if session is not None:
+            note = await session.append_message(Message.assistant(f"spelling {input.text}"))
+            yield Step(message=note)
+        for ch in input.text.upper():
+            yield Delta(text=ch)
+        yield Message.assistant(input.text.upper())
+
+
+class Stumble:
+    """Streams a first chunk, then fails."""
+
+    async def execute(self, input: Message) -> Message:
+        raise AssertionError("a streaming agent is always iterated")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Message]:
+        yield Delta(text="Hel")
+        raise RuntimeError("the model is down at db.internal:5432")
+
+
 class Broken:
     async def execute(self, input: Message) -> Message:
         raise RuntimeError("the model is down at db.internal:5432")
@@ -40,6 +72,8 @@ def runtime(**options: Any) -> Runtime:
     rt.register("echo", Echo())
     rt.register("slow", Slow(0.3))
     rt.register("broken", Broken())
+    rt.register("spell", Spell())
+    rt.register("stumble", Stumble())
     rt.register("stateless", Echo(), session_mode="disabled")
     return rt
 

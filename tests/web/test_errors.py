@@ -110,6 +110,23 @@ async def test_a_failing_agent_is_502_without_its_internals(client: Client) -> N
         assert "db.internal" not in _error(r, 502, "AgentError")
 
 
+async def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(
+    client: Client,
+) -> None:
+    async with client() as (c, _):
+        r = await c.post("/api/agents/stumble/stream", json={"content": "x"})
+        assert r.status_code == 200
+        events = sse_events(r.text)
+        assert [name for name, _ in events] == ["session", "delta", "error"]
+        error = json.loads(events[-1][1])["error"]
+        assert error["type"] == "AgentError" and error["status"] == 502
+        assert "db.internal" not in error["message"]
+        # The input is stored, the turn resumable; no reply was.
+        sid = json.loads(events[0][1])["session_id"]
+        history = (await c.get(f"/api/sessions/{sid}/messages")).json()["items"]
+        assert [m["content"] for m in history] == ["x"]
+
+
 async def test_an_agent_over_its_time_is_504(client: Client) -> None:
     async with client(timeout=0.05) as (c, _):
         _error(await c.post("/api/agents/slow/call", json={"content": "x"}), 504, "CallTimeout")

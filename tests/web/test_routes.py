@@ -22,6 +22,8 @@ async def test_agents_are_listed(client: Client) -> None:
         "broken": "enabled",
         "echo": "enabled",
         "slow": "enabled",
+        "spell": "enabled",
+        "stumble": "enabled",
         "stateless": "disabled",
     }
 
@@ -132,6 +134,20 @@ async def test_the_stream_carries_the_session_then_the_reply(client: Client) -> 
         assert reply["type"] == "reply" and reply["message"]["content"] == "echo: streamed"
         s = await rt.session_manager.get(sid, user_id="alice")
         assert [m.text for m in await s.get_messages()] == ["streamed", "echo: streamed"]
+
+
+async def test_the_stream_carries_deltas_and_steps_as_they_happen(client: Client) -> None:
+    async with client() as (c, rt):
+        r = await c.post("/api/agents/spell/stream", json={"content": "abc"})
+        events = sse_events(r.text)
+        assert [name for name, _ in events] == ["session", "step", "delta", "delta", "delta",
+                                                "reply"]  # fmt: skip
+        data = [json.loads(d) for _, d in events]
+        assert [d["text"] for d in data[2:5]] == ["A", "B", "C"]
+        assert data[1]["message"]["content"] == "spelling abc" and data[1]["message"]["seq"] == 2
+        assert data[-1]["message"]["content"] == "ABC" and data[-1]["message"]["seq"] == 3
+        s = await rt.session_manager.get(data[0]["session_id"])
+        assert [m.text for m in await s.get_messages()] == ["abc", "spelling abc", "ABC"]
 
 
 async def test_checkpoints_are_made_listed_and_restored(client: Client) -> None:

@@ -33,6 +33,7 @@ from starlette.types import Message
 __all__ = [
     "ERROR_STATUS",
     "AixgoRoute",
+    "aixgo_error",
     "error_body",
     "error_response",
     "route_class",
@@ -72,15 +73,22 @@ def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, **extra}}
 
 
+def aixgo_error(exc: AixgoError, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """The status and body for an aixgo error; a server-side one is logged and its
+    message withheld."""
+    status = status_of(exc)
+    kind = type(exc).__name__
+    if status >= 500:
+        _log.warning("%s (%d): %s", kind, status, exc)
+        return status, error_body(kind, _SERVER_SIDE, **extra)
+    return status, error_body(kind, str(exc), **extra)
+
+
 def error_response(exc: Exception) -> JSONResponse:
     """The response for an aixgo error, a request validation error or an HTTP error."""
     if isinstance(exc, AixgoError):
-        status = status_of(exc)
-        kind = type(exc).__name__
-        if status >= 500:
-            _log.warning("%s (%d): %s", kind, status, exc)
-            return JSONResponse(error_body(kind, _SERVER_SIDE), status_code=status)
-        return JSONResponse(error_body(kind, str(exc)), status_code=status)
+        status, body = aixgo_error(exc)
+        return JSONResponse(body, status_code=status)
     if isinstance(exc, RequestValidationError):
         details = jsonable_encoder(
             [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]

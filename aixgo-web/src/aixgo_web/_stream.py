@@ -5,13 +5,16 @@ named after its type, its JSON as the data; an error during the stream ends it w
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import cast
 
 from aixgo.errors import AixgoError
+from aixgo.events import Event
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 
-from aixgo_web._errors import error_body, status_of
+from aixgo_web._errors import aixgo_error
 
 __all__ = ["call_events", "sse"]
 
@@ -24,25 +27,34 @@ def sse(event: str, data: str) -> bytes:
 
 async def call_events(
     rt: Runtime, agent: str, message: Message, *, user: str, session: str | None
-) -> AsyncIterator[tuple[str, str]]:
-    """``(event name, JSON data)`` for each event of the call; the last is ``reply``."""
-    out = await rt.call(agent, message, user=user, session=session)
-    yield "reply", json.dumps({"type": "reply", "message": out.model_dump(mode="json")})
+) -> AsyncGenerator[tuple[str, str]]:
+    """``(event name, JSON data)`` for each event of the call (:mod:`aixgo.events`); the
+    last is ``reply``. Closing this iterator (the client went away) ends the turn, which
+    stays resumable with the same message."""
+    # Runtime.stream is an async generator (annotated as an iterator): closed explicitly, so
+    # the turn ends when the response does, not when the garbage collector gets to it.
+    stream = cast(
+        AsyncGenerator[Event, None], rt.stream(agent, message, user=user, session=session)
+    )
+    async with aclosing(stream) as events:
+        async for event in events:
+            yield event.type, event.model_dump_json()
 
 
 async def encoded(
-    first: list[tuple[str, str]], rest: AsyncIterator[tuple[str, str]]
+    first: list[tuple[str, str]], rest: AsyncGenerator[tuple[str, str]]
 ) -> AsyncIterator[bytes]:
     """The stream's bytes: the ``first`` events (taken already, so that a call refused
     before its first event was still answered with an HTTP status), then the rest; an
-    aixgo error becomes an ``error`` event."""
+    aixgo error becomes an ``error`` event. However the response ends (the client went
+    away), the call's iterator is closed, which ends its turn."""
     for name, data in first:
         yield sse(name, data)
-    try:
-        async for name, data in rest:
-            yield sse(name, data)
-    except AixgoError as exc:
-        status = status_of(exc)
-        message = str(exc) if status < 500 else "the call failed; the server's log has details"
-        body = error_body(type(exc).__name__, message, status=status)
-        yield sse("error", json.dumps(body))
+    async with aclosing(rest):
+        try:
+            async for name, data in rest:
+                yield sse(name, data)
+        except AixgoError as exc:
+            status, body = aixgo_error(exc)
+            body["error"]["status"] = status
+            yield sse("error", json.dumps(body))
