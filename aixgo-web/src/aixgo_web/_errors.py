@@ -99,6 +99,12 @@ def error_response(exc: Exception) -> JSONResponse:
             error_body("InvalidArgument", f"{where}: {first['msg']}", details=details),
             status_code=422,
         )
+    if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, ValueError):
+        # FastAPI's 400 for a body it cannot decode (not UTF-8): as invalid as bad JSON.
+        return JSONResponse(
+            error_body("InvalidArgument", "body: the request body is not valid JSON (UTF-8)"),
+            status_code=422,
+        )
     if isinstance(exc, StarletteHTTPException):
         kind = _HTTP_KINDS.get(exc.status_code) or _phrase(exc.status_code)
         return JSONResponse(

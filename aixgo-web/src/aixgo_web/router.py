@@ -15,13 +15,15 @@ from aixgo.message import Message
 from aixgo.runtime import Runtime
 from aixgo.session import Checkpoint, SessionInfo
 from aixgo.session.session import Session
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from aixgo_web import _stream
 from aixgo_web._errors import route_class
 from aixgo_web.schemas import (
+    EVENT_STREAM_SCHEMA,
+    ID_PATTERN,
     AgentInfo,
     AgentList,
     CallReply,
@@ -48,6 +50,11 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: The most messages one request for a session's tail returns.
 MAX_TAIL = 1000
 
+# Ids are documented with their pattern and checked by aixgo itself, so a malformed one is
+# answered as InvalidIdentifier, like everywhere else in aixgo.
+SessionId = Annotated[str, Path(json_schema_extra={"pattern": ID_PATTERN})]
+CheckpointId = Annotated[str, Path(json_schema_extra={"pattern": ID_PATTERN})]
+
 #: A FastAPI dependency (function or class, sync or async, with dependencies of its own)
 #: returning the current user's id, or raising ``HTTPException(401)``.
 Authenticate = Any
@@ -61,6 +68,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "the runtime is not running or the store is unavailable",
         504: "the store did not answer in time",
     }.items()
+}
+_STREAM_OK: dict[str, Any] = {
+    "description": "the call's events as Server-Sent Events",
+    "content": {"text/event-stream": {"schema": EVENT_STREAM_SCHEMA}},
 }
 _CALL_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -127,14 +138,14 @@ def create_router(
 
     @api.get("/sessions/{session_id}", response_model=SessionInfo, tags=["sessions"])
     async def session_info(
-        session_id: str, user: Annotated[str, Depends(authenticate)]
+        session_id: SessionId, user: Annotated[str, Depends(authenticate)]
     ) -> SessionInfo:
         """A session's summary."""
         return await (await owned(session_id, user)).info()
 
     @api.delete("/sessions/{session_id}", status_code=204, tags=["sessions"])
     async def delete_session(
-        session_id: str, user: Annotated[str, Depends(authenticate)]
+        session_id: SessionId, user: Annotated[str, Depends(authenticate)]
     ) -> Response:
         """Delete a session with its messages and checkpoints."""
         await runtime.session_manager.delete(session_id, user_id=user)
@@ -142,7 +153,7 @@ def create_router(
 
     @api.get("/sessions/{session_id}/messages", response_model=MessageList, tags=["sessions"])
     async def session_messages(
-        session_id: str,
+        session_id: SessionId,
         user: Annotated[str, Depends(authenticate)],
         last: Annotated[int, Query(ge=0, le=MAX_TAIL)] = 100,
     ) -> MessageList:
@@ -154,7 +165,7 @@ def create_router(
         "/sessions/{session_id}/checkpoints", response_model=CheckpointList, tags=["checkpoints"]
     )
     async def list_checkpoints(
-        session_id: str, user: Annotated[str, Depends(authenticate)]
+        session_id: SessionId, user: Annotated[str, Depends(authenticate)]
     ) -> CheckpointList:
         """A session's checkpoints, oldest first."""
         return CheckpointList(items=await (await owned(session_id, user)).list_checkpoints())
@@ -166,7 +177,7 @@ def create_router(
         tags=["checkpoints"],
     )
     async def create_checkpoint(
-        session_id: str,
+        session_id: SessionId,
         user: Annotated[str, Depends(authenticate)],
         body: CheckpointRequest | None = None,
     ) -> Checkpoint:
@@ -180,7 +191,9 @@ def create_router(
         tags=["checkpoints"],
     )
     async def restore_checkpoint(
-        session_id: str, checkpoint_id: str, user: Annotated[str, Depends(authenticate)]
+        session_id: SessionId,
+        checkpoint_id: CheckpointId,
+        user: Annotated[str, Depends(authenticate)],
     ) -> RestoreReply:
         """Make the history what it was at the checkpoint; nothing is destroyed (restoring
         to the returned ``undo`` checkpoint undoes it)."""
@@ -213,8 +226,10 @@ def create_router(
         out = await runtime.call(agent, message, user=user, session=session_id)
         return CallReply(session_id=session_id, message=out)
 
-    @api.post("/agents/{agent}/stream", response_class=EventStream, tags=["agents"],
-              responses=_CALL_ERRORS)  # fmt: skip
+    # Response, whose media type is None: the 200 is documented as an event stream alone
+    # and the errors as JSON (EventStream here would document the errors as streams too).
+    @api.post("/agents/{agent}/stream", response_class=Response, tags=["agents"],
+              responses={**_CALL_ERRORS, 200: _STREAM_OK})  # fmt: skip
     async def stream_agent(
         agent: str, body: CallRequest, user: Annotated[str, Depends(authenticate)]
     ) -> EventStream:

@@ -14,6 +14,8 @@ from aixgo.session.models import Checkpoint, SessionInfo
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "EVENT_STREAM_SCHEMA",
+    "ID_PATTERN",
     "AgentInfo",
     "AgentList",
     "CallReply",
@@ -28,7 +30,18 @@ __all__ = [
     "SessionPage",
 ]
 
-_ID = Field(default=None, min_length=1, max_length=256)
+#: Session and checkpoint ids (documented here; checked by aixgo.identifiers.validate_id).
+ID_PATTERN = "^[0-9a-f]{32}$"
+
+#: One event of the stream route, as its schema documents it: a name and JSON data.
+EVENT_STREAM_SCHEMA: dict[str, JsonValue] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["session", "delta", "step", "reply", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 class _Body(BaseModel):
@@ -91,8 +104,8 @@ class CallRequest(_Body):
     failure resumes that turn instead of storing the message twice."""
 
     content: str | list[dict[str, JsonValue]]
-    id: str | None = _ID
-    session_id: str | None = _ID
+    id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: str | None = Field(default=None, json_schema_extra={"pattern": ID_PATTERN})
 
 
 class CallReply(BaseModel):
