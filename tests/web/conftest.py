@@ -4,7 +4,7 @@ httpx's ASGI transport, the user taken from the ``X-User`` header."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from aixgo import Message, Runtime
 from aixgo.events import Delta, Step
 from aixgo.session import Session
 from aixgo_web import create_app, header_user
+from playwright.sync_api import Browser, sync_playwright
 
 
 class Echo:
@@ -116,3 +117,18 @@ def sse_events(body: str) -> list[tuple[str, str]]:
         if "event" in fields:
             out.append((fields["event"], fields.get("data", "")))
     return out
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it. Playwright downloads none.
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium driven by Playwright."""
+    with sync_playwright() as p:
+        # Root (as in CI) cannot use Chromium's sandbox.
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()

@@ -3,33 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from .servers import aixgo_web
 
-CHROMIUM = "/usr/bin/chromium"
 
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        # Root (as in CI) cannot use Chromium's sandbox.
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _ready(page: Page) -> None:
+def ready(page: Page) -> None:
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
 
-def _send(page: Page, text: str) -> None:
+def send(page: Page, text: str) -> None:
     page.fill("#input", text)
     with page.expect_response(lambda r: r.url.endswith("/api/agents/assistant/stream")) as sent:
         page.click("#send")
@@ -42,12 +27,12 @@ def test_chat_streams_a_reply_keeps_history_and_restores(tmp_path: Path, browser
     with aixgo_web(tmp_path, "--user", "alice") as url:
         page = browser.new_page()
         page.goto(url + "/")
-        _ready(page)
+        ready(page)
         expect(page.locator("#agent")).to_have_value("assistant")
 
         # Markup in a message is shown as text, never run or rendered.
         hostile = "Hi <img src=x onerror=alert(1)> <b>bold</b>"
-        _send(page, hostile)
+        send(page, hostile)
         texts = page.locator("#messages li .text")
         expect(texts).to_have_text([hostile, "You said: " + hostile])
         assert page.locator("#messages img, #messages b").count() == 0
@@ -56,7 +41,7 @@ def test_chat_streams_a_reply_keeps_history_and_restores(tmp_path: Path, browser
 
         # After a reload the page shows the stored history of the same session.
         page.reload()
-        _ready(page)
+        ready(page)
         expect(texts).to_have_text([hostile, "You said: " + hostile])
         expect(page.locator("#sessions li")).to_have_count(1)
 
@@ -64,7 +49,7 @@ def test_chat_streams_a_reply_keeps_history_and_restores(tmp_path: Path, browser
         page.fill("#checkpoint-label", "first-exchange")
         page.click("#checkpoint")
         expect(page.locator("#checkpoints li")).to_have_count(1)
-        _send(page, "second message")
+        send(page, "second message")
         expect(texts).to_have_count(4)
         expect(texts.nth(3)).to_have_text("You said: second message")
         page.locator("#checkpoints li", has_text="first-exchange").get_by_role("button").click()
