@@ -15,6 +15,7 @@ PACKAGES = [
     "aixgo_backend_redis",
     "aixgo_backend_postgres",
     "aixgo_agent_react",
+    "aixgo_web",
 ]
 # The kit's modules are pytest test classes, exercised by the conformance tests themselves.
 SKIP = ("aixgo.testing",)

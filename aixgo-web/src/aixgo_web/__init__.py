@@ -6,7 +6,7 @@ include in an application (:func:`create_router`) or a whole application with a 
 >>> import aixgo_web
 >>> rt = Runtime(session_manager="memory://")
 >>> app = aixgo_web.create_app(rt, authenticate=aixgo_web.header_user("X-Forwarded-User"))
->>> "/api/sessions" in {route.path for route in app.routes}
+>>> "/api/sessions" in app.openapi()["paths"]
 True
 """
 

@@ -56,6 +56,8 @@ class AgentInfo(BaseModel):
 
 
 class AgentList(BaseModel):
+    """The agents a runtime serves."""
+
     items: list[AgentInfo]
 
 
@@ -87,6 +89,8 @@ class CheckpointList(BaseModel):
 
 
 class CheckpointRequest(_Body):
+    """A checkpoint to record, with an optional label."""
+
     label: str | None = Field(default=None, min_length=1, max_length=256)
 
 
@@ -117,6 +121,8 @@ class CallReply(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """What went wrong: the aixgo error type and a message for people."""
+
     type: str = Field(description="the aixgo error class, e.g. SessionNotFound")
     message: str
 
