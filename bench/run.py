@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import floors
 import peers
 import report
+import streaming
 import throughput
 import turns
 from aixgo import plugins
@@ -232,6 +233,8 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results += await throughput.run_all(targets, seconds=plan.throughput_s)
     stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
     results += await turns.run_all(stores, turns=plan.shared_turns)
+    if only is None or "stream" in only:
+        results += await streaming.run(runs=plan.runs, budget_s=plan.budget_s)
     for k in keep:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,12 +24,42 @@ async def mgr() -> AsyncIterator[SessionManager]:
 
 @dataclass
 class Reply:
-    """One scripted HTTP answer: a status, a JSON body, extra headers, a delay first."""
+    """One scripted HTTP answer: a status, a JSON body, extra headers, a delay first. To a
+    request with ``"stream": true`` a completion is sent as server-sent events instead (see
+    :func:`stream_chunks`), waiting for ``hold`` after the first chunk that has text, and
+    ``broken`` ends the stream with an error event instead of its last chunks."""
 
     body: dict[str, Any]
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hold: threading.Event | None = None
+    broken: bool = False
+
+
+def stream_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completion as the ``chat.completion.chunk`` objects a streaming server sends: the
+    role, the text a word at a time, each tool call's id and name and then its arguments in
+    pieces of four characters, and the finish reason."""
+    choice = body["choices"][0]
+    message = choice["message"]
+    base = {k: body[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": w}) for w in re.findall(r"\S*\s*", message["content"] or "") if w]
+    for i, c in enumerate(message.get("tool_calls") or []):
+        fn = c["function"]
+        first = {"index": i, "id": c["id"], "type": "function"}
+        out.append(chunk({"tool_calls": [first | {"function": {"name": fn["name"]}}]}))
+        args = fn["arguments"]
+        for j in range(0, len(args), 4):
+            piece = {"index": i, "function": {"arguments": args[j : j + 4]}}
+            out.append(chunk({"tool_calls": [piece]}))
+    out.append(chunk({}, choice["finish_reason"]))
+    return out
 
 
 def completion(content: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> Reply:
@@ -93,6 +124,9 @@ class ChatServer:
                     reply = error(500, "the test queued no reply")
                 if reply.delay:
                     time.sleep(reply.delay)
+                if body.get("stream") and reply.status == 200:
+                    self._stream(reply)
+                    return
                 data = json.dumps(reply.body).encode()
                 try:
                     self.send_response(reply.status)
@@ -104,6 +138,37 @@ class ChatServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def _stream(self, reply: Reply) -> None:
+                # No length: the events run until the connection closes, as SSE servers do.
+                self.close_connection = True
+                chunks = stream_chunks(reply.body)
+                if reply.broken:
+                    chunks = chunks[:2]
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    held = False
+                    for c in chunks:
+                        self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+                        self.wfile.flush()
+                        if (
+                            reply.hold is not None
+                            and not held
+                            and c["choices"][0]["delta"].get("content")
+                        ):
+                            held = True
+                            reply.hold.wait(10)
+                    if reply.broken:
+                        err = {"error": {"message": "the model crashed", "type": "server_error"}}
+                        self.wfile.write(f"data: {json.dumps(err)}\n\n".encode())
+                    else:
+                        self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away mid-stream
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

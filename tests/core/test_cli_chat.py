@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aixgo import Message, hookimpl, plugins
 from aixgo.cli import cli
+from aixgo.events import Delta, Step
 from aixgo.session import Session
 from click.testing import CliRunner
 
@@ -80,3 +81,39 @@ def test_chat_with_a_stateless_agent_and_errors(
     assert "no agent is registered as 'nobody'" in str(result.exception)
     result = CliRunner().invoke(cli, ["chat", "assistant", "-c", str(config)], input="")
     assert result.exit_code == 2 and "--user" in result.output
+
+
+class Speller:
+    """Streams: a word, a tool step, then its answer in chunks."""
+
+    async def execute(self, input: Message) -> Message:
+        raise AssertionError("streamed")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Step | Message]:
+        yield Delta(text="Checking.")
+        step = Message.tool("looked up", tool_call_id="c1")
+        if session is not None:
+            step = await session.append_message(step)
+        yield Step(message=step)
+        for chunk in ("Spelled: ", *input.text.upper()):
+            yield Delta(text=chunk)
+        yield Message.assistant("Spelled: " + input.text.upper())
+
+
+class SpellerPlugin:
+    @hookimpl
+    def aixgo_register_agents(self, register):  # type: ignore[no-untyped-def]
+        register("speller", Speller)
+
+
+def test_chat_prints_a_streamed_reply_as_it_comes(tmp_path: Path) -> None:
+    plugins.register_plugin(SpellerPlugin(), "speller")
+    try:
+        path = tmp_path / "aixgo.yaml"
+        path.write_text("session: memory://\nagents:\n  - {name: sp, role: speller}\n")
+        out, _ = chat("sp", "--config", str(path), "--user", "alice", input="abc\n")
+    finally:
+        plugins.unregister_plugin("speller")
+    assert out.splitlines() == ["sp> Checking.", "sp> Spelled: ABC"]

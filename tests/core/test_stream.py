@@ -23,7 +23,7 @@ from aixgo.errors import (
 )
 from aixgo.events import EVENT_ADAPTER, Delta, Event, Reply, Step, parse_event
 from aixgo.runtime import REPLY_TO
-from aixgo.session import Session, SessionManager
+from aixgo.session import Session, SessionManager, TurnLeases
 from aixgo.session.memory import MemoryBackend
 
 
@@ -43,7 +43,7 @@ async def mgr(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
         backend = NoLeases()
     else:
         backend = f"file://{tmp_path / 'sessions'}"
-    async with SessionManager(backend) as m:  # type: ignore[arg-type]
+    async with SessionManager(backend) as m:
         yield m
 
 
@@ -273,6 +273,8 @@ class Broken:
                 return
             elif self.how == "raises":
                 raise RuntimeError("boom")
+            elif self.how == "unstored step":
+                yield Step(message=Message.tool("not stored", tool_call_id="c1"))
             yield Message.assistant("never")
         finally:
             self.closed = True
@@ -286,6 +288,7 @@ class Broken:
         ("after reply", "yielded a Message after its reply"),
         ("no reply", "without a reply"),
         ("raises", "RuntimeError: boom"),
+        ("unstored step", "a Step with message .* which it did not store"),
     ],
 )
 async def test_a_streaming_agent_that_breaks_the_protocol_is_an_agent_error(
@@ -293,7 +296,7 @@ async def test_a_streaming_agent_that_breaks_the_protocol_is_an_agent_error(
 ) -> None:
     agent = Broken(how)
     async with Runtime(session_manager=mgr) as rt:
-        rt.register("broken", agent)  # type: ignore[arg-type]
+        rt.register("broken", agent)
         seen: list[Event] = []
         with pytest.raises(AgentError, match=says) as info:
             await collect(rt.stream("broken", Message.user("hi"), user="alice"), seen)
@@ -354,7 +357,7 @@ async def test_closing_the_stream_ends_the_turn_before_it_returns(mgr: SessionMa
                     break
         assert worker.cancelled.is_set()
         s = await mgr.get_or_create("worker", "alice")
-        if hasattr(mgr.backend, "acquire_turn") and mgr.backend.acquire_turn is not None:
+        if isinstance(mgr.backend, TurnLeases):
             # The lease was given back: another process could take the turn right now.
             assert await mgr.backend.acquire_turn(s.id, "someone else", 5.0)
             await mgr.backend.release_turn(s.id, "someone else")
@@ -473,3 +476,22 @@ async def test_stop_waits_for_a_running_stream() -> None:
     stalling.go.set()
     assert [e.type async for e in stream] == ["reply"]
     await stopping
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("no_waiting")
+async def test_without_leases_a_new_message_after_a_left_stream_does_not_wait() -> None:
+    # The left turn's steps are this runtime's own abandoned turn, not a turn running
+    # elsewhere: the next message goes after them at once.
+    worker = Worker(block=True)
+    async with SessionManager(NoLeases()) as mgr, Runtime(session_manager=mgr) as rt:
+        rt.register("worker", worker)
+        async with contextlib.aclosing(rt.stream("worker", Message.user("one"), user="alice")) as s:
+            async for ev in s:
+                if isinstance(ev, Delta):
+                    break
+        events = await collect(rt.stream("worker", Message.user("two"), user="alice"))
+        assert events[-1].type == "reply"
+        assert [m.text for m in await history(mgr, "worker", "alice")] == [
+            "one", "", "run 1", "two", "", "run 2", "Hello, two",
+        ]  # fmt: skip

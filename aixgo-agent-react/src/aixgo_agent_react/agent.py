@@ -4,8 +4,10 @@ In a session, each call builds the model's context from the session's history (w
 budget, see :mod:`aixgo_agent_react.budget`), then loops: ask the model; if it wants tools,
 store its request, run each tool and store each result *as it happens*; until it answers or
 ``max_steps`` model calls are spent. The final answer is returned to the runtime, which stores
-it. Because every step is stored, a call resumed after a crash (same input message id)
-continues from the last stored step: a tool whose result is stored is never run again.
+it. Streamed (:meth:`ReActAgent.stream_with_session`, which the runtime uses for ``call`` and
+``stream``), the model's text arrives as it is produced and each stored step is reported.
+Because every step is stored, a call resumed after a crash (same input message id) continues
+from the last stored step: a tool whose result is stored is never run again.
 
 >>> import asyncio
 >>> from aixgo import Message, Runtime
@@ -30,19 +32,22 @@ assistant: Results: 5
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from aixgo import Message
+from aixgo.agent import AgentEvent
 from aixgo.errors import InvalidArgument, InvalidMessage
+from aixgo.events import Delta, Step
 from aixgo.message import ToolCall
 from aixgo.session import Session
 from aixgo.session.codec import check_json_value
 from pydantic import JsonValue
 
 from aixgo_agent_react.budget import TokenCounter, estimate_tokens, fit_history
-from aixgo_agent_react.models import Model, resolve_model
+from aixgo_agent_react.models import Model, StreamingModel, resolve_model
 from aixgo_agent_react.models.openai import BAD_ARGUMENTS
 from aixgo_agent_react.tools import Tool, ToolResult, tool
 
@@ -163,13 +168,31 @@ class ReActAgent:
 
     async def execute(self, input: Message) -> Message:
         """Answer without a session: the context is the system prompt and ``input``."""
-        self.check_input(input)
-        return await self._loop(input, [], [], None)
+        return await _reply(self._turn(input, None, streamed=False))
 
     async def execute_with_session(self, input: Message, session: Session) -> Message:
         """Answer ``input``, the session's latest user message, using the session's history
         and storing each step; continue where a crashed run of this turn stopped."""
+        return await _reply(self._turn(input, session, streamed=False))
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[AgentEvent]:
+        """Like :meth:`execute_with_session` (or :meth:`execute` without a session), yielding
+        the text as the model produces it (a :class:`~aixgo.events.Delta` per chunk, from a
+        model that streams), a :class:`~aixgo.events.Step` per stored tool request and tool
+        result, and last the reply. This is what the runtime calls."""
+        async for event in self._turn(input, session, streamed=True):
+            yield event
+
+    async def _turn(
+        self, input: Message, session: Session | None, *, streamed: bool
+    ) -> AsyncGenerator[AgentEvent, None]:
         self.check_input(input)
+        if session is None:
+            async for event in self._loop(input, [], [], None, streamed):
+                yield event
+            return
         history = await session.get_messages(last=_WINDOW)
         at = _index_of(history, input.id)
         if at is None:  # the turn in progress is longer than the window: read it all
@@ -184,13 +207,19 @@ class ReActAgent:
                 # A tail of the history may begin inside a turn: drop that turn's remains.
                 first_user = next((i for i, m in enumerate(before) if m.role == "user"), None)
                 before = before[first_user:] if first_user is not None else []
-        return await self._loop(input, before, steps, session)
+        async for event in self._loop(input, before, steps, session, streamed):
+            yield event
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def _loop(
-        self, input: Message, before: list[Message], steps: list[Message], session: Session | None
-    ) -> Message:
+        self,
+        input: Message,
+        before: list[Message],
+        steps: list[Message],
+        session: Session | None,
+        streamed: bool,
+    ) -> AsyncGenerator[AgentEvent, None]:
         steps = _this_turn(steps)
         while True:
             pending = _unanswered(steps)
@@ -198,21 +227,34 @@ class ReActAgent:
                 request = next(m for m in reversed(steps) if m.tool_calls)
                 result = await self._run_tool(request, call_id)
                 steps.append(await self._store(session, result, steps, input))
+                yield Step(message=steps[-1])
             done = sum(1 for m in steps if m.role == "assistant" and m.tool_calls)
             if done >= self.max_steps:
-                return Message.assistant(
+                yield Message.assistant(
                     f"I stopped after {self.max_steps} steps without reaching a final answer "
                     "(max_steps). Ask me to continue, or ask a narrower question.",
                     metadata={STOPPED: "max_steps"},
                 )
+                return
             context = self._context(input, before, steps)
-            reply = await self.model.complete(context, list(self.tools.values()))
+            tools = list(self.tools.values())
+            reply: object = None
+            if streamed and isinstance(self.model, StreamingModel):
+                async for chunk in self.model.stream(context, tools):
+                    if isinstance(chunk, str):
+                        yield Delta(text=chunk)
+                    else:
+                        reply = chunk
+            else:
+                reply = await self.model.complete(context, tools)
             if not isinstance(reply, Message) or reply.role != "assistant":
                 raise InvalidMessage(f"the model returned {reply!r}, not an assistant message")
             if not reply.tool_calls:
-                return reply
+                yield reply
+                return
             reply = _distinct_call_ids(reply)
             steps.append(await self._store(session, reply, steps, input))
+            yield Step(message=steps[-1])
 
     def _context(
         self, input: Message, before: list[Message], steps: list[Message]
@@ -257,6 +299,15 @@ class ReActAgent:
         return Message.tool(
             result.text, tool_call_id=call.id, name=call.name[:256], metadata=metadata
         )
+
+
+async def _reply(events: AsyncGenerator[AgentEvent, None]) -> Message:
+    """The reply that ends a turn's events (the rest is for streaming callers)."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Message):
+                return event
+    raise AssertionError("a turn ends with its reply")  # pragma: no cover - _loop always does
 
 
 def _distinct_call_ids(reply: Message) -> Message:

@@ -2,18 +2,20 @@
 terminal. The conversation is a session like any other, so the next run picks it up again.
 
 Type a message and press Enter; ``/quit`` (or end of input) leaves, ``/session`` prints the
-session id.
+session id. The reply is printed as it arrives when the agent streams it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import click
 
 from aixgo.errors import AgentError
+from aixgo.events import Event
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 
@@ -64,13 +66,29 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             if text == "/session":
                 click.echo(session_id or "(stateless)")
                 continue
+            if stateful:
+                events = rt.stream(agent, Message.user(text), user=user, session=session_id)
+            else:
+                events = rt.stream(agent, Message.user(text))
             try:
-                if stateful:
-                    out = await rt.call(agent, Message.user(text), user=user, session=session_id)
-                else:
-                    out = await rt.call(agent, Message.user(text))
+                await _show(agent, events)
             except AgentError as exc:
                 # The input is stored; the conversation goes on (a repeat resumes that turn).
                 click.echo(f"error: {exc}", err=True)
-                continue
-            click.echo(f"{agent}> {out.text}")
+
+
+async def _show(agent: str, events: AsyncIterator[Event]) -> None:
+    """Print the reply's text as it arrives (from an agent that streams), else when it
+    comes; text said before a tool step stays on a line of its own."""
+    streaming = False  # whether the current line holds streamed text
+    async for ev in events:
+        if ev.type == "delta":
+            if not streaming:
+                click.echo(f"{agent}> ", nl=False)
+                streaming = True
+            click.echo(ev.text, nl=False)
+        elif streaming:
+            click.echo()
+            streaming = False
+        elif ev.type == "reply":
+            click.echo(f"{agent}> {ev.message.text}")

@@ -4,6 +4,9 @@ Sessions are on by default: a call with a ``user`` resumes that user's latest se
 agent (or starts one); a call with a ``session`` id continues that session. A call with
 neither, or to an agent registered with ``session_mode="disabled"``, touches no session.
 
+:meth:`Runtime.stream` runs the same turn and yields its events as they happen
+(:mod:`aixgo.events`); :meth:`Runtime.call` is that stream consumed to its reply.
+
 What a call persists, exactly (the turn protocol, :mod:`aixgo.turn`):
 
 * the input is stored *before* the agent runs, so a run that dies half-way can be resumed by
@@ -50,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self
@@ -298,7 +301,7 @@ class Runtime:
         *,
         user: str | None = None,
         session: str | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run ``agent`` on ``message`` like :meth:`call`, yielding the turn's events as
         they happen: :class:`~aixgo.events.Delta` chunks of text (from an agent that
         streams, :class:`~aixgo.agent.StreamingAgent`), a :class:`~aixgo.events.Step` for
@@ -391,7 +394,7 @@ class Runtime:
 
     def stream_with_session(
         self, agent: str, message: Message, session_id: str
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Continue session ``session_id`` with ``agent``, streamed: ``stream(agent,
         message, session=session_id)``."""
         return self.stream(agent, message, session=session_id)
@@ -473,7 +476,7 @@ class Runtime:
         try:
             async with deadline:
                 if isinstance(entry.agent, StreamingAgent):
-                    out = await _consume(entry.agent, message, session, emit, agent)
+                    out = await _consume(entry.agent, message, session, emit)
                 elif session is not None and isinstance(entry.agent, SessionAwareAgent):
                     out = await entry.agent.execute_with_session(message, session)
                 else:
@@ -530,7 +533,7 @@ class _BadStream(Exception):
 
 
 async def _consume(
-    agent: StreamingAgent, message: Message, session: Session | None, emit: Emit, name: str
+    agent: StreamingAgent, message: Message, session: Session | None, emit: Emit
 ) -> Message:
     """Iterate the agent's stream, passing its events on, and return its reply."""
     reply: Message | None = None
@@ -541,6 +544,11 @@ async def _consume(
                 raise _BadStream(f"yielded a {type(item).__name__} after its reply")
             if isinstance(item, Message):
                 reply = item
+            elif isinstance(item, Step) and session is not None and item.message.seq is None:
+                raise _BadStream(
+                    f"yielded a Step with message {item.message.id!r}, which it did not store "
+                    "(a Step carries the message session.append_message returned)"
+                )
             elif isinstance(item, Delta | Step):
                 emit(item)
             else:

@@ -157,21 +157,20 @@ class Turns:
             else:
                 reply = _as_reply(await run(stored), stored, agent, s)
                 out = await _append_reply(s, reply)
-        except Exception:
-            # This turn is over without a reply: a later call in this process need not wait
-            # for it (another process cannot know, and waits at most the turn bound). Only
-            # this call's own messages are marked: its input, and the last step after it if
-            # its input still opens the session's last turn. Never another call's message,
-            # which may belong to a turn still running elsewhere.
+        except BaseException:
+            # This turn is over without a reply (it failed, or its caller left: a cancelled
+            # or abandoned stream): a later call in this process need not wait for it
+            # (another process cannot know, and waits at most the turn bound). Only this
+            # call's own messages are marked: its input, and the last step after it if its
+            # input still opens the session's last turn. Never another call's message, which
+            # may belong to a turn still running elsewhere.
             ids = {message.id}
-            with contextlib.suppress(Exception):
+            # A cancelled task can still await; a second cancellation only skips the step.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 tail, opener = await _open_turn(s)
                 if tail and opener is not None and opener.id == message.id:
                     ids.add(tail[-1].id)
             self._abandoned[s.id] = ids
-            raise
-        except BaseException:
-            self._abandoned[s.id] = {message.id}
             raise
         self._abandoned.pop(s.id, None)
         return out

@@ -1,7 +1,9 @@
 """Models: what the agent asks for the next step, chosen by a string or given as an object.
 
 A model is anything with ``async def complete(messages, tools) -> Message`` returning an
-assistant message, with ``tool_calls`` when it wants tools run. A string ``"provider:name"``
+assistant message, with ``tool_calls`` when it wants tools run; a model that can also send its
+reply as it is produced implements :class:`StreamingModel` (``stream``), which the agent uses
+when its call is streamed. A string ``"provider:name"``
 picks a registered provider: ``openai:gpt-4o-mini`` (any OpenAI-compatible Chat Completions
 endpoint: OpenAI, vLLM, Ollama, llama.cpp server) or ``scripted:...`` (offline, deterministic).
 
@@ -13,7 +15,7 @@ endpoint: OpenAI, vLLM, Ollama, llama.cpp server) or ``scripted:...`` (offline, 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from aixgo import Message
@@ -21,7 +23,14 @@ from aixgo.errors import AixgoError, ConfigError
 
 from aixgo_agent_react.tools import Tool
 
-__all__ = ["Model", "ModelError", "providers", "register_provider", "resolve_model"]
+__all__ = [
+    "Model",
+    "ModelError",
+    "StreamingModel",
+    "providers",
+    "register_provider",
+    "resolve_model",
+]
 
 
 class ModelError(AixgoError):
@@ -35,6 +44,18 @@ class Model(Protocol):
 
     async def complete(self, messages: Sequence[Message], tools: Sequence[Tool]) -> Message:
         """The next assistant message for ``messages``, given the ``tools`` it may call."""
+        ...
+
+
+@runtime_checkable
+class StreamingModel(Model, Protocol):
+    """A chat model that can send its reply as it is produced."""
+
+    def stream(
+        self, messages: Sequence[Message], tools: Sequence[Tool]
+    ) -> AsyncIterator[str | Message]:
+        """Chunks of the reply's text as they come, then the whole reply (what
+        :meth:`~Model.complete` would return; its text is the chunks joined)."""
         ...
 
 

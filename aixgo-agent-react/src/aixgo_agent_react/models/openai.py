@@ -3,8 +3,10 @@
 ``base_url`` reaches OpenAI (the default), vLLM, Ollama (``http://localhost:11434/v1``) or a
 llama.cpp server; ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` are read when not given. Requests
 are retried on 408/409/429/5xx and connection errors (``max_retries``, honouring
-``Retry-After``) and bounded by ``timeout`` seconds; a failure that remains is a
-:class:`~aixgo_agent_react.models.ModelError` naming the model and endpoint, never the key.
+``Retry-After``) and bounded by ``timeout`` seconds (between two chunks, when streamed); a
+failure that remains is a :class:`~aixgo_agent_react.models.ModelError` naming the model and
+endpoint, never the key. :meth:`OpenAIModel.stream` sends ``stream=True`` and yields the text
+as it arrives, assembling tool calls from their pieces.
 
 >>> m = OpenAIModel("llama3.2", base_url="http://localhost:11434/v1", max_retries=1)
 >>> m.model, m.base_url
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import openai
@@ -78,8 +81,7 @@ class OpenAIModel:
         """Close the HTTP connections."""
         await self._client.close()
 
-    async def complete(self, messages: Sequence[Message], tools: Sequence[Tool]) -> Message:
-        """One Chat Completions request; the reply as an assistant message."""
+    def _request(self, messages: Sequence[Message], tools: Sequence[Tool]) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             "messages": [to_openai(m) for m in messages],
@@ -87,8 +89,44 @@ class OpenAIModel:
         }
         if tools:
             request["tools"] = [t.spec() for t in tools]
+        return request
+
+    async def complete(self, messages: Sequence[Message], tools: Sequence[Tool]) -> Message:
+        """One Chat Completions request; the reply as an assistant message."""
+        with self._errors():
+            response = await self._client.chat.completions.create(**self._request(messages, tools))
+        if not response.choices:
+            raise ModelError(f"model {self.model!r} at {self.base_url} sent no choices")
+        return from_openai(response.choices[0].message.model_dump())
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[Tool]
+    ) -> AsyncIterator[str | Message]:
+        """One streamed Chat Completions request (``stream=True``): the text as it comes,
+        then the whole reply, its tool calls assembled from their pieces."""
+        parts = _Assembly()
+        with self._errors():
+            chunks = await self._client.chat.completions.create(
+                **self._request(messages, tools), stream=True
+            )
+            # Closing the stream closes the HTTP response, also when the caller stops early.
+            async with chunks:
+                async for chunk in chunks:
+                    if not chunk.choices:  # e.g. a closing chunk with usage only
+                        continue
+                    parts.seen = True
+                    text = parts.add(chunk.choices[0].delta.model_dump())
+                    if text:
+                        yield text
+        if not parts.seen:
+            raise ModelError(f"model {self.model!r} at {self.base_url} sent no choices")
+        yield from_openai(parts.message())
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The SDK's errors as :class:`ModelError` naming the model and endpoint."""
         try:
-            response = await self._client.chat.completions.create(**request)
+            yield
         except openai.APITimeoutError as exc:
             raise ModelError(
                 f"model {self.model!r} at {self.base_url} did not answer in time "
@@ -101,9 +139,43 @@ class OpenAIModel:
             ) from exc
         except openai.APIError as exc:
             raise ModelError(f"model {self.model!r} at {self.base_url} failed: {exc}") from exc
-        if not response.choices:
-            raise ModelError(f"model {self.model!r} at {self.base_url} sent no choices")
-        return from_openai(response.choices[0].message.model_dump())
+
+
+class _Assembly:
+    """A streamed reply put back together: the text, and each tool call from the pieces
+    that carry its ``index`` (its id and name come once, its arguments in parts)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, delta: dict[str, Any]) -> str:
+        """Take one chunk's ``delta``; return its text."""
+        text = delta.get("content") or ""
+        if isinstance(text, str) and text:
+            self.text.append(text)
+        else:
+            text = ""
+        for piece in delta.get("tool_calls") or []:
+            index = piece.get("index")
+            call = self.calls.setdefault(index if isinstance(index, int) else len(self.calls),
+                                         {"id": "", "name": "", "arguments": []})  # fmt: skip
+            call["id"] = call["id"] or piece.get("id") or ""
+            fn = piece.get("function") or {}
+            call["name"] = call["name"] or fn.get("name") or ""
+            if fn.get("arguments"):
+                call["arguments"].append(fn["arguments"])
+        return text
+
+    def message(self) -> dict[str, Any]:
+        """The reply as a non-streamed response's ``choices[0].message``."""
+        calls = [
+            {"id": c["id"], "type": "function",
+             "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}
+            for _, c in sorted(self.calls.items())
+        ]  # fmt: skip
+        return {"role": "assistant", "content": "".join(self.text), "tool_calls": calls}
 
 
 def _detail(exc: openai.APIStatusError) -> str:

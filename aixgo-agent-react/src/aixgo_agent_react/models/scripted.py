@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aixgo import Message
@@ -42,6 +42,8 @@ __all__ = ["Policy", "ScriptedModel", "calls_policy", "echo_policy"]
 #: Decides the next assistant message from the context and the tools on offer.
 Policy = Callable[[Sequence[Message], Sequence[Tool]], Message]
 
+# A word and the spaces after it: the chunks of a streamed reply, which join back to its text.
+_CHUNK = re.compile(r"\S*\s*")
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\(([^()]*)\)")
 _ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|[^,]*)\s*(?:,|$)")
 
@@ -107,7 +109,8 @@ _POLICIES: dict[str, Policy] = {"": calls_policy, "calls": calls_policy, "echo":
 
 class ScriptedModel:
     """A model that follows ``script``: a policy function, or a list of replies (assistant
-    messages or plain strings) returned one per request, in order. ``requests`` holds the
+    messages or plain strings) returned one per request, in order. Streamed, a reply's text
+    comes a word at a time (with the spaces after it), then the reply. ``requests`` holds the
     last ``keep_requests`` contexts it was sent, oldest first (a test looks at them; a long
     run must not keep them all: each holds up to the agent's whole context window).
 
@@ -166,3 +169,21 @@ class ScriptedModel:
         reply = self._replies.pop(0)
         # A fresh id each time: a reply is a new message even if the script repeats one.
         return reply.model_copy(update={"id": Message.assistant().id})
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[Tool]
+    ) -> AsyncIterator[str | Message]:
+        """The next reply of the script, its text first a word at a time.
+
+        >>> import asyncio
+        >>> async def chunks() -> list[object]:
+        ...     m = ScriptedModel(["Hello there, world"])
+        ...     return [c if isinstance(c, str) else "reply" async for c in m.stream([], [])]
+        >>> asyncio.run(chunks())
+        ['Hello ', 'there, ', 'world', 'reply']
+        """
+        reply = await self.complete(messages, tools)
+        for chunk in _CHUNK.findall(reply.text):
+            if chunk:
+                yield chunk
+        yield reply
