@@ -21,6 +21,8 @@ def send(page: Page, text: str) -> None:
     response = sent.value
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/event-stream")
+    # The scripted model streams its reply a word at a time: the page got it in pieces.
+    assert response.text().count("event: delta") >= 2
 
 
 def test_chat_streams_a_reply_keeps_history_and_restores(tmp_path: Path, browser: Browser) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import cast
 
 from aixgo.errors import AixgoError
-from aixgo.events import Event
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 
@@ -31,12 +29,9 @@ async def call_events(
     """``(event name, JSON data)`` for each event of the call (:mod:`aixgo.events`); the
     last is ``reply``. Closing this iterator (the client went away) ends the turn, which
     stays resumable with the same message."""
-    # Runtime.stream is an async generator (annotated as an iterator): closed explicitly, so
-    # the turn ends when the response does, not when the garbage collector gets to it.
-    stream = cast(
-        AsyncGenerator[Event, None], rt.stream(agent, message, user=user, session=session)
-    )
-    async with aclosing(stream) as events:
+    # Closed explicitly, so the turn ends when the response does, not whenever the garbage
+    # collector gets to the generator.
+    async with aclosing(rt.stream(agent, message, user=user, session=session)) as events:
         async for event in events:
             yield event.type, event.model_dump_json()
 
