@@ -130,9 +130,8 @@ def create_router(
         body: NewSession, user: Annotated[str, Depends(authenticate)]
     ) -> SessionInfo:
         """Start a new, empty session of the current user with an agent."""
-        runtime.get(
-            validate_name(body.agent, "agent name")
-        )  # an agent this runtime does not serve: 404, nothing made
+        # An agent this runtime does not serve: 404, and nothing is made.
+        runtime.get(validate_name(body.agent, "agent name"))
         s = await runtime.session_manager.create(body.agent, user_id=user, metadata=body.metadata)
         return await s.info()
 
