@@ -43,9 +43,9 @@ async def encoded(
     before its first event was still answered with an HTTP status), then the rest; an
     aixgo error becomes an ``error`` event. However the response ends (the client went
     away), the call's iterator is closed, which ends its turn."""
-    for name, data in first:
-        yield sse(name, data)
     async with aclosing(rest):
+        for name, data in first:
+            yield sse(name, data)
         try:
             async for name, data in rest:
                 yield sse(name, data)
