@@ -16,6 +16,7 @@ PACKAGES = [
     "aixgo_backend_postgres",
     "aixgo_agent_react",
     "aixgo_runtime_grpc",
+    "aixgo_web",
 ]
 # The kit's modules are pytest test classes, exercised by the conformance tests themselves.
 SKIP = ("aixgo.testing",)

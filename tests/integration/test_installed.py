@@ -127,3 +127,24 @@ def test_the_file_plugin_adds_its_command_from_its_wheel(tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1 sessions checked; nothing was changed"
+
+
+def test_the_web_plugin_adds_its_command_and_ships_its_page() -> None:
+    from importlib.metadata import distributions
+    from importlib.resources import files
+
+    if "aixgo-web" not in {d.metadata["Name"] for d in distributions()}:
+        pytest.skip("aixgo-web is not installed here")
+    exe = shutil.which("aixgo")
+    assert exe is not None
+    out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, check=True)
+    by_name = {p["name"]: p for p in json.loads(out.stdout)}
+    assert by_name["web"]["distribution"] == "aixgo-web"
+    assert by_name["web"]["commands"] == ["web"]
+    help_text = subprocess.run([exe, "web", "--help"], capture_output=True, text=True, check=True)
+    assert "--listen" in help_text.stdout
+    # The chat page is package data of the wheel, beside the installed module.
+    static = files("aixgo_web") / "static"
+    assert "site-packages" in str(static)
+    for name in ("index.html", "chat.js", "chat.css"):
+        assert (static / name).is_file(), name

@@ -1,0 +1,71 @@
+"""``aixgo web`` as a real process on 127.0.0.1, serving a config with the scripted ReAct
+model and a file:// store in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+CONFIG = """\
+session: {store}
+agents:
+  - name: assistant
+    role: react
+    options:
+      model: "scripted:echo"
+      max_steps: 3
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def aixgo_web(folder: Path, *args: str) -> Iterator[str]:
+    """Start ``aixgo web`` on a free loopback port; yield its base URL; stop it."""
+    store = folder / "store"
+    config = folder / "aixgo.yaml"
+    config.write_text(CONFIG.format(store=store.as_uri()))
+    port = free_port()
+    exe = shutil.which("aixgo")
+    assert exe, "the aixgo script is not on PATH (run the tests with the venv's bin first)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIXGO_", "OPENAI_"))}
+    log = (folder / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [exe, "web", "--config", str(config), "--listen", f"127.0.0.1:{port}", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (folder / "server.log").read_text()
+            try:
+                if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "aixgo web did not start in 60 s"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
