@@ -35,7 +35,8 @@ def _sync(session: nox.Session, *how: str) -> None:
 def tests(session: nox.Session) -> None:
     """The whole test suite against the workspace sources (real Redis/PostgreSQL where used)."""
     _sync(session)
-    session.run("pytest", "--ignore=tests/integration", *session.posargs)
+    # The slowest tests are listed at the end, so a run that grows slow says where.
+    session.run("pytest", "--ignore=tests/integration", "--durations=30", *session.posargs)
 
 
 @nox.session
