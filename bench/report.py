@@ -189,6 +189,23 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
             {"machine": machine, "results": [dataclasses.asdict(r) for r in results]}, indent=1
         )
     )
+    get = _getter(results)
+    md = _header(machine, quick) + _targets_table(get, _tail_sizes(results))
+    md += _operations(results, get)
+    _plot(results, out / "tail-latency.png")
+    md.append("![tail latency against history length](tail-latency.png)\n")
+    text = "\n".join(md)
+    (out / "results.md").write_text(text)
+    print(f"\nwrote {out}/results.json, results.md, tail-latency.png")
+    if publish:
+        docs = Path(__file__).parent.parent / "docs"
+        (docs / "performance.md").write_text(text + _notes(docs / "performance.md"))
+        (docs / "tail-latency.png").write_bytes((out / "tail-latency.png").read_bytes())
+        print("updated docs/performance.md")
+
+
+def _getter(results: list[Result]) -> Lookup:
+    """The median of ``(subject, op, size)``; with ``size=None``, of the first such row."""
     by_key = {(r.subject, r.op, r.size): r for r in results}
 
     def get(subject: str, op: str, size: int | None) -> float | None:
@@ -198,14 +215,21 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
         r = by_key.get((subject, op, size))
         return r.median_us if r else None
 
-    sizes = sorted(
+    return get
+
+
+def _tail_sizes(results: list[Result]) -> list[int]:
+    return sorted(
         {
             r.size
             for r in results
             if r.op in ("tail", "paired tail") and r.size and r.subject.startswith("aixgo")
         }
     )
-    md = [
+
+
+def _header(machine: dict[str, object], quick: bool) -> list[str]:
+    return [
         "# Performance\n",
         f"Measured {machine['date']} on {machine['platform']}, "
         f"{machine['cpus']} CPUs, Python {machine['python']} ({machine['mode']} run: "
@@ -217,20 +241,31 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
         "the same load. Sequential phases minutes apart on a shared machine can differ by the "
         "noise alone (a bare INSERT measured 120 µs in one run and 4 ms in another).\n",
     ]
-    md += ["## Targets\n", "| target | measured | bound | |", "|---|---:|---:|---|"]
+
+
+def _targets_table(get: Lookup, sizes: list[int]) -> list[str]:
+    md = ["## Targets\n", "| target | measured | bound | |", "|---|---:|---:|---|"]
     for name, value, bound, met in _targets(get, sizes):
         shown = "not measured" if value is None else f"{value:,.2f}"
         verdict = "—" if met is None else ("met" if met else "**missed**")
         md.append(f"| {name} | {shown} | {bound} | {verdict} |")
+    return md
+
+
+_FLOORS = {
+    "append_one": [RAW_W, RAW_F, RAW_R, RAW_P],
+    "tail": [RAW_R, RAW_P],
+    "history": [RAW_R, RAW_P],
+}
+
+
+def _operations(results: list[Result], get: Lookup) -> list[str]:
+    """One table per operation and size: every subject, its ratio to its floor and to the
+    fastest peer."""
     groups: dict[tuple[str, int | None], list[Result]] = defaultdict(list)
     for r in results:
         groups[(r.op, r.size)].append(r)
-    floors = {
-        "append_one": [RAW_W, RAW_F, RAW_R, RAW_P],
-        "tail": [RAW_R, RAW_P],
-        "history": [RAW_R, RAW_P],
-    }
-    md.append("\n## Operations\n")
+    md = ["\n## Operations\n"]
     for (op, size), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         unit = rows[0].unit
         md += [
@@ -241,34 +276,23 @@ def write(results: list[Result], out: Path, *, quick: bool, publish: bool) -> No
         peers = [
             r.median_us for r in rows if r.median_us and not r.subject.startswith(("aixgo", "raw"))
         ]
-        best_peer = min(peers) if peers else None
+        best_peer = min(peers) if peers and unit == "us" else None
         for r in sorted(rows, key=lambda r: (r.median_us is None, r.median_us or 0)):
-            floor_name = _floor_for(r.subject, op.removeprefix("paired "), floors)
+            floor_name = _floor_for(r.subject, op.removeprefix("paired "), _FLOORS)
             fl = get(floor_name, op, size) if floor_name else None
-            med = f"{r.median_us:,.1f}" if r.median_us is not None else "—"
-            p99 = f"{r.p99_us:,.1f}" if r.p99_us is not None else "—"
-            xf = (
-                f"{r.median_us / fl:.2f}"
-                if r.median_us and fl and r.subject.startswith("aixgo")
-                else ""
-            )
-            xp = (
-                f"{r.median_us / best_peer:.3f}"
-                if r.median_us and best_peer and unit == "us"
-                else ""
-            )
-            md.append(f"| {r.subject} | {med} | {p99} | {xf} | {xp} | {r.note} |")
+            md.append(f"| {r.subject} | {_num(r.median_us)} | {_num(r.p99_us)} | "
+                      f"{_ratio(r.median_us, fl if r.subject.startswith('aixgo') else None, 2)} | "
+                      f"{_ratio(r.median_us, best_peer, 3)} | {r.note} |")  # fmt: skip
         md.append("")
-    _plot(results, out / "tail-latency.png")
-    md.append("![tail latency against history length](tail-latency.png)\n")
-    text = "\n".join(md)
-    (out / "results.md").write_text(text)
-    print(f"\nwrote {out}/results.json, results.md, tail-latency.png")
-    if publish:
-        docs = Path(__file__).parent.parent / "docs"
-        (docs / "performance.md").write_text(text + _notes(docs / "performance.md"))
-        (docs / "tail-latency.png").write_bytes((out / "tail-latency.png").read_bytes())
-        print("updated docs/performance.md")
+    return md
+
+
+def _num(value: float | None) -> str:
+    return f"{value:,.1f}" if value is not None else "—"
+
+
+def _ratio(value: float | None, base: float | None, digits: int) -> str:
+    return f"{value / base:.{digits}f}" if value and base else ""
 
 
 def _floor_for(subject: str, op: str, floors: dict[str, list[str]]) -> str | None:

@@ -259,32 +259,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     for a, b in build_pairs(keep) + build_audit_pairs(keep):
         if only is None or any(o in a.name for o in only):
             await run_pair(a, b, plan, results)
-    targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
-    stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
-    phases = [
-        ("throughput", lambda: throughput.run_all(targets, seconds=plan.throughput_s)),
-        ("shared_user_turn", lambda: turns.run_all(stores, turns=plan.shared_turns)),
-    ]
-    if only is None or "stream" in only:
-        phases.append(("stream", lambda: streaming.run(runs=plan.runs, budget_s=plan.budget_s)))
-    named = [(name, url) for name, url, _ in stores]
-    phases.append(
-        (
-            "governance",
-            lambda: governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s),
-        )
-    )
-    if only is None or "remote" in only:
-        shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
-        phases.append(
-            (
-                "remote",
-                lambda: remote.run_all(
-                    min(plan.paired_runs, 2000), plan.budget_s, plan.throughput_s, shared
-                ),
-            )
-        )
-    for phase, run in phases:
+    for phase, run in _phases(subjects, plan, only):
         try:
             results += await run()
         except Exception as exc:  # e.g. workers starved on a loaded machine: report, keep the rest
@@ -294,6 +269,36 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         k.cleanup()  # type: ignore[attr-defined]
     await cleanup()
     return results
+
+
+Phase = tuple[str, Callable[[], Awaitable[list[Result]]]]
+
+
+def _phases(subjects: list[Subject], plan: Plan, only: set[str] | None) -> list[Phase]:
+    """The phases after the per-subject and paired ones, each run on its own (one that fails
+    is reported and the rest still run)."""
+    targets = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject) and s.caps]
+    stores = [(s.name, s.url, s.caps) for s in subjects if isinstance(s, AixgoSubject)]
+    named = [(name, url) for name, url, _ in stores]
+    phases: list[Phase] = [
+        ("throughput", lambda: throughput.run_all(targets, seconds=plan.throughput_s)),
+        ("shared_user_turn", lambda: turns.run_all(stores, turns=plan.shared_turns)),
+    ]
+    if only is None or "stream" in only:
+        phases.append(("stream", lambda: streaming.run(runs=plan.runs, budget_s=plan.budget_s)))
+    phases.append(
+        (
+            "governance",
+            lambda: governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s),
+        )
+    )
+    if only is None or "remote" in only:
+        shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
+        runs = min(plan.paired_runs, 2000)
+        phases.append(
+            ("remote", lambda: remote.run_all(runs, plan.budget_s, plan.throughput_s, shared))
+        )
+    return phases
 
 
 async def cleanup() -> None:
