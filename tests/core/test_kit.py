@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from aixgo import Message
@@ -199,3 +200,38 @@ def test_stamp_seq_writes_seq_into_the_encoders_json() -> None:
     stored = encode_message(m.model_copy(update={"seq": 3}))
     assert stamp_seq(stored, 9) is stored  # not the encoder's unstored form: untouched
     assert decode_at(stored, 9).seq == 9
+
+
+@pytest.mark.asyncio
+async def test_a_wrapper_answers_for_the_capabilities_of_the_store_it_wraps(
+    tmp_path: Path,
+) -> None:
+    from typing import Any
+
+    from aixgo.session import Migratable, SessionManager, TurnLeases, open_backend
+    from aixgo.session.kit import BackendWrapper
+
+    class Counting(BackendWrapper):
+        calls = 0
+
+        def optional(self, name: str, method: Any) -> Any:
+            if name != "acquire_turn":
+                return method
+
+            async def counted(*args: Any) -> Any:
+                Counting.calls += 1
+                return await method(*args)
+
+            return counted
+
+    leased = Counting(open_backend(f"file://{tmp_path}"))
+    plain = Counting(open_backend("memory://"))
+    assert isinstance(leased, TurnLeases) and isinstance(plain, TurnLeases)
+    assert not isinstance(leased, Migratable)  # the file store has no schema to migrate
+    assert leased.capabilities == leased.inner.capabilities
+    with pytest.raises(AttributeError):
+        leased._private_of_the_store  # noqa: B018  (never passes through)
+    async with SessionManager(leased) as mgr:
+        s = await mgr.create("assistant")
+        assert await leased.acquire_turn(s.id, "me", 5.0) is not None
+        assert Counting.calls == 1

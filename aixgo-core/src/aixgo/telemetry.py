@@ -32,7 +32,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from aixgo.errors import CallTimeout
 from aixgo.message import Message
-from aixgo.session.backend import Backend, Capability
+from aixgo.session.backend import Backend
+from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 __all__ = ["Telemetry", "TracedBackend"]
@@ -127,7 +128,7 @@ class Telemetry:
         return TracedBackend(backend)
 
 
-class TracedBackend:
+class TracedBackend(BackendWrapper):
     """A :class:`~aixgo.session.Backend` that reports each operation of the one it wraps.
 
     >>> from aixgo.session import open_backend
@@ -136,20 +137,15 @@ class TracedBackend:
     """
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.capabilities: frozenset[Capability] = inner.capabilities
+        super().__init__(inner)
         self._name = type(inner).__name__
 
     def __repr__(self) -> str:
         return f"TracedBackend({self.inner!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        # Optional methods of the wrapped backend (Migratable.migrate, a plugin's own
-        # extras) pass through, so isinstance(traced, Migratable) answers for it; those of
-        # SessionPerUser and TurnLeases, which calls make, are traced.
-        if name.startswith("_") or name == "inner":
-            raise AttributeError(name)
-        fn = getattr(self.inner, name)
+    def optional(self, name: str, fn: Any) -> Any:
+        # Migratable.migrate and a plugin's own extras pass through untraced; the methods
+        # of SessionPerUser and TurnLeases, which calls make, are traced.
         if name not in _TRACED_OPTIONAL or fn is None:
             return fn
 

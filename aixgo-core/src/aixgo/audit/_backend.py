@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aixgo.message import Message
-from aixgo.session.backend import Backend, Capability
+from aixgo.session.backend import Backend
+from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ T = TypeVar("T")
 _OWNERS = 10_000
 
 
-class AuditedBackend:
+class AuditedBackend(BackendWrapper):
     """A :class:`~aixgo.session.Backend` that appends an audit record for each write of the
     one it wraps: ``create``, ``append``, ``checkpoint``, ``restore``, ``delete``. Reads are
     not recorded (``export`` is, by :mod:`aixgo.session.archive`).
@@ -36,21 +37,15 @@ class AuditedBackend:
     """
 
     def __init__(self, inner: Backend, log: AuditLog) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.audit = log
-        self.capabilities: frozenset[Capability] = inner.capabilities
         self._owners: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"AuditedBackend({self.inner!r}, {self.audit!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        # Optional methods of the wrapped backend pass through (so isinstance checks against
-        # SessionPerUser, Migratable, TurnLeases answer for it); a get-or-create that creates
-        # is recorded as ``create``.
-        if name.startswith("_") or name in ("inner", "audit"):
-            raise AttributeError(name)
-        fn = getattr(self.inner, name)
+    def optional(self, name: str, fn: Any) -> Any:
+        # A get-or-create that creates is recorded as ``create``; the rest pass through.
         if name != "get_or_create_session" or fn is None:
             return fn
 
@@ -121,10 +116,6 @@ class AuditedBackend:
         n = count(out) if count is not None else None
         await self._record(op, session_id, "ok", owner=owner, ids=ids, count=n)
         return out
-
-    async def open(self) -> None:
-        """Open the wrapped backend."""
-        await self.inner.open()
 
     async def close(self) -> None:
         """Close the wrapped backend, then the audit log (which raises

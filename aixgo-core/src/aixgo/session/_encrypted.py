@@ -40,8 +40,9 @@ from pydantic_core import from_json
 from aixgo.crypto import KEY_BYTES, Keyring
 from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
 from aixgo.message import Message, ToolCall, utc_now
-from aixgo.session.backend import Backend, Capability
+from aixgo.session.backend import Backend
 from aixgo.session.codec import check_batch, stored_copy
+from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 __all__ = ["DATA_KEY_AGENT", "SEALED", "EncryptedBackend", "RekeyReport", "record_id"]
@@ -128,7 +129,7 @@ def _malformed(what: str) -> DecryptionError:
     return DecryptionError(f"{what} has a malformed ciphertext envelope")
 
 
-class EncryptedBackend:
+class EncryptedBackend(BackendWrapper):
     """A :class:`~aixgo.session.Backend` that encrypts what it stores in ``inner`` with the
     data keys of ``keyring`` (see the module docs). Made by
     ``SessionManager(url, encryption=keyring)``.
@@ -144,10 +145,9 @@ class EncryptedBackend:
             raise TypeError(
                 f"encryption takes an aixgo.crypto.Keyring, not {type(keyring).__name__}"
             )
-        self.inner = inner
+        super().__init__(inner)
         self.keyring = keyring
         self.allow_plaintext = allow_plaintext
-        self.capabilities: frozenset[Capability] = inner.capabilities
         self._owners: dict[str, str | None] = {}
         self._keys: dict[str, _DataKey] = {}  # data key id -> key
         self._writing: dict[str | None, _DataKey] = {}  # owner -> key new records use
@@ -155,15 +155,10 @@ class EncryptedBackend:
     def __repr__(self) -> str:
         return f"EncryptedBackend({self.inner!r}, {self.keyring!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        # Optional methods (turn leases, migrate, a plugin's extras) pass through; the one
+    def optional(self, name: str, fn: Any) -> Any:
+        # Turn leases, migrate and a plugin's extras pass through; the one optional method
         # that carries session metadata is sealed.
-        if name.startswith("_") or name in ("inner", "keyring"):
-            raise AttributeError(name)
-        fn = getattr(self.inner, name)
-        if name == "get_or_create_session":
-            return self._get_or_create_session
-        return fn
+        return self._get_or_create_session if name == "get_or_create_session" else fn
 
     # -- data keys ---------------------------------------------------------------------
 
@@ -377,14 +372,6 @@ class EncryptedBackend:
         return out
 
     # -- the backend protocol ----------------------------------------------------------
-
-    async def open(self) -> None:
-        """Open the wrapped backend."""
-        await self.inner.open()
-
-    async def close(self) -> None:
-        """Close the wrapped backend."""
-        await self.inner.close()
 
     async def create_session(self, info: SessionInfo) -> None:
         """Store ``info`` with its metadata sealed."""

@@ -17,6 +17,9 @@ Use these instead of writing your own; ``file://``, ``redis://`` and ``postgresq
   :func:`decode_at` reads stored JSON back as message ``seq`` of a history, and
   :func:`decode_batch` reads a whole tail in one validation
   (:mod:`aixgo.session.codec`, with ``check_batch``, ``check_repeat`` and ``stored_copy``).
+* Wrappers: :class:`BackendWrapper` (:mod:`aixgo.session.kit.wrapper`), the base of a backend
+  that wraps another (tracing, encryption, the audit log use it): capabilities and optional
+  methods answer for the wrapped store.
 * Secrets: :class:`Redactor` and :func:`redact_url` (:mod:`aixgo.session.redaction`) show a
   URL, and scrub a driver's messages, without passwords.
 """
@@ -37,10 +40,12 @@ from aixgo.session.kit.options import (
     text,
 )
 from aixgo.session.kit.retry import RetryPolicy
+from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
 
 __all__ = [
     "BackendTimeout",
+    "BackendWrapper",
     "Option",
     "Redactor",
     "RetryPolicy",
