@@ -19,13 +19,14 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aixgo import hookimpl
 from aixgo.errors import ConfigError
 from aixgo.hookspecs import AgentRegister
 
-from aixgo_agent_react.agent import ReActAgent
+if TYPE_CHECKING:  # loading plugins (every aixgo command) must not import the model SDKs
+    from aixgo_agent_react.agent import ReActAgent
 
 __all__ = ["aixgo_register_agents", "build_agent"]
 
@@ -39,6 +40,8 @@ def aixgo_register_agents(register: AgentRegister) -> None:
 def build_agent(*, model: Any, tools: list[Any] | None = None, **options: Any) -> ReActAgent:
     """A :class:`ReActAgent` from YAML options; ``tools`` may name functions or tools as
     ``"module:attribute"``. Other options are :class:`ReActAgent`'s keywords."""
+    from aixgo_agent_react.agent import ReActAgent
+
     loaded = [_load(t) if isinstance(t, str) else t for t in tools or []]
     return ReActAgent(model, loaded, **options)
 

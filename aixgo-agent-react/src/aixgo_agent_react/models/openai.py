@@ -19,15 +19,17 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from aixgo import Message
 from aixgo.errors import ConfigError
 from aixgo.message import ToolCall
 from pydantic import JsonValue
 
 from aixgo_agent_react.models import ModelError
+
+if TYPE_CHECKING:  # imported when a model is made: loading plugins must not pay for the SDK
+    import openai
 from aixgo_agent_react.tools import Tool
 
 __all__ = ["BAD_ARGUMENTS", "OpenAIModel"]
@@ -62,6 +64,8 @@ class OpenAIModel:
                     "api_key (or base_url for a local server that needs none)"
                 )
             api_key = "unused"  # local servers (Ollama, vLLM, llama.cpp) ignore it
+        import openai
+
         self.model = model
         self.options = options
         self._client = openai.AsyncOpenAI(
@@ -125,6 +129,8 @@ class OpenAIModel:
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """The SDK's errors as :class:`ModelError` naming the model and endpoint."""
+        import openai
+
         try:
             yield
         except openai.APITimeoutError as exc:
