@@ -51,8 +51,10 @@ async def test_each_error_class_has_its_status(exc: errors.AixgoError, status: i
     r = error_response(exc)
     body = json.loads(bytes(r.body))
     assert r.status_code == status and body["error"]["type"] == type(exc).__name__
-    if status < 500:
-        assert body["error"]["message"] == str(exc)
+    if status < 500:  # the message, without a hint meant for Python callers where it has one
+        assert body["error"]["message"] == getattr(exc, "problem", str(exc))
+        assert "SessionManager" not in body["error"]["message"]
+        assert "Session.list_checkpoints" not in body["error"]["message"]
     else:  # server-side detail (hosts, paths) stays in the server's log
         assert str(exc) not in body["error"]["message"]
         assert "db" not in body["error"]["message"] and "/var" not in body["error"]["message"]

@@ -198,6 +198,7 @@ async def test_another_users_session_is_not_found_on_every_route(client: Client)
             nobody = await c.request(method, url.replace(sid, missing), json=elsewhere)
             assert theirs.status_code == nobody.status_code == 404, (url, theirs.text, nobody.text)
             assert theirs.json()["error"]["type"] == "SessionNotFound"
+            assert "SessionManager" not in theirs.text  # no hint meant for Python callers
             # Indistinguishable from a session that does not exist.
             assert (
                 theirs.json()["error"]["message"].replace(sid, missing)

@@ -81,7 +81,10 @@ def aixgo_error(exc: AixgoError, **extra: Any) -> tuple[int, dict[str, Any]]:
     if status >= 500:
         _log.warning("%s (%d): %s", kind, status, exc)
         return status, error_body(kind, _SERVER_SIDE, **extra)
-    return status, error_body(kind, str(exc), **extra)
+    # ``problem``, where an error has one, is its message without the hint for Python
+    # callers ("create it with SessionManager.create()"), which means nothing to an HTTP client.
+    message = getattr(exc, "problem", None) or str(exc)
+    return status, error_body(kind, message, **extra)
 
 
 def error_response(exc: Exception) -> JSONResponse:
