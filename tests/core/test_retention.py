@@ -167,7 +167,7 @@ def test_the_sweep_command(tmp_path: Path) -> None:
     assert dry.stdout.splitlines() == [
         "would delete 2 of 3 sessions examined (by rule: keep_last 2; spared as used "
         "meanwhile: 0)", f"  {ids[1]}", f"  {ids[0]}"]  # fmt: skip
-    assert "assistant: 3 examined, 2 selected" in dry.stderr
+    assert "sweep: 3 sessions examined, assistant: 2 selected" in dry.stderr  # one line/batch
     done = aixgo("--agent", "assistant", "--keep-last", "1", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

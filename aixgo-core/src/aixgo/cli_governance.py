@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from aixgo.cli_progress import ProgressReport
 from aixgo.cli_sessions import _run, printable, sessions
 from aixgo.errors import ConfigError
 from aixgo.session import ErasureReport, RekeyReport, SessionManager, redact_url
@@ -19,7 +20,9 @@ __all__ = ["erase_command", "rekey_command"]
 
 @sessions.command("rekey")
 @click.option("--batch", default=200, show_default=True, help="Data keys per listing page.")
-@click.option("--progress/--no-progress", default=True, help="A progress line per batch.")
+@click.option("--progress/--no-progress", default=True,
+              help="Progress on stderr (the default): a bar with count and rate on a terminal, "
+              "one line per batch elsewhere.")  # fmt: skip
 @click.pass_obj
 def rekey_command(url: str, batch: int, progress: bool) -> None:
     """Move every data key onto the active master key ($AIXGO_ENCRYPTION_ACTIVE).
@@ -28,12 +31,10 @@ def rekey_command(url: str, batch: int, progress: bool) -> None:
     old key can be removed from $AIXGO_ENCRYPTION_KEYS.
     """
 
+    display = ProgressReport("rekey", show=progress, unit="data keys", every=1)
+
     def shown(report: RekeyReport) -> None:
-        if progress:
-            click.echo(
-                f"rekey: {report.data_keys} data keys seen, {report.rewrapped} rewrapped",
-                err=True,
-            )
+        display.update(report.data_keys, f"{report.rewrapped:,} rewrapped")
 
     async def work(mgr: SessionManager) -> RekeyReport:
         if mgr.keyring is None:
@@ -43,7 +44,8 @@ def rekey_command(url: str, batch: int, progress: bool) -> None:
             )
         return await mgr.rekey(progress=shown, batch=batch)
 
-    report = _run(url, work)
+    with display:
+        report = _run(url, work)
     click.echo(
         f"rekeyed: {report.rewrapped} data key(s) rewrapped, {report.data_keys} seen, "
         f"{report.remaining} left on other keys"

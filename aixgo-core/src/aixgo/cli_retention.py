@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from aixgo.cli_progress import ProgressReport
 from aixgo.cli_sessions import _dump, _run, printable
 from aixgo.errors import ConfigError
 from aixgo.session.manager import SessionManager
@@ -30,7 +30,9 @@ __all__ = ["sweep_command"]
 @click.option("--dry-run", is_flag=True, help="Change nothing; report what would be deleted.")
 @click.option("--batch", default=500, show_default=True, help="Sessions listed per batch.")
 @click.option("--max", "max_deletions", type=int, help="Stop after deleting this many.")
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr. On a terminal (the default there): a bar with count "
+              "and rate. Elsewhere: nothing, or with --progress one line per batch.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def sweep_command(
@@ -53,21 +55,18 @@ def sweep_command(
     $AIXGO_AUDIT_LOG is set.
     """
     policies = _policies(config_path, agent, idle, max_age, keep_last)
-    show = sys.stderr.isatty() if progress is None else progress
+    shown = ProgressReport("sweep", show=progress, unit="sessions examined", every=batch)
 
     def on_batch(name: str, report: SweepReport) -> None:
-        if show:
-            verb = "selected" if report.dry_run else "deleted"
-            click.echo(f"\r{printable(name)}: {report.examined:,} examined, "
-                       f"{report.deleted:,} {verb}", nl=False, err=True)  # fmt: skip
+        verb = "selected" if report.dry_run else "deleted"
+        shown.update(report.examined, f"{printable(name)}: {report.deleted:,} {verb}")
 
     async def work(mgr: SessionManager) -> SweepReport:
         return await sweep(mgr, policies, dry_run=dry_run, batch=batch,
                            max_deletions=max_deletions, progress=on_batch)  # fmt: skip
 
-    report = _run(url, work)
-    if show:
-        click.echo("", err=True)
+    with shown:
+        report = _run(url, work)
     if as_json:
         _dump({"dry_run": report.dry_run, "examined": report.examined,
                "deleted": report.deleted, "by_rule": dict(report.by_rule),
