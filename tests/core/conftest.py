@@ -107,3 +107,15 @@ def pg_database() -> Iterator[str]:
 def pg_url(pg_database: str) -> str:
     """An empty store: a schema of this test's own."""
     return f"{pg_database}?schema=t_{new_id()[:12]}"
+
+
+@pytest.fixture(params=["memory", "file", "redis", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store of each kind, on the real servers (each call opens its own
+    connections)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "file":
+        return f"file://{tmp_path / 'sessions'}"
+    fixture = "redis_url" if request.param == "redis" else "pg_url"
+    return str(request.getfixturevalue(fixture))

@@ -29,17 +29,6 @@ SECRET = "the-secret-text-4711"
 META = "meta-value-0815"
 
 
-@pytest.fixture(params=["memory", "file", "redis", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store of each kind, on the real servers."""
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "file":
-        return f"file://{tmp_path / 'sessions'}"
-    fixture = "redis_url" if request.param == "redis" else "pg_url"
-    return str(request.getfixturevalue(fixture))
-
-
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

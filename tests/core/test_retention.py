@@ -24,17 +24,6 @@ from aixgo.session.retention import RetentionPolicy, _delete_unused, sweep
 KEY = bytes(range(32))
 
 
-@pytest.fixture(params=["memory", "file", "redis", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store of each kind, on the real servers."""
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "file":
-        return f"file://{tmp_path / 'sessions'}"
-    fixture = "redis_url" if request.param == "redis" else "pg_url"
-    return str(request.getfixturevalue(fixture))
-
-
 async def _ids(mgr: SessionManager, agent: str | None = None) -> set[str]:
     return {i.id for i in (await mgr.list(agent=agent, limit=1000)).items}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from aixgo import Message, Runtime
@@ -41,17 +40,6 @@ class Stubborn:
             if self.then == "raise":
                 raise RuntimeError("interrupted") from None
         return Message.assistant("late")
-
-
-@pytest.fixture(params=["memory", "file", "redis", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store of each kind (a new pool: calls make its connections)."""
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "file":
-        return f"file://{tmp_path / 'sessions'}"
-    fixture = "redis_url" if request.param == "redis" else "pg_url"
-    return str(request.getfixturevalue(fixture))
 
 
 async def _outcomes(rt: Runtime, wait: float | None) -> Counter[str]:
