@@ -35,13 +35,18 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import JsonValue
-from pydantic_core import from_json
 
 from aixgo.crypto import KEY_BYTES, Keyring
-from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
-from aixgo.message import Message, ToolCall, utc_now
+from aixgo.errors import (
+    ConflictError,
+    CorruptedData,
+    DecryptionError,
+    InvalidIdentifier,
+    SessionNotFound,
+)
+from aixgo.message import Message, utc_now
 from aixgo.session.backend import Backend
-from aixgo.session.codec import check_batch, stored_copy
+from aixgo.session.codec import check_batch, decode_batch, decode_message, stamp_seq, stored_copy
 from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
@@ -336,39 +341,49 @@ class EncryptedBackend(BackendWrapper):
         )  # fmt: skip
 
     async def _open_messages(self, session_id: str, stored: Sequence[Message]) -> list[Message]:
-        out: list[Message] = []
+        # Each record is decrypted on its own (its nonce and associated data are its own),
+        # then the plaintexts, each the JSON _seal_message sealed, are validated in one
+        # decode_batch call, as a plaintext store reads its tail.
+        sealed: list[bytes] = []
+        seqs: list[int | None] = []
+        sources: list[Message] = []
+        plain: dict[int, Message] = {}  # position -> a plaintext record (while migrating)
         keys = self._keys
-        for s in stored:
+        # The hot loop of every encrypted read: _split, _message_aad and _open inlined.
+        a2b, aad_prefix = binascii.a2b_base64, f"aixgo/1/message\0{session_id}\0"
+        for i, s in enumerate(stored):
             envelope = s.metadata.get(SEALED) if s.metadata else None
-            split = _split(envelope)
-            if split is None:
+            parts = envelope.split(".", 2) if type(envelope) is str else ()
+            if len(parts) != 3 or parts[0] != _VERSION:
                 what = f"message {s.id!r} of session {session_id!r}"
                 if envelope is not None:
                     raise _malformed(what)
                 self._plaintext(what)
-                out.append(s)
+                plain[i] = s
                 continue
-            dk_id, blob = split
-            dk = keys.get(dk_id)
+            try:
+                blob = a2b(parts[2], strict_mode=True)
+            except (ValueError, binascii.Error):
+                raise _malformed(f"message {s.id!r} of session {session_id!r}") from None
+            dk = keys.get(parts[1])
             if dk is None:
                 what = f"message {s.id!r} of session {session_id!r}"
-                dk = await self._reading_key(await self._owner(session_id), dk_id, what)
-            data = _open(dk, blob, _message_aad(session_id, s), s.id, session_id)
+                dk = await self._reading_key(await self._owner(session_id), parts[1], what)
+            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
             try:
-                # Authenticated: these bytes are what _seal_message wrote from a valid message,
-                # so they are not validated again (the hot path of every read).
-                d = _loads(data)
-                calls = d["tool_calls"]
-                out.append(_message(
-                    s.id, s.role, d["content"], d["name"],
-                    None if calls is None else [ToolCall.model_construct(**c) for c in calls],
-                    s.tool_call_id, d["metadata"], s.created_at, s.seq,
-                ))  # fmt: skip
-            except (ValueError, KeyError, TypeError):
-                raise DecryptionError(
-                    f"message {s.id!r} of session {session_id!r} decrypts to something not a "
-                    "message"
-                ) from None
+                sealed.append(dk.aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad))
+            except InvalidTag:
+                _open(dk, blob, aad, s.id, session_id)  # raises the DecryptionError
+                raise
+            seqs.append(s.seq)
+            sources.append(s)
+        opened = _decode(session_id, sealed, seqs, sources)
+        if not plain:
+            return opened
+        out: list[Message] = []
+        rest = iter(opened)
+        for i in range(len(stored)):
+            out.append(plain[i] if i in plain else next(rest))
         return out
 
     # -- the backend protocol ----------------------------------------------------------
@@ -517,13 +532,51 @@ def _message(
     return out
 
 
-def _loads(data: bytes) -> Any:
-    try:
-        return from_json(data)
-    except ValueError:
-        # Deeper than pydantic-core's parser reads (stored before codec.MAX_DEPTH existed),
-        # within what the standard library's parser reads.
-        return json.loads(data)
+def _decode(
+    session_id: str, data: list[bytes], seqs: list[int | None], stored: list[Message]
+) -> list[Message]:
+    """The decrypted records ``data`` (stored as messages ``seqs``) as messages, validated
+    in one :func:`decode_batch`; a record that is not a message is a
+    :class:`DecryptionError` naming it."""
+    if not data:
+        return []
+
+    def careful(i: int) -> Message:
+        try:
+            return decode_message(data[i])
+        except CorruptedData:
+            pass
+        try:
+            return _partial(stored[i], data[i])
+        except (ValueError, TypeError):
+            raise DecryptionError(
+                f"message {stored[i].id!r} of session {session_id!r} decrypts to something "
+                "not a message"
+            ) from None
+
+    first = seqs[0]
+    if first is not None and seqs == list(range(first, first + len(seqs))):
+        return decode_batch(data, careful, first_seq=first)  # a tail: numbered in place
+    # Not one run of seqs (never from a backend's history; kept correct anyway).
+    data = [d if seq is None else stamp_seq(d, seq) for d, seq in zip(data, seqs, strict=True)]
+    out = decode_batch(data, careful)
+    for m, seq in zip(out, seqs, strict=True):
+        if m.seq != seq:
+            m.__dict__["seq"] = seq  # built afresh by decode_batch: nobody else holds it
+    return out
+
+
+_PARTIAL = {"content", "name", "tool_calls", "metadata"}
+
+
+def _partial(s: Message, data: bytes) -> Message:
+    """A record sealed in the form of development builds of 2026-12-07 (only the fields not
+    kept in the clear), completed from the clear ones."""
+    d = json.loads(data)
+    if not isinstance(d, dict) or set(d) != _PARTIAL:
+        raise ValueError("not a partial record")
+    clear = {"id": s.id, "role": s.role, "tool_call_id": s.tool_call_id}
+    return Message.model_validate({**d, **clear, "created_at": s.created_at, "seq": s.seq})
 
 
 def _whose(owner: str | None) -> str:
