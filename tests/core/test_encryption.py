@@ -63,6 +63,8 @@ async def test_ciphertext_moved_to_another_session_or_id_is_refused(store: Store
     b = await mgr.create("assistant", user_id="alice")  # same user: same data key
     await a.append_message(Message.user("from a"))
     await b.append_message(Message.user("from b"))
+    # Read first, so this process has opened (and remembers) the record it then finds moved.
+    assert [m.text for m in await a.get_messages()] == ["from a"]
     (sealed,) = await store.backend.get_messages(a.id)
     moved = sealed.model_copy(update={"seq": None})
     await store.backend.append_messages(b.id, [moved])
@@ -251,10 +253,34 @@ async def test_messages_read_back_share_no_lists_or_dicts(store: Store) -> None:
     first[0].content[0]["text"] = "changed"  # type: ignore[index]
     assert first[1].tool_calls is not None
     first[1].tool_calls[0].arguments["q"].append("changed")
-    again = await s.get_messages()
-    assert again[0].metadata == {"tags": ["x"]}
-    assert again[0].content == [{"type": "text", "text": "hi"}]
-    assert again[1].tool_calls == [call] and call.arguments == {"q": ["a"]}
+    for _ in range(2):  # read again (this process remembers what it opened): copies each time
+        again = await s.get_messages()
+        assert again[0].metadata == {"tags": ["x"]}
+        assert again[0].content == [{"type": "text", "text": "hi"}]
+        assert again[1].tool_calls == [call] and call.arguments == {"q": ["a"]}
+        again[0].metadata["tags"].append("changed")
+        assert again[1].tool_calls is not None
+        again[1].tool_calls[0].arguments["q"].append("changed")
+    assert [m.seq for m in await s.get_messages(last=1)] == [2]
+
+
+async def test_a_record_altered_in_the_clear_after_it_was_read_is_refused(store: Store) -> None:
+    from aixgo.session._encrypted import EncryptedBackend
+
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    await s.append_message(Message.tool("as written", tool_call_id="call-1"))
+    assert [m.role for m in await s.get_messages()] == ["tool"]  # opened and remembered
+    (sealed,) = await store.backend.get_messages(s.id)
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    # What a store could hand back after its clear fields were edited: each is refused.
+    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}):
+        with pytest.raises(DecryptionError):
+            await enc._open_messages(s.id, [sealed.model_copy(update=change)])
+    with pytest.raises(DecryptionError):
+        await enc._open_messages("1" * 32, [sealed])  # under another session id
+    assert [m.text for m in await enc._open_messages(s.id, [sealed])] == ["as written"]
 
 
 async def test_a_sealed_record_that_is_not_a_message_is_a_decryption_error(store: Store) -> None:

@@ -30,7 +30,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -65,6 +65,10 @@ _FINGERPRINT = "sealed:"
 _COMPARED = {"content", "name", "tool_calls"}
 # Session id -> owner cache bound: owners never change, so this only bounds memory.
 _OWNERS_MAX = 100_000
+# Bounds of the cache of opened messages: plaintext bytes and entries. Past either, it is
+# emptied (cheaper than tracking recency on every hit).
+_OPENED_BYTES = 32 * 1024 * 1024
+_OPENED_MAX = 20_000
 
 
 def _owner_tag(owner: str | None) -> bytes:
@@ -156,6 +160,12 @@ class EncryptedBackend(BackendWrapper):
         self._owners: dict[str, str | None] = {}
         self._keys: dict[str, _DataKey] = {}  # data key id -> key
         self._writing: dict[str | None, _DataKey] = {}  # owner -> key new records use
+        # Messages this process decrypted, by (associated data, envelope): a tail read again
+        # (every turn of a conversation) skips the decryption and the validation. The key
+        # holds everything the decryption checks, so a record moved or altered misses and
+        # is decrypted (and refused) as without the cache; hits are handed out as copies.
+        self._opened: dict[tuple[bytes, str], Message] = {}
+        self._opened_bytes = 0
 
     def __repr__(self) -> str:
         return f"EncryptedBackend({self.inner!r}, {self.keyring!r})"
@@ -289,8 +299,10 @@ class EncryptedBackend(BackendWrapper):
         self._owners[info.id] = info.user_id
 
     def forget(self, owner: str) -> None:
-        """Drop cached data keys and sessions of ``owner`` (after erasing them)."""
+        """Drop cached data keys, sessions and messages of ``owner`` (after erasing them)."""
         self._writing.pop(owner, None)
+        self._opened.clear()  # erasures are rare: every user's messages go, not only theirs
+        self._opened_bytes = 0
         for dk_id in [k for k, dk in self._keys.items() if dk.owner == owner]:
             del self._keys[dk_id]
         for sid in [s for s, o in self._owners.items() if o == owner]:
@@ -347,20 +359,28 @@ class EncryptedBackend(BackendWrapper):
         sealed: list[bytes] = []
         seqs: list[int | None] = []
         sources: list[Message] = []
-        plain: dict[int, Message] = {}  # position -> a plaintext record (while migrating)
-        keys = self._keys
+        keys_of: list[tuple[bytes, str]] = []
+        out: list[Message | None] = []
+        keys, opened = self._keys, self._opened
         # The hot loop of every encrypted read: _split, _message_aad and _open inlined.
         a2b, aad_prefix = binascii.a2b_base64, f"aixgo/1/message\0{session_id}\0"
-        for i, s in enumerate(stored):
+        for s in stored:
             envelope = s.metadata.get(SEALED) if s.metadata else None
-            parts = envelope.split(".", 2) if type(envelope) is str else ()
-            if len(parts) != 3 or parts[0] != _VERSION:
-                what = f"message {s.id!r} of session {session_id!r}"
-                if envelope is not None:
-                    raise _malformed(what)
-                self._plaintext(what)
-                plain[i] = s
+            if envelope is None:
+                self._plaintext(f"message {s.id!r} of session {session_id!r}")
+                out.append(s)  # a plaintext record (while migrating)
                 continue
+            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
+            known = opened.get((aad, envelope)) if type(envelope) is str else None
+            if known is not None:
+                out.append(stored_copy(known, cast(int, s.seq)))
+                continue
+            if (
+                not isinstance(envelope, str)
+                or len(parts := envelope.split(".", 2)) != 3
+                or parts[0] != _VERSION
+            ):
+                raise _malformed(f"message {s.id!r} of session {session_id!r}")
             try:
                 blob = a2b(parts[2], strict_mode=True)
             except (ValueError, binascii.Error):
@@ -369,7 +389,6 @@ class EncryptedBackend(BackendWrapper):
             if dk is None:
                 what = f"message {s.id!r} of session {session_id!r}"
                 dk = await self._reading_key(await self._owner(session_id), parts[1], what)
-            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
             try:
                 sealed.append(dk.aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad))
             except InvalidTag:
@@ -377,14 +396,29 @@ class EncryptedBackend(BackendWrapper):
                 raise
             seqs.append(s.seq)
             sources.append(s)
-        opened = _decode(session_id, sealed, seqs, sources)
-        if not plain:
-            return opened
-        out: list[Message] = []
-        rest = iter(opened)
-        for i in range(len(stored)):
-            out.append(plain[i] if i in plain else next(rest))
-        return out
+            keys_of.append((aad, envelope))
+            out.append(None)
+        if not sealed:
+            return cast("list[Message]", out)  # every slot filled
+        fresh = _decode(session_id, sealed, seqs, sources)
+        self._keep(keys_of, sealed, fresh)
+        it = iter(fresh)
+        return [next(it) if m is None else m for m in out]
+
+    def _keep(
+        self, keys: list[tuple[bytes, str]], sealed: list[bytes], messages: list[Message]
+    ) -> None:
+        """Cache copies of freshly opened ``messages`` (the caller keeps the originals)."""
+        size = self._opened_bytes + sum(len(d) for d in sealed)
+        if size > _OPENED_BYTES or len(self._opened) + len(keys) > _OPENED_MAX:
+            self._opened.clear()
+            size = sum(len(d) for d in sealed)
+            if size > _OPENED_BYTES:
+                self._opened_bytes = 0
+                return
+        self._opened_bytes = size
+        for key, m in zip(keys, messages, strict=True):
+            self._opened[key] = stored_copy(m, cast(int, m.seq))
 
     # -- the backend protocol ----------------------------------------------------------
 
