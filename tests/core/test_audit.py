@@ -23,6 +23,7 @@ from aixgo.audit import AuditLog, AuditSink, JsonlSink, Sealer, audit_actor, ver
 from aixgo.errors import AuditError, InvalidArgument, SessionNotFound
 from aixgo.session import SessionManager
 from aixgo.session.archive import export_sessions, import_sessions
+from aixgo.session.memory import MemoryBackend
 
 KEY = bytes(range(32))
 SECRET = "the-secret-text-4711"
@@ -485,3 +486,37 @@ def test_a_bad_audit_sink_registration_is_named() -> None:
             AuditLog("file:///tmp/x.jsonl", key=KEY)
     finally:
         plugins.unregister_plugin("bad")
+
+
+class _Stalls(MemoryBackend):
+    """Appends store the batch, then wait until released (a slow network answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def append_messages(self, session_id: str, messages: Any, **kw: Any) -> Any:
+        out = await super().append_messages(session_id, messages, **kw)
+        self.stored.set()
+        await self.release.wait()
+        return out
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_operation_is_recorded_as_cancelled(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    backend = _Stalls()
+    mgr = SessionManager(backend, audit=AuditLog(path, key=KEY))
+    s = await mgr.create("assistant", user_id="u1")
+    call = asyncio.create_task(s.append_message(Message.user("stored, then cancelled")))
+    await backend.stored.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert [m.text for m in await backend.get_messages(s.id)] == ["stored, then cancelled"]
+    await mgr.close()
+    recs = _records(path)
+    assert [(r["op"], r["outcome"]) for r in recs] == [
+        ("create", "ok"), ("append", "CancelledError")]  # fmt: skip
+    assert verify_lines(path.read_text().splitlines(), KEY).intact

@@ -63,6 +63,8 @@ async def test_ciphertext_moved_to_another_session_or_id_is_refused(store: Store
     b = await mgr.create("assistant", user_id="alice")  # same user: same data key
     await a.append_message(Message.user("from a"))
     await b.append_message(Message.user("from b"))
+    # Read first, so this process has opened (and remembers) the record it then finds moved.
+    assert [m.text for m in await a.get_messages()] == ["from a"]
     (sealed,) = await store.backend.get_messages(a.id)
     moved = sealed.model_copy(update={"seq": None})
     await store.backend.append_messages(b.id, [moved])
@@ -213,3 +215,104 @@ async def test_session_metadata_moved_to_another_session_is_refused(store: Store
         await mgr.get(other.id)
     with pytest.raises(DecryptionError):  # listing refuses it too, never skips it silently
         await mgr.list(user_id="alice")
+
+
+async def test_a_tail_mixing_sealed_and_plaintext_records_reads_in_order_while_migrating(
+    store: Store,
+) -> None:
+    keyring = Keyring({"k1": key()}, active="k1")
+    plain = store.manager()
+    s = await plain.create("assistant", user_id="alice")
+    await s.append_messages([Message.user("p1"), Message.user("p2")])
+    migrating = store.manager(keyring, allow_plaintext=True)
+    s2 = await migrating.get(s.id)
+    await s2.append_messages([Message.user("e3"), Message.assistant("e4")])
+    await plain.backend.append_messages(s.id, [Message.user("p5")])
+    await s2.append_message(Message.user("e6"))
+    got = await s2.get_messages()
+    assert [(m.seq, m.text) for m in got] == [
+        (1, "p1"), (2, "p2"), (3, "e3"), (4, "e4"), (5, "p5"), (6, "e6"),
+    ]  # fmt: skip
+    assert [(m.seq, m.text) for m in await s2.get_messages(last=3)] == [
+        (4, "e4"), (5, "p5"), (6, "e6"),
+    ]  # fmt: skip
+    with pytest.raises(DecryptionError, match="not encrypted"):
+        await (await store.manager(keyring).get(s.id)).get_messages(last=2)
+
+
+async def test_messages_read_back_share_no_lists_or_dicts(store: Store) -> None:
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    call = ToolCall(name="f", arguments={"q": ["a"]})
+    await s.append_messages([
+        Message.user([{"type": "text", "text": "hi"}], metadata={"tags": ["x"]}),
+        Message.assistant(tool_calls=[call]),
+    ])  # fmt: skip
+    first = await s.get_messages()
+    first[0].metadata["tags"].append("changed")
+    first[0].content[0]["text"] = "changed"  # type: ignore[index]
+    assert first[1].tool_calls is not None
+    first[1].tool_calls[0].arguments["q"].append("changed")
+    for _ in range(2):  # read again (this process remembers what it opened): copies each time
+        again = await s.get_messages()
+        assert again[0].metadata == {"tags": ["x"]}
+        assert again[0].content == [{"type": "text", "text": "hi"}]
+        assert again[1].tool_calls == [call] and call.arguments == {"q": ["a"]}
+        again[0].metadata["tags"].append("changed")
+        assert again[1].tool_calls is not None
+        again[1].tool_calls[0].arguments["q"].append("changed")
+    assert [m.seq for m in await s.get_messages(last=1)] == [2]
+
+
+async def test_a_record_altered_in_the_clear_after_it_was_read_is_refused(store: Store) -> None:
+    from aixgo.session._encrypted import EncryptedBackend
+
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    await s.append_message(Message.tool("as written", tool_call_id="call-1"))
+    assert [m.role for m in await s.get_messages()] == ["tool"]  # opened and remembered
+    (sealed,) = await store.backend.get_messages(s.id)
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    # What a store could hand back after its clear fields were edited: each is refused.
+    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}):
+        with pytest.raises(DecryptionError):
+            await enc._open_messages(s.id, [sealed.model_copy(update=change)])
+    with pytest.raises(DecryptionError):
+        await enc._open_messages("1" * 32, [sealed])  # under another session id
+    assert [m.text for m in await enc._open_messages(s.id, [sealed])] == ["as written"]
+
+
+async def test_a_sealed_record_that_is_not_a_message_is_a_decryption_error(store: Store) -> None:
+    from aixgo.session._encrypted import EncryptedBackend
+
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    await s.append_message(Message.user("fine"))
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    dk = await enc._writing_key("alice")
+    # Sealed with the right key and bound to the right ids, but not a message inside.
+    bad = enc._seal_message(s.id, Message.user("x", id="m-bad"), b'{"not":"a message"}', dk)
+    await store.backend.append_messages(s.id, [bad])
+    with pytest.raises(DecryptionError, match="'m-bad'.*not a message"):
+        await s.get_messages()
+    assert len(await store.backend.get_messages(s.id)) == 2  # the read changed nothing
+
+
+async def test_records_sealed_with_only_the_hidden_fields_still_read(store: Store) -> None:
+    # Development builds of 2026-12-07 sealed content, name, tool calls and metadata only.
+    from aixgo.session._encrypted import EncryptedBackend
+
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    dk = await enc._writing_key("alice")
+    m = Message.tool("result", tool_call_id="call-9", metadata={"n": 1})
+    partial = b'{"content":"result","name":null,"tool_calls":null,"metadata":{"n":1}}'
+    await store.backend.append_messages(s.id, [enc._seal_message(s.id, m, partial, dk)])
+    await s.append_message(Message.user("after"))
+    got = await s.get_messages()
+    assert got[0] == m.model_copy(update={"seq": 1})
+    assert [x.text for x in got] == ["result", "after"]

@@ -52,7 +52,7 @@ class AuditedBackend(BackendWrapper):
         async def get_or_create_session(info: SessionInfo) -> tuple[SessionInfo, bool]:
             try:
                 got, created = await fn(info)
-            except Exception as exc:
+            except BaseException as exc:  # a cancelled create may have reached the store
                 await self._record("create", info.id, type(exc).__name__, owner=info)
                 raise
             self._remember(got)
@@ -110,7 +110,9 @@ class AuditedBackend(BackendWrapper):
     ) -> T:
         try:
             out = await work()
-        except Exception as exc:
+        except BaseException as exc:
+            # Cancelled too (a call timing out): the store may have done the work before the
+            # cancellation arrived, so the attempt is recorded, as CancelledError.
             await self._record(op, session_id, type(exc).__name__, owner=owner, ids=ids)
             raise
         n = count(out) if count is not None else None
@@ -169,7 +171,7 @@ class AuditedBackend(BackendWrapper):
             "append",
             session_id,
             lambda: self.inner.append_messages(session_id, messages, expected_seq=expected_seq),
-            ids=[m.id for m in messages],
+            ids=_ids(messages),
             count=len,
         )
 
@@ -203,6 +205,14 @@ class AuditedBackend(BackendWrapper):
             lambda: self.inner.restore_checkpoint(session_id, checkpoint_id, undo_id=undo_id),
             ids=[checkpoint_id, undo_id],
         )
+
+
+def _ids(messages: object) -> list[str]:
+    """The message ids of a batch; a batch the store will refuse (a lone message, items
+    that are not messages) is recorded with the ids it has."""
+    if not isinstance(messages, Sequence):
+        return []
+    return [m.id for m in messages if isinstance(m, Message)]
 
 
 def audit_of(backend: Any) -> AuditLog | None:

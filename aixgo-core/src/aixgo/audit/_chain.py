@@ -23,8 +23,13 @@ __all__ = ["MIN_KEY_BYTES", "Sealer", "VerifyReport", "verify_lines", "verify_li
 MIN_KEY_BYTES = 16
 
 
+# What json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True) uses, made
+# once: json.dumps builds a new encoder per call when given options.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def _canonical(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _ENCODER.encode(obj)
 
 
 class Sealer:

@@ -30,18 +30,23 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import JsonValue
-from pydantic_core import from_json
 
 from aixgo.crypto import KEY_BYTES, Keyring
-from aixgo.errors import ConflictError, DecryptionError, InvalidIdentifier, SessionNotFound
-from aixgo.message import Message, ToolCall, utc_now
+from aixgo.errors import (
+    ConflictError,
+    CorruptedData,
+    DecryptionError,
+    InvalidIdentifier,
+    SessionNotFound,
+)
+from aixgo.message import Message, utc_now
 from aixgo.session.backend import Backend
-from aixgo.session.codec import check_batch, stored_copy
+from aixgo.session.codec import check_batch, decode_batch, decode_message, stamp_seq, stored_copy
 from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
@@ -60,6 +65,10 @@ _FINGERPRINT = "sealed:"
 _COMPARED = {"content", "name", "tool_calls"}
 # Session id -> owner cache bound: owners never change, so this only bounds memory.
 _OWNERS_MAX = 100_000
+# Bounds of the cache of opened messages: plaintext bytes and entries. Past either, it is
+# emptied (cheaper than tracking recency on every hit).
+_OPENED_BYTES = 32 * 1024 * 1024
+_OPENED_MAX = 20_000
 
 
 def _owner_tag(owner: str | None) -> bytes:
@@ -151,6 +160,12 @@ class EncryptedBackend(BackendWrapper):
         self._owners: dict[str, str | None] = {}
         self._keys: dict[str, _DataKey] = {}  # data key id -> key
         self._writing: dict[str | None, _DataKey] = {}  # owner -> key new records use
+        # Messages this process decrypted, by (associated data, envelope): a tail read again
+        # (every turn of a conversation) skips the decryption and the validation. The key
+        # holds everything the decryption checks, so a record moved or altered misses and
+        # is decrypted (and refused) as without the cache; hits are handed out as copies.
+        self._opened: dict[tuple[bytes, str], Message] = {}
+        self._opened_bytes = 0
 
     def __repr__(self) -> str:
         return f"EncryptedBackend({self.inner!r}, {self.keyring!r})"
@@ -284,8 +299,10 @@ class EncryptedBackend(BackendWrapper):
         self._owners[info.id] = info.user_id
 
     def forget(self, owner: str) -> None:
-        """Drop cached data keys and sessions of ``owner`` (after erasing them)."""
+        """Drop cached data keys, sessions and messages of ``owner`` (after erasing them)."""
         self._writing.pop(owner, None)
+        self._opened.clear()  # erasures are rare: every user's messages go, not only theirs
+        self._opened_bytes = 0
         for dk_id in [k for k, dk in self._keys.items() if dk.owner == owner]:
             del self._keys[dk_id]
         for sid in [s for s, o in self._owners.items() if o == owner]:
@@ -336,40 +353,72 @@ class EncryptedBackend(BackendWrapper):
         )  # fmt: skip
 
     async def _open_messages(self, session_id: str, stored: Sequence[Message]) -> list[Message]:
-        out: list[Message] = []
-        keys = self._keys
+        # Each record is decrypted on its own (its nonce and associated data are its own),
+        # then the plaintexts, each the JSON _seal_message sealed, are validated in one
+        # decode_batch call, as a plaintext store reads its tail.
+        sealed: list[bytes] = []
+        seqs: list[int | None] = []
+        sources: list[Message] = []
+        keys_of: list[tuple[bytes, str]] = []
+        out: list[Message | None] = []
+        keys, opened = self._keys, self._opened
+        # The hot loop of every encrypted read: _split, _message_aad and _open inlined.
+        a2b, aad_prefix = binascii.a2b_base64, f"aixgo/1/message\0{session_id}\0"
         for s in stored:
             envelope = s.metadata.get(SEALED) if s.metadata else None
-            split = _split(envelope)
-            if split is None:
-                what = f"message {s.id!r} of session {session_id!r}"
-                if envelope is not None:
-                    raise _malformed(what)
-                self._plaintext(what)
-                out.append(s)
+            if envelope is None:
+                self._plaintext(f"message {s.id!r} of session {session_id!r}")
+                out.append(s)  # a plaintext record (while migrating)
                 continue
-            dk_id, blob = split
-            dk = keys.get(dk_id)
+            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
+            known = opened.get((aad, envelope)) if type(envelope) is str else None
+            if known is not None:
+                out.append(stored_copy(known, cast(int, s.seq)))
+                continue
+            if (
+                not isinstance(envelope, str)
+                or len(parts := envelope.split(".", 2)) != 3
+                or parts[0] != _VERSION
+            ):
+                raise _malformed(f"message {s.id!r} of session {session_id!r}")
+            try:
+                blob = a2b(parts[2], strict_mode=True)
+            except (ValueError, binascii.Error):
+                raise _malformed(f"message {s.id!r} of session {session_id!r}") from None
+            dk = keys.get(parts[1])
             if dk is None:
                 what = f"message {s.id!r} of session {session_id!r}"
-                dk = await self._reading_key(await self._owner(session_id), dk_id, what)
-            data = _open(dk, blob, _message_aad(session_id, s), s.id, session_id)
+                dk = await self._reading_key(await self._owner(session_id), parts[1], what)
             try:
-                # Authenticated: these bytes are what _seal_message wrote from a valid message,
-                # so they are not validated again (the hot path of every read).
-                d = _loads(data)
-                calls = d["tool_calls"]
-                out.append(_message(
-                    s.id, s.role, d["content"], d["name"],
-                    None if calls is None else [ToolCall.model_construct(**c) for c in calls],
-                    s.tool_call_id, d["metadata"], s.created_at, s.seq,
-                ))  # fmt: skip
-            except (ValueError, KeyError, TypeError):
-                raise DecryptionError(
-                    f"message {s.id!r} of session {session_id!r} decrypts to something not a "
-                    "message"
-                ) from None
-        return out
+                sealed.append(dk.aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad))
+            except InvalidTag:
+                _open(dk, blob, aad, s.id, session_id)  # raises the DecryptionError
+                raise
+            seqs.append(s.seq)
+            sources.append(s)
+            keys_of.append((aad, envelope))
+            out.append(None)
+        if not sealed:
+            return cast("list[Message]", out)  # every slot filled
+        fresh = _decode(session_id, sealed, seqs, sources)
+        self._keep(keys_of, sealed, fresh)
+        it = iter(fresh)
+        return [next(it) if m is None else m for m in out]
+
+    def _keep(
+        self, keys: list[tuple[bytes, str]], sealed: list[bytes], messages: list[Message]
+    ) -> None:
+        """Cache copies of freshly opened ``messages`` (the caller keeps the originals)."""
+        size = self._opened_bytes + sum(len(d) for d in sealed)
+        if size > _OPENED_BYTES or len(self._opened) + len(keys) > _OPENED_MAX:
+            self._opened.clear()
+            size = sum(len(d) for d in sealed)
+            if size > _OPENED_BYTES:
+                self._opened_bytes = 0
+                return
+        self._opened_bytes = size
+        for key, m in zip(keys, messages, strict=True):
+            self._opened[key] = stored_copy(m, cast(int, m.seq))
 
     # -- the backend protocol ----------------------------------------------------------
 
@@ -517,13 +566,51 @@ def _message(
     return out
 
 
-def _loads(data: bytes) -> Any:
-    try:
-        return from_json(data)
-    except ValueError:
-        # Deeper than pydantic-core's parser reads (stored before codec.MAX_DEPTH existed),
-        # within what the standard library's parser reads.
-        return json.loads(data)
+def _decode(
+    session_id: str, data: list[bytes], seqs: list[int | None], stored: list[Message]
+) -> list[Message]:
+    """The decrypted records ``data`` (stored as messages ``seqs``) as messages, validated
+    in one :func:`decode_batch`; a record that is not a message is a
+    :class:`DecryptionError` naming it."""
+    if not data:
+        return []
+
+    def careful(i: int) -> Message:
+        try:
+            return decode_message(data[i])
+        except CorruptedData:
+            pass
+        try:
+            return _partial(stored[i], data[i])
+        except (ValueError, TypeError):
+            raise DecryptionError(
+                f"message {stored[i].id!r} of session {session_id!r} decrypts to something "
+                "not a message"
+            ) from None
+
+    first = seqs[0]
+    if first is not None and seqs == list(range(first, first + len(seqs))):
+        return decode_batch(data, careful, first_seq=first)  # a tail: numbered in place
+    # Not one run of seqs (never from a backend's history; kept correct anyway).
+    data = [d if seq is None else stamp_seq(d, seq) for d, seq in zip(data, seqs, strict=True)]
+    out = decode_batch(data, careful)
+    for m, seq in zip(out, seqs, strict=True):
+        if m.seq != seq:
+            m.__dict__["seq"] = seq  # built afresh by decode_batch: nobody else holds it
+    return out
+
+
+_PARTIAL = {"content", "name", "tool_calls", "metadata"}
+
+
+def _partial(s: Message, data: bytes) -> Message:
+    """A record sealed in the form of development builds of 2026-12-07 (only the fields not
+    kept in the clear), completed from the clear ones."""
+    d = json.loads(data)
+    if not isinstance(d, dict) or set(d) != _PARTIAL:
+        raise ValueError("not a partial record")
+    clear = {"id": s.id, "role": s.role, "tool_call_id": s.tool_call_id}
+    return Message.model_validate({**d, **clear, "created_at": s.created_at, "seq": s.seq})
 
 
 def _whose(owner: str | None) -> str:

@@ -17,10 +17,13 @@ subclassing :class:`BackendConformance` in its own tests and providing one fixtu
 See :mod:`aixgo.testing.conformance` for the optional ``backend_url`` fixture and the
 capability-gated tests, and ``docs/writing-a-backend.md`` for a walk-through.
 :class:`EncryptedConformance` (wrapper mode) runs the kit through encryption at rest and
-checks encryption, key rotation and per-user erasure on your store.
+checks encryption, key rotation and per-user erasure on your store;
+:class:`AuditedConformance` runs it through the audit log and checks the audit records,
+the failure policy of a sink, erasure and retention sweeps on your store.
 """
 
 from aixgo.testing.conformance import BackendConformance
+from aixgo.testing.conformance_audit import AuditedConformance, FailingSink
 from aixgo.testing.conformance_checkpoints import CheckpointsConformance
 from aixgo.testing.conformance_governance import EncryptedConformance, encrypted
 from aixgo.testing.conformance_history import HistoryConformance
@@ -36,5 +39,7 @@ __all__ = [
     "LifecycleConformance",
     "TurnsConformance",
     "EncryptedConformance",
+    "AuditedConformance",
+    "FailingSink",
     "encrypted",
 ]
