@@ -59,7 +59,7 @@ from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from aixgo.agent import Agent, SessionAwareAgent, SessionHost, SessionMode, StreamingAgent
+from aixgo.agent import Agent, SessionHost, SessionMode, StreamingAgent
 from aixgo.audit import acting_for, audit_actor
 from aixgo.cancellation import CancelWatch
 from aixgo.crypto import keyring_from_env
@@ -470,7 +470,7 @@ class Runtime:
             async with self._start_lock:
                 if not entry.started:
                     await entry.start()
-        if isinstance(entry.agent, SessionHost):
+        if entry.hosted:
             # Its sessions live where it runs (another node): the turn protocol runs there.
             return await self._hosted(
                 entry.agent, agent, message, user if stateful else None,
@@ -559,9 +559,9 @@ class Runtime:
         deadline = asyncio.timeout(self.options.timeout)
         try:
             async with deadline:
-                if isinstance(entry.agent, StreamingAgent):
+                if entry.streams:
                     out = await _consume(entry.agent, message, session, emit)
-                elif session is not None and isinstance(entry.agent, SessionAwareAgent):
+                elif session is not None and entry.session_aware:
                     out = await entry.agent.execute_with_session(message, session)
                 else:
                     out = await entry.agent.execute(message)
