@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from aixgo.agent import AgentEvent
 from aixgo.errors import AixgoError, ConfigError
-from aixgo.events import Reply, Step
+from aixgo.events import Reply, SessionOpened, Step
 from aixgo.message import Message
 
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
@@ -126,18 +126,21 @@ class RemoteAgent:
 
     async def stream_hosted(
         self, input: Message, *, user: str | None, session: str | None, time_left: float | None
-    ) -> AsyncIterator[AgentEvent]:
-        """One turn on the node, streamed: Deltas and Steps as they happen, last the reply.
+    ) -> AsyncIterator[AgentEvent | SessionOpened]:
+        """One turn on the node, streamed: the session it runs in there (when it runs in
+        one), Deltas and Steps as they happen, last the reply.
 
         Retried on the next target like :meth:`execute_hosted` while no reply came; a Step
         already passed on is not passed on again, but the Deltas of a step cut off by the
         failure come again from the node that finishes it."""
         request = self._request(input, user, session)
+        request.session_event = True
         if not self._channels:
             await self.start()
         loop = asyncio.get_running_loop()
         deadline = None if time_left is None else loop.time() + time_left
         seen: set[str] = set()
+        opened = False
         for attempt in range(self.attempts):
             method = self._pick().stream
             left = None if deadline is None else max(deadline - loop.time(), 0.001)
@@ -145,7 +148,16 @@ class RemoteAgent:
             try:
                 async for wire in call:
                     event = event_from_wire(wire)
-                    if isinstance(event, Reply):
+                    if event is None:
+                        continue  # a kind from a newer node
+                    if isinstance(event, SessionOpened):
+                        if opened:  # a retry's node says it again
+                            continue
+                        opened = True
+                        # A retry continues this very session, not whichever of the
+                        # user's sessions another node would find.
+                        request.session = event.session_id
+                    elif isinstance(event, Reply):
                         yield event.message
                         return
                     if isinstance(event, Step):

@@ -35,7 +35,7 @@ from aixgo.errors import (
     SessionNotFound,
     UsageError,
 )
-from aixgo.events import Delta, Reply, Step
+from aixgo.events import Delta, Reply, SessionOpened, Step
 from aixgo.message import Message, ToolCall
 from pydantic import ValidationError
 
@@ -127,17 +127,20 @@ def from_wire(w: pb.Message) -> Message:
         raise InvalidMessage(f"the message is not valid: {problems}") from None
 
 
-def event_to_wire(event: Delta | Step | Reply) -> pb.Event:
+def event_to_wire(event: Delta | Step | Reply | SessionOpened) -> pb.Event:
     """A streamed event as an ``aixgo.v1.Event``."""
     if isinstance(event, Delta):
         return pb.Event(delta=pb.Delta(text=event.text))
     if isinstance(event, Step):
         return pb.Event(step=pb.Step(message=to_wire(event.message)))
+    if isinstance(event, SessionOpened):
+        return pb.Event(session=pb.SessionOpened(id=event.session_id))
     return pb.Event(reply=pb.Reply(message=to_wire(event.message)))
 
 
-def event_from_wire(w: pb.Event) -> Delta | Step | Reply:
-    """The event ``w`` carries; :class:`InvalidMessage` for an empty one."""
+def event_from_wire(w: pb.Event) -> Delta | Step | Reply | SessionOpened | None:
+    """The event ``w`` carries; ``None`` for a kind this version does not know (a newer
+    node's, which an older client skips)."""
     kind = w.WhichOneof("event")
     if kind == "delta":
         return Delta(text=w.delta.text)
@@ -145,7 +148,9 @@ def event_from_wire(w: pb.Event) -> Delta | Step | Reply:
         return Step(message=from_wire(w.step.message))
     if kind == "reply":
         return Reply(message=from_wire(w.reply.message))
-    raise InvalidMessage("an event with none of delta, step, reply")
+    if kind == "session":
+        return SessionOpened(session_id=w.session.id)
+    return None
 
 
 def _dumps(value: Any) -> str:
