@@ -126,7 +126,9 @@ def from_wire(w: pb.Message) -> Message:
             try:
                 fields["created_at"] = from_micros(at.seconds * 1_000_000 + at.nanos // 1000)
             except ValueError:
-                raise InvalidMessage("the message's created_at is outside the years 1-9999") from None
+                raise InvalidMessage(
+                    "the message's created_at is outside the years 1-9999"
+                ) from None
         if w.seq:
             fields["seq"] = w.seq
         return Message.model_validate(fields)
