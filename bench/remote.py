@@ -161,12 +161,12 @@ async def run_all(runs: int, budget_s: float, seconds: float, store_url: str) ->
                         return await bare_call(payload)
 
                     ra, rb = await measure_pair(
-                        (NAME, "bare grpcio echo (mTLS)"), "unary echo", (remote, grpc_echo),
-                        runs=runs, budget_s=budget_s,
+                        (NAME, "bare grpcio echo (mTLS)"), "unary echo, stateless",
+                        (remote, grpc_echo), runs=runs, budget_s=budget_s,
                     )  # fmt: skip
                     results += [ra, rb]
                     ratio = (ra.median_us or 0) / (rb.median_us or 1)
-                    print(f"   unary echo     {ra.median_us or 0:>10.1f} / "
+                    print(f"   stateless echo {ra.median_us or 0:>10.1f} / "
                           f"{rb.median_us or 0:.1f} us = {ratio:.2f}x "
                           "(target <= 1.3x)")  # fmt: skip
 
