@@ -6,9 +6,9 @@
 * :class:`Reply`: the stored final reply, always the last event. It is exactly what
   :meth:`aixgo.Runtime.call` returns for the same call;
 * :class:`SessionOpened`: only when asked for (``rt.stream(..., session_event=True)``), the
-  first event of a turn that runs in a session, naming it, so a caller who gave only a
-  ``user`` learns which session to continue (on this node or, for a remote agent, on any
-  node sharing its store).
+  first event of a turn that runs in a session (sent once its input is stored there), naming
+  it, so a caller who gave only a ``user`` learns which session to continue (on this node
+  or, for a remote agent, on any node sharing its store).
 
 Every event is a pydantic model with a ``type`` field (``"delta"``, ``"step"``, ``"reply"``,
 ``"session"``);

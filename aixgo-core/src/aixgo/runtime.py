@@ -552,13 +552,24 @@ class Runtime:
         self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any, emit: Emit
     ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
-        emit(SessionOpened(session_id=s.id))
+        announced = False
+
+        def announce() -> None:
+            # Once the input is stored here: a user's first call may still move to the
+            # session that racing first calls settled on (see _call).
+            nonlocal announced
+            if not announced:
+                announced = True
+                emit(SessionOpened(session_id=s.id))
 
         async def run(stored: Message) -> Message:
+            announce()
             with using_session(s):
                 return await self._run(entry, agent, stored, s, emit)
 
-        return await self._turns.take(s, message, run, agent=agent)
+        out = await self._turns.take(s, message, run, agent=agent)
+        announce()  # a repeated call answered from the store ran nothing
+        return out
 
     async def _run(
         self,
