@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
-from aixgo.events import Delta, Step
+from aixgo.events import Delta, SessionOpened, Step
 from aixgo.message import Message
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ class SessionHost(Agent, Protocol):
 
     def stream_hosted(
         self, input: Message, *, user: str | None, session: str | None, time_left: float | None
-    ) -> AsyncIterator[AgentEvent]:
-        """Like :meth:`execute_hosted`, yielding the turn's events and, last, the reply."""
+    ) -> AsyncIterator[AgentEvent | SessionOpened]:
+        """Like :meth:`execute_hosted`, yielding the turn's events and, last, the reply;
+        first a :class:`~aixgo.events.SessionOpened` naming the session there, when the turn
+        runs in one (the runtime passes it on to a stream that asked for it)."""
         ...

@@ -4,9 +4,14 @@
 * :class:`Step`: a message the turn stored on its way (a request for tools, a tool's result),
   as stored, so ``seq`` is set when a session is in play;
 * :class:`Reply`: the stored final reply, always the last event. It is exactly what
-  :meth:`aixgo.Runtime.call` returns for the same call.
+  :meth:`aixgo.Runtime.call` returns for the same call;
+* :class:`SessionOpened`: only when asked for (``rt.stream(..., session_event=True)``), the
+  first event of a turn that runs in a session (sent once its input is stored there), naming
+  it, so a caller who gave only a ``user`` learns which session to continue (on this node
+  or, for a remote agent, on any node sharing its store).
 
-Every event is a pydantic model with a ``type`` field (``"delta"``, ``"step"``, ``"reply"``);
+Every event is a pydantic model with a ``type`` field (``"delta"``, ``"step"``, ``"reply"``,
+``"session"``);
 :data:`Event` is their discriminated union, so an event serialised to JSON on one side (a
 gRPC node, a web page) is parsed back to the right class on the other:
 
@@ -30,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from aixgo.errors import InvalidArgument
 from aixgo.message import Message
 
-__all__ = ["EVENT_ADAPTER", "Delta", "Event", "Reply", "Step", "parse_event"]
+__all__ = ["EVENT_ADAPTER", "Delta", "Event", "Reply", "SessionOpened", "Step", "parse_event"]
 
 
 class _Event(BaseModel):
@@ -61,13 +66,21 @@ class Reply(_Event):
     message: Message
 
 
+class SessionOpened(_Event):
+    """The session the turn runs in (found for the call's user, or the one it named):
+    first, before any other event, in a stream that asked for it."""
+
+    type: Literal["session"] = "session"
+    session_id: str
+
+
 #: Any event, told apart by its ``type``.
-Event = Annotated[Delta | Step | Reply, Field(discriminator="type")]
+Event = Annotated[Delta | Step | Reply | SessionOpened, Field(discriminator="type")]
 #: Validates and serialises :data:`Event` values (``validate_json``, ``dump_json``, ...).
-EVENT_ADAPTER: TypeAdapter[Delta | Step | Reply] = TypeAdapter(Event)
+EVENT_ADAPTER: TypeAdapter[Delta | Step | Reply | SessionOpened] = TypeAdapter(Event)
 
 
-def parse_event(data: str | bytes | Mapping[str, Any]) -> Delta | Step | Reply:
+def parse_event(data: str | bytes | Mapping[str, Any]) -> Delta | Step | Reply | SessionOpened:
     """The event in ``data`` (JSON text, or a mapping as ``model_dump()`` gives), or
     :class:`~aixgo.errors.InvalidArgument` saying what is wrong with it.
 

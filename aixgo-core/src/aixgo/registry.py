@@ -18,10 +18,10 @@ an agent's ``start()`` and ``stop()`` are optional (:class:`~aixgo.agent.Lifecyc
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from aixgo.agent import Agent, SessionMode
+from aixgo.agent import Agent, SessionAwareAgent, SessionHost, SessionMode, StreamingAgent
 from aixgo.errors import AgentNotFound, InvalidArgument
 from aixgo.identifiers import validate_name
 
@@ -30,11 +30,23 @@ __all__ = ["AgentEntry", "AgentRegistry"]
 
 @dataclass(slots=True)
 class AgentEntry:
-    """One registered agent: the object, its session mode, whether it was started."""
+    """One registered agent: the object, its session mode, whether it was started, and
+    which of the agent protocols it implements (``hosted``: :class:`SessionHost`,
+    ``streams``: :class:`StreamingAgent`, ``session_aware``: :class:`SessionAwareAgent`)."""
 
     agent: Any
     session_mode: SessionMode
     started: bool = False
+    # Decided once, at registration: a runtime-checkable protocol's isinstance() inspects
+    # every method by name, which costs tens of microseconds on each call otherwise.
+    hosted: bool = field(init=False)
+    streams: bool = field(init=False)
+    session_aware: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hosted = isinstance(self.agent, SessionHost)
+        self.streams = isinstance(self.agent, StreamingAgent)
+        self.session_aware = isinstance(self.agent, SessionAwareAgent)
 
     async def start(self) -> None:
         """Call the agent's ``start()`` if it has one, and mark it started."""

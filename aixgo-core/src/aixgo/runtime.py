@@ -59,7 +59,7 @@ from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from aixgo.agent import Agent, SessionAwareAgent, SessionHost, SessionMode, StreamingAgent
+from aixgo.agent import Agent, SessionHost, SessionMode, StreamingAgent
 from aixgo.audit import acting_for, audit_actor
 from aixgo.cancellation import CancelWatch
 from aixgo.crypto import keyring_from_env
@@ -73,7 +73,7 @@ from aixgo.errors import (
     NotStarted,
     SessionNotFound,
 )
-from aixgo.events import Delta, Event, Reply, Step
+from aixgo.events import Delta, Event, Reply, SessionOpened, Step
 from aixgo.identifiers import validate_id, validate_name
 from aixgo.message import Message
 from aixgo.registry import AgentEntry, AgentRegistry
@@ -346,6 +346,7 @@ class Runtime:
         *,
         user: str | None = None,
         session: str | None = None,
+        session_event: bool = False,
     ) -> AsyncGenerator[Event, None]:
         """Run ``agent`` on ``message`` like :meth:`call`, yielding the turn's events as
         they happen: :class:`~aixgo.events.Delta` chunks of text (from an agent that
@@ -359,10 +360,22 @@ class Runtime:
         same message continues it. Python closes an abandoned iterator when it is garbage
         collected; ``contextlib.aclosing`` closes it (and so ends the turn) at once.
 
+        With ``session_event=True``, a turn that runs in a session first yields a
+        :class:`~aixgo.events.SessionOpened` naming it: how a caller who gave only ``user``
+        learns the session's id (for a remote agent, the id of the session on its node, which
+        ``call_with_session`` continues through any node sharing that store).
+
         The turn runs in a task of its own, so the ``timeout`` option bounds the agent and
         not the consumer; events wait in memory for a consumer slower than the agent."""
-        queue: asyncio.Queue[Delta | Step | None] = asyncio.Queue()
-        task = asyncio.create_task(self._execute(agent, message, user, session, queue.put_nowait))
+        queue: asyncio.Queue[Delta | Step | SessionOpened | None] = asyncio.Queue()
+        emit: Emit = queue.put_nowait
+        if not session_event:
+
+            def emit(event: Delta | Step | SessionOpened) -> None:
+                if not isinstance(event, SessionOpened):
+                    queue.put_nowait(event)
+
+        task = asyncio.create_task(self._execute(agent, message, user, session, emit))
         # Wakes the loop below when the turn ends, whether or not it emitted anything.
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
@@ -470,7 +483,7 @@ class Runtime:
             async with self._start_lock:
                 if not entry.started:
                     await entry.start()
-        if isinstance(entry.agent, SessionHost):
+        if entry.hosted:
             # Its sessions live where it runs (another node): the turn protocol runs there.
             return await self._hosted(
                 entry.agent, agent, message, user if stateful else None,
@@ -539,12 +552,24 @@ class Runtime:
         self, entry: AgentEntry, agent: str, message: Message, s: Session, span: Any, emit: Emit
     ) -> Message:
         span.set_attribute("aixgo.session_id", s.id)
+        announced = False
+
+        def announce() -> None:
+            # Once the input is stored here: a user's first call may still move to the
+            # session that racing first calls settled on (see _call).
+            nonlocal announced
+            if not announced:
+                announced = True
+                emit(SessionOpened(session_id=s.id))
 
         async def run(stored: Message) -> Message:
+            announce()
             with using_session(s):
                 return await self._run(entry, agent, stored, s, emit)
 
-        return await self._turns.take(s, message, run, agent=agent)
+        out = await self._turns.take(s, message, run, agent=agent)
+        announce()  # a repeated call answered from the store ran nothing
+        return out
 
     async def _run(
         self,
@@ -559,9 +584,9 @@ class Runtime:
         deadline = asyncio.timeout(self.options.timeout)
         try:
             async with deadline:
-                if isinstance(entry.agent, StreamingAgent):
+                if entry.streams:
                     out = await _consume(entry.agent, message, session, emit)
-                elif session is not None and isinstance(entry.agent, SessionAwareAgent):
+                elif session is not None and entry.session_aware:
                     out = await entry.agent.execute_with_session(message, session)
                 else:
                     out = await entry.agent.execute(message)
@@ -605,10 +630,10 @@ class Runtime:
 
 
 #: Where a turn sends its events before the reply.
-Emit = Callable[[Delta | Step], None]
+Emit = Callable[[Delta | Step | SessionOpened], None]
 
 
-def _drop(event: Delta | Step) -> None:
+def _drop(event: Delta | Step | SessionOpened) -> None:
     """The events of a call nobody streams."""
 
 

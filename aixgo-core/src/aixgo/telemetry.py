@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -46,6 +46,8 @@ _TRACED_OPTIONAL = frozenset({"get_or_create_session", "acquire_turn", "renew_tu
 # The agent of the call in progress, so backend spans can name it too.
 _agent: ContextVar[str | None] = ContextVar("aixgo_telemetry_agent", default=None)
 
+# A proxy tracer: it hands over to the application's TracerProvider once one is set.
+_tracer = trace.get_tracer(_SCOPE)
 # Proxy instruments: they start reporting once the application sets a MeterProvider.
 _meter = metrics.get_meter(_SCOPE)
 _calls = _meter.create_counter("aixgo.calls", unit="{call}", description="Runtime calls")
@@ -66,6 +68,21 @@ def _outcome(exc: BaseException | None) -> str:
     if isinstance(exc, CallTimeout | TimeoutError):
         return "timeout"
     return "error"
+
+
+def _start(name: str) -> tuple[Span, AbstractContextManager[Any]]:
+    """A new span and what makes it the current one while it runs.
+
+    Without an OpenTelemetry SDK (or when the SDK drops the span) the span is a stand-in
+    carrying the current span's context: making it current would change nothing a child
+    span or a propagator sees, and costs more than the rest of a local call, so it is
+    skipped then."""
+    span = _tracer.start_span(name, record_exception=False, set_status_on_exception=False)
+    if not span.is_recording() and (
+        span.get_span_context() == trace.get_current_span().get_span_context()
+    ):
+        return span, nullcontext()
+    return span, trace.use_span(span, record_exception=False, set_status_on_exception=False)
 
 
 def _end(span: Span, exc: BaseException | None) -> str:
@@ -96,11 +113,9 @@ class Telemetry:
         if not self.enabled:
             yield _NoSpan()
             return
-        tracer = trace.get_tracer(_SCOPE)
         start = time.perf_counter()
-        with tracer.start_as_current_span(
-            "aixgo.call", record_exception=False, set_status_on_exception=False
-        ) as span:
+        span, current = _start("aixgo.call")
+        with current:
             span.set_attribute("aixgo.agent", agent)
             if session_id is not None:
                 span.set_attribute("aixgo.session_id", session_id)
@@ -114,6 +129,7 @@ class Telemetry:
             finally:
                 _agent.reset(token)
                 outcome = _end(span, error)
+                span.end()
                 attrs = {"aixgo.agent": agent, "aixgo.outcome": outcome}
                 _calls.add(1, attrs)
                 _call_duration.record(time.perf_counter() - start, attrs)
@@ -156,11 +172,9 @@ class TracedBackend(BackendWrapper):
         return traced
 
     async def _op(self, op: str, session_id: str | None, fn: Callable[[], Awaitable[T]]) -> T:
-        tracer = trace.get_tracer(_SCOPE)
         start = time.perf_counter()
-        with tracer.start_as_current_span(
-            f"aixgo.backend.{op}", record_exception=False, set_status_on_exception=False
-        ) as span:
+        span, current = _start(f"aixgo.backend.{op}")
+        with current:
             span.set_attribute("aixgo.backend", self._name)
             agent = _agent.get()
             if agent is not None:
@@ -175,6 +189,7 @@ class TracedBackend(BackendWrapper):
                 raise
             finally:
                 outcome = _end(span, error)
+                span.end()
                 attrs = {"aixgo.backend": self._name, "aixgo.operation": op,
                          "aixgo.outcome": outcome}  # fmt: skip
                 _ops.add(1, attrs)

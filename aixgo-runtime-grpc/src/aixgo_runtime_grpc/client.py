@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from aixgo.agent import AgentEvent
 from aixgo.errors import AixgoError, ConfigError
-from aixgo.events import Reply, Step
+from aixgo.events import Reply, SessionOpened, Step
 from aixgo.message import Message
 
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
@@ -74,6 +74,8 @@ class RemoteAgent:
         self.server_name = server_name
         self.attempts = attempts or max(3, 2 * len(urls))
         self._channels: list[grpc.aio.Channel] = []
+        # Per channel, its methods: made once, not on every call.
+        self._stubs: list[_Stub] = []
         self._next = 0
 
     def __repr__(self) -> str:
@@ -101,9 +103,10 @@ class RemoteAgent:
             else:
                 ch = grpc.aio.insecure_channel(target, options=options)
             self._channels.append(ch)
+            self._stubs.append(_Stub(ch))
 
     async def stop(self) -> None:
-        channels, self._channels = self._channels, []
+        channels, self._channels, self._stubs = self._channels, [], []
         for ch in channels:
             await ch.close()
 
@@ -118,35 +121,43 @@ class RemoteAgent:
     ) -> Message:
         """One turn on the node, in ``user``'s latest session or in ``session``."""
         request = self._request(input, user, session)
-        response: pb.CallResponse = await self._unary("Call", request, pb.CallResponse, time_left)
+        response: pb.CallResponse = await self._unary("call", request, time_left)
         return from_wire(response.reply)
 
     async def stream_hosted(
         self, input: Message, *, user: str | None, session: str | None, time_left: float | None
-    ) -> AsyncIterator[AgentEvent]:
-        """One turn on the node, streamed: Deltas and Steps as they happen, last the reply.
+    ) -> AsyncIterator[AgentEvent | SessionOpened]:
+        """One turn on the node, streamed: the session it runs in there (when it runs in
+        one), Deltas and Steps as they happen, last the reply.
 
         Retried on the next target like :meth:`execute_hosted` while no reply came; a Step
         already passed on is not passed on again, but the Deltas of a step cut off by the
         failure come again from the node that finishes it."""
         request = self._request(input, user, session)
+        request.session_event = True
         if not self._channels:
             await self.start()
         loop = asyncio.get_running_loop()
         deadline = None if time_left is None else loop.time() + time_left
         seen: set[str] = set()
+        opened = False
         for attempt in range(self.attempts):
-            method = self._pick().unary_stream(
-                f"/{SERVICE}/Stream",
-                request_serializer=pb.CallRequest.SerializeToString,
-                response_deserializer=pb.Event.FromString,
-            )
+            method = self._pick().stream
             left = None if deadline is None else max(deadline - loop.time(), 0.001)
             call = method(request, timeout=left)
             try:
                 async for wire in call:
                     event = event_from_wire(wire)
-                    if isinstance(event, Reply):
+                    if event is None:
+                        continue  # a kind from a newer node
+                    if isinstance(event, SessionOpened):
+                        if opened:  # a retry's node says it again
+                            continue
+                        opened = True
+                        # A retry continues this very session, not whichever of the
+                        # user's sessions another node would find.
+                        request.session = event.session_id
+                    elif isinstance(event, Reply):
                         yield event.message
                         return
                     if isinstance(event, Step):
@@ -172,21 +183,16 @@ class RemoteAgent:
         request = pb.TailRequest(agent=self.agent, session=session, last=last or 0)
         if user is not None:
             request.user = user
-        response: pb.TailResponse = await self._unary("Tail", request, pb.TailResponse, None)
+        response: pb.TailResponse = await self._unary("tail", request, None)
         return [from_wire(m) for m in response.messages]
 
-    async def _unary(self, method: str, request: Any, reply: Any, time_left: float | None) -> Any:
+    async def _unary(self, method: str, request: Any, time_left: float | None) -> Any:
         if not self._channels:
             await self.start()
         loop = asyncio.get_running_loop()
         deadline = None if time_left is None else loop.time() + time_left
         for attempt in range(self.attempts):
-            channel = self._pick()
-            call = channel.unary_unary(
-                f"/{SERVICE}/{method}",
-                request_serializer=type(request).SerializeToString,
-                response_deserializer=reply.FromString,
-            )
+            call = getattr(self._pick(), method)
             left = None if deadline is None else max(deadline - loop.time(), 0.001)
             try:
                 return await call(request, timeout=left)
@@ -214,15 +220,38 @@ class RemoteAgent:
                      "with the same message", self.agent, exc.details())  # fmt: skip
         return True
 
-    def _pick(self) -> grpc.aio.Channel:
-        channel = self._channels[self._next % len(self._channels)]
+    def _pick(self) -> _Stub:
+        stub = self._stubs[self._next % len(self._stubs)]
         self._next += 1
-        return channel
+        return stub
 
     def _error(self, exc: grpc.aio.AioRpcError) -> AixgoError:
         trailing = exc.trailing_metadata() or ()
         name = next((str(v) for k, v in trailing if k == ERROR_KEY), None)
         return error_from_status(exc.code(), exc.details() or "", name, agent=self.agent)
+
+
+class _Stub:
+    """The service's methods on one channel."""
+
+    __slots__ = ("call", "stream", "tail")
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.call = channel.unary_unary(
+            f"/{SERVICE}/Call",
+            request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.CallResponse.FromString,
+        )
+        self.stream = channel.unary_stream(
+            f"/{SERVICE}/Stream",
+            request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.Event.FromString,
+        )
+        self.tail = channel.unary_unary(
+            f"/{SERVICE}/Tail",
+            request_serializer=pb.TailRequest.SerializeToString,
+            response_deserializer=pb.TailResponse.FromString,
+        )
 
 
 async def _pause(attempt: int) -> None:

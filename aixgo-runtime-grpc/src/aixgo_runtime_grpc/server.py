@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
 import grpc
-from aixgo.errors import AixgoError, InvalidArgument, InvalidMessage, UsageError
+from aixgo.errors import AgentError, AixgoError, InvalidArgument, InvalidMessage, UsageError
+from aixgo.events import Reply, SessionOpened
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 from aixgo.session.codec import MAX_MESSAGE_BYTES
@@ -160,12 +162,33 @@ class AgentServer:
         agent, message, user, session = await self._open(request, context)
         try:
             async with asyncio.timeout(context.time_remaining()):
-                reply = await self.runtime.call(agent, message, user=user, session=session)
+                reply, session = await self._turn(agent, message, user, session)
         except AixgoError as exc:
             await _abort(context, exc)
         except TimeoutError:
             await _abort_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, _LATE, "CallTimeout")
-        return pb.CallResponse(reply=to_wire(reply))
+        return pb.CallResponse(reply=to_wire(reply), session=session)
+
+    async def _turn(
+        self, agent: str, message: Message, user: str | None, session: str | None
+    ) -> tuple[Message, str | None]:
+        """The reply and the session the turn ran in (``None``: stateless)."""
+        stateful = self.runtime.session_mode(agent) == "enabled"
+        if session is not None or user is None or not stateful:
+            reply = await self.runtime.call(agent, message, user=user, session=session)
+            return reply, session if stateful else None
+        # Only the turn knows which of the user's sessions it found (or made): a stream
+        # that asks for it says so first.
+        opened = None
+        events = self.runtime.stream(agent, message, user=user, session_event=True)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, SessionOpened):
+                    opened = event.session_id
+                elif isinstance(event, Reply):
+                    return event.message, opened
+        raise AgentError(f"agent {agent!r} ended its turn without a reply", agent=agent,
+                         session_id=opened)  # fmt: skip
 
     async def _stream(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -173,7 +196,8 @@ class AgentServer:
         agent, message, user, session = await self._open(request, context)
         try:
             async with asyncio.timeout(context.time_remaining()):
-                events = self.runtime.stream(agent, message, user=user, session=session)
+                events = self.runtime.stream(agent, message, user=user, session=session,
+                                             session_event=request.session_event)  # fmt: skip
                 try:
                     async for event in events:
                         yield event_to_wire(event)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import grpc
+from aixgo.clock import from_micros, to_micros
 from aixgo.errors import (
     AgentError,
     AgentNotFound,
@@ -35,7 +36,7 @@ from aixgo.errors import (
     SessionNotFound,
     UsageError,
 )
-from aixgo.events import Delta, Reply, Step
+from aixgo.events import Delta, Reply, SessionOpened, Step
 from aixgo.message import Message, ToolCall
 from pydantic import ValidationError
 
@@ -93,7 +94,10 @@ def to_wire(m: Message) -> pb.Message:
         out.tool_call_id = m.tool_call_id
     if m.metadata:
         out.metadata_json = _dumps(m.metadata)
-    out.created_at.FromDatetime(m.created_at)
+    # Whole microseconds by integer arithmetic: exact, and a few times cheaper than
+    # Timestamp.FromDatetime.
+    out.created_at.seconds, micros = divmod(to_micros(m.created_at), 1_000_000)
+    out.created_at.nanos = micros * 1000
     return out
 
 
@@ -116,7 +120,15 @@ def from_wire(w: pb.Message) -> Message:
         if w.metadata_json:
             fields["metadata"] = _loads(w.metadata_json, "metadata_json")
         if w.HasField("created_at"):
-            fields["created_at"] = w.created_at.ToDatetime().replace(tzinfo=None)
+            at = w.created_at
+            if not 0 <= at.nanos < 1_000_000_000:
+                raise InvalidMessage("the message's created_at has nanos outside 0-999999999")
+            try:
+                fields["created_at"] = from_micros(at.seconds * 1_000_000 + at.nanos // 1000)
+            except ValueError:
+                raise InvalidMessage(
+                    "the message's created_at is outside the years 1-9999"
+                ) from None
         if w.seq:
             fields["seq"] = w.seq
         return Message.model_validate(fields)
@@ -127,17 +139,20 @@ def from_wire(w: pb.Message) -> Message:
         raise InvalidMessage(f"the message is not valid: {problems}") from None
 
 
-def event_to_wire(event: Delta | Step | Reply) -> pb.Event:
+def event_to_wire(event: Delta | Step | Reply | SessionOpened) -> pb.Event:
     """A streamed event as an ``aixgo.v1.Event``."""
     if isinstance(event, Delta):
         return pb.Event(delta=pb.Delta(text=event.text))
     if isinstance(event, Step):
         return pb.Event(step=pb.Step(message=to_wire(event.message)))
+    if isinstance(event, SessionOpened):
+        return pb.Event(session=pb.SessionOpened(id=event.session_id))
     return pb.Event(reply=pb.Reply(message=to_wire(event.message)))
 
 
-def event_from_wire(w: pb.Event) -> Delta | Step | Reply:
-    """The event ``w`` carries; :class:`InvalidMessage` for an empty one."""
+def event_from_wire(w: pb.Event) -> Delta | Step | Reply | SessionOpened | None:
+    """The event ``w`` carries; ``None`` for a kind this version does not know (a newer
+    node's, which an older client skips)."""
     kind = w.WhichOneof("event")
     if kind == "delta":
         return Delta(text=w.delta.text)
@@ -145,7 +160,9 @@ def event_from_wire(w: pb.Event) -> Delta | Step | Reply:
         return Step(message=from_wire(w.step.message))
     if kind == "reply":
         return Reply(message=from_wire(w.reply.message))
-    raise InvalidMessage("an event with none of delta, step, reply")
+    if kind == "session":
+        return SessionOpened(session_id=w.session.id)
+    return None
 
 
 def _dumps(value: Any) -> str:

@@ -25,35 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61ixgo/v1/agent.proto\x12\x08\x61ixgo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n\x0b\x43\x61llRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\"\n\x07message\x18\x02 \x01(\x0b\x32\x11.aixgo.v1.Message\x12\x11\n\x04user\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_userB\n\n\x08_session\"0\n\x0c\x43\x61llResponse\x12 \n\x05reply\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\"t\n\x05\x45vent\x12 \n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x0f.aixgo.v1.DeltaH\x00\x12\x1e\n\x04step\x18\x02 \x01(\x0b\x32\x0e.aixgo.v1.StepH\x00\x12 \n\x05reply\x18\x03 \x01(\x0b\x32\x0f.aixgo.v1.ReplyH\x00\x42\x07\n\x05\x65vent\"\x15\n\x05\x44\x65lta\x12\x0c\n\x04text\x18\x01 \x01(\t\"*\n\x04Step\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\"+\n\x05Reply\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\"W\n\x0bTailRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x11\n\x04user\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04last\x18\x04 \x01(\rB\x07\n\x05_user\"3\n\x0cTailResponse\x12#\n\x08messages\x18\x01 \x03(\x0b\x32\x11.aixgo.v1.Message\"\xad\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x14\n\nparts_json\x18\x04 \x01(\tH\x00\x12\x11\n\x04name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12,\n\ntool_calls\x18\x06 \x01(\x0b\x32\x13.aixgo.v1.ToolCallsH\x02\x88\x01\x01\x12\x19\n\x0ctool_call_id\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\n \x01(\x04\x42\t\n\x07\x63ontentB\x07\n\x05_nameB\r\n\x0b_tool_callsB\x0f\n\r_tool_call_id\".\n\tToolCalls\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.aixgo.v1.ToolCall\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t2\xb0\x01\n\x0c\x41gentService\x12\x35\n\x04\x43\x61ll\x12\x15.aixgo.v1.CallRequest\x1a\x16.aixgo.v1.CallResponse\x12\x32\n\x06Stream\x12\x15.aixgo.v1.CallRequest\x1a\x0f.aixgo.v1.Event0\x01\x12\x35\n\x04Tail\x12\x15.aixgo.v1.TailRequest\x1a\x16.aixgo.v1.TailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61ixgo/v1/agent.proto\x12\x08\x61ixgo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x0b\x43\x61llRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\"\n\x07message\x18\x02 \x01(\x0b\x32\x11.aixgo.v1.Message\x12\x11\n\x04user\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x15\n\rsession_event\x18\x05 \x01(\x08\x42\x07\n\x05_userB\n\n\x08_session\"R\n\x0c\x43\x61llResponse\x12 \n\x05reply\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\x12\x14\n\x07session\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_session\"\xa0\x01\n\x05\x45vent\x12 \n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x0f.aixgo.v1.DeltaH\x00\x12\x1e\n\x04step\x18\x02 \x01(\x0b\x32\x0e.aixgo.v1.StepH\x00\x12 \n\x05reply\x18\x03 \x01(\x0b\x32\x0f.aixgo.v1.ReplyH\x00\x12*\n\x07session\x18\x04 \x01(\x0b\x32\x17.aixgo.v1.SessionOpenedH\x00\x42\x07\n\x05\x65vent\"\x1b\n\rSessionOpened\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x05\x44\x65lta\x12\x0c\n\x04text\x18\x01 \x01(\t\"*\n\x04Step\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\"+\n\x05Reply\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.aixgo.v1.Message\"W\n\x0bTailRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x11\n\x04user\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04last\x18\x04 \x01(\rB\x07\n\x05_user\"3\n\x0cTailResponse\x12#\n\x08messages\x18\x01 \x03(\x0b\x32\x11.aixgo.v1.Message\"\xad\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x14\n\nparts_json\x18\x04 \x01(\tH\x00\x12\x11\n\x04name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12,\n\ntool_calls\x18\x06 \x01(\x0b\x32\x13.aixgo.v1.ToolCallsH\x02\x88\x01\x01\x12\x19\n\x0ctool_call_id\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\n \x01(\x04\x42\t\n\x07\x63ontentB\x07\n\x05_nameB\r\n\x0b_tool_callsB\x0f\n\r_tool_call_id\".\n\tToolCalls\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.aixgo.v1.ToolCall\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t2\xb0\x01\n\x0c\x41gentService\x12\x35\n\x04\x43\x61ll\x12\x15.aixgo.v1.CallRequest\x1a\x16.aixgo.v1.CallResponse\x12\x32\n\x06Stream\x12\x15.aixgo.v1.CallRequest\x1a\x0f.aixgo.v1.Event0\x01\x12\x35\n\x04Tail\x12\x15.aixgo.v1.TailRequest\x1a\x16.aixgo.v1.TailResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aixgo.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLREQUEST']._serialized_start=67
-  _globals['_CALLREQUEST']._serialized_end=193
-  _globals['_CALLRESPONSE']._serialized_start=195
-  _globals['_CALLRESPONSE']._serialized_end=243
-  _globals['_EVENT']._serialized_start=245
-  _globals['_EVENT']._serialized_end=361
-  _globals['_DELTA']._serialized_start=363
-  _globals['_DELTA']._serialized_end=384
-  _globals['_STEP']._serialized_start=386
-  _globals['_STEP']._serialized_end=428
-  _globals['_REPLY']._serialized_start=430
-  _globals['_REPLY']._serialized_end=473
-  _globals['_TAILREQUEST']._serialized_start=475
-  _globals['_TAILREQUEST']._serialized_end=562
-  _globals['_TAILRESPONSE']._serialized_start=564
-  _globals['_TAILRESPONSE']._serialized_end=615
-  _globals['_MESSAGE']._serialized_start=618
-  _globals['_MESSAGE']._serialized_end=919
-  _globals['_TOOLCALLS']._serialized_start=921
-  _globals['_TOOLCALLS']._serialized_end=967
-  _globals['_TOOLCALL']._serialized_start=969
-  _globals['_TOOLCALL']._serialized_end=1029
-  _globals['_AGENTSERVICE']._serialized_start=1032
-  _globals['_AGENTSERVICE']._serialized_end=1208
+  _globals['_CALLREQUEST']._serialized_start=68
+  _globals['_CALLREQUEST']._serialized_end=217
+  _globals['_CALLRESPONSE']._serialized_start=219
+  _globals['_CALLRESPONSE']._serialized_end=301
+  _globals['_EVENT']._serialized_start=304
+  _globals['_EVENT']._serialized_end=464
+  _globals['_SESSIONOPENED']._serialized_start=466
+  _globals['_SESSIONOPENED']._serialized_end=493
+  _globals['_DELTA']._serialized_start=495
+  _globals['_DELTA']._serialized_end=516
+  _globals['_STEP']._serialized_start=518
+  _globals['_STEP']._serialized_end=560
+  _globals['_REPLY']._serialized_start=562
+  _globals['_REPLY']._serialized_end=605
+  _globals['_TAILREQUEST']._serialized_start=607
+  _globals['_TAILREQUEST']._serialized_end=694
+  _globals['_TAILRESPONSE']._serialized_start=696
+  _globals['_TAILRESPONSE']._serialized_end=747
+  _globals['_MESSAGE']._serialized_start=750
+  _globals['_MESSAGE']._serialized_end=1051
+  _globals['_TOOLCALLS']._serialized_start=1053
+  _globals['_TOOLCALLS']._serialized_end=1099
+  _globals['_TOOLCALL']._serialized_start=1101
+  _globals['_TOOLCALL']._serialized_end=1161
+  _globals['_AGENTSERVICE']._serialized_start=1164
+  _globals['_AGENTSERVICE']._serialized_end=1340
 # @@protoc_insertion_point(module_scope)

@@ -10,32 +10,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CallRequest(_message.Message):
-    __slots__ = ("agent", "message", "user", "session")
+    __slots__ = ("agent", "message", "user", "session", "session_event")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_EVENT_FIELD_NUMBER: _ClassVar[int]
     agent: str
     message: Message
     user: str
     session: str
-    def __init__(self, agent: _Optional[str] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., user: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+    session_event: bool
+    def __init__(self, agent: _Optional[str] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., user: _Optional[str] = ..., session: _Optional[str] = ..., session_event: _Optional[bool] = ...) -> None: ...
 
 class CallResponse(_message.Message):
-    __slots__ = ("reply",)
+    __slots__ = ("reply", "session")
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     reply: Message
-    def __init__(self, reply: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+    session: str
+    def __init__(self, reply: _Optional[_Union[Message, _Mapping]] = ..., session: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("delta", "step", "reply")
+    __slots__ = ("delta", "step", "reply", "session")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     delta: Delta
     step: Step
     reply: Reply
-    def __init__(self, delta: _Optional[_Union[Delta, _Mapping]] = ..., step: _Optional[_Union[Step, _Mapping]] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ...) -> None: ...
+    session: SessionOpened
+    def __init__(self, delta: _Optional[_Union[Delta, _Mapping]] = ..., step: _Optional[_Union[Step, _Mapping]] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ..., session: _Optional[_Union[SessionOpened, _Mapping]] = ...) -> None: ...
+
+class SessionOpened(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class Delta(_message.Message):
     __slots__ = ("text",)
