@@ -37,7 +37,7 @@ from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
-from aixgo_backend_file import _reading, _recovery, _writing
+from aixgo_backend_file import _reading, _recovery, _summary, _writing
 from aixgo_backend_file._commit import GroupCommit, Pending
 from aixgo_backend_file._diskfull import failed
 from aixgo_backend_file._index import REFRESH_US, Index, keys_for, query_key
@@ -74,7 +74,7 @@ class Store:
         self._closed = False
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
         self._keys: dict[tuple[str, str | None], list[str]] = {}
-        self._summaries: OrderedDict[str, tuple[int, SessionInfo, int]] = OrderedDict()
+        self._summaries: OrderedDict[str, _summary.Row] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -229,6 +229,7 @@ class Store:
                 log = _writing.create(self.layout, info, fsync=self.fsync, touch=self._touch)
             except OSError as exc:
                 raise failed(self.root, exc, f"creating session {info.id}") from exc
+            self._summaries.pop(info.id, None)  # of a session of this id deleted before
             self._remember(log)
 
     def _known(self, session_id: str, read: Callable[[LogState], T]) -> T:
@@ -244,47 +245,91 @@ class Store:
     def info(self, session_id: str) -> SessionInfo:
         return self._known(session_id, summary)
 
-    def peek(self, session_id: str) -> tuple[SessionInfo, int] | None:
+    def peek(self, session_id: str, seen: int = 0) -> tuple[SessionInfo, int] | None:
         """For listing: the session's summary and its ``updated_at`` in µs, or None if it is
-        gone. A remembered summary is checked with one ``lstat`` instead of a lock: the log
-        only ever grows, so the same size means the same content."""
+        gone; ``seen`` is the time of a listing row of it (the session is at least that new).
+        A remembered summary is checked with one ``lstat``: the log only ever grows, so the
+        same file (inode and modification time) at the same size holds the same content. A
+        file of a session deleted and created again by another process may reuse the inode
+        and match in size and, with coarse file times, in time too: its creation's listing
+        rows, newer than what is remembered, tell it apart."""
         known = self._summaries.get(session_id)
-        if known is not None:
-            log = self._open.get(session_id)
+        if known is not None and known[2] >= seen:
             try:
-                if log is not None:  # a delete grows the log (its record) before unlinking
-                    size = os.lseek(log.fd, 0, os.SEEK_END)
-                else:
-                    size = os.lstat(self.layout.log_path(session_id)).st_size
+                st = os.lstat(self.layout.log_path(session_id))
             except FileNotFoundError:
                 self._summaries.pop(session_id, None)
                 self._forget(session_id)
                 return None
-            if size == known[0]:
+            if (st.st_ino, st.st_size, st.st_mtime_ns) == known[0]:
                 self._summaries.move_to_end(session_id)
                 return known[1], known[2]
-        try:
-            with self.lock:
-                log = self._locked(session_id, exclusive=False)
-                try:
-                    info, size, updated = summary(log), log.size, log.updated
-                finally:
-                    _recovery.unlock(log)
-        except SessionNotFound:
+        row = self._look_up(session_id)
+        if row is None:
             self._summaries.pop(session_id, None)
             return None
-        self._summaries[session_id] = (size, info, updated)
+        self._summaries[session_id] = row
+        self._summaries.move_to_end(session_id)
         if len(self._summaries) > MAX_SUMMARIES:
             self._summaries.popitem(last=False)
-        return info, updated
+        return row[1], row[2]
+
+    def _look_up(self, session_id: str) -> _summary.Row | None:
+        """A session's listing row: from the view this process has open, else from the
+        log's first and last records (:mod:`aixgo_backend_file._summary`), else by
+        opening the session (locked, caught up, repaired). None if it is gone."""
+        if session_id not in self._open:
+            try:
+                self.layout.ensure_shard(session_id, create=False)
+                row = _summary.read(self.layout, session_id)
+            except (SessionNotFound, FileNotFoundError):
+                return None
+            except OSError as exc:
+                raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+            return row if row is not None else self._from_view(session_id)
+        try:
+            return self._from_view(session_id)
+        except SessionNotFound:
+            # The view was of a log deleted since; another process may have created the
+            # session again (a deterministic id): look at the path afresh.
+            return self._look_up(session_id)
+
+    def _from_view(self, session_id: str) -> _summary.Row | None:
+        """The row from the session opened the usual way; SessionNotFound from a view
+        that was open already (the caller looks again), None if there is no session."""
+        was_open = session_id in self._open
+        with self.lock:
+            try:
+                log = self._locked(session_id, exclusive=False)
+            except SessionNotFound:
+                if was_open:
+                    raise
+                return None
+            try:
+                st = os.fstat(log.fd)
+                return (st.st_ino, log.size, st.st_mtime_ns), summary(log), log.updated
+            except OSError as exc:
+                raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+            finally:
+                _recovery.unlock(log)
 
     def list_page(
         self, agent: str | None, user_id: str | None, limit: int, cursor: str | None
     ) -> Page[SessionInfo]:
+        def resolve(session_id: str, seen: int) -> tuple[SessionInfo, int] | None:
+            got = self.peek(session_id, seen)
+            # Rows only name candidates: a session listed under another key (a misplaced
+            # or planted index line) is not shown outside its agent's and user's scope.
+            if got is None or (agent is not None and got[0].agent != agent):
+                return None
+            if user_id is not None and got[0].user_id != user_id:
+                return None
+            return got
+
         with self.lock:
             self._ensure()
             return self.index.page(
-                query_key(agent, user_id), limit=limit, cursor=cursor, resolve=self.peek
+                query_key(agent, user_id), limit=limit, cursor=cursor, resolve=resolve
             )
 
     def delete(self, session_id: str) -> None:
@@ -299,6 +344,7 @@ class Store:
             finally:
                 _recovery.unlock(log)
                 self._forget(session_id)
+                self._summaries.pop(session_id, None)
 
     def append(
         self, session_id: str, messages: Sequence[Message], expected_seq: int | None
