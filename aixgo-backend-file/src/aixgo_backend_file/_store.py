@@ -55,8 +55,10 @@ T = TypeVar("T")
 
 #: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256
-#: Session summaries remembered for listing (no descriptors; checked by ``lstat``).
+#: Session summaries remembered for listing (checked by ``lseek`` or ``lstat``).
 MAX_SUMMARIES = 16_384
+#: Logs kept open read-only (one descriptor each) after listing read their summaries.
+MAX_READERS = 128
 
 
 class Store:
@@ -75,6 +77,7 @@ class Store:
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
         self._keys: dict[tuple[str, str | None], list[str]] = {}
         self._summaries: OrderedDict[str, _summary.Row] = OrderedDict()
+        self._readers: OrderedDict[str, int] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -132,6 +135,8 @@ class Store:
             self.commit.flush_all()
             while self._open:
                 close_files(self._open.popitem()[1])
+            while self._readers:
+                os.close(self._readers.popitem()[1])
             self.index.close()
 
     def _check(self) -> None:
@@ -229,7 +234,7 @@ class Store:
                 log = _writing.create(self.layout, info, fsync=self.fsync, touch=self._touch)
             except OSError as exc:
                 raise failed(self.root, exc, f"creating session {info.id}") from exc
-            self._summaries.pop(info.id, None)  # of a session of this id deleted before
+            self._drop_summary(info.id)  # of a session of this id deleted before
             self._remember(log)
 
     def _known(self, session_id: str, read: Callable[[LogState], T]) -> T:
@@ -255,18 +260,24 @@ class Store:
         rows, newer than what is remembered, tell it apart."""
         known = self._summaries.get(session_id)
         if known is not None and known[2] >= seen:
+            log = self._open.get(session_id)
+            fd = log.fd if log is not None else self._readers.get(session_id)
             try:
-                st = os.lstat(self.layout.log_path(session_id))
+                if fd is not None:  # a delete grows the log (its record) before unlinking
+                    same = os.lseek(fd, 0, os.SEEK_END) == known[0][1]
+                else:
+                    st = os.lstat(self.layout.log_path(session_id))
+                    same = (st.st_ino, st.st_size, st.st_mtime_ns) == known[0]
             except FileNotFoundError:
-                self._summaries.pop(session_id, None)
+                self._drop_summary(session_id)
                 self._forget(session_id)
                 return None
-            if (st.st_ino, st.st_size, st.st_mtime_ns) == known[0]:
+            if same:
                 self._summaries.move_to_end(session_id)
                 return known[1], known[2]
         row = self._look_up(session_id)
         if row is None:
-            self._summaries.pop(session_id, None)
+            self._drop_summary(session_id)
             return None
         self._summaries[session_id] = row
         self._summaries.move_to_end(session_id)
@@ -278,21 +289,41 @@ class Store:
         """A session's listing row: from the view this process has open, else from the
         log's first and last records (:mod:`aixgo_backend_file._summary`), else by
         opening the session (locked, caught up, repaired). None if it is gone."""
-        if session_id not in self._open:
+        if session_id in self._open:
             try:
-                self.layout.ensure_shard(session_id, create=False)
-                row = _summary.read(self.layout, session_id)
-            except (SessionNotFound, FileNotFoundError):
-                return None
-            except OSError as exc:
-                raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
-            return row if row is not None else self._from_view(session_id)
+                return self._from_view(session_id)
+            except SessionNotFound:
+                # The view was of a log deleted since; another process may have created
+                # the session again (a deterministic id): look at the path afresh.
+                pass
+        fd = self._readers.pop(session_id, None)
+        if fd is not None:
+            os.close(fd)  # the log grew or went: read it afresh
         try:
+            self.layout.ensure_shard(session_id, create=False)
+            fd = open_file(self.layout.log_path(session_id), os.O_RDONLY, "session log")
+        except (SessionNotFound, FileNotFoundError):
+            return None
+        except OSError as exc:
+            raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+        try:
+            row = _summary.read(fd, session_id)
+        except OSError as exc:
+            os.close(fd)
+            raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+        if row is None:
+            os.close(fd)
             return self._from_view(session_id)
-        except SessionNotFound:
-            # The view was of a log deleted since; another process may have created the
-            # session again (a deterministic id): look at the path afresh.
-            return self._look_up(session_id)
+        self._readers[session_id] = fd
+        if len(self._readers) > MAX_READERS:
+            os.close(self._readers.popitem(last=False)[1])
+        return row
+
+    def _drop_summary(self, session_id: str) -> None:
+        self._summaries.pop(session_id, None)
+        fd = self._readers.pop(session_id, None)
+        if fd is not None:
+            os.close(fd)
 
     def _from_view(self, session_id: str) -> _summary.Row | None:
         """The row from the session opened the usual way; SessionNotFound from a view
@@ -344,7 +375,7 @@ class Store:
             finally:
                 _recovery.unlock(log)
                 self._forget(session_id)
-                self._summaries.pop(session_id, None)
+                self._drop_summary(session_id)
 
     def append(
         self, session_id: str, messages: Sequence[Message], expected_seq: int | None

@@ -5,20 +5,23 @@ the header's fields (line 1 of the log, never rewritten) and the message count a
 ``updated_at``, which the log's last record gives whenever it is a message closing its
 batch: its ``seq`` is the length of the current history (messages after a restore are on
 the new head branch, numbered on from the fork) and its time is the newest in the log
-(writers stamp ``max(now, updated_at)`` after catching up). So the row costs one open, one
-``fstat``, one or two ``pread`` and a close: no lock, no sidecar, nothing kept open, and
-nothing written at append time.
+(writers stamp ``max(now, updated_at)`` after catching up). So the row costs an open, a
+lock tried, an ``fstat`` and one or two ``pread``: no sidecar, no wait, nothing written at
+append time. The store keeps the descriptor a while, so a later page checks the row with one
+``lseek`` (a delete grows the log before unlinking it).
 
-Reading takes no lock, so it trusts only what checks out: a header naming this session, and
-a last line that is a whole record (its length and CRC) ending exactly at the size ``fstat``
-gave. The log only grows by whole writes and a torn tail is only ever cut back to a record
-boundary, so such a line is the end of a write that completed. Anything else — a torn tail,
-a batch half written, a checkpoint, restore or delete record last, an unlinked file — is
-left to the caller, which opens the session the usual way (locked, caught up, repaired).
+Reading takes the shared lock without waiting (a writer at work, or a create not yet
+complete, holds it exclusively: then the caller opens the session the usual way, which
+waits), and trusts only what checks out: a header naming this session, and a last line that
+is a whole record (its length and CRC) ending exactly at the size ``fstat`` gave, a message
+closing its batch. Anything else — a tail torn by a crash, a checkpoint, restore or delete
+record last, an unlinked file — is left to the caller, which opens the session the usual
+way (locked, caught up, repaired).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from typing import Any
@@ -27,7 +30,6 @@ from aixgo.clock import from_micros
 from aixgo.session.models import SessionInfo
 
 from aixgo_backend_file import _record as record
-from aixgo_backend_file._paths import Layout, open_file
 from aixgo_backend_file._state import pread_all
 
 #: Bytes read at each end of the log at first (a log this short or shorter is read whole).
@@ -41,25 +43,35 @@ _MAX_TAIL = 1 << 20
 Row = tuple[tuple[int, int, int], SessionInfo, int]
 
 
-def read(layout: Layout, session_id: str) -> Row | None:
-    """The session's summary from its log's first and last records; None if they do not
-    settle it (open the session the usual way); FileNotFoundError if there is no log (the
-    caller checks the shard directory first)."""
-    fd = open_file(layout.log_path(session_id), os.O_RDONLY, "session log")
+def read(fd: int, session_id: str) -> Row | None:
+    """The summary of the session whose log is open as ``fd``, from its first and last
+    records; None if they do not settle it, or a writer holds the log (open the session
+    the usual way, which waits for it)."""
     try:
-        st = os.fstat(fd)
-        size = st.st_size
-        if st.st_nlink == 0 or size == 0:
-            return None  # deleted meanwhile, or a create under way
-        whole = size <= 2 * _WINDOW
-        head = pread_all(fd, size if whole else _WINDOW, 0)
-        if whole:
-            tail, tail_at = head, 0
-        else:
-            tail_at = size - _WINDOW
-            tail = pread_all(fd, _WINDOW, tail_at)
-        if len(tail) != size - tail_at:
-            return None  # cut back meanwhile (a torn tail being repaired)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None
+    try:
+        return _read(fd, session_id)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read(fd: int, session_id: str) -> Row | None:
+    st = os.fstat(fd)
+    size = st.st_size
+    if st.st_nlink == 0 or size == 0:
+        return None  # deleted meanwhile, or a create under way
+    whole = size <= 2 * _WINDOW
+    head = pread_all(fd, size if whole else _WINDOW, 0)
+    if whole:
+        tail, tail_at = head, 0
+    else:
+        tail_at = size - _WINDOW
+        tail = pread_all(fd, _WINDOW, tail_at)
+    if len(tail) != size - tail_at:
+        return None  # cut back meanwhile (a torn tail being repaired)
+    try:
         header = _header(fd, head, session_id)
         if header is None:
             return None
@@ -83,8 +95,6 @@ def read(layout: Layout, session_id: str) -> Row | None:
         )
     except (ValueError, KeyError, TypeError):
         return None  # the usual open reports a damaged header with file and line
-    finally:
-        os.close(fd)
     return (st.st_ino, size, st.st_mtime_ns), info, updated
 
 
