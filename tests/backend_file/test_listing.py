@@ -24,9 +24,9 @@ def count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     looked: list[str] = []
     real = Store.peek
 
-    def peek(self: Store, session_id: str) -> tuple[SessionInfo, int] | None:
+    def peek(self: Store, session_id: str, seen: int = 0) -> tuple[SessionInfo, int] | None:
         looked.append(session_id)
-        return real(self, session_id)
+        return real(self, session_id, seen)
 
     monkeypatch.setattr(Store, "peek", peek)
     return looked

@@ -56,9 +56,9 @@ _LINE = re.compile(rb"([0-9a-f]{16}) (" + ID_PATTERN.encode() + rb")\n")
 _SCAN = 512  # lines read per pread when scanning backwards
 _MAX_FDS = 64
 
-#: Looks a session up for listing: its current summary and ``updated_at`` in µs, or None if
-#: it no longer exists.
-Resolve = Callable[[str], tuple[SessionInfo, int] | None]
+#: Looks a session up for listing, given the time of its newest row read (it is at least
+#: that new): its current summary and ``updated_at`` in µs, or None if it no longer exists.
+Resolve = Callable[[str, int], tuple[SessionInfo, int] | None]
 
 
 def keys_for(agent: str, user_id: str | None) -> list[str]:
@@ -210,7 +210,7 @@ class _Scan:
         if sid in self.seen or (after is not None and (ts, sid) >= after):
             return
         self.seen.add(sid)
-        got = self.resolve(sid)
+        got = self.resolve(sid, ts)
         if got is None:
             return
         info, updated = got

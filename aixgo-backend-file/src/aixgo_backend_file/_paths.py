@@ -55,7 +55,7 @@ def open_file(path: str | Path, flags: int, what: str = "store file") -> int:
     return fd
 
 
-def make_private_dir(path: Path) -> bool:
+def make_private_dir(path: Path | str) -> bool:
     """Create ``path`` as a 0700 directory if it is missing; True if it was created."""
     try:
         os.mkdir(path, DIR_MODE)
@@ -65,7 +65,7 @@ def make_private_dir(path: Path) -> bool:
     return True
 
 
-def check_private_dir(path: Path, *, follow: bool, what: str) -> None:
+def check_private_dir(path: Path | str, *, follow: bool, what: str) -> None:
     """Refuse a directory that is a planted link, someone else's, or writable by others."""
     try:
         st = os.stat(path, follow_symlinks=follow)
@@ -127,7 +127,9 @@ class Layout:
         name = session_id[:2]
         if name in self._shards and is_id(session_id):
             return False
-        path = self.shard(session_id)
+        if not is_id(session_id):
+            raise SessionNotFound(str(session_id)[:64])
+        path = f"{self._sessions_str}/{name}"  # a string: a cold listing checks many shards
         created = make_private_dir(path) if create else False
         if not created:
             try:

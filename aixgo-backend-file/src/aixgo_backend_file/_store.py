@@ -37,7 +37,7 @@ from aixgo.message import Message
 from aixgo.session.codec import check_batch
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
-from aixgo_backend_file import _reading, _recovery, _writing
+from aixgo_backend_file import _reading, _recovery, _summary, _writing
 from aixgo_backend_file._commit import GroupCommit, Pending
 from aixgo_backend_file._diskfull import failed
 from aixgo_backend_file._index import REFRESH_US, Index, keys_for, query_key
@@ -55,8 +55,10 @@ T = TypeVar("T")
 
 #: Sessions kept open (three descriptors each at most) per store.
 MAX_OPEN_SESSIONS = 256
-#: Session summaries remembered for listing (no descriptors; checked by ``lstat``).
+#: Session summaries remembered for listing (checked by ``lseek`` or ``lstat``).
 MAX_SUMMARIES = 16_384
+#: Logs kept open read-only (one descriptor each) after listing read their summaries.
+MAX_READERS = 128
 
 
 class Store:
@@ -74,7 +76,8 @@ class Store:
         self._closed = False
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
         self._keys: dict[tuple[str, str | None], list[str]] = {}
-        self._summaries: OrderedDict[str, tuple[int, SessionInfo, int]] = OrderedDict()
+        self._summaries: OrderedDict[str, _summary.Row] = OrderedDict()
+        self._readers: OrderedDict[str, int] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -132,6 +135,8 @@ class Store:
             self.commit.flush_all()
             while self._open:
                 close_files(self._open.popitem()[1])
+            while self._readers:
+                os.close(self._readers.popitem()[1])
             self.index.close()
 
     def _check(self) -> None:
@@ -229,6 +234,7 @@ class Store:
                 log = _writing.create(self.layout, info, fsync=self.fsync, touch=self._touch)
             except OSError as exc:
                 raise failed(self.root, exc, f"creating session {info.id}") from exc
+            self._drop_summary(info.id)  # of a session of this id deleted before
             self._remember(log)
 
     def _known(self, session_id: str, read: Callable[[LogState], T]) -> T:
@@ -244,47 +250,117 @@ class Store:
     def info(self, session_id: str) -> SessionInfo:
         return self._known(session_id, summary)
 
-    def peek(self, session_id: str) -> tuple[SessionInfo, int] | None:
+    def peek(self, session_id: str, seen: int = 0) -> tuple[SessionInfo, int] | None:
         """For listing: the session's summary and its ``updated_at`` in µs, or None if it is
-        gone. A remembered summary is checked with one ``lstat`` instead of a lock: the log
-        only ever grows, so the same size means the same content."""
+        gone; ``seen`` is the time of a listing row of it (the session is at least that new).
+        A remembered summary is checked with one ``lstat``: the log only ever grows, so the
+        same file (inode and modification time) at the same size holds the same content. A
+        file of a session deleted and created again by another process may reuse the inode
+        and match in size and, with coarse file times, in time too: its creation's listing
+        rows, newer than what is remembered, tell it apart."""
         known = self._summaries.get(session_id)
-        if known is not None:
+        if known is not None and known[2] >= seen:
             log = self._open.get(session_id)
+            fd = log.fd if log is not None else self._readers.get(session_id)
             try:
-                if log is not None:  # a delete grows the log (its record) before unlinking
-                    size = os.lseek(log.fd, 0, os.SEEK_END)
+                if fd is not None:  # a delete grows the log (its record) before unlinking
+                    same = os.lseek(fd, 0, os.SEEK_END) == known[0][1]
                 else:
-                    size = os.lstat(self.layout.log_path(session_id)).st_size
+                    st = os.lstat(self.layout.log_path(session_id))
+                    same = (st.st_ino, st.st_size, st.st_mtime_ns) == known[0]
             except FileNotFoundError:
-                self._summaries.pop(session_id, None)
+                self._drop_summary(session_id)
                 self._forget(session_id)
                 return None
-            if size == known[0]:
+            if same:
                 self._summaries.move_to_end(session_id)
                 return known[1], known[2]
-        try:
-            with self.lock:
-                log = self._locked(session_id, exclusive=False)
-                try:
-                    info, size, updated = summary(log), log.size, log.updated
-                finally:
-                    _recovery.unlock(log)
-        except SessionNotFound:
-            self._summaries.pop(session_id, None)
+        row = self._look_up(session_id)
+        if row is None:
+            self._drop_summary(session_id)
             return None
-        self._summaries[session_id] = (size, info, updated)
+        self._summaries[session_id] = row
+        self._summaries.move_to_end(session_id)
         if len(self._summaries) > MAX_SUMMARIES:
             self._summaries.popitem(last=False)
-        return info, updated
+        return row[1], row[2]
+
+    def _look_up(self, session_id: str) -> _summary.Row | None:
+        """A session's listing row: from the view this process has open, else from the
+        log's first and last records (:mod:`aixgo_backend_file._summary`), else by
+        opening the session (locked, caught up, repaired). None if it is gone."""
+        if session_id in self._open:
+            try:
+                return self._from_view(session_id)
+            except SessionNotFound:
+                # The view was of a log deleted since; another process may have created
+                # the session again (a deterministic id): look at the path afresh.
+                pass
+        fd = self._readers.pop(session_id, None)
+        if fd is not None:
+            os.close(fd)  # the log grew or went: read it afresh
+        try:
+            self.layout.ensure_shard(session_id, create=False)
+            fd = open_file(self.layout.log_path(session_id), os.O_RDONLY, "session log")
+        except (SessionNotFound, FileNotFoundError):
+            return None
+        except OSError as exc:
+            raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+        try:
+            row = _summary.read(fd, session_id)
+        except OSError as exc:
+            os.close(fd)
+            raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+        if row is None:
+            os.close(fd)
+            return self._from_view(session_id)
+        self._readers[session_id] = fd
+        if len(self._readers) > MAX_READERS:
+            os.close(self._readers.popitem(last=False)[1])
+        return row
+
+    def _drop_summary(self, session_id: str) -> None:
+        self._summaries.pop(session_id, None)
+        fd = self._readers.pop(session_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _from_view(self, session_id: str) -> _summary.Row | None:
+        """The row from the session opened the usual way; SessionNotFound from a view
+        that was open already (the caller looks again), None if there is no session."""
+        was_open = session_id in self._open
+        with self.lock:
+            try:
+                log = self._locked(session_id, exclusive=False)
+            except SessionNotFound:
+                if was_open:
+                    raise
+                return None
+            try:
+                st = os.fstat(log.fd)
+                return (st.st_ino, log.size, st.st_mtime_ns), summary(log), log.updated
+            except OSError as exc:
+                raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
+            finally:
+                _recovery.unlock(log)
 
     def list_page(
         self, agent: str | None, user_id: str | None, limit: int, cursor: str | None
     ) -> Page[SessionInfo]:
+        def resolve(session_id: str, seen: int) -> tuple[SessionInfo, int] | None:
+            got = self.peek(session_id, seen)
+            # Rows only name candidates: a session listed under another key (a misplaced
+            # or planted index line) is not shown outside its agent's and user's scope.
+            if got is None or (agent is not None and got[0].agent != agent):
+                return None
+            if user_id is not None and got[0].user_id != user_id:
+                return None
+            return got
+
         with self.lock:
             self._ensure()
             return self.index.page(
-                query_key(agent, user_id), limit=limit, cursor=cursor, resolve=self.peek
+                query_key(agent, user_id), limit=limit, cursor=cursor, resolve=resolve
             )
 
     def delete(self, session_id: str) -> None:
@@ -299,6 +375,7 @@ class Store:
             finally:
                 _recovery.unlock(log)
                 self._forget(session_id)
+                self._drop_summary(session_id)
 
     def append(
         self, session_id: str, messages: Sequence[Message], expected_seq: int | None

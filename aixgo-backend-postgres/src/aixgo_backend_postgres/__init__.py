@@ -5,10 +5,27 @@ Install it and open ``postgresql://`` (or ``postgres://``) URLs with
 schemes. See the README for URL options, the schema and the ``aixgo_current_messages`` view.
 """
 
-from aixgo_backend_postgres._migrations import LATEST as SCHEMA_VERSION
-from aixgo_backend_postgres.backend import PostgresBackend
-from aixgo_backend_postgres.errors import SchemaVersionError, StatementTimeout
-from aixgo_backend_postgres.options import PostgresOptions, parse_url
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aixgo_backend_postgres._migrations import LATEST as SCHEMA_VERSION
+    from aixgo_backend_postgres.backend import PostgresBackend
+    from aixgo_backend_postgres.errors import SchemaVersionError, StatementTimeout
+    from aixgo_backend_postgres.options import PostgresOptions, parse_url
+
+#: Imported on first use: loading plugins imports this package, and must not import
+#: its dependencies (every process that opens any store would pay for them).
+_LAZY = {
+    "SCHEMA_VERSION": ("aixgo_backend_postgres._migrations", "LATEST"),
+    "PostgresBackend": ("aixgo_backend_postgres.backend", "PostgresBackend"),
+    "SchemaVersionError": ("aixgo_backend_postgres.errors", "SchemaVersionError"),
+    "StatementTimeout": ("aixgo_backend_postgres.errors", "StatementTimeout"),
+    "PostgresOptions": ("aixgo_backend_postgres.options", "PostgresOptions"),
+    "parse_url": ("aixgo_backend_postgres.options", "parse_url"),
+}
 
 __all__ = [
     "PostgresBackend",
@@ -18,3 +35,12 @@ __all__ = [
     "StatementTimeout",
     "parse_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value

@@ -7,8 +7,32 @@ Install it and open a URL; the plugin registers ``redis://``, ``rediss://``, ``u
     mgr = SessionManager("redis://localhost:6379/0?prefix=myapp:&ttl=604800")
 """
 
-from aixgo_backend_redis._retry import BackendTimeout
-from aixgo_backend_redis.backend import RedisBackend
-from aixgo_backend_redis.options import RedisOptions, parse_url
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aixgo_backend_redis._retry import BackendTimeout
+    from aixgo_backend_redis.backend import RedisBackend
+    from aixgo_backend_redis.options import RedisOptions, parse_url
+
+#: Imported on first use: loading plugins imports this package, and must not import
+#: its dependencies (every process that opens any store would pay for them).
+_LAZY = {
+    "BackendTimeout": ("aixgo_backend_redis._retry", "BackendTimeout"),
+    "RedisBackend": ("aixgo_backend_redis.backend", "RedisBackend"),
+    "RedisOptions": ("aixgo_backend_redis.options", "RedisOptions"),
+    "parse_url": ("aixgo_backend_redis.options", "parse_url"),
+}
 
 __all__ = ["BackendTimeout", "RedisBackend", "RedisOptions", "parse_url"]
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value

@@ -7,12 +7,28 @@ wire contract is ``proto/aixgo/v1/agent.proto`` (:func:`proto_path`).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aixgo_runtime_grpc.client import RemoteAgent, build_remote
-from aixgo_runtime_grpc.server import AgentServer
-from aixgo_runtime_grpc.tls import ClientTLS, ServerTLS
-from aixgo_runtime_grpc.wire import NodeUnavailable, PermissionDenied, RemoteError
+if TYPE_CHECKING:
+    from aixgo_runtime_grpc.client import RemoteAgent, build_remote
+    from aixgo_runtime_grpc.server import AgentServer
+    from aixgo_runtime_grpc.tls import ClientTLS, ServerTLS
+    from aixgo_runtime_grpc.wire import NodeUnavailable, PermissionDenied, RemoteError
+
+#: Imported on first use: loading plugins imports this package, and must not import
+#: its dependencies (every process that opens any store would pay for them).
+_LAZY = {
+    "RemoteAgent": ("aixgo_runtime_grpc.client", "RemoteAgent"),
+    "build_remote": ("aixgo_runtime_grpc.client", "build_remote"),
+    "AgentServer": ("aixgo_runtime_grpc.server", "AgentServer"),
+    "ClientTLS": ("aixgo_runtime_grpc.tls", "ClientTLS"),
+    "ServerTLS": ("aixgo_runtime_grpc.tls", "ServerTLS"),
+    "NodeUnavailable": ("aixgo_runtime_grpc.wire", "NodeUnavailable"),
+    "PermissionDenied": ("aixgo_runtime_grpc.wire", "PermissionDenied"),
+    "RemoteError": ("aixgo_runtime_grpc.wire", "RemoteError"),
+}
 
 __all__ = [
     "AgentServer",
@@ -30,3 +46,12 @@ __all__ = [
 def proto_path() -> Path:
     """The published ``aixgo/v1/agent.proto`` (any gRPC client can call a node with it)."""
     return Path(__file__).parent / "proto" / "aixgo" / "v1" / "agent.proto"
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value

@@ -12,12 +12,28 @@ True
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from aixgo_web._errors import ERROR_STATUS
-from aixgo_web.app import create_app
-from aixgo_web.auth import bearer_user, fixed_user, header_user
-from aixgo_web.router import DEFAULT_MAX_BODY_BYTES, create_router
+if TYPE_CHECKING:
+    from aixgo_web._errors import ERROR_STATUS
+    from aixgo_web.app import create_app
+    from aixgo_web.auth import bearer_user, fixed_user, header_user
+    from aixgo_web.router import DEFAULT_MAX_BODY_BYTES, create_router
+
+#: Imported on first use: loading plugins imports this package, and must not import
+#: its dependencies (every process that opens any store would pay for them).
+_LAZY = {
+    "ERROR_STATUS": ("aixgo_web._errors", "ERROR_STATUS"),
+    "create_app": ("aixgo_web.app", "create_app"),
+    "bearer_user": ("aixgo_web.auth", "bearer_user"),
+    "fixed_user": ("aixgo_web.auth", "fixed_user"),
+    "header_user": ("aixgo_web.auth", "header_user"),
+    "DEFAULT_MAX_BODY_BYTES": ("aixgo_web.router", "DEFAULT_MAX_BODY_BYTES"),
+    "create_router": ("aixgo_web.router", "create_router"),
+}
 
 __all__ = [
     "create_app",
@@ -29,3 +45,12 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value
