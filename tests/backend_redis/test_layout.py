@@ -143,7 +143,6 @@ async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix
             await s.get_messages(last=1)
 
 
-
 @pytest.mark.asyncio
 async def test_a_damaged_record_sorting_before_a_marker_does_not_hide_it(
     redis_url: str, prefix: str
@@ -167,6 +166,7 @@ async def test_a_damaged_record_sorting_before_a_marker_does_not_hide_it(
             with pytest.raises(CorruptedData, match="is not valid"):
                 await s.get_messages(last=last)
         assert [m.text for m in await s.get_messages(last=1)] == ["d"]
+
 
 def _hostile(stored: list[bytes]) -> dict[str, list[bytes]]:
     """Replacements for the two stored records ``stored``: two that are not messages alone
