@@ -100,7 +100,7 @@ async def test_a_tail_after_restore_skips_damage_on_the_discarded_branch(
         await s.append_message(Message.user("c"))
         async with await admin(pg_url) as conn:
             await conn.execute(
-                f"UPDATE \"{schema}\".aixgo_messages SET message = '{{\"id\": 1}}' "
+                f'UPDATE "{schema}".aixgo_messages SET message = \'{{"id": 1}}\' '
                 "WHERE session_id = %s AND branch = 0 AND seq = 4",
                 (s.id,),
             )
