@@ -82,3 +82,38 @@ async def test_a_row_written_behind_our_back_is_read_whole_or_refused(
             else:
                 with pytest.raises(CorruptedData, match=f"seq 2 is not valid: .*{error}"):
                     await s.get_messages(last=last)
+
+
+@pytest.mark.asyncio
+async def test_a_tail_after_restore_skips_damage_on_the_discarded_branch(
+    pg_url: str, schema: str
+) -> None:
+    # Reads and writes share the connection's kept cursor: each read sees the history as it
+    # is after the restore, whatever the cursor ran before; damage in the discarded tail is
+    # never read, damage in the live history is a typed error, and the next read recovers.
+    async with SessionManager(pg_url) as mgr:
+        s = await mgr.create("assistant")
+        await s.append_messages([Message.user(t) for t in "ab"])
+        cp = await s.checkpoint()
+        await s.append_messages([Message.user(t) for t in "xyz"])
+        await s.restore(cp.id)
+        await s.append_message(Message.user("c"))
+        async with await admin(pg_url) as conn:
+            await conn.execute(
+                f'UPDATE "{schema}".aixgo_messages SET message = \'{{"id": 1}}\' '
+                "WHERE session_id = %s AND branch = 0 AND seq = 4",
+                (s.id,),
+            )
+        for last in (None, 3, 2, 100):
+            got = await s.get_messages(last=last)
+            assert [(m.seq, m.text) for m in got] == [(1, "a"), (2, "b"), (3, "c")][-len(got) :]
+            assert len(got) == min(last or 3, 3)
+        async with await admin(pg_url) as conn:
+            await conn.execute(
+                f"UPDATE \"{schema}\".aixgo_messages SET message = '[1, 2]' "
+                "WHERE session_id = %s AND branch = 0 AND seq = 2",
+                (s.id,),
+            )
+        with pytest.raises(CorruptedData, match="seq 2 is not valid"):
+            await s.get_messages()
+        assert [m.text for m in await s.get_messages(last=1)] == ["c"]

@@ -143,6 +143,31 @@ async def test_a_damaged_message_is_reported_with_its_key(redis_url: str, prefix
             await s.get_messages(last=1)
 
 
+@pytest.mark.asyncio
+async def test_a_damaged_record_sorting_before_a_marker_does_not_hide_it(
+    redis_url: str, prefix: str
+) -> None:
+    # The plain LRANGE read spots a restore marker by the least record; a damaged record that
+    # sorts below "#" must still let the marker send the read to tail.lua, which skips the
+    # discarded tail holding the damage, and damage in the live history is still reported.
+    async with manager(redis_url) as mgr, raw(redis_url) as r:
+        s = await mgr.create("bot")
+        await s.append_message(Message.user("a"))
+        cp = await s.checkpoint()
+        await s.append_messages([Message.user("b"), Message.user("c")])
+        await s.restore(cp.id)
+        await s.append_message(Message.user("d"))  # the list: a b c #marker d
+        messages = Keys(prefix).session(s.id)[2]
+        await r.lset(messages, 1, b" not json")  # b, on the discarded branch
+        assert [(m.seq, m.text) for m in await s.get_messages()] == [(1, "a"), (2, "d")]
+        assert [m.text for m in await s.get_messages(last=1)] == ["d"]
+        await r.lset(messages, 0, b"!bad")  # a, in the live history
+        for last in (None, 2):
+            with pytest.raises(CorruptedData, match="is not valid"):
+                await s.get_messages(last=last)
+        assert [m.text for m in await s.get_messages(last=1)] == ["d"]
+
+
 def _hostile(stored: list[bytes]) -> dict[str, list[bytes]]:
     """Replacements for the two stored records ``stored``: two that are not messages alone
     but would read as two when joined by a plain comma, and a tool message without a call id."""

@@ -322,11 +322,13 @@ class PostgresBackend:
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         params = {"id": session_id, "last": last}
+        connections = await self._ready()
+        cursor = connections.cursor  # the kept cursor, as appends use: its loaders are built
 
         async def op(conn: Conn, attempt: int) -> list[Any]:
-            return await (await conn.execute(self._sql.tail, params)).fetchall()
+            return await (await cursor(conn).execute(self._sql.tail, params)).fetchall()
 
-        rows = await self._run(op)
+        rows = await retry.run(connections, self.options, op)
         if not rows:
             raise SessionNotFound(session_id)
         # Rows hold the message with its seq, exactly as the model reads it back.
