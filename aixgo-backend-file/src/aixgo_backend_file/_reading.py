@@ -85,18 +85,26 @@ def _decode_entries(
     log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
 ) -> None:
     """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each; check
-    each record's frame against its entry, then decode the messages in one batch."""
+    each run as a whole (:func:`~aixgo_backend_file._record.message_run`), or else each
+    record's frame against its entry; then decode the messages in one batch."""
     data: list[bytes] = []
     i = 0
     while i < len(entries):
         start = entries[i][0]
-        j = i
-        while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
-            j += 1
+        j = len(entries) - 1
+        if entries[j][0] + entries[j][1] - start > CHUNK:
+            j = i
+            while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
+                j += 1
         stop = entries[j][0] + entries[j][1]
         if not start < stop <= log.size:
             raise CorruptedData(f"{log.idx_path}: entry {first + i + 1} points outside the log")
         buf = pread_all(log.fd, stop - start, start)
+        run = record.message_run(buf, seq + i, j - i + 1)
+        if run is not None:  # the common case: the messages lie back to back
+            data += run
+            i = j + 1
+            continue
         for k in range(i, j + 1):
             offset, length = entries[k][0], entries[k][1]
             found = record.message_at(buf, offset - start, length)
