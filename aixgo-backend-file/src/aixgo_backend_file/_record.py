@@ -102,23 +102,26 @@ _RUN_LINE = re.compile(
 )
 
 
-def message_run(buf: bytes, seq: int, count: int) -> list[bytes] | None:
-    """The message JSON of each record if ``buf`` is exactly ``count`` intact message
-    records, messages ``seq`` to ``seq + count - 1`` in order; else ``None`` (then
-    :func:`message_at`, record by record, finds what is wrong, or reads what this does not,
-    such as other records between the messages).
+def message_run(buf: bytes, seq: int, lengths: list[int]) -> list[bytes] | None:
+    """The message JSON of each record if ``buf`` is exactly ``len(lengths)`` intact
+    message records, of those line lengths, messages ``seq`` on in order; else ``None``
+    (then :func:`message_at`, record by record, finds what is wrong, or reads what this does
+    not, such as other records between the messages).
 
     What :func:`message_at` checks of each record, checked for the whole run in a few C
     calls rather than a few Python steps per record: the lines found tile ``buf`` (their
     lengths add up to it, so nothing was skipped), each one's length and checksum match its
-    payload, and their seqs count up from ``seq``."""
+    payload and its length is the one given, and their seqs count up from ``seq``."""
+    count = len(lengths)
     found = _RUN_LINE.findall(buf)
     if len(found) != count:
         return None
     sizes, crcs, payloads, seqs, messages = zip(*found, strict=True)
+    have = list(map(len, payloads))
     ok = (
-        sum(map(len, payloads)) + (PREFIX + 1) * count == len(buf)
-        and list(map(int, sizes, repeat(16))) == list(map(len, payloads))
+        sum(have) + (PREFIX + 1) * count == len(buf)
+        and list(map(int, sizes, repeat(16))) == have
+        and [n - PREFIX - 1 for n in lengths] == have
         and list(map(int, crcs, repeat(16))) == list(map(zlib.crc32, payloads))
         and list(map(int, seqs)) == list(range(seq, seq + count))
     )

@@ -48,6 +48,7 @@ from aixgo_backend_file._paths import (
     make_private_dir,
     open_file,
 )
+from aixgo_backend_file._recent import Recent
 from aixgo_backend_file._state import LogState, close_files, list_checkpoints, write_all
 from aixgo_backend_file._state import info as summary
 
@@ -75,6 +76,7 @@ class Store:
         # Listing keys by (agent, user id): hashing them costs more than a whole append.
         self._keys: dict[tuple[str, str | None], list[str]] = {}
         self._summaries: OrderedDict[str, tuple[int, SessionInfo, int]] = OrderedDict()
+        self.recent = Recent()  # records read lately, decoded (see _recent)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -167,6 +169,7 @@ class Store:
             close_files(old)
 
     def _forget(self, session_id: str) -> None:
+        self.recent.drop(session_id)
         log = self._open.pop(session_id, None)
         if log is not None:
             self.commit.flush(log)
@@ -332,7 +335,7 @@ class Store:
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return _reading.messages(log, last)
+                return _reading.messages(log, last, self.recent)
             except OSError as exc:
                 raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
             finally:
