@@ -134,6 +134,7 @@ class Store:
             self.commit.flush_all()
             while self._open:
                 close_files(self._open.popitem()[1])
+            self.recent = Recent()
             self.index.close()
 
     def _check(self) -> None:
