@@ -3,8 +3,11 @@
 The read path is :func:`messages`: the lineage names the spans of log ordinals that make up
 the current history's last ``n`` messages, one ``pread`` of ``.idx`` per span gives their
 offsets, and records that lie close together are read with one ``pread`` of the log
-(:func:`_decode_entries`). An ``.idx`` entry that points at the wrong bytes is derived data
-gone bad, not a damaged log: the records are then found from the log itself, with a warning.
+(:func:`_decode_entries`). Records back to back are checked as one run, others one by one;
+a record whose line is byte for byte one the store kept from a recent read is copied from it
+rather than checked and decoded again (:mod:`aixgo_backend_file._recent`). An ``.idx`` entry
+that points at the wrong bytes is derived data gone bad, not a damaged log: the records are
+then found from the log itself, with a warning.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import os
 
 from aixgo.errors import CorruptedData
 from aixgo.message import Message
-from aixgo.session.codec import decode_at, decode_batch
+from aixgo.session.codec import decode_at, decode_batch, stored_copy
 
 from aixgo_backend_file import _record as record
 from aixgo_backend_file._diskfull import logger
+from aixgo_backend_file._recent import OVERHEAD, Recent, Records
 from aixgo_backend_file._recovery import reload_from_log
 from aixgo_backend_file._state import CHUNK, ID_WINDOW, IDX, LogState, idx_file, pread_all
 
@@ -25,14 +29,38 @@ from aixgo_backend_file._state import CHUNK, ID_WINDOW, IDX, LogState, idx_file,
 Entries = list[tuple[int, ...]]
 
 
-def messages(log: LogState, last: int | None) -> list[Message]:
-    """The current history's last ``last`` messages (all if None), oldest first."""
+def messages(log: LogState, last: int | None, recent: Recent | None = None) -> list[Message]:
+    """The current history's last ``last`` messages (all if None), oldest first; with
+    ``recent``, records read lately and unchanged since are copied rather than decoded
+    (:mod:`aixgo_backend_file._recent`), and this read's records are kept there."""
     out: list[Message] = []
+    reuse = _Reuse(recent.of(log.id), recent.limit()) if recent is not None else None
     for branch, lo, hi in log.lin.tail_spans(last):
         first = _ordinal(log, branch, lo)
         raw = pread_all(idx_file(log), (hi - lo + 1) * IDX.size, first * IDX.size)
-        _read_entries(log, list(IDX.iter_unpack(raw)), first, lo, out)
+        _read_entries(log, list(IDX.iter_unpack(raw)), first, lo, out, reuse)
+    if recent is not None and reuse is not None:
+        recent.keep(log.id, reuse.kept if reuse.weight <= reuse.room else {}, reuse.weight)
     return out
+
+
+class _Reuse:
+    """What one read may reuse (``known``) and what it keeps for the next (``kept``, until
+    its ``weight`` passes ``room``)."""
+
+    __slots__ = ("kept", "known", "room", "weight")
+
+    def __init__(self, known: Records, room: int) -> None:
+        self.known = known
+        self.kept: Records = {}
+        self.room = room
+        self.weight = 0
+
+    def grow(self, size: int, count: int) -> bool:
+        """Count a chunk of ``count`` records in ``size`` bytes read; whether the read is
+        still light enough for its records to be kept."""
+        self.weight += size + count * OVERHEAD
+        return self.weight <= self.room
 
 
 def _locate(log: LogState, ordinal: int) -> tuple[int, int]:
@@ -47,19 +75,24 @@ def _ordinal(log: LogState, branch: int, seq: int) -> int:
 
 
 def _read_entries(
-    log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
+    log: LogState,
+    entries: Entries,
+    first: int,
+    seq: int,
+    out: list[Message],
+    reuse: _Reuse | None = None,
 ) -> None:
     """Decode the records ``entries`` (``.idx`` entries from ordinal ``first``, seq ``seq``
     on) point at, onto ``out``; from the log itself if the entries are wrong."""
     done = len(out)
     try:
-        _decode_entries(log, entries, first, seq, out)
+        _decode_entries(log, entries, first, seq, out, reuse)
     except CorruptedData:
         fixed = _entries_from_log(log, entries, first)
         if fixed is None:
             raise
         del out[done:]
-        _decode_entries(log, fixed, first, seq, out)
+        _decode_entries(log, fixed, first, seq, out, None)
 
 
 def _entries_from_log(log: LogState, entries: Entries, first: int) -> Entries | None:
@@ -82,24 +115,100 @@ def _entries_from_log(log: LogState, entries: Entries, first: int) -> Entries | 
 
 
 def _decode_entries(
-    log: LogState, entries: Entries, first: int, seq: int, out: list[Message]
+    log: LogState, entries: Entries, first: int, seq: int, out: list[Message], reuse: _Reuse | None
 ) -> None:
-    """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each; check
-    each record's frame against its entry, then decode the messages in one batch."""
-    data: list[bytes] = []
+    """Read the records in runs of at most :data:`CHUNK` bytes, one ``pread`` each."""
     i = 0
     while i < len(entries):
         start = entries[i][0]
-        j = i
-        while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
-            j += 1
+        j = len(entries) - 1
+        if entries[j][0] + entries[j][1] - start > CHUNK:
+            j = i
+            while j + 1 < len(entries) and entries[j + 1][0] + entries[j + 1][1] - start <= CHUNK:
+                j += 1
         stop = entries[j][0] + entries[j][1]
         if not start < stop <= log.size:
             raise CorruptedData(f"{log.idx_path}: entry {first + i + 1} points outside the log")
         buf = pread_all(log.fd, stop - start, start)
+        if reuse is None or not reuse.known:
+            keeping = reuse is not None and reuse.grow(len(buf), j - i + 1)
+            out += _decode_run(log, entries, first, seq, i, j, start, buf, reuse, keeping)
+        else:
+            _decode_known(log, entries, first, seq, i, j, start, buf, out, reuse)
+        i = j + 1
+
+
+def _decode_known(
+    log: LogState,
+    entries: Entries,
+    first: int,
+    seq: int,
+    i: int,
+    j: int,
+    start: int,
+    buf: bytes,
+    out: list[Message],
+    reuse: _Reuse,
+) -> None:
+    """Entries ``i`` to ``j`` onto ``out``: a copy of the kept message for each line that
+    is byte for byte the one kept at its offset and seq, the others decoded."""
+    known, kept = reuse.known, reuse.kept
+    keeping = reuse.grow(len(buf), j - i + 1)
+    hits: dict[int, Message] = {}
+    for k in range(i, j + 1):
+        offset, length = entries[k][0], entries[k][1]
+        hit = known.get(offset)
+        if hit is not None and hit[1].seq == seq + k:
+            pos = offset - start
+            if pos >= 0 and buf[pos : pos + length] == hit[0]:
+                hits[k] = hit[1]
+                if keeping:
+                    kept[offset] = hit
+    if len(hits) == j - i + 1:  # all of them: the same read again, say
+        out += map(stored_copy, hits.values(), range(seq + i, seq + j + 1))
+        return
+    k = i
+    while k <= j:
+        message = hits.get(k)
+        if message is not None:
+            out.append(stored_copy(message, seq + k))
+            k += 1
+            continue
+        miss = k
+        while k + 1 <= j and k + 1 not in hits:
+            k += 1
+        out += _decode_run(log, entries, first, seq, miss, k, start, buf, reuse, keeping)
+        k += 1
+
+
+def _decode_run(
+    log: LogState,
+    entries: Entries,
+    first: int,
+    seq: int,
+    i: int,
+    j: int,
+    start: int,
+    buf: bytes,
+    reuse: _Reuse | None,
+    keeping: bool,
+) -> list[Message]:
+    """The messages of entries ``i`` to ``j``, whose records lie in ``buf`` (read from log
+    offset ``start``): checked as one run
+    (:func:`~aixgo_backend_file._record.message_run`), or else each record's frame against
+    its entry; then decoded in one batch, and kept in ``reuse`` if ``keeping``."""
+    lo, hi = entries[i][0] - start, entries[j][0] + entries[j][1] - start
+    run = entries[i : j + 1]
+    part = buf if (lo, hi) == (0, len(buf)) else buf[lo:hi] if 0 <= lo < hi else b""
+    data = record.message_run(part, seq + i, [e[1] for e in run])
+    # A run tiled by its lines is where the entries say only if they lie back to back; a
+    # record checked on its own is where its entry says.
+    placed = data is None or [e[0] + e[1] for e in run[:-1]] == [e[0] for e in run[1:]]
+    if data is None:
+        data = []
         for k in range(i, j + 1):
             offset, length = entries[k][0], entries[k][1]
-            found = record.message_at(buf, offset - start, length)
+            found = record.message_at(buf, offset - start, length) if offset >= start else None
             if found is None or found[0] != seq + k:
                 line = 2 + first + k + bisect.bisect_left(log.meta_offsets, offset)
                 raise CorruptedData(
@@ -107,8 +216,14 @@ def _decode_entries(
                     "checksum (the disk returned damaged data); run `aixgo file repair`"
                 )
             data.append(found[1])
-        i = j + 1
-    out += decode_batch(data, lambda k: decode_at(data[k], seq + k, log.path), first_seq=seq)
+    at = seq + i
+    out = decode_batch(data, lambda k: decode_at(data[k], at + k, log.path), first_seq=at)
+    if reuse is not None and keeping and placed:
+        kept = reuse.kept
+        for k, (offset, length, *_) in enumerate(run):
+            pos = offset - start
+            kept[offset] = (buf[pos : pos + length], stored_copy(out[k], at + k))
+    return out
 
 
 def _message_at(log: LogState, ordinal: int, seq: int) -> Message:

@@ -48,6 +48,7 @@ from aixgo_backend_file._paths import (
     make_private_dir,
     open_file,
 )
+from aixgo_backend_file._recent import Recent
 from aixgo_backend_file._state import LogState, close_files, list_checkpoints, write_all
 from aixgo_backend_file._state import info as summary
 
@@ -78,6 +79,7 @@ class Store:
         self._keys: dict[tuple[str, str | None], list[str]] = {}
         self._summaries: OrderedDict[str, _summary.Row] = OrderedDict()
         self._readers: OrderedDict[str, int] = OrderedDict()
+        self.recent = Recent()  # records read lately, decoded (see _recent)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -137,6 +139,7 @@ class Store:
                 close_files(self._open.popitem()[1])
             while self._readers:
                 os.close(self._readers.popitem()[1])
+            self.recent = Recent()
             self.index.close()
 
     def _check(self) -> None:
@@ -172,6 +175,7 @@ class Store:
             close_files(old)
 
     def _forget(self, session_id: str) -> None:
+        self.recent.drop(session_id)
         log = self._open.pop(session_id, None)
         if log is not None:
             self.commit.flush(log)
@@ -409,7 +413,7 @@ class Store:
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return _reading.messages(log, last)
+                return _reading.messages(log, last, self.recent)
             except OSError as exc:
                 raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
             finally:
