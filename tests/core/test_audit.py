@@ -121,6 +121,26 @@ async def test_tampering_is_named_by_index(store_url: str, tmp_path: Path, how: 
     assert (report.intact, report.first_bad, report.records) == (False, bad, bad)
 
 
+_ODD = [None, "", "plain", "é ü 中", "😀", "\u2028\x00\n\"\\", "\ud800", 0, -7, 10**30, True, 1.5,
+        [], ["a", "é"], ["a", 1], [None], {"k": "v"}]  # fmt: skip
+
+
+def test_records_of_every_value_seal_in_canonical_form() -> None:
+    # Records of AuditLog's shape are sealed by a template: whatever its values, the line
+    # must be the canonical JSON verification re-derives, or the log would not verify.
+    fields = ["actor", "agent", "count", "ids", "op", "outcome", "session_id", "time", "user_id"]
+    sealer, lines, prev = Sealer(KEY), [], ""
+    for n in range(len(_ODD) * 3):
+        body = {f: _ODD[(n + 5 * k) % len(_ODD)] for k, f in enumerate(fields)}
+        if n % 7 == 3:
+            body.pop("agent")  # another shape: the generic encoder
+        line, prev = sealer.seal(body, n, prev)
+        lines.append(line)
+        rec = json.loads(line)
+        assert {k: v for k, v in rec.items() if k not in ("i", "prev", "mac")} == body
+    assert verify_lines(lines, KEY).intact
+
+
 def _verify_cli(target: str, key: bytes = KEY) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIXGO_AUDIT_KEY": key.hex()}
     return subprocess.run(["aixgo", "audit", "verify", target], env=env, capture_output=True,

@@ -123,7 +123,12 @@ class AuditLog:
         }
         idle = not self._buffer and (self._lock is None or not self._lock.locked())
         if idle and getattr(self.sink, "synchronous", False):
-            await self._submit(body)  # never suspends, so a cancellation cannot cut it short
+            # Nothing waits before this record and the sink never suspends: written inline,
+            # so no lock is needed and a cancellation cannot cut it short.
+            try:
+                await self.sink.write((body,), self._sealer)
+            except Exception as exc:
+                self._failed(exc, body)
         else:
             # Shielded: a caller cancelled while its record is written (a call timing out)
             # does not lose the record of what it already did.
@@ -145,36 +150,39 @@ class AuditLog:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            batch = [*self._buffer, body]
             try:
-                await self.sink.write(batch, self._sealer)
+                await self.sink.write([*self._buffer, body], self._sealer)
             except Exception as exc:
-                self.failures += 1
-                where = f"{body['op']} of session {body['session_id']}"
-                if self.on_failure == "fatal":
-                    raise AuditError(
-                        f"the audit record of {where} could not be written to {self.sink!r} "
-                        f"({type(exc).__name__}: {exc}); the operation itself "
-                        f"{'completed' if body['outcome'] == 'ok' else 'failed'}"
-                    ) from exc
-                if len(self._buffer) >= self.max_buffer:
-                    raise AuditError(
-                        f"the audit sink {self.sink!r} keeps failing ({type(exc).__name__}: "
-                        f"{exc}) and {len(self._buffer):,} records are buffered, the most "
-                        f"allowed; the {where} is not recorded"
-                    ) from exc
-                self._buffer.append(body)
-                _log.warning(
-                    "audit sink %r failed (%s: %s); %d record(s) buffered",
-                    self.sink,
-                    type(exc).__name__,
-                    exc,
-                    len(self._buffer),
-                )
-                if self.on_report is not None:
-                    self.on_report(exc, len(self._buffer))
+                self._failed(exc, body)
             else:
                 self._buffer.clear()
+
+    def _failed(self, exc: Exception, body: dict[str, Any]) -> None:
+        """Apply the failure policy to ``body``, which the sink could not take."""
+        self.failures += 1
+        where = f"{body['op']} of session {body['session_id']}"
+        if self.on_failure == "fatal":
+            raise AuditError(
+                f"the audit record of {where} could not be written to {self.sink!r} "
+                f"({type(exc).__name__}: {exc}); the operation itself "
+                f"{'completed' if body['outcome'] == 'ok' else 'failed'}"
+            ) from exc
+        if len(self._buffer) >= self.max_buffer:
+            raise AuditError(
+                f"the audit sink {self.sink!r} keeps failing ({type(exc).__name__}: "
+                f"{exc}) and {len(self._buffer):,} records are buffered, the most "
+                f"allowed; the {where} is not recorded"
+            ) from exc
+        self._buffer.append(body)
+        _log.warning(
+            "audit sink %r failed (%s: %s); %d record(s) buffered",
+            self.sink,
+            type(exc).__name__,
+            exc,
+            len(self._buffer),
+        )
+        if self.on_report is not None:
+            self.on_report(exc, len(self._buffer))
 
     async def flush(self) -> None:
         """Write the buffered records now; :class:`AuditError` if the sink still fails."""

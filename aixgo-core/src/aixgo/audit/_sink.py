@@ -85,21 +85,31 @@ class JsonlSink:
             fd = self._open()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                size = os.fstat(fd).st_size
-                if self._tail is not None and self._tail[0] == size:
-                    _, index, prev = self._tail
+                # Under the lock the end of the file tells whether another process appended
+                # since this one last did (lseek: cheaper than fstat, the same answer).
+                size = os.lseek(fd, 0, os.SEEK_END)
+                tail = self._tail
+                if tail is not None and tail[0] == size:
+                    _, index, prev = tail
                 else:
                     index, prev, size = self._read_tail(fd, size)
-                out = []
-                for body in bodies:
-                    line, prev = sealer.seal(body, index, prev)
-                    out.append(line + "\n")
+                if len(bodies) == 1:
+                    line, prev = sealer.seal(bodies[0], index, prev)
+                    data = (line + "\n").encode()
                     index += 1
-                data = "".join(out).encode()
+                else:
+                    out = []
+                    for body in bodies:
+                        line, prev = sealer.seal(body, index, prev)
+                        out.append(line + "\n")
+                        index += 1
+                    data = "".join(out).encode()
                 self._tail = None
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = os.write(fd, data)
+                if written < len(data):  # short writes are rare (a full disk): finish it
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
                 self._tail = (size + len(data), index, prev)
