@@ -91,8 +91,11 @@ class AuditedBackend(BackendWrapper):
         agent: str | None
         if isinstance(owner, SessionInfo):
             agent, user_id = owner.agent, owner.user_id
+        elif owner is not None:
+            agent, user_id = owner
         else:
-            agent, user_id = owner if owner is not None else await self._owner(session_id)
+            known = self._owners.get(session_id)  # the common case, without a coroutine
+            agent, user_id = known if known is not None else await self._owner(session_id)
         await self.audit.record(
             op, outcome=outcome, agent=agent, user_id=user_id, session_id=session_id,
             ids=ids, count=count,
@@ -210,9 +213,9 @@ class AuditedBackend(BackendWrapper):
 def _ids(messages: object) -> list[str]:
     """The message ids of a batch; a batch the store will refuse (a lone message, items
     that are not messages) is recorded with the ids it has."""
-    if not isinstance(messages, Sequence):
-        return []
-    return [m.id for m in messages if isinstance(m, Message)]
+    if type(messages) is list or isinstance(messages, Sequence):
+        return [m.id for m in messages if isinstance(m, Message)]
+    return []
 
 
 def audit_of(backend: Any) -> AuditLog | None:
