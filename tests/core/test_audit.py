@@ -294,6 +294,48 @@ async def test_a_full_buffer_becomes_fatal(tmp_path: Path) -> None:
     assert log.pending == 2
 
 
+class Slow(Flaky):
+    """A sink that suspends in each write (as fsync off the event loop does) and records
+    how many records each write carried."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    async def write(self, bodies: Sequence[dict[str, Any]], sealer: Sealer) -> None:
+        await asyncio.sleep(0.01)
+        self.writes.append(len(bodies))
+        await super().write(bodies, sealer)
+
+
+@pytest.mark.asyncio
+async def test_records_waiting_together_are_written_together(tmp_path: Path) -> None:
+    sink = Slow(tmp_path / "audit.jsonl")
+    log = AuditLog(sink, key=KEY)
+    await log.record("create", session_id="lone")  # alone: its own write, at once
+    assert sink.writes == [1]
+    done: list[str] = []
+
+    async def op(n: int) -> None:
+        await log.record("append", session_id=f"s{n}")
+        # Returned only once the record is in the file.
+        assert f'"s{n}"' in (tmp_path / "audit.jsonl").read_text()
+        done.append(f"s{n}")
+
+    await asyncio.gather(*(op(n) for n in range(20)))
+    assert len(done) == 20 and sum(sink.writes) == 21
+    assert len(sink.writes) < 21  # the ones waiting behind the first write went out together
+    recs = _records(tmp_path / "audit.jsonl")
+    assert sorted(r["session_id"] for r in recs) == sorted(["lone", *done])
+    assert verify_lines((tmp_path / "audit.jsonl").read_text().splitlines(), KEY).intact
+    sink.broken = True  # a failed group write fails every operation in it
+    results = await asyncio.gather(*(log.record("append", session_id=f"f{n}")
+                                     for n in range(5)), return_exceptions=True)  # fmt: skip
+    assert all(isinstance(r, AuditError) for r in results)
+    assert all(f"f{n}" in str(r) for n, r in enumerate(results))
+    await log.close()
+
+
 @pytest.mark.asyncio
 async def test_the_runtime_names_the_user_as_actor_unless_one_is_set(
     store_url: str, tmp_path: Path
