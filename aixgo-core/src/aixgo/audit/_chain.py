@@ -52,7 +52,7 @@ def _scalar(value: object) -> str | None:
     if value is None:
         return "null"
     if kind is int:
-        return int.__repr__(value)  # type: ignore[arg-type]
+        return int.__repr__(value)
     return None
 
 

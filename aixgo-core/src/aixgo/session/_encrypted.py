@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from binascii import b2a_base64
 import contextlib
 import hashlib
 import hmac
 import json
 import os
+from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
