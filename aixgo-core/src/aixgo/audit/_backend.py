@@ -170,13 +170,15 @@ class AuditedBackend(BackendWrapper):
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
         """See :meth:`Backend.append_messages`."""
-        return await self._op(
-            "append",
-            session_id,
-            lambda: self.inner.append_messages(session_id, messages, expected_seq=expected_seq),
-            ids=_ids(messages),
-            count=len,
-        )
+        # _op spelled out: the hottest audited path, without its closure and extra coroutine.
+        ids = _ids(messages)
+        try:
+            out = await self.inner.append_messages(session_id, messages, expected_seq=expected_seq)
+        except BaseException as exc:  # cancelled too, as in _op
+            await self._record("append", session_id, type(exc).__name__, ids=ids)
+            raise
+        await self._record("append", session_id, "ok", ids=ids, count=len(out))
+        return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         """See :meth:`Backend.get_messages`."""
