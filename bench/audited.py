@@ -1,10 +1,20 @@
 """Audit on vs off: the same backend through a manager with and without an AuditLog, timed
-alternately in the paired phase (append and tail-100), so their ratio is the audit's cost."""
+alternately in the paired phase (append and tail-100), so their ratio is the audit's cost.
+
+Targets (issue #19): append at most 1.3x on file://, 1.1x on redis:// and postgresql://.
+
+    python bench/audited.py [--quick] [--only NAME,...]   # appends only; nox -s bench runs all
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from aixgo.audit import AuditLog
 from aixgo.session import SessionManager
@@ -41,3 +51,59 @@ def pairs(stores: list[tuple[str, str, bool]]) -> list[tuple[AixgoSubject, Aixgo
         (AuditedSubject(f"{name} audit on", url, fsync), AixgoSubject(f"{name} audit off", url, {}))
         for name, url, fsync in stores
     ]
+
+
+TARGETS = {"file": 1.3, "redis": 1.1, "postgresql": 1.1}
+
+
+async def appends(pair: tuple[AixgoSubject, AixgoSubject], runs: int, budget_s: float) -> str:
+    """One line: the audited and plain append medians, timed alternately, and their ratio."""
+    from timing import measure_pair
+
+    on, off = pair
+    await on.open()
+    await off.open()
+    try:
+        ra, rb = await measure_pair(
+            (on.name, off.name), "append_one", (on.append_one, off.append_one),
+            runs=runs, budget_s=budget_s,
+        )  # fmt: skip
+    finally:
+        await on.close()
+        await off.close()
+    store = on.name.removesuffix(" audit on")
+    if not ra.median_us or not rb.median_us:
+        return f"{store} append: not measured ({ra.note or rb.note})"
+    ratio = ra.median_us / rb.median_us
+    target = next((t for k, t in TARGETS.items() if f" {k}://" in store), None)
+    verdict = "" if target is None else f" (target <= {target}x: "
+    verdict += "" if target is None else ("met)" if ratio <= target else "missed)")
+    return f"{store} append: {ra.median_us:.1f} / {rb.median_us:.1f} us = {ratio:.2f}x{verdict}"
+
+
+def main() -> None:
+    import run  # the bench's stores and their cleanup
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated parts of store names")
+    args = ap.parse_args()
+    plan = run.QUICK if args.quick else run.FULL
+    only = [o for o in args.only.split(",") if o]
+    keep: list[object] = []
+
+    async def go() -> None:
+        try:
+            for pair in run.build_audit_pairs(keep):
+                if not only or any(o in pair[0].name for o in only):
+                    print(await appends(pair, plan.paired_runs, plan.budget_s), flush=True)  # type: ignore[arg-type]
+        finally:
+            for k in keep:
+                k.cleanup()  # type: ignore[attr-defined]
+            await run.cleanup()
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()

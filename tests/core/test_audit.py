@@ -121,6 +121,26 @@ async def test_tampering_is_named_by_index(store_url: str, tmp_path: Path, how: 
     assert (report.intact, report.first_bad, report.records) == (False, bad, bad)
 
 
+_ODD = [None, "", "plain", "é ü 中", "😀", "\u2028\x00\n\"\\", "\ud800", 0, -7, 10**30, True, 1.5,
+        [], ["a", "é"], ["a", 1], [None], {"k": "v"}]  # fmt: skip
+
+
+def test_records_of_every_value_seal_in_canonical_form() -> None:
+    # Records of AuditLog's shape are sealed by a template: whatever its values, the line
+    # must be the canonical JSON verification re-derives, or the log would not verify.
+    fields = ["actor", "agent", "count", "ids", "op", "outcome", "session_id", "time", "user_id"]
+    sealer, lines, prev = Sealer(KEY), [], ""
+    for n in range(len(_ODD) * 3):
+        body = {f: _ODD[(n + 5 * k) % len(_ODD)] for k, f in enumerate(fields)}
+        if n % 7 == 3:
+            body.pop("agent")  # another shape: the generic encoder
+        line, prev = sealer.seal(body, n, prev)
+        lines.append(line)
+        rec = json.loads(line)
+        assert {k: v for k, v in rec.items() if k not in ("i", "prev", "mac")} == body
+    assert verify_lines(lines, KEY).intact
+
+
 def _verify_cli(target: str, key: bytes = KEY) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIXGO_AUDIT_KEY": key.hex()}
     return subprocess.run(["aixgo", "audit", "verify", target], env=env, capture_output=True,
@@ -272,6 +292,48 @@ async def test_a_full_buffer_becomes_fatal(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="2 records are buffered, the most allowed"):
         await log.record("create")
     assert log.pending == 2
+
+
+class Slow(Flaky):
+    """A sink that suspends in each write (as fsync off the event loop does) and records
+    how many records each write carried."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    async def write(self, bodies: Sequence[dict[str, Any]], sealer: Sealer) -> None:
+        await asyncio.sleep(0.01)
+        self.writes.append(len(bodies))
+        await super().write(bodies, sealer)
+
+
+@pytest.mark.asyncio
+async def test_records_waiting_together_are_written_together(tmp_path: Path) -> None:
+    sink = Slow(tmp_path / "audit.jsonl")
+    log = AuditLog(sink, key=KEY)
+    await log.record("create", session_id="lone")  # alone: its own write, at once
+    assert sink.writes == [1]
+    done: list[str] = []
+
+    async def op(n: int) -> None:
+        await log.record("append", session_id=f"s{n}")
+        # Returned only once the record is in the file.
+        assert f'"s{n}"' in (tmp_path / "audit.jsonl").read_text()
+        done.append(f"s{n}")
+
+    await asyncio.gather(*(op(n) for n in range(20)))
+    assert len(done) == 20 and sum(sink.writes) == 21
+    assert len(sink.writes) < 21  # the ones waiting behind the first write went out together
+    recs = _records(tmp_path / "audit.jsonl")
+    assert sorted(r["session_id"] for r in recs) == sorted(["lone", *done])
+    assert verify_lines((tmp_path / "audit.jsonl").read_text().splitlines(), KEY).intact
+    sink.broken = True  # a failed group write fails every operation in it
+    results = await asyncio.gather(*(log.record("append", session_id=f"f{n}")
+                                     for n in range(5)), return_exceptions=True)  # fmt: skip
+    assert all(isinstance(r, AuditError) for r in results)
+    assert all(f"f{n}" in str(r) for n, r in enumerate(results))
+    await log.close()
 
 
 @pytest.mark.asyncio

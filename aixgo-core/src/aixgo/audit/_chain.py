@@ -16,6 +16,7 @@ import hmac
 import json
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 __all__ = ["MIN_KEY_BYTES", "Sealer", "VerifyReport", "verify_lines", "verify_lines_async"]
@@ -32,25 +33,71 @@ def _canonical(obj: dict[str, Any]) -> str:
     return _ENCODER.encode(obj)
 
 
+# The fields of the records AuditLog writes, and the canonical JSON of such a record with the
+# chain's "i" and "prev": keys in sorted order.
+_RECORD_KEYS = frozenset(
+    ("actor", "agent", "count", "ids", "op", "outcome", "session_id", "time", "user_id")
+)
+_TEMPLATE = (
+    '{"actor":%s,"agent":%s,"count":%s,"i":%s,"ids":[%s],"op":%s,"outcome":%s,"prev":%s,'
+    '"session_id":%s,"time":%s,"user_id":%s}'
+)
+
+
+def _scalar(value: object) -> str | None:
+    """``value`` as canonical JSON when it is a str, None or int (not bool), else None."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)  # type: ignore[arg-type]
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return None
+
+
+def _canonical_record(body: dict[str, Any], index: int, prev: str) -> str:
+    """``_canonical({**body, "i": index, "prev": prev})``, by a template for a body of
+    AuditLog's shape (the same characters, in half the time: a test pins it)."""
+    ids = body.get("ids")
+    if body.keys() == _RECORD_KEYS and type(ids) is list:
+        items = [_scalar(v) for v in ids]
+        values = (
+            _scalar(body["actor"]), _scalar(body["agent"]), _scalar(body["count"]),
+            _scalar(index), "" if None in items else ",".join(items),  # type: ignore[arg-type]
+            _scalar(body["op"]), _scalar(body["outcome"]), _scalar(prev),
+            _scalar(body["session_id"]), _scalar(body["time"]), _scalar(body["user_id"]),
+        )  # fmt: skip
+        if None not in values and None not in items:
+            return _TEMPLATE % values
+    return _canonical({**body, "i": index, "prev": prev})
+
+
 class Sealer:
     """Seals record bodies into chained lines under one key (never shown in ``repr``)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # The HMAC state after the key: each mac copies it instead of keying afresh.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "Sealer(key=<hidden>)"
 
+    def _mac(self, data: bytes) -> str:
+        h = self._keyed.copy()
+        h.update(data)
+        return h.hexdigest()
+
     def mac(self, unsealed: dict[str, Any]) -> str:
-        return hmac.new(self._key, _canonical(unsealed).encode(), hashlib.sha256).hexdigest()
+        return self._mac(_canonical(unsealed).encode())
 
     def seal(self, body: dict[str, Any], index: int, prev: str) -> tuple[str, str]:
         """The line (without newline) of ``body`` as record ``index`` after ``prev``, and
         its mac."""
-        unsealed = _canonical({**body, "i": index, "prev": prev})
-        mac = hmac.new(self._key, unsealed.encode(), hashlib.sha256).hexdigest()
+        unsealed = _canonical_record(body, index, prev)
+        mac = self._mac(unsealed.encode())
         return _sealed(unsealed, mac), mac
 
 

@@ -78,6 +78,7 @@ class AuditLog:
         self._sealer = Sealer(key)
         self._buffer: list[dict[str, Any]] = []
         self._lock: asyncio.Lock | None = None
+        self._next: _Batch | None = None  # records waiting for the write in flight
 
     def __repr__(self) -> str:
         return f"AuditLog({self.sink!r}, on_failure={self.on_failure!r})"
@@ -121,9 +122,19 @@ class AuditLog:
             "count": count,
             "outcome": outcome,
         }
-        idle = not self._buffer and (self._lock is None or not self._lock.locked())
+        idle = (
+            not self._buffer
+            and self._next is None
+            and (self._lock is None or not self._lock.locked())
+        )
         if idle and getattr(self.sink, "synchronous", False):
-            await self._submit(body)  # never suspends, so a cancellation cannot cut it short
+            # Nothing waits before this record and the sink never suspends: written inline,
+            # so no lock is needed and a cancellation cannot cut it short.
+            try:
+                await self.sink.write((body,), self._sealer)
+            except Exception as exc:
+                self.failures += 1
+                self._failed(exc, body)
         else:
             # Shielded: a caller cancelled while its record is written (a call timing out)
             # does not lose the record of what it already did.
@@ -142,39 +153,70 @@ class AuditLog:
         await self.record(op, **{**fields, **extra})
 
     async def _submit(self, body: dict[str, Any]) -> None:
+        # Group commit: records that arrive while a write is in flight wait together and go
+        # out in the next write (one fsync for all of them with fsync=True); each caller
+        # returns only when the write holding its record is done. A lone record never
+        # waits for company.
         if self._lock is None:
             self._lock = asyncio.Lock()
+        batch = self._next
+        if batch is None:
+            batch = self._next = _Batch()
+        slot = len(batch.bodies)
+        batch.bodies.append(body)
         async with self._lock:
-            batch = [*self._buffer, body]
-            try:
-                await self.sink.write(batch, self._sealer)
-            except Exception as exc:
-                self.failures += 1
-                where = f"{body['op']} of session {body['session_id']}"
-                if self.on_failure == "fatal":
-                    raise AuditError(
-                        f"the audit record of {where} could not be written to {self.sink!r} "
-                        f"({type(exc).__name__}: {exc}); the operation itself "
-                        f"{'completed' if body['outcome'] == 'ok' else 'failed'}"
-                    ) from exc
-                if len(self._buffer) >= self.max_buffer:
-                    raise AuditError(
-                        f"the audit sink {self.sink!r} keeps failing ({type(exc).__name__}: "
-                        f"{exc}) and {len(self._buffer):,} records are buffered, the most "
-                        f"allowed; the {where} is not recorded"
-                    ) from exc
-                self._buffer.append(body)
-                _log.warning(
-                    "audit sink %r failed (%s: %s); %d record(s) buffered",
-                    self.sink,
-                    type(exc).__name__,
-                    exc,
-                    len(self._buffer),
-                )
-                if self.on_report is not None:
-                    self.on_report(exc, len(self._buffer))
-            else:
-                self._buffer.clear()
+            if not batch.done:
+                if self._next is batch:
+                    self._next = None  # later records form the next batch
+                await self._write_batch(batch)
+        error = batch.errors.get(slot)
+        if error is not None:
+            raise error
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        try:
+            await self.sink.write([*self._buffer, *batch.bodies], self._sealer)
+        except Exception as exc:
+            self.failures += 1
+            for slot, body in enumerate(batch.bodies):
+                try:
+                    self._failed(exc, body)
+                except AuditError as error:
+                    batch.errors[slot] = error
+        except BaseException as exc:  # cancelled (the loop shutting down): nobody is told ok
+            for slot in range(len(batch.bodies)):
+                batch.errors[slot] = exc
+            raise
+        else:
+            self._buffer.clear()
+        finally:
+            batch.done = True
+
+    def _failed(self, exc: Exception, body: dict[str, Any]) -> None:
+        """Apply the failure policy to ``body``, which the sink could not take."""
+        where = f"{body['op']} of session {body['session_id']}"
+        if self.on_failure == "fatal":
+            raise AuditError(
+                f"the audit record of {where} could not be written to {self.sink!r} "
+                f"({type(exc).__name__}: {exc}); the operation itself "
+                f"{'completed' if body['outcome'] == 'ok' else 'failed'}"
+            ) from exc
+        if len(self._buffer) >= self.max_buffer:
+            raise AuditError(
+                f"the audit sink {self.sink!r} keeps failing ({type(exc).__name__}: "
+                f"{exc}) and {len(self._buffer):,} records are buffered, the most "
+                f"allowed; the {where} is not recorded"
+            ) from exc
+        self._buffer.append(body)
+        _log.warning(
+            "audit sink %r failed (%s: %s); %d record(s) buffered",
+            self.sink,
+            type(exc).__name__,
+            exc,
+            len(self._buffer),
+        )
+        if self.on_report is not None:
+            self.on_report(exc, len(self._buffer))
 
     async def flush(self) -> None:
         """Write the buffered records now; :class:`AuditError` if the sink still fails."""
@@ -204,6 +246,17 @@ class AuditLog:
             await self.flush()
         finally:
             await self.sink.close()
+
+
+class _Batch:
+    """Records written together, and what each caller is told."""
+
+    __slots__ = ("bodies", "done", "errors")
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.done = False
+        self.errors: dict[int, BaseException] = {}
 
 
 def _open_sink(target: str | os.PathLike[str] | AuditSink, *, fsync: bool) -> AuditSink:

@@ -16,6 +16,9 @@ from aixgo.errors import AuditError
 __all__ = ["AuditSink", "JsonlSink"]
 
 _CHUNK = 64 * 1024
+# fdatasync flushes the lines and the size that makes them readable, skipping timestamps;
+# where it does not exist (macOS), fsync.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 @runtime_checkable
@@ -46,7 +49,8 @@ class JsonlSink:
     Writers in several processes share it: each append takes an exclusive ``flock`` on
     the file, reads the last record (a cached one when the file did not grow meanwhile),
     and appends the sealed lines in one ``write``, so the chain stays a single valid one.
-    With ``fsync=True`` each append is flushed to disk before the operation returns.
+    With ``fsync=True`` each append is flushed to disk (``fdatasync``) before the operation
+    returns.
     A final line a crash left torn (no newline) was never acknowledged: the next writer
     cuts it off before appending.
     """
@@ -69,6 +73,12 @@ class JsonlSink:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             os.fchmod(fd, 0o600)
+            if self.fsync:  # the file's name must survive a crash too, not only its lines
+                folder = os.open(self.path.parent, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
             self._fd = fd
         return self._fd
 
@@ -85,23 +95,33 @@ class JsonlSink:
             fd = self._open()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                size = os.fstat(fd).st_size
-                if self._tail is not None and self._tail[0] == size:
-                    _, index, prev = self._tail
+                # Under the lock the end of the file tells whether another process appended
+                # since this one last did (lseek: cheaper than fstat, the same answer).
+                size = os.lseek(fd, 0, os.SEEK_END)
+                tail = self._tail
+                if tail is not None and tail[0] == size:
+                    _, index, prev = tail
                 else:
                     index, prev, size = self._read_tail(fd, size)
-                out = []
-                for body in bodies:
-                    line, prev = sealer.seal(body, index, prev)
-                    out.append(line + "\n")
+                if len(bodies) == 1:
+                    line, prev = sealer.seal(bodies[0], index, prev)
+                    data = (line + "\n").encode()
                     index += 1
-                data = "".join(out).encode()
+                else:
+                    out = []
+                    for body in bodies:
+                        line, prev = sealer.seal(body, index, prev)
+                        out.append(line + "\n")
+                        index += 1
+                    data = "".join(out).encode()
                 self._tail = None
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = os.write(fd, data)
+                if written < len(data):  # short writes are rare (a full disk): finish it
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(fd, view) :]
                 if self.fsync:
-                    os.fsync(fd)
+                    _datasync(fd)
                 self._tail = (size + len(data), index, prev)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

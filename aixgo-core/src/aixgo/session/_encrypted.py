@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -88,7 +89,10 @@ class _DataKey:
         self.id = dk_id
         self.owner = owner
         self.aead = AESGCM(key)
-        self.fingerprint = hmac.new(key, b"aixgo/1/fingerprint", hashlib.sha256).digest()
+        # Keyed once: each fingerprint copies this HMAC state instead of keying afresh.
+        self.fingerprint = hmac.new(
+            hmac.new(key, b"aixgo/1/fingerprint", hashlib.sha256).digest(), digestmod=hashlib.sha256
+        )
 
     def __repr__(self) -> str:
         return f"DataKey({self.id!r})"
@@ -345,8 +349,9 @@ class EncryptedBackend(BackendWrapper):
             compared = b"s" + m.content.encode()  # the common case, without serializing
         else:
             compared = b"j" + m.__pydantic_serializer__.to_json(m, include=_COMPARED)
-        mac = hmac.new(dk.fingerprint, m.id.encode() + b"\0" + compared, hashlib.sha256)
-        fingerprint = base64.b64encode(mac.digest()[:18]).decode()
+        mac = dk.fingerprint.copy()
+        mac.update(m.id.encode() + b"\0" + compared)
+        fingerprint = b2a_base64(mac.digest()[:18], newline=False).decode()
         return _message(
             m.id, m.role, _FINGERPRINT + fingerprint, None, None, m.tool_call_id,
             {SEALED: _envelope(dk, data, _message_aad(session_id, m))}, m.created_at, None,
@@ -473,7 +478,9 @@ class EncryptedBackend(BackendWrapper):
     ) -> list[Message]:
         """Seal and append ``messages``; return them as stored, in the clear."""
         encoded = check_batch(messages)  # every check a plaintext append makes, up front
-        dk = await self._writing_key(await self._owner(session_id))
+        owners = self._owners  # cached owner and key: the common case, without coroutines
+        owner = owners[session_id] if session_id in owners else await self._owner(session_id)
+        dk = self._writing.get(owner) or await self._writing_key(owner)
         sealed = [
             self._seal_message(session_id, m, d, dk) for m, d in zip(messages, encoded, strict=True)
         ]
@@ -625,9 +632,9 @@ def _not_reserved(agent: str) -> None:
 
 
 def _envelope(dk: _DataKey, data: bytes, aad: bytes) -> str:
-    nonce = os.urandom(_NONCE)
+    nonce = os.urandom(_NONCE)  # fresh for every record
     blob = nonce + dk.aead.encrypt(nonce, data, aad)
-    return f"{_VERSION}.{dk.id}.{base64.b64encode(blob).decode()}"
+    return f"{_VERSION}.{dk.id}.{b2a_base64(blob, newline=False).decode()}"
 
 
 def _open(dk: _DataKey, blob: bytes, aad: bytes, what: str, session_id: str = "") -> bytes:
