@@ -495,3 +495,42 @@ async def test_without_leases_a_new_message_after_a_left_stream_does_not_wait() 
         assert [m.text for m in await history(mgr, "worker", "alice")] == [
             "one", "", "run 1", "two", "", "run 2", "Hello, two",
         ]  # fmt: skip
+
+
+class Flood:
+    """Streams ``n`` one-letter deltas as fast as it is resumed, counting them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.sent = 0
+
+    async def execute(self, input: Message) -> Message:
+        raise AssertionError("a streaming agent is always iterated")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Message]:
+        for _ in range(self.n):
+            self.sent += 1
+            yield Delta(text="x")
+        yield Message.assistant("x" * self.n)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("user", [None, "alice"])
+async def test_a_slow_consumer_holds_the_agent_back_after_the_buffer(user: str | None) -> None:
+    from aixgo.runtime import STREAM_BUFFER
+
+    flood = Flood(20 * STREAM_BUFFER)
+    async with Runtime(session_manager="memory://") as rt:
+        rt.register("flood", flood)
+        stream = rt.stream("flood", Message.user("go"), user=user)
+        assert await anext(stream) == Delta(text="x")
+        for _ in range(100):  # the agent's task gets every chance to run ahead
+            await asyncio.sleep(0)
+        # The buffer full, the one event taken, and the one the agent waits to hand over.
+        assert flood.sent <= STREAM_BUFFER + 2
+        events = [e async for e in stream]
+        assert flood.sent == 20 * STREAM_BUFFER
+        assert len(events) == 20 * STREAM_BUFFER  # the other deltas, then the reply
+        assert events[-1].type == "reply" and events[-1].message.text == "x" * flood.n

@@ -54,7 +54,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -90,7 +90,12 @@ from aixgo.turn import REPLY_TO, TurnPolicy, Turns
 if TYPE_CHECKING:
     from aixgo.config import EncryptionSpec  # PyYAML loads only for a runtime from a file
 
-__all__ = ["REPLY_TO", "Runtime"]
+__all__ = ["REPLY_TO", "STREAM_BUFFER", "Runtime"]
+
+#: How many events a :meth:`Runtime.stream` holds for a consumer slower than its agent; past
+#: that the agent waits for the consumer (backpressure), so a stalled consumer (a client that
+#: stops reading) never makes a turn's events pile up in memory.
+STREAM_BUFFER = 256
 
 
 class _Unset(enum.Enum):
@@ -359,14 +364,25 @@ class Runtime:
         same message continues it. Python closes an abandoned iterator when it is garbage
         collected; ``contextlib.aclosing`` closes it (and so ends the turn) at once.
 
-        The turn runs in a task of its own, so the ``timeout`` option bounds the agent and
-        not the consumer; events wait in memory for a consumer slower than the agent."""
+        The turn runs in a task of its own. Up to :data:`STREAM_BUFFER` events wait in
+        memory for a consumer slower than the agent; then the agent waits for the consumer
+        to take one (a streaming agent is not resumed past its ``yield``), and that waiting
+        counts toward the ``timeout`` option like the rest of the agent's run."""
         queue: asyncio.Queue[Delta | Step | None] = asyncio.Queue()
-        task = asyncio.create_task(self._execute(agent, message, user, session, queue.put_nowait))
+        # The queue itself stays unbounded so that the end marker below always fits; the
+        # semaphore bounds the events in it.
+        room = asyncio.Semaphore(STREAM_BUFFER)
+
+        async def emit(event: Delta | Step) -> None:
+            await room.acquire()
+            queue.put_nowait(event)
+
+        task = asyncio.create_task(self._execute(agent, message, user, session, emit))
         # Wakes the loop below when the turn ends, whether or not it emitted anything.
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
+                room.release()
                 yield event
             reply = task.result()
         finally:
@@ -525,7 +541,7 @@ class Runtime:
                     if isinstance(item, Message):
                         reply = item
                     else:
-                        emit(item)
+                        await emit(item)
         except TimeoutError as exc:
             if isinstance(exc, AixgoError):  # the host's own typed timeout says more
                 raise
@@ -604,12 +620,12 @@ class Runtime:
         )
 
 
-#: Where a turn sends its events before the reply.
-Emit = Callable[[Delta | Step], None]
+#: Where a turn sends its events before the reply; it waits while the consumer is behind.
+Emit = Callable[[Delta | Step], Awaitable[None]]
 
 
-def _drop(event: Delta | Step) -> None:
-    """The events of a call nobody streams."""
+async def _drop(event: Delta | Step) -> None:
+    """The events of a call nobody streams (never awaited: callers skip it)."""
 
 
 class _BadStream(Exception):
@@ -634,7 +650,8 @@ async def _consume(
                     "(a Step carries the message session.append_message returned)"
                 )
             elif isinstance(item, Delta | Step):
-                emit(item)
+                if emit is not _drop:
+                    await emit(item)
             else:
                 raise _BadStream(
                     f"yielded a {type(item).__name__}; a streaming agent yields Delta, Step "

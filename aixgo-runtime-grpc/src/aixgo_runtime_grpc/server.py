@@ -9,7 +9,8 @@ local call stores; two nodes on one shared store serve the same sessions. The cl
 deadline bounds the agent's run; a client that cancels cancels the turn (its input stays
 stored, and the same call resumes it). ``stop(grace)`` refuses new calls and lets running
 turns finish for ``grace`` seconds. Standard health checking (``grpc.health.v1``) answers for
-the empty service name and for each agent's name.
+the empty service name and for each agent's name; on ``stop`` every one turns NOT_SERVING and
+open ``Watch`` streams end, so a watching load balancer does not hold the node's shutdown.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from aixgo.errors import AixgoError, InvalidArgument, InvalidMessage, UsageError
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 from aixgo.session.codec import MAX_MESSAGE_BYTES
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aixgo_runtime_grpc._health import NodeHealth
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
 from aixgo_runtime_grpc.identity import check_allow, peer_identities
 from aixgo_runtime_grpc.tls import ServerTLS
@@ -86,7 +88,7 @@ class AgentServer:
         self.allow = check_allow(allow or {})
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = NodeHealth()
 
     def __repr__(self) -> str:
         mode = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
@@ -151,7 +153,7 @@ class AgentServer:
         server, self._server = self._server, None
         if server is None:
             return
-        await self._health.enter_graceful_shutdown()
+        await self._health.shut_down()  # open health watches end now, not after the grace
         await server.stop(grace)
 
     async def wait(self) -> None:
