@@ -7,16 +7,16 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from aixgo.identifiers import new_id
+
+from tests.services import throwaway_database
 
 from .certs import Certs, make_certs
 from .nodes import Node, start_nodes
 
 REDIS = os.environ.get("AIXGO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_ADMIN = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +50,8 @@ def redis_store() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    name = f"aixgo_grpc_{os.getpid()}_{new_id()[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("aixgo_grpc") as url:
+        yield url
 
 
 @pytest.fixture
