@@ -6,7 +6,8 @@ name) gets PERMISSION_DENIED before any agent code runs, and the node keeps serv
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -144,20 +145,14 @@ REFUSED: dict[str, tuple[str, list[x509.GeneralName]]] = {
 async def test_an_identity_not_allowed_exactly_is_refused_before_the_agent_runs(
     guarded_node: Node, certs: Certs, who: str
 ) -> None:
-    cn, sans = REFUSED[who]
-    pair = issue(certs, f"odd-{list(REFUSED).index(who)}", cn, sans)
     tag = f"refused-{list(REFUSED).index(who)}"
-    agent = _remote(guarded_node, certs, pair.cert, pair.key)
-    try:
+    async with _client_as(guarded_node, certs, tag, *REFUSED[who]) as agent:
         with pytest.raises(PermissionDenied, match="not allowed to call agent 'assistant'"):
-            await agent.execute_hosted(Message.user(f'mark(tag="{tag}")'), user="u",
-                                       session=None, time_left=30)  # fmt: skip
+            await _mark(agent, tag)
         with pytest.raises(PermissionDenied):
             async for _ in agent.stream_hosted(Message.user(f'mark(tag="{tag}")'), user="u",
                                                session=None, time_left=30):  # fmt: skip
                 pass
-    finally:
-        await agent.stop()
     assert tool_lines(guarded_node.tool_log, f"mark {tag}") == []
     assert guarded_node.proc is not None and guarded_node.proc.poll() is None
 
@@ -176,15 +171,9 @@ SERVED: dict[str, tuple[str, list[x509.GeneralName]]] = {
 async def test_an_identity_allowed_exactly_is_served(
     guarded_node: Node, certs: Certs, who: str
 ) -> None:
-    cn, sans = SERVED[who]
     tag = f"served-{list(SERVED).index(who)}"
-    pair = issue(certs, tag, cn, sans)
-    agent = _remote(guarded_node, certs, pair.cert, pair.key)
-    try:
-        out = await agent.execute_hosted(Message.user(f'mark(tag="{tag}")'), user="u",
-                                         session=None, time_left=30)  # fmt: skip
-    finally:
-        await agent.stop()
+    async with _client_as(guarded_node, certs, tag, *SERVED[who]) as agent:
+        out = await _mark(agent, tag)
     assert out.text == f"Results: marked {tag}"
     assert len(tool_lines(guarded_node.tool_log, f"mark {tag}")) == 1
 
@@ -197,6 +186,21 @@ def test_peer_identities_are_read_from_the_certificate(certs: Certs) -> None:
     assert peer_identities(b"-----BEGIN CERTIFICATE-----\nnot one\n") == frozenset()
 
 
-def _remote(node: Node, certs: Certs, cert: Path, key: Path) -> RemoteAgent:
-    tls = ClientTLS.from_files(certs.ca, cert, key)
-    return RemoteAgent(f"grpcs://{node.address}", agent="assistant", tls=tls, attempts=1)
+@asynccontextmanager
+async def _client_as(
+    node: Node, certs: Certs, stem: str, cn: str, sans: list[x509.GeneralName]
+) -> AsyncIterator[RemoteAgent]:
+    """A client of ``node``'s ``assistant`` with a certificate of its own (``cn``, ``sans``)."""
+    pair = issue(certs, stem, cn, sans)
+    tls = ClientTLS.from_files(certs.ca, pair.cert, pair.key)
+    agent = RemoteAgent(f"grpcs://{node.address}", agent="assistant", tls=tls, attempts=1)
+    try:
+        yield agent
+    finally:
+        await agent.stop()
+
+
+async def _mark(agent: RemoteAgent, tag: str) -> Message:
+    """Ask the agent to run the ``mark`` tool, which logs ``mark TAG`` when it runs."""
+    return await agent.execute_hosted(Message.user(f'mark(tag="{tag}")'), user="u",
+                                      session=None, time_left=30)  # fmt: skip
