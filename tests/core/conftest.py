@@ -13,7 +13,7 @@ import pytest
 from aixgo import plugins
 from aixgo.identifiers import new_id
 
-from tests.services import accepts_connections, free_port, throwaway_database, wait_until_ready
+from tests.services import accepts_connections, free_port, wait_until_ready
 
 FakeDist = Callable[..., None]
 
@@ -71,19 +71,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def redis_url(redis_server: int) -> str:
     """An empty store: a key prefix of this test's own."""
     return f"redis://127.0.0.1:{redis_server}/0?prefix=t{new_id()[:10]}:"
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A throwaway database on the real server ($AIXGO_TEST_PG_URL), dropped afterwards."""
-    with throwaway_database("aixgo_core") as url:
-        yield url
-
-
-@pytest.fixture
-def pg_url(pg_database: str) -> str:
-    """An empty store: a schema of this test's own."""
-    return f"{pg_database}?schema=t_{new_id()[:12]}"
 
 
 @pytest.fixture(params=["memory", "file", "redis", "postgresql"])

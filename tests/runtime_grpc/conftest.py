@@ -11,8 +11,6 @@ import pytest
 import redis
 from aixgo.identifiers import new_id
 
-from tests.services import throwaway_database
-
 from .certs import Certs, make_certs
 from .nodes import Node, start_nodes
 
@@ -48,21 +46,10 @@ def redis_store() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    with throwaway_database("aixgo_grpc") as url:
-        yield url
-
-
-@pytest.fixture
-def pg_store(pg_database: str) -> str:
-    return f"{pg_database}?schema=t_{new_id()[:12]}"
-
-
 @pytest.fixture(params=["redis", "postgresql"])
 def shared_store(request: pytest.FixtureRequest) -> str:
     """A store two nodes share: each test runs on Redis and on PostgreSQL."""
-    return str(request.getfixturevalue("redis_store" if request.param == "redis" else "pg_store"))
+    return str(request.getfixturevalue("redis_store" if request.param == "redis" else "pg_url"))
 
 
 NodeFactory = Callable[..., list[Node]]
