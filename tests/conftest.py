@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from aixgo import plugins
+from aixgo.identifiers import new_id
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,19 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the runtime waited (backed off) where it should not have")
 
     monkeypatch.setattr(aixgo.turn, "_backoff", refuse)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway database on the real PostgreSQL server ($AIXGO_TEST_PG_URL) for the run,
+    dropped afterwards (backend_postgres has one of its own)."""
+    from tests.services import throwaway_database  # the installed-wheel tests never need it
+
+    with throwaway_database("aixgo_tests") as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """An empty PostgreSQL store: a schema of this test's own in the run's database."""
+    return f"{pg_database}?schema=t_{new_id()[:12]}"

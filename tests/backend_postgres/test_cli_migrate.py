@@ -16,7 +16,8 @@ from aixgo.session import SessionManager
 from aixgo_backend_postgres import SCHEMA_VERSION, PostgresBackend, SchemaVersionError
 from click.testing import CliRunner, Result
 
-from .conftest import throwaway_database
+from tests.services import throwaway_database
+
 from .test_migrations import _catalog
 
 SECRET = "s3cret-Pw"  # trust auth ignores it; it must never be printed

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aixgo import plugins
 from aixgo.identifiers import new_id
+
+from tests.services import accepts_connections, free_port, wait_until_ready
 
 FakeDist = Callable[..., None]
 
@@ -48,33 +47,20 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
 # -- real servers for the tests that move sessions between backends ------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A private redis-server (a real one, never a fake) for the run; yields its port."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is needed (apt-get install redis-server)"
     folder = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
          "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "no redis-server"
-                time.sleep(0.02)
+        wait_until_ready(proc, accepts_connections(port), what="redis-server", timeout=10)
         yield port
     finally:
         proc.terminate()
@@ -85,28 +71,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def redis_url(redis_server: int) -> str:
     """An empty store: a key prefix of this test's own."""
     return f"redis://127.0.0.1:{redis_server}/0?prefix=t{new_id()[:10]}:"
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A throwaway database on the real server ($AIXGO_TEST_PG_URL), dropped afterwards."""
-    import psycopg
-
-    admin = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"aixgo_core_{os.getpid()}_{new_id()[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_url(pg_database: str) -> str:
-    """An empty store: a schema of this test's own."""
-    return f"{pg_database}?schema=t_{new_id()[:12]}"
 
 
 @pytest.fixture(params=["memory", "file", "redis", "postgresql"])

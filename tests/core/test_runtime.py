@@ -34,6 +34,8 @@ from aixgo.runtime import REPLY_TO
 from aixgo.session import Session, SessionManager, TurnLeases, current_session
 from aixgo.session.memory import MemoryBackend
 
+from tests.core.helpers import NoLeases
+
 
 class Echo:
     def __init__(self) -> None:
@@ -88,14 +90,6 @@ class Slow:
 async def mgr() -> AsyncIterator[SessionManager]:
     async with SessionManager("memory://") as m:
         yield m
-
-
-class NoLeases(MemoryBackend):
-    """memory:// as a third-party backend without the optional capabilities would be: the
-    runtime falls back to the optimistic turn protocol, the manager to its convergence."""
-
-    acquire_turn = renew_turn = release_turn = None  # type: ignore[assignment]
-    get_or_create_session = None  # type: ignore[assignment]
 
 
 @pytest_asyncio.fixture(params=["leases", "optimistic"])

@@ -24,14 +24,8 @@ from aixgo.errors import (
 from aixgo.events import EVENT_ADAPTER, Delta, Event, Reply, Step, parse_event
 from aixgo.runtime import REPLY_TO
 from aixgo.session import Session, SessionManager, TurnLeases
-from aixgo.session.memory import MemoryBackend
 
-
-class NoLeases(MemoryBackend):
-    """memory:// without turn leases: the runtime's optimistic turn protocol."""
-
-    acquire_turn = renew_turn = release_turn = None  # type: ignore[assignment]
-    get_or_create_session = None  # type: ignore[assignment]
+from tests.core.helpers import NoLeases, collect
 
 
 @pytest_asyncio.fixture(params=["memory", "no-leases", "file"])
@@ -104,14 +98,6 @@ class Plain:
     async def execute(self, input: Message) -> Message:
         self.runs += 1
         return Message.assistant("plain: " + input.text)
-
-
-async def collect(stream: AsyncIterator[Event], into: list[Event] | None = None) -> list[Event]:
-    """The events of ``stream``; also appended to ``into`` as they come (seen before an error)."""
-    seen = [] if into is None else into
-    async for ev in stream:
-        seen.append(ev)
-    return seen
 
 
 async def history(mgr: SessionManager, agent: str, user: str) -> list[Message]:
@@ -311,6 +297,19 @@ async def test_a_streaming_agent_that_breaks_the_protocol_is_an_agent_error(
 # -- leaving early: the turn is cancelled and stays resumable --------------------------------
 
 
+Blocked = tuple[Runtime, Worker, Message]
+
+
+@pytest_asyncio.fixture
+async def blocked(mgr: SessionManager) -> AsyncIterator[Blocked]:
+    """A runtime on ``mgr`` serving ``worker``, a :class:`Worker` whose first run blocks after
+    its first chunk, and the message every test sends it."""
+    worker = Worker(block=True)
+    async with Runtime(session_manager=mgr) as rt:
+        rt.register("worker", worker)
+        yield rt, worker, Message.user("Ada")
+
+
 async def _resumes(rt: Runtime, mgr: SessionManager, worker: Worker, message: Message) -> None:
     """A new call with the same message finishes the turn: the input once, the tool run
     once, the chunks streamed from where the answer starts."""
@@ -325,73 +324,67 @@ async def _resumes(rt: Runtime, mgr: SessionManager, worker: Worker, message: Me
 
 @pytest.mark.asyncio
 async def test_break_after_the_first_delta_cancels_the_turn_and_a_new_call_resumes_it(
-    mgr: SessionManager,
+    mgr: SessionManager, blocked: Blocked
 ) -> None:
-    worker = Worker(block=True)
-    message = Message.user("Ada")
-    async with Runtime(session_manager=mgr) as rt:
-        rt.register("worker", worker)
-        seen: list[Event] = []
-        async for ev in rt.stream("worker", message, user="alice"):
-            seen.append(ev)
+    rt, worker, message = blocked
+    seen: list[Event] = []
+    async for ev in rt.stream("worker", message, user="alice"):
+        seen.append(ev)
+        if isinstance(ev, Delta):
+            break
+    assert [e.type for e in seen] == ["step", "step", "delta"]
+    # Python closes the abandoned iterator soon after (its finalizer), cancelling the run.
+    await asyncio.wait_for(worker.cancelled.wait(), 10)
+    assert [m.role for m in await history(mgr, "worker", "alice")] == [
+        "user", "assistant", "tool",
+    ]  # fmt: skip
+    await _resumes(rt, mgr, worker, message)
+
+
+@pytest.mark.asyncio
+async def test_closing_the_stream_ends_the_turn_before_it_returns(
+    mgr: SessionManager, blocked: Blocked
+) -> None:
+    rt, worker, message = blocked
+    async with contextlib.aclosing(rt.stream("worker", message, user="alice")) as events:
+        async for ev in events:
             if isinstance(ev, Delta):
                 break
-        assert [e.type for e in seen] == ["step", "step", "delta"]
-        # Python closes the abandoned iterator soon after (its finalizer), cancelling the run.
-        await asyncio.wait_for(worker.cancelled.wait(), 10)
-        assert [m.role for m in await history(mgr, "worker", "alice")] == [
-            "user", "assistant", "tool",
-        ]  # fmt: skip
-        await _resumes(rt, mgr, worker, message)
+    assert worker.cancelled.is_set()
+    s = await mgr.get_or_create("worker", "alice")
+    if isinstance(mgr.backend, TurnLeases):
+        # The lease was given back: another process could take the turn right now.
+        assert await mgr.backend.acquire_turn(s.id, "someone else", 5.0)
+        await mgr.backend.release_turn(s.id, "someone else")
+    await _resumes(rt, mgr, worker, message)
 
 
 @pytest.mark.asyncio
-async def test_closing_the_stream_ends_the_turn_before_it_returns(mgr: SessionManager) -> None:
-    worker = Worker(block=True)
-    message = Message.user("Ada")
-    async with Runtime(session_manager=mgr) as rt:
-        rt.register("worker", worker)
-        async with contextlib.aclosing(rt.stream("worker", message, user="alice")) as events:
-            async for ev in events:
-                if isinstance(ev, Delta):
-                    break
-        assert worker.cancelled.is_set()
-        s = await mgr.get_or_create("worker", "alice")
-        if isinstance(mgr.backend, TurnLeases):
-            # The lease was given back: another process could take the turn right now.
-            assert await mgr.backend.acquire_turn(s.id, "someone else", 5.0)
-            await mgr.backend.release_turn(s.id, "someone else")
-        await _resumes(rt, mgr, worker, message)
+async def test_cancelling_the_consumer_cancels_the_turn(
+    mgr: SessionManager, blocked: Blocked
+) -> None:
+    rt, worker, message = blocked
+    consumer = asyncio.create_task(collect(rt.stream("worker", message, user="alice")))
+    await worker.first_chunk.wait()
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert worker.cancelled.is_set()  # before the consumer's cancellation completed
+    await _resumes(rt, mgr, worker, message)
 
 
 @pytest.mark.asyncio
-async def test_cancelling_the_consumer_cancels_the_turn(mgr: SessionManager) -> None:
-    worker = Worker(block=True)
-    message = Message.user("Ada")
-    async with Runtime(session_manager=mgr) as rt:
-        rt.register("worker", worker)
-        consumer = asyncio.create_task(collect(rt.stream("worker", message, user="alice")))
-        await worker.first_chunk.wait()
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
-        assert worker.cancelled.is_set()  # before the consumer's cancellation completed
-        await _resumes(rt, mgr, worker, message)
-
-
-@pytest.mark.asyncio
-async def test_a_call_cancelled_mid_turn_resumes_the_same_way(mgr: SessionManager) -> None:
-    worker = Worker(block=True)
-    message = Message.user("Ada")
-    async with Runtime(session_manager=mgr) as rt:
-        rt.register("worker", worker)
-        task = asyncio.create_task(rt.call("worker", message, user="alice"))
-        await worker.first_chunk.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert worker.cancelled.is_set()
-        await _resumes(rt, mgr, worker, message)
+async def test_a_call_cancelled_mid_turn_resumes_the_same_way(
+    mgr: SessionManager, blocked: Blocked
+) -> None:
+    rt, worker, message = blocked
+    task = asyncio.create_task(rt.call("worker", message, user="alice"))
+    await worker.first_chunk.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert worker.cancelled.is_set()
+    await _resumes(rt, mgr, worker, message)
 
 
 # -- runtime options apply to a stream as to a call ----------------------------------------
@@ -495,3 +488,42 @@ async def test_without_leases_a_new_message_after_a_left_stream_does_not_wait() 
         assert [m.text for m in await history(mgr, "worker", "alice")] == [
             "one", "", "run 1", "two", "", "run 2", "Hello, two",
         ]  # fmt: skip
+
+
+class Flood:
+    """Streams ``n`` one-letter deltas as fast as it is resumed, counting them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.sent = 0
+
+    async def execute(self, input: Message) -> Message:
+        raise AssertionError("a streaming agent is always iterated")
+
+    async def stream_with_session(
+        self, input: Message, session: Session | None
+    ) -> AsyncIterator[Delta | Message]:
+        for _ in range(self.n):
+            self.sent += 1
+            yield Delta(text="x")
+        yield Message.assistant("x" * self.n)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("user", [None, "alice"])
+async def test_a_slow_consumer_holds_the_agent_back_after_the_buffer(user: str | None) -> None:
+    from aixgo.runtime import STREAM_BUFFER
+
+    flood = Flood(20 * STREAM_BUFFER)
+    async with Runtime(session_manager="memory://") as rt:
+        rt.register("flood", flood)
+        stream = rt.stream("flood", Message.user("go"), user=user)
+        assert await anext(stream) == Delta(text="x")
+        for _ in range(100):  # the agent's task gets every chance to run ahead
+            await asyncio.sleep(0)
+        # The buffer full, the one event taken, and the one the agent waits to hand over.
+        assert flood.sent <= STREAM_BUFFER + 2
+        events = [e async for e in stream]
+        assert flood.sent == 20 * STREAM_BUFFER
+        assert len(events) == 20 * STREAM_BUFFER  # the other deltas, then the reply
+        assert events[-1].type == "reply" and events[-1].message.text == "x" * flood.n

@@ -24,6 +24,8 @@ class Pair:
 @dataclass(frozen=True)
 class Certs:
     ca: Path
+    #: the CA's key, for tests that issue certificates of their own (:func:`issue`)
+    ca_key: Path
     server: Pair
     client: Pair
     expired: Pair
@@ -74,6 +76,7 @@ def _leaf(
     *,
     server: bool,
     expired: bool = False,
+    sans: list[x509.GeneralName] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -85,7 +88,7 @@ def _leaf(
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn))
+        .subject_name(_name(cn) if cn else x509.Name([]))
         .issuer_name(ca[0].subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -94,10 +97,12 @@ def _leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    sans: list[x509.GeneralName] = [x509.DNSName(cn)]
-    if server:
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if sans is None:
+        sans = [x509.DNSName(cn)]
+        if server:
+            sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(ca[1], hashes.SHA256()), key
 
 
@@ -121,9 +126,11 @@ def make_certs(folder: Path) -> Certs:
     ca = _ca("aixgo test CA")
     other = _ca("another CA")
     (folder / "ca.pem").write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    ca_key = _write(folder, "ca", *ca).key
     (folder / "other-ca.pem").write_bytes(other[0].public_bytes(serialization.Encoding.PEM))
     return Certs(
         ca=folder / "ca.pem",
+        ca_key=ca_key,
         server=_write(folder, "server", *_leaf(ca, "localhost", server=True)),
         client=_write(folder, "client", *_leaf(ca, "client-a", server=False)),
         expired=_write(folder, "expired", *_leaf(ca, "client-old", server=False, expired=True)),
@@ -131,3 +138,13 @@ def make_certs(folder: Path) -> Certs:
         wrong_ca_client=_write(folder, "wrong", *_leaf(other, "client-x", server=False)),
         wrong_ca_server=_write(folder, "wrong-server", *_leaf(other, "localhost", server=True)),
     )
+
+
+def issue(certs: Certs, stem: str, cn: str, sans: list[x509.GeneralName] | None = None) -> Pair:
+    """A client certificate the test CA signs, with common name ``cn`` (taken as is: odd
+    characters included) and ``sans`` (default: none), written beside the others."""
+    ca_cert = x509.load_pem_x509_certificate(certs.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key(certs.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    cert, key = _leaf((ca_cert, ca_key), cn, server=False, sans=sans or [])
+    return _write(certs.ca.parent, stem, cert, key)

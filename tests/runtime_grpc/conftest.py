@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from aixgo.identifiers import new_id
@@ -16,7 +15,6 @@ from .certs import Certs, make_certs
 from .nodes import Node, start_nodes
 
 REDIS = os.environ.get("AIXGO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_ADMIN = os.environ.get("AIXGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -48,27 +46,10 @@ def redis_store() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    name = f"aixgo_grpc_{os.getpid()}_{new_id()[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_store(pg_database: str) -> str:
-    return f"{pg_database}?schema=t_{new_id()[:12]}"
-
-
 @pytest.fixture(params=["redis", "postgresql"])
 def shared_store(request: pytest.FixtureRequest) -> str:
     """A store two nodes share: each test runs on Redis and on PostgreSQL."""
-    return str(request.getfixturevalue("redis_store" if request.param == "redis" else "pg_store"))
+    return str(request.getfixturevalue("redis_store" if request.param == "redis" else "pg_url"))
 
 
 NodeFactory = Callable[..., list[Node]]

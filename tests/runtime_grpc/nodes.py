@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests.services import wait_until_ready
 
 HERE = Path(__file__).parent
 TOOLS = "aixgo_grpc_test_tools"
@@ -70,16 +71,22 @@ class Node:
         )  # fmt: skip
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()
-        while line and not _SERVING.match(line) and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-        m = _SERVING.match(line)
-        if m is None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        serving: list[re.Match[str]] = []
+
+        def ready() -> bool:  # the line it prints once it accepts calls
+            m = _SERVING.match(stdout.readline())
+            serving.extend([m] if m else [])
+            return m is not None
+
+        try:
+            wait_until_ready(self.proc, ready, what="node", timeout=timeout, interval=0,
+                             log=lambda: "".join(self.stderr))  # fmt: skip
+        except AssertionError:
             self.kill()
-            raise AssertionError(f"node did not start: {line!r}\n{''.join(self.stderr)}")
-        self.port = int(m.group(2))
+            raise
+        self.port = int(serving[0].group(2))
         return self
 
     def _drain_stderr(self) -> None:

@@ -22,6 +22,8 @@ from aixgo_runtime_grpc import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.services import wait_until_ready
+
 from .certs import Certs
 from .conftest import NodeFactory, tls_args, tool_lines
 from .nodes import Node
@@ -84,7 +86,10 @@ async def test_server_only_tls(nodes: NodeFactory, certs: Certs) -> None:
 
 async def test_insecure_serves_plaintext_and_warns(nodes: NodeFactory) -> None:
     (node,) = nodes("memory://", args=["--insecure"])
-    assert any("PLAINTEXT" in line and "WARNING" in line for line in node.stderr)
+    assert node.proc is not None
+    # Logged before the node serves, but read from its stderr by a thread that may lag.
+    warned = lambda: any("PLAINTEXT" in line and "WARNING" in line for line in node.stderr)  # noqa: E731
+    wait_until_ready(node.proc, warned, what="the warning")
     rt = Runtime(session_manager="memory://")
     rt.register("assistant", RemoteAgent(f"grpc://{node.address}", agent="assistant",
                                          insecure=True))  # fmt: skip

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.services import free_port, wait_until_ready
 
 CONFIG = """\
 session: {store}
@@ -25,10 +25,16 @@ agents:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def answers(url: str) -> Callable[[], bool]:
+    """A ``ready`` check: ``url`` answers 200."""
+
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    return check
 
 
 @contextmanager
@@ -50,16 +56,8 @@ def aixgo_web(folder: Path, *args: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (folder / "server.log").read_text()
-            try:
-                if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "aixgo web did not start in 60 s"
-            time.sleep(0.1)
+        wait_until_ready(proc, answers(url + "/openapi.json"), what="aixgo web",
+                         log=(folder / "server.log").read_text)  # fmt: skip
         yield url
     finally:
         proc.terminate()

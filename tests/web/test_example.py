@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, expect
 
-from .servers import free_port
+from tests.services import free_port, wait_until_ready
+
+from .servers import answers
 from .test_browser import ready, send
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fastapi-app" / "main.py"
@@ -43,16 +44,8 @@ def test_the_example_answers_in_a_browser(tmp_path: Path, browser: Browser) -> N
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "example.log").read_text()
-            try:
-                if httpx.get(url + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the example did not start in 60 s"
-            time.sleep(0.1)
+        wait_until_ready(proc, answers(url + "/"), what="the example",
+                         log=(tmp_path / "example.log").read_text)  # fmt: skip
         page = browser.new_page()
         page.goto(url + "/")
         page.fill("input[name=user]", "carol")

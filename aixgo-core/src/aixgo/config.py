@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -47,7 +48,7 @@ from urllib.parse import urlencode
 import yaml
 
 from aixgo.agent import SessionMode
-from aixgo.crypto import Keyring
+from aixgo.crypto import Keyring, check_key_id
 from aixgo.errors import ConfigError
 
 __all__ = [
@@ -65,6 +66,9 @@ MAX_NODES = 100_000
 _TOP = ("session", "agents", "runtime")
 _AGENT_KEYS = ("name", "role", "options", "session_mode")
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+# A key reference: a provider's scheme, a colon, and what the provider reads (at most 4 KiB).
+_REF = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}:.{1,4096}", re.ASCII | re.DOTALL)
 
 _PLAIN = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
@@ -149,7 +153,13 @@ def interpolate(text: str, environ: Mapping[str, str] | None = None, where: str 
 def _show(path: Path_) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part or _unprintable(part) or len(part) > 64:
+            # A key that would be invisible, break the line or flood it: quoted, cut short.
+            out += f"[{part[:64]!r}]"
+        else:
+            out += f".{part}" if out else part
     return out or "(top level)"
 
 
@@ -293,16 +303,30 @@ def _encryption(doc: _Doc, block: Any) -> EncryptionSpec:
     keys = block.get("keys")
     if not isinstance(keys, dict) or not keys:
         raise doc.fail((*at, "keys"), "must map key ids to references such as 'env:AIXGO_KEY_K1'")
+    refs: dict[str, str] = {}
     for key_id, ref in keys.items():
-        if not isinstance(ref, str) or ":" not in ref:
+        # Checked here, not when the keys load as the store opens: a bad file fails before
+        # anything is started or written.
+        if str(key_id) in refs:
+            raise doc.fail((*at, "keys", key_id), "the key id appears twice")
+        try:
+            check_key_id(str(key_id))
+        except ConfigError as exc:
+            raise doc.fail((*at, "keys", key_id), str(exc)) from None
+        if not isinstance(ref, str) or not _REF.fullmatch(ref) or _unprintable(ref):
             raise doc.fail((*at, "keys", key_id), "must be a key reference: env:NAME or file:PATH")
-    active = block.get("active", list(keys)[-1])
-    if active not in keys:
-        raise doc.fail((*at, "active"), f"must be one of the key ids: {', '.join(map(str, keys))}")
+        refs[str(key_id)] = ref
+    active = block.get("active", list(refs)[-1])
+    if isinstance(active, bool) or not isinstance(active, str | int) or str(active) not in refs:
+        raise doc.fail((*at, "active"), f"must be one of the key ids: {', '.join(refs)}")
     allow = block.get("allow_plaintext", False)
     if not isinstance(allow, bool):
         raise doc.fail((*at, "allow_plaintext"), "must be true or false")
-    return EncryptionSpec({str(k): v for k, v in keys.items()}, str(active), allow, doc.where(at))
+    return EncryptionSpec(refs, str(active), allow, doc.where(at))
+
+
+def _unprintable(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
 
 
 def _runtime(doc: _Doc, cfg: Config, block: Any) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "KEY_BYTES",
     "KeyProvider",
     "Keyring",
+    "check_key_id",
     "keyring_from_env",
     "load_key",
     "parse_key",
@@ -71,7 +72,7 @@ class Keyring:
             raise ConfigError("a keyring needs at least one key: Keyring({'k1': key}, active='k1')")
         aead: dict[str, AESGCM] = {}
         for key_id, key in keys.items():
-            _check_id(key_id)
+            check_key_id(key_id)
             if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
                 # Say what is wrong with it, never what it is.
                 size = len(key) if isinstance(key, bytes | bytearray) else type(key).__name__
@@ -124,7 +125,9 @@ class Keyring:
         return cls({key_id: load_key(ref, key_id) for key_id, ref in refs.items()}, active)
 
 
-def _check_id(key_id: object) -> None:
+def check_key_id(key_id: object) -> None:
+    """:class:`ConfigError` unless ``key_id`` is a key id: 1-64 letters, digits, ``.``,
+    ``_`` or ``-``, starting with a letter or digit."""
     if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         raise ConfigError(
             f"invalid key id {key_id!r}: 1-64 letters, digits, '.', '_' or '-', "

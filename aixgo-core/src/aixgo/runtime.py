@@ -54,7 +54,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -90,7 +90,12 @@ from aixgo.turn import REPLY_TO, TurnPolicy, Turns
 if TYPE_CHECKING:
     from aixgo.config import EncryptionSpec  # PyYAML loads only for a runtime from a file
 
-__all__ = ["REPLY_TO", "Runtime"]
+__all__ = ["REPLY_TO", "STREAM_BUFFER", "Runtime"]
+
+#: How many events a :meth:`Runtime.stream` holds for a consumer slower than its agent; past
+#: that the agent waits for the consumer (backpressure), so a stalled consumer (a client that
+#: stops reading) never makes a turn's events pile up in memory.
+STREAM_BUFFER = 256
 
 
 class _Unset(enum.Enum):
@@ -365,21 +370,27 @@ class Runtime:
         learns the session's id (for a remote agent, the id of the session on its node, which
         ``call_with_session`` continues through any node sharing that store).
 
-        The turn runs in a task of its own, so the ``timeout`` option bounds the agent and
-        not the consumer; events wait in memory for a consumer slower than the agent."""
+        The turn runs in a task of its own. Up to :data:`STREAM_BUFFER` events wait in
+        memory for a consumer slower than the agent; then the agent waits for the consumer
+        to take one (a streaming agent is not resumed past its ``yield``), and that waiting
+        counts toward the ``timeout`` option like the rest of the agent's run."""
         queue: asyncio.Queue[Delta | Step | SessionOpened | None] = asyncio.Queue()
-        emit: Emit = queue.put_nowait
-        if not session_event:
+        # The queue itself stays unbounded so that the end marker below always fits; the
+        # semaphore bounds the events in it.
+        room = asyncio.Semaphore(STREAM_BUFFER)
 
-            def emit(event: Delta | Step | SessionOpened) -> None:
-                if not isinstance(event, SessionOpened):
-                    queue.put_nowait(event)
+        async def emit(event: Delta | Step | SessionOpened) -> None:
+            if not session_event and isinstance(event, SessionOpened):
+                return
+            await room.acquire()
+            queue.put_nowait(event)
 
         task = asyncio.create_task(self._execute(agent, message, user, session, emit))
         # Wakes the loop below when the turn ends, whether or not it emitted anything.
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
+                room.release()
                 yield event
             reply = task.result()
         finally:
@@ -538,7 +549,7 @@ class Runtime:
                     if isinstance(item, Message):
                         reply = item
                     else:
-                        emit(item)
+                        await emit(item)
         except TimeoutError as exc:
             if isinstance(exc, AixgoError):  # the host's own typed timeout says more
                 raise
@@ -554,21 +565,22 @@ class Runtime:
         span.set_attribute("aixgo.session_id", s.id)
         announced = False
 
-        def announce() -> None:
+        async def announce() -> None:
             # Once the input is stored here: a user's first call may still move to the
             # session that racing first calls settled on (see _call).
             nonlocal announced
             if not announced:
                 announced = True
-                emit(SessionOpened(session_id=s.id))
+                if emit is not _drop:
+                    await emit(SessionOpened(session_id=s.id))
 
         async def run(stored: Message) -> Message:
-            announce()
+            await announce()
             with using_session(s):
                 return await self._run(entry, agent, stored, s, emit)
 
         out = await self._turns.take(s, message, run, agent=agent)
-        announce()  # a repeated call answered from the store ran nothing
+        await announce()  # a repeated call answered from the store ran nothing
         return out
 
     async def _run(
@@ -629,12 +641,12 @@ class Runtime:
         )
 
 
-#: Where a turn sends its events before the reply.
-Emit = Callable[[Delta | Step | SessionOpened], None]
+#: Where a turn sends its events before the reply; it waits while the consumer is behind.
+Emit = Callable[[Delta | Step | SessionOpened], Awaitable[None]]
 
 
-def _drop(event: Delta | Step | SessionOpened) -> None:
-    """The events of a call nobody streams."""
+async def _drop(event: Delta | Step | SessionOpened) -> None:
+    """The events of a call nobody streams (never awaited: callers skip it)."""
 
 
 class _BadStream(Exception):
@@ -659,7 +671,8 @@ async def _consume(
                     "(a Step carries the message session.append_message returned)"
                 )
             elif isinstance(item, Delta | Step):
-                emit(item)
+                if emit is not _drop:
+                    await emit(item)
             else:
                 raise _BadStream(
                     f"yielded a {type(item).__name__}; a streaming agent yields Delta, Step "

@@ -22,7 +22,9 @@ aixgo.errors.ConfigError: unknown runtime option 'timout' (keyword argument); va
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -38,7 +40,7 @@ from pydantic import (
 
 from aixgo import plugins
 from aixgo.audit import AuditLog, key_from_env
-from aixgo.errors import ConfigError, PluginError
+from aixgo.errors import AixgoError, ConfigError, PluginError
 from aixgo.session.manager import SessionManager
 from aixgo.session.redaction import redact_url
 from aixgo.session.retention import RetentionPolicy, policies_from_config
@@ -101,12 +103,18 @@ class CoreOptions(BaseModel):
         unknown = set(value) - {"target", "fsync", "on_failure"}
         if unknown or "target" not in value:
             raise ValueError("audit takes target (a path or URL), fsync and on_failure")
-        return AuditLog(
-            str(value["target"]),
-            key=key_from_env(),
-            fsync=value.get("fsync", False) in (True, "true", "1", "yes"),
-            on_failure=value.get("on_failure", "fatal"),
-        )
+        target = _audit_target(value["target"])
+        fsync = value.get("fsync", False)
+        if not isinstance(fsync, bool):
+            raise ValueError(f"audit fsync must be true or false, not {fsync!r}")
+        try:
+            # Nothing is opened yet: the log's file or table is first touched by a record.
+            return AuditLog(target, key=key_from_env(), fsync=fsync,
+                            on_failure=value.get("on_failure", "fatal"))  # fmt: skip
+        except AixgoError as exc:
+            if isinstance(exc, ValueError):
+                raise
+            raise ConfigError(str(exc)) from None  # e.g. no plugin for the sink's scheme
 
     retention: dict[str, RetentionPolicy] = Field(
         default_factory=dict,
@@ -151,6 +159,28 @@ class CoreOptions(BaseModel):
         if name not in type(self).model_fields:
             raise ConfigError(_unknown(name, "lookup", type(self)))
         return getattr(self, name)
+
+
+def _audit_target(target: object) -> str:
+    """An audit log path or sink URL, checked before anything is made of it."""
+    if not isinstance(target, str | os.PathLike) or isinstance(target, bytes):
+        kind = type(target).__name__
+        raise ValueError(f"audit target must be a file path or a sink URL, not {kind}")
+    text = os.fspath(target)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("audit target must be a file path or a sink URL, not empty")
+    if len(text) > 4096:
+        raise ValueError(f"audit target is {len(text):,} characters long; at most 4,096")
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            raise ValueError(f"audit target has a control character {ch!r} at position {i}")
+    if "://" not in text:
+        for part in Path(text).expanduser().parts:
+            if len(part.encode()) > 255:
+                raise ValueError(f"audit target has a name over 255 bytes: {part[:40]!r}…")
+        if Path(text).expanduser().is_dir():
+            raise ValueError(f"audit target {text!r} is a folder; name a file in it")
+    return text
 
 
 def _shown(value: Any) -> Any:
@@ -222,7 +252,12 @@ def resolve_options(
         field = model.model_fields.get(name)
         hint = f" ({field.description})" if field is not None and field.description else ""
         valid = ", ".join(sorted(model.model_fields))
+        # pydantic says "Value error, " before a validator's own words: they speak for
+        # themselves. A huge input is cut short.
+        problem = str(err["msg"]).removeprefix("Value error, ")
+        got = repr(_shown(err.get("input")))
+        got = got if len(got) <= 200 else got[:200] + "…"
         raise ConfigError(
             f"runtime option {name!r} from {sources.get(name, 'defaults')} is invalid: "
-            f"{err['msg']}, got {_shown(err.get('input'))!r}{hint}; valid options: {valid}"
+            f"{problem}, got {got}{hint}; valid options: {valid}"
         ) from None

@@ -58,7 +58,8 @@ __all__ = ["serve"]
     multiple=True,
     metavar="AGENT=IDENTITY",
     help="Only clients whose certificate names IDENTITY (common name or subject "
-    "alternative name) may call AGENT; repeat for more.",
+    "alternative name, matched exactly: no patterns) may call AGENT; repeat for more. "
+    "Needs --client-ca.",
 )
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running turns get to finish on shutdown.")  # fmt: skip
@@ -87,21 +88,48 @@ def serve(
         raise click.UsageError("--cert/--key/--client-ca make no sense with plaintext")
     if not plaintext and not (cert and key):
         raise click.UsageError("--cert and --key are required (or --insecure for plaintext)")
+    allowed = _allow_list(allow)
+    if allowed and not client_ca:
+        raise click.UsageError(
+            "--allow needs --client-ca (mutual TLS): without client certificates no client "
+            "has an identity to allow"
+        )
     logging.basicConfig(level=logging.INFO, format="aixgo serve: %(levelname)s: %(message)s")
     tls = None
     if cert and key:
         tls = ServerTLS.from_files(cert, key, client_ca)
     rt = Runtime.from_config(config)
-    allowed: dict[str, list[str]] = {}
-    for item in allow:
-        agent, sep, identity = item.partition("=")
-        if not sep or not agent or not identity:
-            raise click.UsageError(f"--allow takes AGENT=IDENTITY, not {item!r}")
-        allowed.setdefault(agent, []).append(identity)
-    server = AgentServer(rt, listen, tls=tls, insecure=insecure, mesh=mesh, allow=allowed)
     if not rt.list():
         raise ConfigError(f"{config}: no agents to serve")
+    unknown = sorted(set(allowed) - set(rt.list()))
+    if unknown:
+        # A misspelt agent would leave the agent meant open to every client.
+        raise click.UsageError(
+            f"--allow names agent(s) {', '.join(map(repr, unknown))} that {config} does not "
+            f"serve; it serves {', '.join(rt.list())}"
+        )
+    server = AgentServer(rt, listen, tls=tls, insecure=insecure, mesh=mesh, allow=allowed)
     asyncio.run(_serve(rt, server, grace))
+
+
+def _allow_list(items: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--allow AGENT=IDENTITY`` options as allow-lists, each entry checked
+    (:func:`aixgo_runtime_grpc.identity.check_allow`); a bad one is a usage error."""
+    from aixgo.errors import InvalidArgument
+
+    from aixgo_runtime_grpc.identity import check_allow
+
+    allowed: dict[str, list[str]] = {}
+    for item in items:
+        agent, sep, identity = item.partition("=")
+        if not sep or not agent or not identity:
+            raise click.UsageError(f"--allow takes AGENT=IDENTITY, not {item[:80]!r}")
+        allowed.setdefault(agent, []).append(identity)
+    try:
+        check_allow(allowed)
+    except InvalidArgument as exc:
+        raise click.UsageError(f"--allow: {exc}") from None
+    return allowed
 
 
 async def _serve(rt: Runtime, server: AgentServer, grace: float) -> None:

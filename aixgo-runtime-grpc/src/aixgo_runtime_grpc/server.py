@@ -9,7 +9,8 @@ local call stores; two nodes on one shared store serve the same sessions. The cl
 deadline bounds the agent's run; a client that cancels cancels the turn (its input stays
 stored, and the same call resumes it). ``stop(grace)`` refuses new calls and lets running
 turns finish for ``grace`` seconds. Standard health checking (``grpc.health.v1``) answers for
-the empty service name and for each agent's name.
+the empty service name and for each agent's name; on ``stop`` every one turns NOT_SERVING and
+open ``Watch`` streams end, so a watching load balancer does not hold the node's shutdown.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from aixgo.events import Reply, SessionOpened
 from aixgo.message import Message
 from aixgo.runtime import Runtime
 from aixgo.session.codec import MAX_MESSAGE_BYTES
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aixgo_runtime_grpc._health import NodeHealth
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
+from aixgo_runtime_grpc.identity import check_allow, peer_identities
 from aixgo_runtime_grpc.tls import ServerTLS
 from aixgo_runtime_grpc.wire import ERROR_KEY, event_to_wire, from_wire, status_of, to_wire
 
@@ -52,7 +55,8 @@ class AgentServer:
     see :attr:`port`). ``tls`` is required unless ``insecure=True`` (plaintext, logged as a
     warning; for a service mesh whose sidecar terminates TLS, say ``mesh=True`` instead).
     ``allow`` maps an agent to the client certificate identities (common name or subject
-    alternative name) that may call it; agents not in it accept every authenticated client.
+    alternative name, compared exactly: see :mod:`aixgo_runtime_grpc.identity`) that may call
+    it; agents not in it accept every authenticated client. An allow-list needs mutual TLS.
 
     The runtime is the caller's to start and stop; :meth:`stop` leaves it running.
     """
@@ -74,14 +78,19 @@ class AgentServer:
             )
         if tls is not None and (insecure or mesh):
             raise InvalidArgument("give tls, or insecure/mesh, not both")
+        if allow and (tls is None or not tls.mutual):
+            raise InvalidArgument(
+                "an allow-list needs mutual TLS (a client CA): without client certificates "
+                "no client has an identity, so every call would be refused"
+            )
         self.runtime = runtime
         self.address = address
         self.tls = tls
         self.mesh = mesh
-        self.allow = {agent: frozenset(ids) for agent, ids in (allow or {}).items()}
+        self.allow = check_allow(allow or {})
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = NodeHealth()
 
     def __repr__(self) -> str:
         mode = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
@@ -146,7 +155,7 @@ class AgentServer:
         server, self._server = self._server, None
         if server is None:
             return
-        await self._health.enter_graceful_shutdown()
+        await self._health.shut_down()  # open health watches end now, not after the grace
         await server.stop(grace)
 
     async def wait(self) -> None:
@@ -259,10 +268,10 @@ class AgentServer:
         allowed = self.allow.get(agent)
         if allowed is None:
             return
-        auth = context.auth_context()
-        ids = {v.decode(errors="replace") for key in ("x509_common_name",
-               "x509_subject_alternative_name") for v in auth.get(key, ())}  # fmt: skip
-        if not ids & allowed:
+        # The names come from the certificate itself: gRPC's x509_common_name property ends
+        # a name at a NUL, so 'client-a\0.evil' would pass as 'client-a'.
+        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+        if allowed.isdisjoint(peer_identities(pem)):
             raise _Denied(f"this client's certificate is not allowed to call agent {agent!r}")
 
 

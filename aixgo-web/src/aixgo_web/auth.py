@@ -10,15 +10,20 @@ dependency returning the user id will do; these cover two common deployments.
 # No `from __future__ import annotations`: FastAPI reads the dependency's annotations, which
 # name a local object.
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from aixgo.errors import InvalidIdentifier
+from aixgo.errors import InvalidArgument, InvalidIdentifier
 from aixgo.identifiers import validate_name
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 __all__ = ["bearer_user", "fixed_user", "header_user"]
+
+_MAX_NAME = 128
+# An HTTP field name is a token (RFC 9110, section 5.1).
+_TOKEN = re.compile(rf"[!#$%&'*+\-.^_`|~0-9A-Za-z]{{1,{_MAX_NAME}}}")
 
 UserOf = Callable[[str], str | None] | Callable[[str], Awaitable[str | None]]
 
@@ -39,11 +44,27 @@ def _checked(user: str | None, challenge: str) -> str:
 
 def header_user(name: str = "X-Forwarded-User") -> Callable[[Request], str]:
     """The user named by the request header ``name``, which a trusted reverse proxy sets
-    after authenticating the user (and strips from what clients send). 401 without it.
+    after authenticating the user (and strips from what clients send). 401 without it, with
+    it twice (a proxy that appends rather than replaces would let the client's copy
+    through), or with a value that is not a user id in UTF-8 (control characters, over 256
+    characters). :class:`InvalidArgument` for a ``name`` that is not an HTTP header name.
     Use it only behind such a proxy: anyone reaching the app directly can set the header."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise InvalidArgument(
+            f"{name!r} is not an HTTP header name: 1-{_MAX_NAME} letters, digits and "
+            "!#$%&'*+-.^_`|~, such as X-Forwarded-User"
+        )
 
     def user_from_header(request: Request) -> str:
-        return _checked(request.headers.get(name), "Header")
+        values = request.headers.getlist(name)
+        if len(values) != 1:
+            return _checked(None, "Header")
+        try:
+            # Starlette decodes header bytes as Latin-1; a proxy sends user names in UTF-8.
+            user = values[0].encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _checked(None, "Header")
+        return _checked(user, "Header")
 
     return user_from_header
 

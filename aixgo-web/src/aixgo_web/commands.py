@@ -59,6 +59,16 @@ def web(
     """Serve the config's agents over HTTP: the chat page at /, the API under /api, its
     OpenAPI schema at /openapi.json. Stops on Ctrl-C (SIGINT) or SIGTERM."""
     host, port = parse_listen(listen)
+    if user_header is not None:
+        from aixgo.errors import InvalidArgument
+
+        from aixgo_web.auth import header_user
+
+        try:
+            header_user(user_header)
+        except InvalidArgument as exc:
+            # Checked before anything else: an empty name must never fall back to --user.
+            raise click.BadParameter(str(exc), param_hint="--user-header") from None
     if user_header is None and not _loopback(host):
         raise click.UsageError(
             f"--user serves every request as {user!r}, so it is for loopback addresses only; "
@@ -72,7 +82,7 @@ def web(
     from aixgo_web.auth import fixed_user, header_user
 
     rt = Runtime.from_config(config)
-    authenticate = header_user(user_header) if user_header else fixed_user(user)
+    authenticate = header_user(user_header) if user_header is not None else fixed_user(user)
     app = create_app(
         rt, authenticate=authenticate, cors_origins=cors_origins, max_body_bytes=max_body_bytes
     )

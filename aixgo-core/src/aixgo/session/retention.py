@@ -39,7 +39,8 @@ from aixgo.session.models import SessionInfo
 
 __all__ = ["RetentionPolicy", "SweepReport", "parse_duration", "policies_from_config", "sweep"]
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
+# ASCII digits only: \d would take look-alikes such as fullwidth digits (U+FF11 for 1).
+_DURATION = re.compile(r"\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw]?)\s*", re.ASCII)
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RULES = ("idle", "max_age", "keep_last")
 
@@ -54,14 +55,17 @@ def parse_duration(value: object, what: str = "duration") -> timedelta:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        # An int beyond a float's range is as out of range as any other huge number.
+        seconds = float(value) if abs(value) < 1e300 else float("inf")
     elif isinstance(value, str) and (m := _DURATION.fullmatch(value)):
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     else:
         raise ConfigError(f"{what} must be a duration such as 30d, 12h, 90m or 45s, "
                           f"not {value!r}")  # fmt: skip
     if not 0 < seconds < 1e10:
-        raise ConfigError(f"{what} must be positive, not {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise ConfigError(f"{what} must be positive and under 10,000,000,000 s (317 years), "
+                          f"not {shown}")  # fmt: skip
     return timedelta(seconds=seconds)
 
 
