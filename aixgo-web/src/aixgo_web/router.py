@@ -158,7 +158,8 @@ def create_router(
     ) -> SessionPage:
         """The current user's sessions, most recently updated first (sessions kept here:
         a remote agent's are on its node, and naming one answers 422)."""
-        if agent is not None and hosted(agent):
+        # An agent not served here lists what the store holds for it, as it always did.
+        if agent is not None and agent in runtime.list() and hosted(agent):
             raise kept_elsewhere(agent, "they cannot be listed here")
         page = await runtime.session_manager.list(
             agent=agent, user_id=user, limit=limit, cursor=cursor
