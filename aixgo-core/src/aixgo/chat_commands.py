@@ -28,8 +28,9 @@ HISTORY = 20  # messages /history shows without a count, and sessions /sessions 
 @dataclass(slots=True)
 class Chat:
     """What a chat talks to: an agent of a running runtime, for a user, in a session
-    (``session_id`` is ``None`` for a stateless agent, and for a remote agent until one is
-    named: its sessions are kept where it runs, ``hosted``)."""
+    (``session_id`` is ``None`` for a stateless agent, and for a remote agent until its
+    first turn names the session it ran in: its sessions are kept where it runs,
+    ``hosted``)."""
 
     rt: Runtime
     agent: str

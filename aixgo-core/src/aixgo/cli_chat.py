@@ -58,7 +58,9 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
         hosted = isinstance(rt.get(agent), SessionHost)  # unknown: fails before anything
         stateful = rt.session_mode(agent) == "enabled"
         if stateful and hosted:
-            # Its sessions live where it runs (a remote node): nothing is opened here.
+            # Its sessions live where it runs (a remote node): nothing is opened here. The
+            # first turn names the session it ran in, and every later line continues that
+            # one, not whichever is the user's latest by then (another client may start one).
             where = f"session {session_id}" if session_id else f"{user}'s latest session"
             click.echo(f"{where}, kept where {agent} runs; /quit to leave", err=True)
         elif stateful:
@@ -91,22 +93,29 @@ async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> N
             if text.startswith("//"):
                 text = text[1:]
             if stateful:
-                events = rt.stream(agent, Message.user(text), user=user, session=here.session_id)
+                events = rt.stream(agent, Message.user(text), user=user,
+                                   session=here.session_id, session_event=hosted)  # fmt: skip
             else:
                 events = rt.stream(agent, Message.user(text))
             try:
-                await _show(agent, events)
+                await _show(here, events)
             except AgentError as exc:
                 # The input is stored; the conversation goes on (a repeat resumes that turn).
                 click.echo(f"error: {cli_message(exc, chat=True)}", err=True)
 
 
-async def _show(agent: str, events: AsyncIterator[Event]) -> None:
+async def _show(chat: Chat, events: AsyncIterator[Event]) -> None:
     """Print the reply's text as it arrives (from an agent that streams), else when it
-    comes; text said before a tool step stays on a line of its own."""
+    comes; text said before a tool step stays on a line of its own. The session a remote
+    agent's node names becomes the chat's."""
+    agent = chat.agent
     streaming = False  # whether the current line holds streamed text
     async for ev in events:
-        if ev.type == "delta":
+        if ev.type == "session":
+            if chat.session_id is None:
+                click.echo(f"session {ev.session_id}, kept where {agent} runs", err=True)
+            chat.session_id = ev.session_id
+        elif ev.type == "delta":
             if not streaming:
                 click.echo(f"{agent}> ", nl=False)
                 streaming = True

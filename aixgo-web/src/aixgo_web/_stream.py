@@ -24,14 +24,23 @@ def sse(event: str, data: str) -> bytes:
 
 
 async def call_events(
-    rt: Runtime, agent: str, message: Message, *, user: str, session: str | None
+    rt: Runtime,
+    agent: str,
+    message: Message,
+    *,
+    user: str,
+    session: str | None,
+    session_event: bool = False,
 ) -> AsyncGenerator[tuple[str, str]]:
     """``(event name, JSON data)`` for each event of the call (:mod:`aixgo.events`); the
-    last is ``reply``. Closing this iterator (the client went away) ends the turn, which
-    stays resumable with the same message."""
+    last is ``reply`` (the first is ``session`` when ``session_event`` asks for it).
+    Closing this iterator (the client went away) ends the turn, which stays resumable
+    with the same message."""
     # Closed explicitly, so the turn ends when the response does, not whenever the garbage
     # collector gets to the generator.
-    async with aclosing(rt.stream(agent, message, user=user, session=session)) as events:
+    async with aclosing(
+        rt.stream(agent, message, user=user, session=session, session_event=session_event)
+    ) as events:
         async for event in events:
             yield event.type, event.model_dump_json()
 

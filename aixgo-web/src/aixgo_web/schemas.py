@@ -49,10 +49,12 @@ class _Body(BaseModel):
 
 
 class AgentInfo(BaseModel):
-    """A registered agent: its name, and whether it keeps sessions."""
+    """A registered agent: its name, whether it keeps sessions, and whether they are kept
+    on the node that runs it (a remote agent: its sessions are not listed here)."""
 
     name: str
     session_mode: Literal["enabled", "disabled"]
+    hosted: bool = False
 
 
 class AgentList(BaseModel):
@@ -104,8 +106,9 @@ class RestoreReply(BaseModel):
 class CallRequest(_Body):
     """A user message for an agent. ``session_id`` continues that session (it must be the
     current user's); without it the user's latest session with the agent is continued, or
-    a new one started. ``id`` makes the call repeatable: sending the same id again after a
-    failure resumes that turn instead of storing the message twice."""
+    a new one started (for a remote agent, on the node that runs it). ``id`` makes the call
+    repeatable: sending the same id again after a failure resumes that turn instead of
+    storing the message twice."""
 
     content: str | list[dict[str, JsonValue]]
     id: str | None = Field(default=None, min_length=1, max_length=256)
@@ -114,7 +117,7 @@ class CallRequest(_Body):
 
 class CallReply(BaseModel):
     """The agent's reply as stored, and the session it is in (``null`` for a stateless
-    agent)."""
+    agent; for a remote agent, the session on its node)."""
 
     session_id: str | None
     message: Message

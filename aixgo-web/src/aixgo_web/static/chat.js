@@ -4,7 +4,19 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { agent: null, session: null, busy: false };
+const state = { agent: null, session: null, busy: false, hosted: new Set() };
+
+// A remote agent keeps its sessions on the node that runs it: the page neither lists nor
+// starts them; its first reply names the session there, which the page then continues.
+function isHosted() {
+  return state.hosted.has(state.agent);
+}
+
+function showControls() {
+  const hosted = isHosted();
+  $("new-session").hidden = hosted;
+  $("checkpoint-form").hidden = hosted;
+}
 
 function api(path) {
   return "api" + path;
@@ -108,10 +120,19 @@ async function loadAgents() {
     select.append(option);
   }
   state.agent = select.value || null;
+  state.hosted = new Set(items.filter((a) => a.hosted).map((a) => a.name));
+  showControls();
 }
 
 async function loadSessions() {
   if (!state.agent) return;
+  if (isHosted()) {
+    const note = document.createElement("li");
+    note.className = "note";
+    note.textContent = `Kept where ${state.agent} runs.`;
+    $("sessions").replaceChildren(note);
+    return;
+  }
   const query = new URLSearchParams({ agent: state.agent, limit: "50" });
   const { items } = await request("GET", `/sessions?${query}`);
   const list = $("sessions");
@@ -134,7 +155,7 @@ async function loadSessions() {
 async function loadCheckpoints() {
   const list = $("checkpoints");
   list.replaceChildren();
-  if (!state.session) return;
+  if (!state.session || isHosted()) return;
   const { items } = await request("GET", `/sessions/${state.session}/checkpoints`);
   for (const cp of items) {
     const item = document.createElement("li");
@@ -162,6 +183,27 @@ async function openSession(id) {
   $("session-title").textContent = `Session ${info.id}`;
   $("delete-session").hidden = false;
   const { items } = await request("GET", `/sessions/${info.id}/messages?last=200`);
+  $("messages").replaceChildren();
+  for (const message of items) fill(bubble(message.role, ""), message);
+  say("");
+  await Promise.all([loadSessions(), loadCheckpoints()]);
+}
+
+// A remote agent's session: its id with the agent's name in the URL fragment, since only the
+// node that runs the agent knows it.
+function showHosted(id) {
+  state.session = id;
+  history.replaceState(null, "", `#${encodeURIComponent(state.agent)}/${id}`);
+  $("session-title").textContent = `Session ${id}, kept where ${state.agent} runs`;
+}
+
+async function openHosted(agent, id) {
+  $("agent").value = agent;
+  state.agent = agent;
+  showControls();
+  const query = new URLSearchParams({ agent, last: "200" });
+  const { items } = await request("GET", `/sessions/${id}/messages?${query}`);
+  showHosted(id);
   $("messages").replaceChildren();
   for (const message of items) fill(bubble(message.role, ""), message);
   say("");
@@ -207,7 +249,7 @@ async function send(event) {
   $("send").disabled = true;
   say("");
   try {
-    if (!state.session) await newSession();
+    if (!state.session && !isHosted()) await newSession();
     bubble("user", text);
     input.value = "";
     let current = bubble("assistant", "");
@@ -219,7 +261,9 @@ async function send(event) {
     });
     if (!response.ok) throw await problem(response);
     for await (const [name, data] of events(response.body)) {
-      if (name === "delta") {
+      if (name === "session") {
+        if (isHosted() && data.session_id) showHosted(data.session_id);
+      } else if (name === "delta") {
         current.querySelector(".text").textContent += data.text;
       } else if (name === "step") {
         // The text streamed so far belongs to this step; what follows goes in a new bubble.
@@ -260,6 +304,7 @@ async function start() {
   $("agent").addEventListener("change", () => {
     state.agent = $("agent").value;
     state.session = null;
+    showControls();
     $("messages").replaceChildren();
     $("delete-session").hidden = true;
     $("session-title").textContent = "No session yet: send a message or start one.";
@@ -268,8 +313,11 @@ async function start() {
   });
   await loadAgents();
   const wanted = location.hash.slice(1);
+  const remote = /^(.+)\/([0-9a-f]{32})$/.exec(wanted);
   if (/^[0-9a-f]{32}$/.test(wanted)) {
     await openSession(wanted);
+  } else if (remote && state.hosted.has(decodeURIComponent(remote[1]))) {
+    await openHosted(decodeURIComponent(remote[1]), remote[2]);
   } else {
     await loadSessions();
   }
