@@ -18,6 +18,7 @@ processes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from collections import OrderedDict
@@ -312,21 +313,48 @@ class Store:
                 log = self._locked(session_id, exclusive=True)
             else:  # the hot path: an open session
                 self._open.move_to_end(session_id)
-                self._lock(log, exclusive=True)
-            # fsync mode: a lone writer syncs inline, before the sidecars (as fast as it
-            # gets); writes in flight together leave it to the group commit.
-            sync = self.fsync and self.commit.alone()
+                self._lock_open(log)
             mark = _writing.mark(log)
             try:
-                out = _writing.append(
-                    log, messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
-                )
+                if len(messages) == 1:
+                    out = _writing.append_one(
+                        log, messages[0], encoded[0], expected_seq, now_micros(), self._touch
+                    )
+                else:
+                    out = _writing.append(
+                        log, messages, encoded, expected_seq, now_micros(), self._touch
+                    )
             except OSError as exc:
                 _writing.undo(log, mark)
                 raise failed(self.root, exc, f"appending to session {session_id}") from exc
             finally:
-                self._release(log, wrote=True)
-            return out, self.commit.note(log) if self.fsync else None
+                if log.stale or log.detached or log.sync_error is not None:
+                    self._release(log, wrote=True)
+                else:  # _release's common case
+                    fcntl.flock(log.fd, fcntl.LOCK_UN)
+            if not self.fsync:
+                return out, None
+            pending = self.commit.note(log)
+            # A lone writer (no other write could share the sync) syncs at once, inline,
+            # after its lock is released and everything else is done: one sync, and after
+            # it nothing but the return. Writes in flight together leave it to the group.
+            if pending is not None and self.commit.alone():
+                self.commit.sync_now(*pending)
+                pending = None
+            return out, pending
+
+    def _lock_open(self, log: LogState) -> None:
+        """:meth:`_lock` (exclusive) of an open session, with its common case inlined: the
+        log is as this process left it (one ``lseek`` says so)."""
+        fd = log.fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.lseek(fd, 0, os.SEEK_END) == log.size and not log.deleted:
+                return
+        except OSError:
+            pass  # the general way below says what is wrong
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self._lock(log, exclusive=True)  # catches up with other writers
 
     def messages(self, session_id: str, last: int | None) -> list[Message]:
         with self.lock:
