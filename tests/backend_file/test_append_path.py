@@ -1,13 +1,10 @@
 """The single-message append's fast path: an open session whose log is as this process left
-it is locked and written without the catch-up machinery, and in fsync mode a lone writer
-syncs after releasing the lock. Each test here would fail if the fast path trusted a view
-that another writer had changed, or acknowledged a write before its sync."""
+it (one ``lseek`` says so) is locked and written without the catch-up machinery, and a new
+id is recognised from the id window without a look-up. Each test here fails if the fast
+path trusts a view that another writer has changed."""
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
-import os
 from pathlib import Path
 
 import pytest
@@ -76,40 +73,3 @@ async def test_a_repeat_after_another_store_appended_finds_the_stored_copy(
         assert (await (await other.get(s.id)).append_message(m)).seq == 2
         assert (await s.append_message(m)).seq == 2
         assert [x.text for x in await s.get_messages()] == ["one", "two"]
-
-
-@pytest.mark.asyncio
-async def test_a_lone_fsync_writer_syncs_after_releasing_the_lock(
-    store_url: str, store_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another process may write while this one waits for the disk; the acknowledgement
-    still waits for a sync that began after the write."""
-    async with SessionManager(store_url + "?durability=fsync") as mgr:
-        s = await mgr.create("a")
-        path = _log(store_dir, s.id)
-        seen: list[tuple[bool, int]] = []
-        sync = os.fdatasync
-
-        def spy(fd: int) -> None:
-            probe = os.open(path, os.O_RDONLY)
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                free = True
-            except BlockingIOError:
-                free = False
-            finally:
-                os.close(probe)
-            seen.append((free, os.fstat(fd).st_size))
-            sync(fd)
-
-        monkeypatch.setattr(os, "fdatasync", spy)
-        for i in range(3):
-            await s.append_message(Message.user(str(i)))
-            size = path.stat().st_size
-            assert seen[-1] == (True, size)  # unlocked, and covering the whole line
-        assert len(seen) == 3  # one sync per lone append
-
-        # Appends in flight together still share a sync (the group commit).
-        seen.clear()
-        await asyncio.gather(*(s.append_message(Message.user(f"g{i}")) for i in range(5)))
-        assert len(seen) == 1 and seen[0][1] == path.stat().st_size

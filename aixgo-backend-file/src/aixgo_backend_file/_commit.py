@@ -89,14 +89,6 @@ class GroupCommit:
             del self._dirty[log]
             self._sync(log)
 
-    def sync_now(self, log: LogState, end: int) -> None:
-        """Sync ``log`` at once (store lock held), for a lone writer (:meth:`alone`) that
-        noted a write ending at ``end``; BackendError if the sync fails."""
-        if log.sync_error is None and log.fd >= 0:
-            self.flush(log)
-        if log.synced < end:
-            raise _failed(log) from log.sync_error
-
     def flush_all(self) -> None:
         while self._dirty:
             self.flush(next(iter(self._dirty)))
@@ -104,8 +96,13 @@ class GroupCommit:
     async def wait(self, log: LogState, end: int) -> None:
         """Return once ``log`` is on disk up to ``end``; BackendError if its sync failed."""
         while log.synced < end:
-            if log.sync_error is not None or log.fd < 0:
-                raise _failed(log) from log.sync_error
+            if log.sync_error is not None:
+                raise BackendError(
+                    f"fdatasync of {log.path} failed ({log.sync_error}): the write may not "
+                    "be on disk"
+                ) from log.sync_error
+            if log.fd < 0:  # closing syncs what is owed, so this is not expected
+                raise BackendError(f"{log.path} was closed before the write was synced")
             group = self._group
             loop = asyncio.get_running_loop()
             if group is not None and group.loop is loop:
@@ -150,12 +147,3 @@ class GroupCommit:
             sync(log)
         except BackendError:  # its waiters raise it, from log.sync_error
             self._drop(log)
-
-
-def _failed(log: LogState) -> BackendError:
-    """Why a write to ``log`` cannot be acknowledged: its sync failed, or never ran."""
-    if log.sync_error is None:  # closing syncs what is owed, so this is not expected
-        return BackendError(f"{log.path} was closed before the write was synced")
-    return BackendError(
-        f"fdatasync of {log.path} failed ({log.sync_error}): the write may not be on disk"
-    )

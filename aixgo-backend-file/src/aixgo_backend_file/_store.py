@@ -314,16 +314,22 @@ class Store:
             else:  # the hot path: an open session
                 self._open.move_to_end(session_id)
                 self._lock_open(log)
+            # fsync mode: a lone writer syncs inline, before the sidecars (their pages then
+            # stay out of the journal commit the sync waits for); writes in flight together
+            # leave it to the group commit.
+            sync = self.fsync and self.commit.alone()
             mark = _writing.mark(log)
             try:
                 if len(messages) == 1:
                     out = _writing.append_one(
-                        log, messages[0], encoded[0], expected_seq, now_micros(), self._touch
-                    )
+                        log, messages[0], encoded[0], expected_seq, now_micros(), self._touch,
+                        sync=sync,
+                    )  # fmt: skip
                 else:
                     out = _writing.append(
-                        log, messages, encoded, expected_seq, now_micros(), self._touch
-                    )
+                        log, messages, encoded, expected_seq, now_micros(), self._touch,
+                        sync=sync,
+                    )  # fmt: skip
             except OSError as exc:
                 _writing.undo(log, mark)
                 raise failed(self.root, exc, f"appending to session {session_id}") from exc
@@ -332,16 +338,7 @@ class Store:
                     self._release(log, wrote=True)
                 else:  # _release's common case
                     fcntl.flock(log.fd, fcntl.LOCK_UN)
-            if not self.fsync:
-                return out, None
-            pending = self.commit.note(log)
-            # A lone writer (no other write could share the sync) syncs at once, inline,
-            # after its lock is released and everything else is done: one sync, and after
-            # it nothing but the return. Writes in flight together leave it to the group.
-            if pending is not None and self.commit.alone():
-                self.commit.sync_now(*pending)
-                pending = None
-            return out, pending
+            return out, self.commit.note(log) if self.fsync else None
 
     def _lock_open(self, log: LogState) -> None:
         """:meth:`_lock` (exclusive) of an open session, with its common case inlined: the

@@ -168,10 +168,13 @@ def append(
     expected_seq: int | None,
     now: int,
     touch: Touch,
+    *,
+    sync: bool = False,
 ) -> list[Message]:
-    """Append under the exclusive lock (held by the caller)."""
+    """Append under the exclusive lock (held by the caller); with ``sync``, fdatasync
+    the log lines before writing the sidecar and index entries."""
     if len(messages) == 1:
-        return append_one(log, messages[0], encoded[0], expected_seq, now, touch)
+        return append_one(log, messages[0], encoded[0], expected_seq, now, touch, sync=sync)
     hashes = [id_hash(m.id) for m in messages]
     known = _known(log, messages, hashes) if log.count else {}
     length = log.lin.length
@@ -187,6 +190,8 @@ def append(
     first = length + 1
     lines, entries = _batch_lines(log, fresh, encoded, hashes, first, ts)
     _write_log(log, lines)
+    if sync:
+        _sync_to(log, log.size + len(lines))
     window = log.window
     if window is not None:
         for k, i in enumerate(fresh):
@@ -241,6 +246,8 @@ def append_one(
     expected_seq: int | None,
     now: int,
     touch: Touch,
+    *,
+    sync: bool = False,
 ) -> list[Message]:
     """:func:`append` of one message, without the batch bookkeeping (the common call)."""
     idhash = id_hash(message.id)
@@ -262,6 +269,8 @@ def append_one(
     ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
     offset = log.size
     _write_log(log, ln)
+    if sync:
+        _sync_to(log, offset + len(ln))
     if window is not None:
         ords = window.get(idhash)
         if ords is None:
@@ -399,7 +408,11 @@ def _write_log(log: LogState, data: bytes) -> None:
 def sync(log: LogState) -> None:
     """Make the log durable up to what this process has read or written of it (the
     sidecars are rebuildable, so they are not synced)."""
-    end = log.size
+    _sync_to(log, log.size)
+
+
+def _sync_to(log: LogState, end: int) -> None:
+    """``fdatasync`` the log, whose first ``end`` bytes are validated or written."""
     try:
         os.fdatasync(log.fd)
     except OSError as exc:
