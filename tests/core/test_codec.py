@@ -11,6 +11,7 @@ from aixgo.session.codec import (
     check_batch,
     decode_message,
     encode_message,
+    stored_copy,
     with_seq,
 )
 
@@ -63,3 +64,53 @@ def test_with_seq_is_what_model_copy_makes_and_leaves_the_message_alone() -> Non
     assert stored.model_dump() == {**m.model_dump(), "seq": 7}
     assert type(stored) is Message and stored is not m
     assert with_seq(stored, None) == m  # and back
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["NaN and Infinity are words here", "\ufffd replacement", "[" * 100 + "{" * 100, "\\u0000"],
+)
+def test_text_that_looks_like_what_the_checks_refuse_is_stored_and_read_back(text: str) -> None:
+    """A plain message with text content skips the byte prefilters (nothing in it can nest,
+    be a number or an object key); its text is stored whatever it says."""
+    m = Message.user(text)
+    assert decode_message(encode_message(m)) == m
+
+
+class Scored(Message):
+    score: float = 0.0
+
+
+def test_what_the_checks_refuse_is_still_refused_outside_plain_text() -> None:
+    nan = float("nan")
+    deep: dict[str, object] = {}
+    for _ in range(70):
+        deep = {"k": deep}
+    refused = [
+        Message.user("x", metadata={"k": nan}),
+        Message.user([{"type": "text", "text": "x", "v": nan}]),
+        Message.assistant("x", tool_calls=[ToolCall(name="f", arguments={"a": nan})]),
+        Message.user("x", metadata=deep),  # type: ignore[arg-type]
+        Message.user("x", metadata={"\ud800": 1}),
+        Scored(role="user", content="x", metadata={"k": float("inf")}),
+        Message.user("a\x00b"),
+    ]
+    for m in refused:
+        with pytest.raises(InvalidMessage):
+            encode_message(m)
+
+
+def test_stored_copy_is_what_model_copy_makes_and_shares_nothing() -> None:
+    for m in [
+        Message.user("hi"),
+        Message.user("hi", metadata={"k": [1]}),
+        Message.user([{"type": "text", "text": "x"}]),
+        Scored(role="user", content="x", score=1.5),
+    ]:
+        out = stored_copy(m, 3)
+        assert out == m.model_copy(update={"seq": 3})
+        assert type(out) is type(m) and out is not m and m.seq is None
+        assert out.model_fields_set == m.model_fields_set | {"seq"}
+        assert out.__pydantic_extra__ is None and out.__pydantic_private__ is None
+        assert out.metadata is not m.metadata
+        assert out.model_dump() == {**m.model_dump(), "seq": 3}

@@ -41,7 +41,12 @@ Touch = Callable[["LogState", int], None]
 
 def id_hash(message_id: str) -> int:
     """A stable 64-bit hash of a message id (Python's ``hash`` differs per process)."""
-    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest(), "little")
+    h = _BLAKE2B_8.copy()  # cheaper than a new hash object with its keyword arguments
+    h.update(message_id.encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 
 
 @dataclass(slots=True)

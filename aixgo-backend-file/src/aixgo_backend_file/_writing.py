@@ -25,12 +25,13 @@ lines may reach the disk before the log lines they point at: loading checks them
 log and rebuilds them), or inline by a lone writer (``sync=True`` here). A write that fails
 part-way is taken back with :func:`undo`, so a full disk leaves no half-made record.
 
-The append path is :func:`append`, and :func:`_append_one` for the common single message.
+The append path is :func:`append`, and :func:`append_one` for the common single message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from aixgo_backend_file._paths import Layout, open_file
 from aixgo_backend_file._reading import find
 from aixgo_backend_file._recovery import read_record, remove_files, truncate
 from aixgo_backend_file._state import (
+    ID_WINDOW,
     IDX,
     LogState,
     Touch,
@@ -63,6 +65,9 @@ from aixgo_backend_file._state import (
     new_state,
     write_all,
 )
+
+# How large the id window grows before find() reloads it (see _reading._load_window).
+_WINDOW_MAX = 2 * ID_WINDOW
 
 #: Where a view's files end (log size, message count, ``.meta`` size), for :func:`undo`.
 Mark = tuple[int, int, int]
@@ -169,7 +174,7 @@ def append(
     """Append under the exclusive lock (held by the caller); with ``sync``, fdatasync
     the log lines before writing the sidecar and index entries."""
     if len(messages) == 1:
-        return _append_one(log, messages[0], encoded[0], expected_seq, now, touch, sync)
+        return append_one(log, messages[0], encoded[0], expected_seq, now, touch, sync=sync)
     hashes = [id_hash(m.id) for m in messages]
     known = _known(log, messages, hashes) if log.count else {}
     length = log.lin.length
@@ -234,33 +239,38 @@ def _batch_lines(
     return b"".join(lines), b"".join(entries)
 
 
-def _append_one(
+def append_one(
     log: LogState,
     message: Message,
     data: bytes,
     expected_seq: int | None,
     now: int,
     touch: Touch,
-    sync: bool,
+    *,
+    sync: bool = False,
 ) -> list[Message]:
     """:func:`append` of one message, without the batch bookkeeping (the common call)."""
     idhash = id_hash(message.id)
-    if log.count:
+    window = log.window
+    # A loaded window without the id's hash proves the id new; anything else asks find().
+    if log.count and (window is None or idhash in window or len(window) > _WINDOW_MAX):
         found = find(log, message, idhash)
         if found is not None:
             return [check_repeat(log.id, found, message)]
-    seq = log.lin.length + 1
+        window = log.window
+    lin = log.lin
+    branch = lin.head
+    head = lin.branches[branch]  # lin.append(1), inlined: a hot path
+    seq = head.length + 1
     if expected_seq is not None and expected_seq != seq - 1:
         raise stale_seq(log.id, expected_seq, seq - 1)
     ts = log.updated if log.updated > now else now
-    branch = log.lin.head
     payload = record.MESSAGE % (branch, seq, seq, seq, ts, idhash, data)
     ln = b"%08x %08x %b\n" % (len(payload), crc32(payload), payload)
     offset = log.size
     _write_log(log, ln)
     if sync:
         _sync_to(log, offset + len(ln))
-    window = log.window
     if window is not None:
         ords = window.get(idhash)
         if ords is None:
@@ -268,14 +278,15 @@ def _append_one(
         else:
             ords.append(log.count)
     log.count += 1
-    log.lin.append(1)
+    head.length = seq
     log.updated = ts
     log.size = offset + len(ln)
     log.lines += 1
     log.summary = None
     touch(log, ts)
-    idx_fd = log.idx_fd if log.idx_fd is not None else idx_file(log)
-    write_all(idx_fd, IDX.pack(offset, len(ln), branch, idhash, ts, log.meta_size))
+    entry = IDX.pack(offset, len(ln), branch, idhash, ts, log.meta_size)
+    if os.write(log.idx_fd if log.idx_fd is not None else idx_file(log), entry) != IDX.size:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write)")
     return [stored_copy(message, seq)]
 
 

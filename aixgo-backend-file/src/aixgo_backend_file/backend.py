@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+import types
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -77,6 +78,13 @@ def _directory(url: str, raw_path: str) -> Path:
     if "\x00" in path:
         raise ConfigError(f"{url!r}: the path contains a NUL character")
     return Path(os.path.normpath(path))
+
+
+@types.coroutine
+def _turn() -> Generator[None, None, None]:
+    """``asyncio.sleep(0)`` without its coroutine: one turn of the event loop (a bare
+    ``yield`` is how asyncio's own ``sleep(0)`` gives it), for the hottest call."""
+    yield
 
 
 class FileBackend:
@@ -162,7 +170,7 @@ class FileBackend:
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
     ) -> list[Message]:
-        await asyncio.sleep(0)
+        await _turn()
         out, pending = self.store.append(session_id, messages, expected_seq)
         if pending is not None:
             await self.store.commit.wait(*pending)

@@ -75,7 +75,16 @@ def encode_message(message: Message) -> bytes:
     # The checks below walk the message; these byte tests (C speed) rule out nearly every
     # message first. Non-finite floats are written as NaN/Infinity (Message's config), which
     # is not JSON: they would not read back, or would read back as null. A lone surrogate in
-    # an object key is written as U+FFFD, so the key would read back changed.
+    # an object key is written as U+FFFD, so the key would read back changed. Only content
+    # parts, tool-call arguments and metadata hold numbers, object keys or nesting: a plain
+    # Message with text content and neither of the others (most messages) skips the tests.
+    if (
+        type(message) is Message
+        and type(message.content) is str
+        and not message.metadata
+        and not message.tool_calls
+    ):
+        return data
     if (
         data.count(b"[") + data.count(b"{") > MAX_DEPTH
         or b"NaN" in data
@@ -186,6 +195,7 @@ def with_seq(message: Message, seq: int | None) -> Message:
 
 _new = object.__new__
 _set = object.__setattr__
+_SEQ = frozenset({"seq"})
 
 
 def stored_copy(message: Message, seq: int) -> Message:
@@ -199,8 +209,19 @@ def stored_copy(message: Message, seq: int) -> Message:
     >>> out.metadata["tags"].append("b"); m.metadata
     {'tags': ['a']}
     """
-    out = with_seq(message, seq)
-    data = out.__dict__
+    if type(message) is Message:
+        # with_seq inlined (a plain Message has no extras or private attributes to carry):
+        # this runs once per stored message on every backend's append.
+        data = message.__dict__.copy()
+        data["seq"] = seq
+        out = _new(Message)
+        _set(out, "__dict__", data)
+        _set(out, "__pydantic_fields_set__", message.__pydantic_fields_set__ | _SEQ)
+        _set(out, "__pydantic_extra__", None)
+        _set(out, "__pydantic_private__", None)
+    else:
+        out = with_seq(message, seq)
+        data = out.__dict__
     # Text content, no metadata and no tool calls (most messages) cost one empty dict.
     data["metadata"] = _copy_json(message.metadata) if message.metadata else {}
     if type(message.content) is list:
