@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -363,3 +364,38 @@ def test_cli_reports_plugin_errors_on_one_line(fake_dist: FakeDist) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: plugin 'broken' from distribution broken-dist")
     assert "Traceback" not in proc.stderr
+
+
+def test_lazy_exports_import_on_first_use_and_keep_the_value(fake_dist: FakeDist) -> None:
+    fake_dist(
+        "lazy-dist",
+        {},
+        {
+            "lazy_pkg": """
+                from aixgo.plugins import lazy_exports
+                __getattr__ = lazy_exports(__name__, {"Thing": ("lazy_impl", "Thing")})
+            """,
+            "lazy_impl": "class Thing:\n    pass\n",
+        },
+    )
+    import lazy_pkg  # type: ignore[import-not-found]
+
+    assert "lazy_impl" not in sys.modules
+    thing = lazy_pkg.Thing
+    assert thing is sys.modules["lazy_impl"].Thing
+    assert vars(lazy_pkg)["Thing"] is thing  # kept: the next lookup is a plain attribute read
+    with pytest.raises(AttributeError, match="'lazy_pkg' has no attribute 'Nope'"):
+        _ = lazy_pkg.Nope
+
+
+def test_loading_every_plugin_imports_no_client_library() -> None:
+    """Every process that opens a store loads every plugin; none of them may pull in redis-py,
+    psycopg, grpc or FastAPI until a URL or agent needs it (a fresh interpreter, so what
+    other tests imported does not count)."""
+    code = (
+        "import sys; from aixgo import plugins; plugins.backend_schemes(); plugins.commands(); "
+        "print(sorted(m for m in ('redis', 'psycopg', 'grpc', 'fastapi', 'openai') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -7,8 +7,9 @@ schemes. See the README for URL options, the schema and the ``aixgo_current_mess
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aixgo.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from aixgo_backend_postgres._migrations import LATEST as SCHEMA_VERSION
@@ -37,10 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where[0]), where[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -9,8 +9,9 @@ Install it and open a URL; the plugin registers ``redis://``, ``rediss://``, ``u
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aixgo.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from aixgo_backend_redis._retry import BackendTimeout
@@ -29,10 +30,4 @@ _LAZY = {
 __all__ = ["BackendTimeout", "RedisBackend", "RedisOptions", "parse_url"]
 
 
-def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where[0]), where[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -50,6 +50,7 @@ __all__ = [
     "commands",
     "key_provider",
     "key_provider_schemes",
+    "lazy_exports",
     "options",
     "plugins",
     "register_plugin",
@@ -483,6 +484,29 @@ def _unknown_scheme_message(scheme: str, table: dict[str, Registration]) -> str:
     if scheme in _KNOWN:
         msg += f"; install it with: pip install {_KNOWN[scheme]}"
     return msg + f". Installed schemes: {installed}"
+
+
+def lazy_exports(module: str, names: dict[str, tuple[str, str]]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) importing each of ``names`` on first use.
+
+    ``names`` maps an attribute to ``(module, attribute)`` where it is defined. Loading
+    plugins imports every plugin's package, so a package whose ``__init__`` imported its
+    client library would make every process that opens any store pay for it::
+
+        __getattr__ = lazy_exports(__name__, {"RedisBackend": ("mypkg.backend", "RedisBackend")})
+
+    The value found is stored in the module, so later lookups are plain attribute reads.
+    """
+
+    def __getattr__(name: str) -> Any:
+        where = names.get(name)
+        if where is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(where[0]), where[1])
+        setattr(importlib.import_module(module), name, value)
+        return value
+
+    return __getattr__
 
 
 def plugins() -> list[PluginInfo]:

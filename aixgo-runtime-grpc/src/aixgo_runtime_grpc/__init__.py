@@ -7,9 +7,10 @@ wire contract is ``proto/aixgo/v1/agent.proto`` (:func:`proto_path`).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aixgo.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from aixgo_runtime_grpc.client import RemoteAgent, build_remote
@@ -48,10 +49,4 @@ def proto_path() -> Path:
     return Path(__file__).parent / "proto" / "aixgo" / "v1" / "agent.proto"
 
 
-def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where[0]), where[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
