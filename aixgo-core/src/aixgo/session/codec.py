@@ -100,10 +100,7 @@ def encode_message(message: Message) -> bytes:
 def _flat_text(meta: dict[str, Any]) -> bool:
     """Whether ``meta`` maps ASCII keys to text only: the JSON the checks look for (numbers,
     nesting, keys written changed) cannot be in it."""
-    for k, v in meta.items():
-        if type(v) is not str or not k.isascii():
-            return False
-    return True
+    return all(type(v) is str and k.isascii() for k, v in meta.items())
 
 
 def _check_values(message: Message) -> None:
