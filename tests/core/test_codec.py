@@ -77,6 +77,23 @@ def test_text_that_looks_like_what_the_checks_refuse_is_stored_and_read_back(tex
     assert decode_message(encode_message(m)) == m
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"k": "NaN and Infinity", "r": "\ufffd", "d": "[" * 100 + "{" * 100},
+        {"k": "\\u0000"},
+        {"é": "a non-ASCII key takes the careful way, and is kept"},
+    ],
+)
+def test_flat_text_metadata_that_looks_refused_is_stored_and_read_back(
+    meta: dict[str, str],
+) -> None:
+    """Metadata of text under ASCII keys skips the byte prefilters too (an encrypted store's
+    sealed records): whatever its text says, it reads back as it was."""
+    m = Message.user("NaN [[[ {", metadata=meta)  # type: ignore[arg-type]
+    assert decode_message(encode_message(m)) == m
+
+
 class Scored(Message):
     score: float = 0.0
 
@@ -92,6 +109,9 @@ def test_what_the_checks_refuse_is_still_refused_outside_plain_text() -> None:
         Message.assistant("x", tool_calls=[ToolCall(name="f", arguments={"a": nan})]),
         Message.user("x", metadata=deep),  # type: ignore[arg-type]
         Message.user("x", metadata={"\ud800": 1}),
+        Message.user("x", metadata={"\ud800": "text"}),  # flat text, but not an ASCII key
+        Message.user("x", metadata={"k": "text", "n": nan}),
+        Message.user("x", metadata={"k": "a\x00b"}),
         Scored(role="user", content="x", metadata={"k": float("inf")}),
         Message.user("a\x00b"),
     ]

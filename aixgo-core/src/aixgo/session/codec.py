@@ -77,12 +77,14 @@ def encode_message(message: Message) -> bytes:
     # is not JSON: they would not read back, or would read back as null. A lone surrogate in
     # an object key is written as U+FFFD, so the key would read back changed. Only content
     # parts, tool-call arguments and metadata hold numbers, object keys or nesting: a plain
-    # Message with text content and neither of the others (most messages) skips the tests.
+    # Message with text content and neither of the others (most messages) skips the tests,
+    # as does one whose metadata is flat text under ASCII keys (an encrypted store's sealed
+    # records: nothing there can nest, be a number, or be a changed key).
     if (
         type(message) is Message
         and type(message.content) is str
-        and not message.metadata
         and not message.tool_calls
+        and (not (meta := message.metadata) or _flat_text(meta))
     ):
         return data
     if (
@@ -93,6 +95,12 @@ def encode_message(message: Message) -> bytes:
     ):
         _check_values(message)
     return data
+
+
+def _flat_text(meta: dict[str, Any]) -> bool:
+    """Whether ``meta`` maps ASCII keys to text only: the JSON the checks look for (numbers,
+    nesting, keys written changed) cannot be in it."""
+    return all(type(v) is str and k.isascii() for k, v in meta.items())
 
 
 def _check_values(message: Message) -> None:
