@@ -153,6 +153,9 @@ class Recent:
         if not keeping:
             self.drop(session_id)
             return out
+        if not misses and len(known) == n:  # the same records again: keep them as they are
+            self._keep(session_id, known, weight, numbered)
+            return out
         kept = self._fresh(records, keys, out, misses)
         for i, hit in enumerate(hits):
             if hit is not None:
