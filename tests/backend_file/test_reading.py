@@ -12,8 +12,8 @@ from aixgo import Message
 from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager
 from aixgo.session.codec import encode_message
+from aixgo.session.kit.recent import OVERHEAD, Recent
 from aixgo_backend_file import _record
-from aixgo_backend_file._recent import OVERHEAD, Recent
 from aixgo_backend_file.backend import FileBackend
 
 from tests.backend_file.helpers import Spawn, ask

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aixgo import Message
-from aixgo.errors import BackendError, ConfigError, ConflictError
-from aixgo.session.codec import encode_message
+from aixgo.errors import BackendError, ConfigError, ConflictError, CorruptedData
+from aixgo.session.codec import decode_batch, decode_message, encode_message
 from aixgo.session.kit import (
     Option,
+    Recent,
     RetryPolicy,
     boolean,
     choice,
@@ -25,6 +28,8 @@ from aixgo.session.kit import (
     stamp_seq,
     text,
 )
+from aixgo.session.kit import recent as recent_module
+from aixgo.session.kit.recent import OVERHEAD
 
 TABLE = (
     Option("ttl", integer(0, 100), None, "expiry"),
@@ -206,7 +211,6 @@ def test_stamp_seq_writes_seq_into_the_encoders_json() -> None:
 async def test_a_wrapper_answers_for_the_capabilities_of_the_store_it_wraps(
     tmp_path: Path,
 ) -> None:
-    from typing import Any
 
     from aixgo.session import Migratable, SessionManager, TurnLeases, open_backend
     from aixgo.session.kit import BackendWrapper
@@ -235,3 +239,91 @@ async def test_a_wrapper_answers_for_the_capabilities_of_the_store_it_wraps(
         s = await mgr.create("assistant")
         assert await leased.acquire_turn(s.id, "me", 5.0) is not None
         assert Counting.calls == 1
+
+
+def _stored(texts: str, first: int = 1) -> list[bytes]:
+    return [stamp_seq(encode_message(Message.user(t)), i) for i, t in enumerate(texts, first)]
+
+
+def _careful(records: list[bytes], called: list[int]) -> Callable[[int], Message]:
+    def careful(i: int) -> Message:
+        called.append(i)
+        return decode_message(records[i], f"record {i}")
+
+    return careful
+
+
+def test_recent_reuses_only_byte_identical_records_at_the_same_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    validated: list[int] = []
+
+    def counting(records: Any, careful: Any, *, first_seq: int | None = None) -> list[Message]:
+        validated.append(len(records))
+        return decode_batch(records, careful, first_seq=first_seq)
+
+    monkeypatch.setattr(recent_module, "decode_batch", counting)
+    recent = Recent()
+    records = _stored("abc")
+    first = recent.decode("s", records, [1, 2, 3], _careful(records, []))
+    again = recent.decode("s", records, [1, 2, 3], _careful(records, []))
+    assert validated == [3]  # the second read validated nothing
+    assert again == first and all(a is not b for a, b in zip(again, first, strict=True))
+    grown = [*records, *_stored("d", 4)]
+    assert [m.text for m in recent.decode("s", grown, [1, 2, 3, 4], _careful(grown, []))] == [
+        "a",
+        "b",
+        "c",
+        "d",
+    ]
+    assert validated == [3, 1]  # only the new record
+    kept = recent.of("s")
+    assert [kept[k][1] is m for k, m in zip((1, 2, 3), again, strict=True)] == [False] * 3
+    # Copies: changing what a read returned reaches neither the store nor the next read.
+    again[0].metadata["x"] = 1
+    assert recent.decode("s", records, [1, 2, 3], _careful(records, []))[0].metadata == {}
+    # A record changed at its place is validated again, and refused if it is not a message.
+    damaged = [records[0], records[1][:-3] + b"[]}", records[2]]
+    called: list[int] = []
+    with pytest.raises(CorruptedData, match="record 1"):
+        recent.decode("s", damaged, [1, 2, 3], _careful(damaged, called))
+    assert 1 in called
+    # A valid record written in its place reads as itself, never as the kept message.
+    changed = [records[0], _stored("B", 2)[0], records[2]]
+    assert [m.text for m in recent.decode("s", changed, [1, 2, 3], _careful(changed, []))] == [
+        "a",
+        "B",
+        "c",
+    ]
+    # The same bytes at another place are compared with what is kept there: not reused.
+    moved = recent.decode("s", records[:2], [2, 3], _careful(records, []))
+    assert [m.text for m in moved] == ["a", "b"]
+
+
+def test_recent_keeps_numbered_and_unnumbered_reads_apart() -> None:
+    recent = Recent()
+    records = _stored("ab", first=5)  # the records say seq 5 and 6
+    numbered = recent.decode("s", records, [1, 2], _careful(records, []), first_seq=1)
+    assert [m.seq for m in numbered] == [1, 2]
+    assert [m.seq for m in recent.decode("s", records, [1, 2], _careful(records, []))] == [5, 6]
+    again = recent.decode("s", records, [1, 2], _careful(records, []), first_seq=1)
+    assert [m.seq for m in again] == [1, 2]
+    # Numbered from elsewhere: the kept message is not that seq, so it is not reused.
+    moved = recent.decode("s", records, [1, 2], _careful(records, []), first_seq=3)
+    assert [m.seq for m in moved] == [3, 4]
+
+
+def test_recent_keeps_within_its_budget() -> None:
+    records = _stored("abc")
+    weight = sum(map(len, records)) + 3 * OVERHEAD
+    recent = Recent(budget=4 * weight)
+    for name in "abcde":
+        recent.decode(name, records, [1, 2, 3], _careful(records, []))
+    assert recent.of("a") == {} and all(len(recent.of(n)) == 3 for n in "bcde")
+    small = Recent(budget=4 * weight - 4)  # one read of three is more than a quarter
+    small.decode("a", records, [1, 2, 3], _careful(records, []))
+    assert small.of("a") == {}
+    recent.drop("b")
+    assert recent.of("b") == {}
+    recent.clear()
+    assert all(recent.of(n) == {} for n in "cde")

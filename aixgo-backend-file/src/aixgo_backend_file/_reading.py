@@ -5,7 +5,7 @@ the current history's last ``n`` messages, one ``pread`` of ``.idx`` per span gi
 offsets, and records that lie close together are read with one ``pread`` of the log
 (:func:`_decode_entries`). Records back to back are checked as one run, others one by one;
 a record whose line is byte for byte one the store kept from a recent read is copied from it
-rather than checked and decoded again (:mod:`aixgo_backend_file._recent`). An ``.idx`` entry
+rather than checked and decoded again (:mod:`aixgo.session.kit.recent`). An ``.idx`` entry
 that points at the wrong bytes is derived data gone bad, not a damaged log: the records are
 then found from the log itself, with a warning.
 """
@@ -18,10 +18,10 @@ import os
 from aixgo.errors import CorruptedData
 from aixgo.message import Message
 from aixgo.session.codec import decode_at, decode_batch, stored_copy
+from aixgo.session.kit.recent import OVERHEAD, Recent, Records
 
 from aixgo_backend_file import _record as record
 from aixgo_backend_file._diskfull import logger
-from aixgo_backend_file._recent import OVERHEAD, Recent, Records
 from aixgo_backend_file._recovery import reload_from_log
 from aixgo_backend_file._state import CHUNK, ID_WINDOW, IDX, LogState, idx_file, pread_all
 
@@ -32,7 +32,7 @@ Entries = list[tuple[int, ...]]
 def messages(log: LogState, last: int | None, recent: Recent | None = None) -> list[Message]:
     """The current history's last ``last`` messages (all if None), oldest first; with
     ``recent``, records read lately and unchanged since are copied rather than decoded
-    (:mod:`aixgo_backend_file._recent`), and this read's records are kept there."""
+    (:mod:`aixgo.session.kit.recent`), and this read's records are kept there."""
     out: list[Message] = []
     reuse = _Reuse(recent.of(log.id), recent.limit()) if recent is not None else None
     for branch, lo, hi in log.lin.tail_spans(last):

@@ -36,6 +36,7 @@ from aixgo.errors import (
 )
 from aixgo.message import Message
 from aixgo.session.codec import check_batch
+from aixgo.session.kit.recent import Recent
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 from aixgo_backend_file import _reading, _recovery, _summary, _writing
@@ -49,7 +50,6 @@ from aixgo_backend_file._paths import (
     make_private_dir,
     open_file,
 )
-from aixgo_backend_file._recent import Recent
 from aixgo_backend_file._state import LogState, close_files, list_checkpoints, write_all
 from aixgo_backend_file._state import info as summary
 
@@ -80,7 +80,7 @@ class Store:
         self._keys: dict[tuple[str, str | None], list[str]] = {}
         self._summaries: OrderedDict[str, _summary.Row] = OrderedDict()
         self._readers: OrderedDict[str, int] = OrderedDict()
-        self.recent = Recent()  # records read lately, decoded (see _recent)
+        self.recent = Recent()  # records read lately, decoded (see aixgo.session.kit.recent)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -140,7 +140,7 @@ class Store:
                 close_files(self._open.popitem()[1])
             while self._readers:
                 os.close(self._readers.popitem()[1])
-            self.recent = Recent()
+            self.recent.clear()
             self.index.close()
 
     def _check(self) -> None:

@@ -33,12 +33,11 @@ from aixgo.session.backend import Capability
 from aixgo.session.codec import (
     check_batch,
     check_repeat,
-    decode_batch,
     decode_message,
     stored_copy,
 )
 from aixgo.session.cursor import decode_cursor, encode_cursor
-from aixgo.session.kit import stale_seq
+from aixgo.session.kit import Recent, stale_seq
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -82,6 +81,7 @@ class PostgresBackend:
         self._connections: Connections | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self._recent = Recent()  # the records of each session's latest tail read, decoded
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r})"
@@ -172,6 +172,7 @@ class PostgresBackend:
 
     async def close(self) -> None:
         self._closed = True
+        self._recent.clear()
         connections, self._connections = self._connections, None
         if connections is not None:
             await connections.close()
@@ -251,6 +252,7 @@ class PostgresBackend:
             if (row is None or not row[0]) and attempt == 0:
                 raise SessionNotFound(session_id)
 
+        self._recent.drop(session_id)
         await self._run(op)
 
     # -- messages ----------------------------------------------------------------------
@@ -331,9 +333,16 @@ class PostgresBackend:
         rows = await retry.run(connections, self.options, op)
         if not rows:
             raise SessionNotFound(session_id)
-        # Rows hold the message with its seq, exactly as the model reads it back.
+        # Rows hold the message with its seq, exactly as the model reads it back. A row whose
+        # text is the one this backend read last at that seq is a copy of what it decoded
+        # then (see aixgo.session.kit.recent).
         data = [r[1] for r in rows[1:]]
-        return decode_batch(data, lambda i: self._decode(data[i], session_id, rows[i + 1][0]))
+        return self._recent.decode(
+            session_id,
+            data,
+            [r[0] for r in rows[1:]],
+            lambda i: self._decode(data[i], session_id, rows[i + 1][0]),
+        )
 
     def _decode(self, data: str, session_id: str, seq: int) -> Message:
         where = f"{self.options.schema}.aixgo_messages session {session_id} seq {seq}"

@@ -39,13 +39,12 @@ from aixgo.session.backend import Capability
 from aixgo.session.codec import (
     check_batch,
     check_repeat,
-    decode_batch,
     encode_message,
     stored_copy,
     with_seq,
 )
 from aixgo.session.cursor import decode_cursor, encode_cursor
-from aixgo.session.kit import stale_seq
+from aixgo.session.kit import Recent, stale_seq
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 from redis.asyncio.cluster import RedisCluster
 
@@ -70,6 +69,18 @@ def _s(value: Any) -> str:
 
 class _Restored(Exception):
     """A plain ``LRANGE`` tail crossed a restore marker: read it with ``tail.lua``."""
+
+
+def _positions(data: Sequence[bytes]) -> Sequence[int]:
+    """The seqs of the records of a plain ``LRANGE`` tail, as the last one's stored
+    ``...,"seq":N}`` says: only which kept records to compare them with, so a record that
+    does not end so (damaged, say) costs a missed reuse and nothing else."""
+    last = data[-1]
+    try:
+        top = int(last[last.rfind(b":", -24) + 1 : -1])
+    except ValueError:
+        top = 0
+    return range(top - len(data) + 1, top + 1)
 
 
 def _lease_ms(ttl: float) -> int:
@@ -106,6 +117,7 @@ class RedisBackend:
         self._scripts: Scripts | None = None
         self._wire: Wire | None = None  # standalone servers only (see wire.py)
         self._closed = False
+        self._recent = Recent()  # the records of each session's latest tail read, decoded
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.options.shown!r})"
@@ -148,6 +160,7 @@ class RedisBackend:
     async def close(self) -> None:
         """Close every connection; idempotent."""
         self._closed = True
+        self._recent.clear()
         await self._drop_client()
 
     async def _drop_client(self) -> None:
@@ -292,6 +305,7 @@ class RedisBackend:
                         pipe.zrem(key, session_id)
                     await pipe.execute()
 
+        self._recent.drop(session_id)
         await self._retry.run("delete_session", op)
 
     # -- messages ---------------------------------------------------------------------------
@@ -367,21 +381,30 @@ class RedisBackend:
             # looks for a marker in every record before it blames one.
             if data and min(data)[:1] != b"#":
                 n = len(data)
+                looked: list[bool] = []  # whether the records hold a marker, once looked
 
                 def careful(i: int) -> Message:
-                    if i == 0 and any(d[:1] == b"#" for d in data):
+                    if not looked:
+                        looked.append(any(d[:1] == b"#" for d in data))
+                    if looked[0]:
                         raise _Restored
                     return rows.message(data[i], None, f"{key}[{i - n}]")
 
+                # Records byte for byte the ones this backend read last at the same place
+                # are copies of what it decoded then (see aixgo.session.kit.recent).
                 try:
-                    return decode_batch(data, careful)
+                    return self._recent.decode(session_id, data, _positions(data), careful)
                 except _Restored:
                     pass
         first, found = replies.tail(
             await self._session("tail", session_id, "" if last is None else last)
         )
-        return decode_batch(
-            found, lambda i: rows.message(found[i], first + i, key), first_seq=first
+        return self._recent.decode(
+            session_id,
+            found,
+            range(first, first + len(found)),
+            lambda i: rows.message(found[i], first + i, key),
+            first_seq=first,
         )
 
     # -- checkpoints ------------------------------------------------------------------------

@@ -17,6 +17,9 @@ Use these instead of writing your own; ``file://``, ``redis://`` and ``postgresq
   :func:`decode_at` reads stored JSON back as message ``seq`` of a history, and
   :func:`decode_batch` reads a whole tail in one validation
   (:mod:`aixgo.session.codec`, with ``check_batch``, ``check_repeat`` and ``stored_copy``).
+* Reads again (optional): :class:`Recent` (:mod:`aixgo.session.kit.recent`) keeps the records
+  of each session's latest read with their decoded messages, and reuses a copy of one only
+  when the stored bytes just read are byte for byte the kept ones at the same position and seq.
 * Wrappers: :class:`BackendWrapper` (:mod:`aixgo.session.kit.wrapper`), the base of a backend
   that wraps another (tracing, encryption, the audit log use it): capabilities and optional
   methods answer for the wrapped store.
@@ -39,6 +42,7 @@ from aixgo.session.kit.options import (
     seconds,
     text,
 )
+from aixgo.session.kit.recent import Recent
 from aixgo.session.kit.retry import RetryPolicy
 from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.redaction import Redactor, escape_userinfo, redact_url
@@ -48,6 +52,7 @@ __all__ = [
     "BackendWrapper",
     "Option",
     "Redactor",
+    "Recent",
     "RetryPolicy",
     "UrlOptions",
     "boolean",
