@@ -418,11 +418,10 @@ class Runtime:
                 f"call() takes a Message, not {type(message).__name__}; "
                 "build one with Message.user(...)"
             )
-        check_input = getattr(entry.agent, "check_input", None)
-        if callable(check_input):
+        if entry.check_input is not None:
             # The agent's own input limits (size, control characters), before anything is
             # written: a refused input never becomes an orphan message.
-            check_input(message)
+            entry.check_input(message)
         if user is not None:
             validate_name(user, "user id")
         if session is not None:
@@ -476,6 +475,9 @@ class Runtime:
                 "the runtime is not running; use 'async with runtime:' or "
                 "'await runtime.start()' before calling agents"
             )
+        entry = self._agents.find(agent)
+        if entry is not None:  # a registered name was checked when it was registered
+            return entry
         validate_name(agent, "agent name")
         return self._agents.entry(agent)
 
