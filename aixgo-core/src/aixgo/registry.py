@@ -42,6 +42,8 @@ class AgentEntry:
     # Decided once, at registration: a runtime-checkable protocol's isinstance() inspects
     # every method by name, which costs tens of microseconds on each call otherwise.
     hosted: bool = field(init=False)
+    #: A host that says it enforces ``time_left`` itself (``enforces_time_left = True``).
+    bounds_time: bool = field(init=False)
     streams: bool = field(init=False)
     session_aware: bool = field(init=False)
     #: The agent's own input check (``check_input(message)``), if it has one.
@@ -49,6 +51,7 @@ class AgentEntry:
 
     def __post_init__(self) -> None:
         self.hosted = isinstance(self.agent, SessionHost)
+        self.bounds_time = self.hosted and getattr(self.agent, "enforces_time_left", False) is True
         self.streams = isinstance(self.agent, StreamingAgent)
         self.session_aware = isinstance(self.agent, SessionAwareAgent)
         check = getattr(self.agent, "check_input", None)

@@ -499,7 +499,7 @@ class Runtime:
         if entry.hosted:
             # Its sessions live where it runs (another node): the turn protocol runs there.
             return await self._hosted(
-                entry.agent, agent, message, user if stateful else None,
+                entry.agent, entry.bounds_time, agent, message, user if stateful else None,
                 session_id if stateful else None, emit,
             )  # fmt: skip
         if not stateful:
@@ -530,6 +530,7 @@ class Runtime:
     async def _hosted(
         self,
         host: SessionHost,
+        bounded: bool,
         agent: str,
         message: Message,
         user: str | None,
@@ -537,8 +538,13 @@ class Runtime:
         emit: Emit,
     ) -> Message:
         timeout = self.options.timeout
-        where = f"session {session_id!r}" if session_id else "its session"
         try:
+            if emit is _drop and (timeout is None or bounded):
+                # One round trip, which a host that enforces time_left bounds itself: a
+                # timer here would only duplicate its deadline.
+                return await host.execute_hosted(
+                    message, user=user, session=session_id, time_left=timeout
+                )
             async with asyncio.timeout(timeout):
                 if emit is _drop:  # nobody streams: the host's plain call is one round trip
                     return await host.execute_hosted(
@@ -555,8 +561,10 @@ class Runtime:
         except TimeoutError as exc:
             if isinstance(exc, AixgoError):  # the host's own typed timeout says more
                 raise
+            where = f"session {session_id!r}" if session_id else "its session"
             raise self._timed_out(agent, where, session_id) from exc
         if reply is None:
+            where = f"session {session_id!r}" if session_id else "its session"
             raise AgentError(f"agent {agent!r} ended its stream without a reply in {where}",
                              agent=agent, session_id=session_id)  # fmt: skip
         return reply

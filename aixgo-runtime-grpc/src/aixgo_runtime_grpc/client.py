@@ -27,11 +27,11 @@ import enum
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from aixgo.agent import AgentEvent
-from aixgo.errors import AixgoError, BackendTimeout, ConfigError
+from aixgo.errors import AixgoError, BackendTimeout, CallTimeout, ConfigError
 from aixgo.events import Reply, SessionOpened, Step
 from aixgo.message import Message
 
@@ -69,6 +69,11 @@ class RemoteAgent:
     ``insecure=True``. ``attempts`` bounds how many targets one call tries (default: every
     target twice, at least 3). ``read_timeout`` bounds a session read such as :meth:`tail`
     (seconds, retries included; ``None``: no limit)."""
+
+    #: Its calls carry ``time_left`` as their gRPC deadline, retries included, and fail
+    #: with :class:`~aixgo.errors.CallTimeout` once it passes (see
+    #: :class:`~aixgo.agent.SessionHost`): the runtime sets no timer of its own.
+    enforces_time_left: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -143,7 +148,16 @@ class RemoteAgent:
     ) -> Message:
         """One turn on the node, in ``user``'s latest session or in ``session``."""
         request = self._request(input, user, session)
-        response: pb.CallResponse = await self._unary("call", request, time_left)
+
+        def late() -> AixgoError:
+            return CallTimeout(
+                f"remote agent {self.agent!r} did not answer within {time_left} s"
+                + ("; its input is stored on the node and the same call resumes it"
+                   if user is not None or session is not None else ""),
+                agent=self.agent, session_id=session,
+            )  # fmt: skip
+
+        response: pb.CallResponse = await self._unary("call", request, time_left, late)
         return from_wire(response.reply)
 
     async def stream_hosted(
@@ -191,7 +205,7 @@ class RemoteAgent:
                                       "stream without a reply", code="UNKNOWN")  # fmt: skip
             except grpc.aio.AioRpcError as exc:
                 if self._retry(exc, attempt):
-                    await _pause(attempt)
+                    await _pause(attempt, None if deadline is None else deadline - loop.time())
                     continue
                 raise self._error(exc) from None
             finally:
@@ -241,7 +255,7 @@ class RemoteAgent:
                 return await call(request, timeout=left)
             except grpc.aio.AioRpcError as exc:
                 if self._retry(exc, attempt):
-                    await _pause(attempt)
+                    await _pause(attempt, None if deadline is None else deadline - loop.time())
                     continue
                 if late is not None and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise late() from None
@@ -299,9 +313,11 @@ class _Stub:
         )
 
 
-async def _pause(attempt: int) -> None:
-    # Jittered, so clients cut off together do not all land on the next node at once.
-    await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1))  # noqa: S311
+async def _pause(attempt: int, time_left: float | None = None) -> None:
+    # Jittered, so clients cut off together do not all land on the next node at once; never
+    # past the call's deadline.
+    pause = min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1)  # noqa: S311
+    await asyncio.sleep(pause if time_left is None else max(min(pause, time_left), 0))
 
 
 def _target(url: str, insecure: bool) -> tuple[bool, str]:
