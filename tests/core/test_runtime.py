@@ -1042,3 +1042,24 @@ async def test_a_dead_turn_is_resumed_behind_another_dead_turn(both: SessionMana
         out = await rt.call_with_session("echo", first, s.id)
     assert out.metadata[REPLY_TO] == first.id
     assert await texts(both, s.id) == ["first, died", "second, died too", "echo: first, died"]
+
+
+@pytest.mark.asyncio
+async def test_agent_names_and_input_checks_are_refused_before_anything_is_stored() -> None:
+    class Picky(Echo):
+        def check_input(self, input: Message) -> None:
+            if "\x07" in input.text:
+                raise InvalidMessage("no bells")
+
+    rt = Runtime(session_manager="memory://")
+    rt.register("picky", Picky())
+    async with rt:
+        for bad in ("", "a\x00b", ["a", "list"], None):
+            with pytest.raises(InvalidIdentifier, match="agent name"):
+                await rt.call(bad, Message.user("x"), user="alice")  # type: ignore[arg-type]
+        with pytest.raises(AgentNotFound, match="registered agents: picky"):
+            await rt.call("nobody", Message.user("x"), user="alice")
+        with pytest.raises(InvalidMessage, match="no bells"):
+            await rt.call("picky", Message.user("ring\x07"), user="alice")
+        assert (await rt.session_manager.list()).items == []
+        assert (await rt.call("picky", Message.user("fine"), user="alice")).text.endswith("fine")

@@ -136,7 +136,12 @@ class SessionHost(Agent, Protocol):
     ``time_left``, the seconds the call may still take (``None``: no limit). A call uses
     ``execute_hosted``, which returns the reply as stored there; a stream uses
     ``stream_hosted``, which yields what :meth:`StreamingAgent.stream_with_session` yields
-    (its Steps and its last item, the reply, as stored there)."""
+    (its Steps and its last item, the reply, as stored there).
+
+    The runtime bounds a call by its own timer too, unless the host says it enforces
+    ``time_left`` itself with a class attribute ``enforces_time_left = True``: then its
+    ``execute_hosted`` must raise a :class:`TimeoutError` (best a typed
+    :class:`~aixgo.errors.CallTimeout`) once ``time_left`` has passed."""
 
     async def execute_hosted(
         self, input: Message, *, user: str | None, session: str | None, time_left: float | None

@@ -18,6 +18,7 @@ an agent's ``start()`` and ``stop()`` are optional (:class:`~aixgo.agent.Lifecyc
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -32,7 +33,8 @@ __all__ = ["AgentEntry", "AgentRegistry"]
 class AgentEntry:
     """One registered agent: the object, its session mode, whether it was started, and
     which of the agent protocols it implements (``hosted``: :class:`SessionHost`,
-    ``streams``: :class:`StreamingAgent`, ``session_aware``: :class:`SessionAwareAgent`)."""
+    ``streams``: :class:`StreamingAgent`, ``session_aware``: :class:`SessionAwareAgent`),
+    all decided at registration."""
 
     agent: Any
     session_mode: SessionMode
@@ -40,13 +42,20 @@ class AgentEntry:
     # Decided once, at registration: a runtime-checkable protocol's isinstance() inspects
     # every method by name, which costs tens of microseconds on each call otherwise.
     hosted: bool = field(init=False)
+    #: A host that says it enforces ``time_left`` itself (``enforces_time_left = True``).
+    bounds_time: bool = field(init=False)
     streams: bool = field(init=False)
     session_aware: bool = field(init=False)
+    #: The agent's own input check (``check_input(message)``), if it has one.
+    check_input: Callable[[Any], object] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.hosted = isinstance(self.agent, SessionHost)
+        self.bounds_time = self.hosted and getattr(self.agent, "enforces_time_left", False) is True
         self.streams = isinstance(self.agent, StreamingAgent)
         self.session_aware = isinstance(self.agent, SessionAwareAgent)
+        check = getattr(self.agent, "check_input", None)
+        self.check_input = check if callable(check) else None
 
     async def start(self) -> None:
         """Call the agent's ``start()`` if it has one, and mark it started."""
@@ -97,6 +106,10 @@ class AgentRegistry:
         if entry is None:
             raise AgentNotFound(name, self.names())
         return entry
+
+    def find(self, name: object) -> AgentEntry | None:
+        """The entry of ``name``, or ``None`` (also for a name that is not a string)."""
+        return self._entries.get(name) if isinstance(name, str) else None
 
     def names(self) -> list[str]:
         """Registered agent names, sorted."""

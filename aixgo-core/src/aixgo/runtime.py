@@ -418,11 +418,10 @@ class Runtime:
                 f"call() takes a Message, not {type(message).__name__}; "
                 "build one with Message.user(...)"
             )
-        check_input = getattr(entry.agent, "check_input", None)
-        if callable(check_input):
+        if entry.check_input is not None:
             # The agent's own input limits (size, control characters), before anything is
             # written: a refused input never becomes an orphan message.
-            check_input(message)
+            entry.check_input(message)
         if user is not None:
             validate_name(user, "user id")
         if session is not None:
@@ -476,6 +475,9 @@ class Runtime:
                 "the runtime is not running; use 'async with runtime:' or "
                 "'await runtime.start()' before calling agents"
             )
+        entry = self._agents.find(agent)
+        if entry is not None:  # a registered name was checked when it was registered
+            return entry
         validate_name(agent, "agent name")
         return self._agents.entry(agent)
 
@@ -497,7 +499,7 @@ class Runtime:
         if entry.hosted:
             # Its sessions live where it runs (another node): the turn protocol runs there.
             return await self._hosted(
-                entry.agent, agent, message, user if stateful else None,
+                entry.agent, entry.bounds_time, agent, message, user if stateful else None,
                 session_id if stateful else None, emit,
             )  # fmt: skip
         if not stateful:
@@ -528,6 +530,7 @@ class Runtime:
     async def _hosted(
         self,
         host: SessionHost,
+        bounded: bool,
         agent: str,
         message: Message,
         user: str | None,
@@ -535,8 +538,13 @@ class Runtime:
         emit: Emit,
     ) -> Message:
         timeout = self.options.timeout
-        where = f"session {session_id!r}" if session_id else "its session"
         try:
+            if emit is _drop and (timeout is None or bounded):
+                # One round trip, which a host that enforces time_left bounds itself: a
+                # timer here would only duplicate its deadline.
+                return await host.execute_hosted(
+                    message, user=user, session=session_id, time_left=timeout
+                )
             async with asyncio.timeout(timeout):
                 if emit is _drop:  # nobody streams: the host's plain call is one round trip
                     return await host.execute_hosted(
@@ -553,8 +561,10 @@ class Runtime:
         except TimeoutError as exc:
             if isinstance(exc, AixgoError):  # the host's own typed timeout says more
                 raise
+            where = f"session {session_id!r}" if session_id else "its session"
             raise self._timed_out(agent, where, session_id) from exc
         if reply is None:
+            where = f"session {session_id!r}" if session_id else "its session"
             raise AgentError(f"agent {agent!r} ended its stream without a reply in {where}",
                              agent=agent, session_id=session_id)  # fmt: skip
         return reply

@@ -13,19 +13,25 @@ gRPC itself). A call that fails with ``UNAVAILABLE`` before any reply (the node 
 stopping, or cannot reach its store) is sent again to the next target with the same message:
 the message id makes the retry resume the same turn on a node sharing the store, so the input
 is stored once and a tool that finished is not run again.
+
+A call's time limit is the runtime's ``timeout``, sent to the node as the gRPC deadline. A
+session read (:meth:`RemoteAgent.tail`) has its own, ``read_timeout`` (10 s by default): a
+node that stops answering fails it with :class:`~aixgo.errors.BackendTimeout` instead of
+holding the caller (a web request, say) for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, ClassVar
 
 import grpc
 from aixgo.agent import AgentEvent
-from aixgo.errors import AixgoError, ConfigError
+from aixgo.errors import AixgoError, BackendTimeout, CallTimeout, ConfigError
 from aixgo.events import Reply, SessionOpened, Step
 from aixgo.message import Message
 
@@ -41,9 +47,19 @@ from aixgo_runtime_grpc.wire import (
     to_wire,
 )
 
-__all__ = ["RemoteAgent", "build_remote"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "RemoteAgent", "build_remote"]
+
+#: Seconds a session read (``tail``) may take by default.
+DEFAULT_READ_TIMEOUT = 10.0
 
 _log = logging.getLogger("aixgo.grpc")
+
+
+class _Default(enum.Enum):
+    DEFAULT = enum.auto()
+
+
+_DEFAULT = _Default.DEFAULT
 
 
 class RemoteAgent:
@@ -51,7 +67,13 @@ class RemoteAgent:
     ``tls`` says what to trust and, for mutual TLS, which certificate to present (default:
     the system's roots, no client certificate). ``grpc://`` (plaintext) needs
     ``insecure=True``. ``attempts`` bounds how many targets one call tries (default: every
-    target twice, at least 3)."""
+    target twice, at least 3). ``read_timeout`` bounds a session read such as :meth:`tail`
+    (seconds, retries included; ``None``: no limit)."""
+
+    #: Its calls carry ``time_left`` as their gRPC deadline, retries included, and fail
+    #: with :class:`~aixgo.errors.CallTimeout` once it passes (see
+    #: :class:`~aixgo.agent.SessionHost`): the runtime sets no timer of its own.
+    enforces_time_left: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -62,7 +84,11 @@ class RemoteAgent:
         insecure: bool = False,
         server_name: str | None = None,
         attempts: int | None = None,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     ) -> None:
+        if read_timeout is not None and not read_timeout > 0:
+            raise ConfigError(f"read_timeout must be a positive number of seconds or None, "
+                              f"not {read_timeout!r}")  # fmt: skip
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ConfigError("a remote agent needs at least one url")
@@ -73,6 +99,7 @@ class RemoteAgent:
         self.insecure = insecure
         self.server_name = server_name
         self.attempts = attempts or max(3, 2 * len(urls))
+        self.read_timeout = read_timeout
         self._channels: list[grpc.aio.Channel] = []
         # Per channel, its methods: made once, not on every call.
         self._stubs: list[_Stub] = []
@@ -121,7 +148,16 @@ class RemoteAgent:
     ) -> Message:
         """One turn on the node, in ``user``'s latest session or in ``session``."""
         request = self._request(input, user, session)
-        response: pb.CallResponse = await self._unary("call", request, time_left)
+
+        def late() -> AixgoError:
+            return CallTimeout(
+                f"remote agent {self.agent!r} did not answer within {time_left} s"
+                + ("; its input is stored on the node and the same call resumes it"
+                   if user is not None or session is not None else ""),
+                agent=self.agent, session_id=session,
+            )  # fmt: skip
+
+        response: pb.CallResponse = await self._unary("call", request, time_left, late)
         return from_wire(response.reply)
 
     async def stream_hosted(
@@ -169,7 +205,7 @@ class RemoteAgent:
                                       "stream without a reply", code="UNKNOWN")  # fmt: skip
             except grpc.aio.AioRpcError as exc:
                 if self._retry(exc, attempt):
-                    await _pause(attempt)
+                    await _pause(attempt, None if deadline is None else deadline - loop.time())
                     continue
                 raise self._error(exc) from None
             finally:
@@ -177,16 +213,37 @@ class RemoteAgent:
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     async def tail(
-        self, session: str, *, user: str | None = None, last: int | None = None
+        self,
+        session: str,
+        *,
+        user: str | None = None,
+        last: int | None = None,
+        read_timeout: float | _Default | None = _DEFAULT,
     ) -> list[Message]:
-        """The last ``last`` messages of ``session`` on the node (all of them by default)."""
+        """The last ``last`` messages of ``session`` on the node (all of them by default).
+        Within ``read_timeout`` seconds (default: the agent's :attr:`read_timeout`; it
+        travels to the node as the gRPC deadline), or :class:`~aixgo.errors.BackendTimeout`."""
+        limit = self.read_timeout if isinstance(read_timeout, _Default) else read_timeout
         request = pb.TailRequest(agent=self.agent, session=session, last=last or 0)
         if user is not None:
             request.user = user
-        response: pb.TailResponse = await self._unary("tail", request, None)
+
+        def late() -> AixgoError:
+            return BackendTimeout(f"remote agent {self.agent!r}: the node did not return "
+                                  f"session {session!r} within {limit} s")  # fmt: skip
+
+        response: pb.TailResponse = await self._unary("tail", request, limit, late)
         return [from_wire(m) for m in response.messages]
 
-    async def _unary(self, method: str, request: Any, time_left: float | None) -> Any:
+    async def _unary(
+        self,
+        method: str,
+        request: Any,
+        time_left: float | None,
+        late: Callable[[], AixgoError] | None = None,
+    ) -> Any:
+        """``method`` on the next target, retried while UNAVAILABLE, all within
+        ``time_left``; a deadline that passes raises ``late()`` when given."""
         if not self._channels:
             await self.start()
         loop = asyncio.get_running_loop()
@@ -198,8 +255,10 @@ class RemoteAgent:
                 return await call(request, timeout=left)
             except grpc.aio.AioRpcError as exc:
                 if self._retry(exc, attempt):
-                    await _pause(attempt)
+                    await _pause(attempt, None if deadline is None else deadline - loop.time())
                     continue
+                if late is not None and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise late() from None
                 raise self._error(exc) from None
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
@@ -254,9 +313,11 @@ class _Stub:
         )
 
 
-async def _pause(attempt: int) -> None:
-    # Jittered, so clients cut off together do not all land on the next node at once.
-    await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1))  # noqa: S311
+async def _pause(attempt: int, time_left: float | None = None) -> None:
+    # Jittered, so clients cut off together do not all land on the next node at once; never
+    # past the call's deadline.
+    pause = min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1)  # noqa: S311
+    await asyncio.sleep(pause if time_left is None else max(min(pause, time_left), 0))
 
 
 def _target(url: str, insecure: bool) -> tuple[bool, str]:
@@ -282,9 +343,10 @@ def build_remote(
     insecure: bool = False,
     server_name: str | None = None,
     attempts: int | None = None,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
 ) -> RemoteAgent:
     """A :class:`RemoteAgent` from YAML options (``role: remote``); relative file paths are
     relative to the working directory."""
     tls = None if insecure else ClientTLS.from_files(ca_file, cert_file, key_file)
     return RemoteAgent(url, agent=agent, tls=tls, insecure=insecure, server_name=server_name,
-                       attempts=attempts)  # fmt: skip
+                       attempts=attempts, read_timeout=read_timeout)  # fmt: skip

@@ -169,13 +169,12 @@ class AgentServer:
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CallResponse:
         agent, message, user, session = await self._open(request, context)
+        # No timer of our own: at the client's deadline gRPC cancels this handler's task
+        # (and so the turn), and the client reports DEADLINE_EXCEEDED itself.
         try:
-            async with asyncio.timeout(context.time_remaining()):
-                reply, session = await self._turn(agent, message, user, session)
+            reply, session = await self._turn(agent, message, user, session)
         except AixgoError as exc:
             await _abort(context, exc)
-        except TimeoutError:
-            await _abort_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, _LATE, "CallTimeout")
         return pb.CallResponse(reply=to_wire(reply), session=session)
 
     async def _turn(
