@@ -100,7 +100,7 @@ class LangChainFile(Subject):
         self.dir = tempfile.TemporaryDirectory(prefix="aixgo-bench-peer-")
         self.cls = FileChatMessageHistory
         self.msg = HumanMessage
-        self.history = self.cls(str(Path(self.dir.name) / "appender.json"))
+        self.appender = self.cls(str(Path(self.dir.name) / "appender.json"))
         self.filled = self.cls(str(Path(self.dir.name) / "reader.json"))
         self.have = 0
 
@@ -108,10 +108,10 @@ class LangChainFile(Subject):
         self.dir.cleanup()
 
     async def append_one(self) -> None:
-        self.history.add_message(self.msg(content=TEXT))
+        self.appender.add_message(self.msg(content=TEXT))
 
     async def append_batch(self) -> None:
-        self.history.add_messages([self.msg(content=TEXT) for _ in range(10)])
+        self.appender.add_messages([self.msg(content=TEXT) for _ in range(10)])
 
     fill_batch = 100  # its add_messages rewrites the file once per message
 
@@ -120,6 +120,9 @@ class LangChainFile(Subject):
 
     async def tail(self) -> None:
         assert len(self.filled.messages[-100:]) == 100
+
+    async def history(self) -> None:
+        assert len(self.filled.messages) == self.have
 
 
 class LangChainRedis(LangChainFile):
@@ -136,12 +139,12 @@ class LangChainRedis(LangChainFile):
 
         prefix = f"aixgo-bench-peer:{uuid.uuid4().hex}:"
         self.msg = HumanMessage
-        self.history = RedisChatMessageHistory("appender", url=self.url, key_prefix=prefix)
+        self.appender = RedisChatMessageHistory("appender", url=self.url, key_prefix=prefix)
         self.filled = RedisChatMessageHistory("reader", url=self.url, key_prefix=prefix)
         self.have = 0
 
     async def close(self) -> None:
-        self.history.clear()
+        self.appender.clear()
         self.filled.clear()
 
     async def tail(self) -> None:
