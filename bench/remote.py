@@ -33,7 +33,7 @@ from aixgo.events import Delta
 from aixgo.session import Session, SessionManager
 from aixgo_runtime_grpc import AgentServer, ClientTLS, RemoteAgent, ServerTLS
 from remote_nodes import running_nodes
-from timing import Result, measure, measure_pair
+from timing import ECHO_OP, Result, measure, measure_pair
 
 NAME = "aixgo remote (mTLS)"
 CONCURRENCY = (1, 16, 64)
@@ -161,7 +161,7 @@ async def run_all(runs: int, budget_s: float, seconds: float, store_url: str) ->
                         return await bare_call(payload)
 
                     ra, rb = await measure_pair(
-                        (NAME, "bare grpcio echo (mTLS)"), "unary echo, stateless",
+                        (NAME, "bare grpcio echo (mTLS)"), ECHO_OP,
                         (remote, grpc_echo), runs=runs, budget_s=budget_s,
                     )  # fmt: skip
                     results += [ra, rb]

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import Result
+from timing import ECHO_OP, Result
 
 Lookup = Callable[[str, str, int | None], float | None]
 
@@ -123,8 +123,8 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         check(
             "grpc: remote echo / bare grpcio echo (mTLS)",
             ratio(
-                get(remote, "paired unary echo", None),
-                get("bare grpcio echo (mTLS)", "paired unary echo", None),
+                get(remote, f"paired {ECHO_OP}", None),
+                get("bare grpcio echo (mTLS)", f"paired {ECHO_OP}", None),
             ),
             1.3,
         )

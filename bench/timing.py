@@ -7,6 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+#: The paired remote-call operation (bench/remote.py writes it, bench/report.py checks it).
+ECHO_OP = "unary echo, stateless"
+
 
 @dataclass
 class Result:
