@@ -7,6 +7,7 @@ import pytest
 from aixgo import Message
 from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager, open_backend
+from aixgo.testing.base import reads_agree
 from aixgo_backend_postgres import PostgresBackend
 
 from .helpers import admin
@@ -58,36 +59,6 @@ async def test_a_row_rewritten_after_a_read_reads_as_rewritten(pg_url: str, sche
 
 
 @pytest.mark.asyncio
-async def test_reads_again_return_copies(pg_url: str) -> None:
-    async with SessionManager(pg_url) as mgr:
-        s = await mgr.create("assistant")
-        await s.append_message(Message.user([{"type": "text", "text": "a"}], metadata={"k": [1]}))
-        first = (await s.get_messages())[0]
-        again = (await s.get_messages())[0]
-        assert again == first and again is not first
-        assert isinstance(first.content, list)
-        first.metadata["k"].append(2)
-        first.content[0]["text"] = "changed"
-        third = (await s.get_messages())[0]
-        assert third.metadata == {"k": [1]} and third.text == "a"
-
-
-async def _agrees(url: str, cached: PostgresBackend, session_id: str) -> None:
-    """Every tail ``cached`` reads (twice, so the second reuses) is what a backend that kept
-    nothing reads."""
-    fresh = open_backend(url)
-    try:
-        whole = await fresh.get_messages(session_id)
-    finally:
-        await fresh.close()
-    for last in (None, 1, 2, 3, 4, 6, 100, None):
-        want = whole if last is None else whole[-last:]
-        for _ in range(2):
-            got = await cached.get_messages(session_id, last=last)
-            assert [m.model_dump() for m in got] == [m.model_dump() for m in want]
-
-
-@pytest.mark.asyncio
 async def test_tails_across_restores_and_appends_read_as_without_reuse(pg_url: str) -> None:
     async with SessionManager(pg_url) as mgr:
         cached = open_backend(pg_url)
@@ -95,22 +66,22 @@ async def test_tails_across_restores_and_appends_read_as_without_reuse(pg_url: s
         try:
             s = await mgr.create("assistant")
             await s.append_messages([Message.user(t) for t in "abc"])
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             cp = await s.checkpoint()
             await s.append_messages([Message.user(t) for t in "de"])
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             await s.restore(cp.id)
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             await s.append_message(Message.assistant("f", metadata={"n": 1}))
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             cp2 = await s.checkpoint()
             await s.append_messages([Message.user(t) for t in "ghij"])
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             await s.restore(cp.id)
             await s.append_message(Message.user("k"))
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             await s.restore(cp2.id)
-            await _agrees(pg_url, cached, s.id)
+            await reads_agree(cached, pg_url, s.id)
             assert [m.text for m in await cached.get_messages(s.id)] == [*"abc", "f"]
             assert cached._recent.of(s.id)  # the reads did keep rows to reuse
         finally:

@@ -10,6 +10,7 @@ from aixgo import Message
 from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager, open_backend
 from aixgo.session.codec import encode_message, stamp_seq
+from aixgo.testing.base import reads_agree
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis._keys import Keys
 
@@ -56,36 +57,6 @@ async def test_a_record_rewritten_after_a_read_reads_as_rewritten(
 
 
 @pytest.mark.asyncio
-async def test_reads_again_return_copies(redis_url: str) -> None:
-    async with SessionManager(redis_url) as mgr:
-        s = await mgr.create("bot")
-        await s.append_message(Message.user([{"type": "text", "text": "a"}], metadata={"k": [1]}))
-        first = (await s.get_messages())[0]
-        again = (await s.get_messages())[0]
-        assert again == first and again is not first
-        assert isinstance(first.content, list)
-        first.metadata["k"].append(2)
-        first.content[0]["text"] = "changed"
-        third = (await s.get_messages())[0]
-        assert third.metadata == {"k": [1]} and third.text == "a"
-
-
-async def _agrees(url: str, cached: RedisBackend, session_id: str) -> None:
-    """Every tail ``cached`` reads (twice, so the second reuses) is what a backend that kept
-    nothing reads."""
-    fresh = open_backend(url)
-    try:
-        whole = await fresh.get_messages(session_id)
-    finally:
-        await fresh.close()
-    for last in (None, 1, 2, 3, 4, 6, 100, None):
-        want = whole if last is None else whole[-last:]
-        for _ in range(2):
-            got = await cached.get_messages(session_id, last=last)
-            assert [m.model_dump() for m in got] == [m.model_dump() for m in want]
-
-
-@pytest.mark.asyncio
 async def test_tails_across_restores_and_appends_read_as_without_reuse(redis_url: str) -> None:
     cached = open_backend(redis_url)
     assert isinstance(cached, RedisBackend)
@@ -93,22 +64,22 @@ async def test_tails_across_restores_and_appends_read_as_without_reuse(redis_url
         try:
             s = await mgr.create("bot")
             await s.append_messages([Message.user(t) for t in "abc"])
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             cp = await s.checkpoint()
             await s.append_messages([Message.user(t) for t in "de"])
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             await s.restore(cp.id)  # tails reaching back past here walk the branches
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             await s.append_message(Message.assistant("f", metadata={"n": 1}))
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             cp2 = await s.checkpoint()
             await s.append_messages([Message.user(t) for t in "ghij"])
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             await s.restore(cp.id)
             await s.append_message(Message.user("k"))
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             await s.restore(cp2.id)
-            await _agrees(redis_url, cached, s.id)
+            await reads_agree(cached, redis_url, s.id)
             assert [m.text for m in await cached.get_messages(s.id)] == [*"abc", "f"]
             assert cached._recent.of(s.id)  # the reads did keep records to reuse
             await mgr.delete(s.id)

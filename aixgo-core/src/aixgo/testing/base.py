@@ -30,6 +30,7 @@ __all__ = [
     "listed",
     "new_session",
     "persistent_url",
+    "reads_agree",
     "reopened",
     "seen_twice",
     "require",
@@ -129,6 +130,21 @@ async def seen_twice(
     here = await new_session(SessionManager(backend), messages)
     async with reopened(url) as other:
         yield here, await other.get(here.id), other
+
+
+async def reads_agree(backend: Backend, url: str, session_id: str) -> None:
+    """Every tail ``backend`` reads of the session, each read twice (a store may keep what it
+    read and serve the next read from it), is what a new instance on ``url`` reads."""
+    fresh = _open_backend(url)
+    try:
+        whole = await fresh.get_messages(session_id)
+    finally:
+        await fresh.close()
+    for last in (None, 1, 2, 3, 4, 6, 100):
+        want = whole if last is None else whole[-last:]
+        for _ in range(2):
+            got = await backend.get_messages(session_id, last=last)
+            assert [m.model_dump() for m in got] == [m.model_dump() for m in want], last
 
 
 async def new_session(

@@ -22,6 +22,7 @@ from aixgo.testing.base import (
     listed,
     new_session,
     persistent_url,
+    reads_agree,
     reopened,
     seen_twice,
     shared_url,
@@ -200,6 +201,33 @@ class LifecycleConformance(ConformanceBase):
             assert await texts(here) == ["m1", "from the other instance"]
             assert await here.list_checkpoints() == [cp]
             assert await listed(other, agent=here.agent) == [here.id]
+
+    @pytest.mark.asyncio
+    async def test_reads_again_see_what_another_instance_changed(
+        self, backend: Backend, backend_url: str | None
+    ) -> None:
+        # A store may keep what it read to serve the next read faster (aixgo.session.kit's
+        # Recent); the next read must still be what a new instance reads, whatever another
+        # instance appended or restored in between, and whichever branch a tail walks.
+        url = shared_url(backend, backend_url)
+        async with seen_twice(backend, url, 3) as (here, there, _):
+            await reads_agree(backend, url, here.id)
+            cp = await there.checkpoint()
+            await there.append_messages(numbered(2, start=4))
+            await reads_agree(backend, url, here.id)
+            await there.restore(cp.id)
+            await reads_agree(backend, url, here.id)
+            await there.append_message(Message.assistant("a1", metadata={"n": 1}))
+            await reads_agree(backend, url, here.id)
+            cp2 = await there.checkpoint()
+            await there.append_messages(numbered(4, start=6))
+            await reads_agree(backend, url, here.id)
+            await there.restore(cp.id)
+            await there.append_message(Message.user("m10"))
+            await reads_agree(backend, url, here.id)
+            await there.restore(cp2.id)
+            await reads_agree(backend, url, here.id)
+            assert await texts(here) == ["m1", "m2", "m3", "a1"]
 
     @pytest.mark.asyncio
     async def test_two_instances_append_concurrently(
