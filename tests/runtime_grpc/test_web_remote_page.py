@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import yaml
 from aixgo.session import SessionManager, open_backend
 from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.services import free_port, wait_until_ready
+from tests.web.servers import answers
 
 from .conftest import NodeFactory
 
@@ -28,9 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 @contextmanager
 def aixgo_web(config: Path, log: Path) -> Iterator[str]:
     """``aixgo web`` serving ``config`` as alice on a free loopback port; its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     exe = shutil.which("aixgo")
     assert exe, "the aixgo script is not on PATH (run the tests with the venv's bin first)"
     with log.open("wb") as out:
@@ -41,16 +39,8 @@ def aixgo_web(config: Path, log: Path) -> Iterator[str]:
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "aixgo web did not start in 60 s"
-                time.sleep(0.1)
+            wait_until_ready(proc, answers(url + "/openapi.json"), what="aixgo web",
+                             log=log.read_text)  # fmt: skip
             yield url
         finally:
             proc.terminate()
