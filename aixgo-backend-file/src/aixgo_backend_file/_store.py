@@ -18,7 +18,6 @@ processes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections import OrderedDict
@@ -394,45 +393,22 @@ class Store:
                 log = self._locked(session_id, exclusive=True)
             else:  # the hot path: an open session
                 self._open.move_to_end(session_id)
-                self._lock_open(log)
+                self._lock(log, exclusive=True)
             # fsync mode: a lone writer syncs inline, before the sidecars (their pages then
             # stay out of the journal commit the sync waits for); writes in flight together
             # leave it to the group commit.
             sync = self.fsync and self.commit.alone()
             mark = _writing.mark(log)
             try:
-                if len(messages) == 1:
-                    out = _writing.append_one(
-                        log, messages[0], encoded[0], expected_seq, now_micros(), self._touch,
-                        sync=sync,
-                    )  # fmt: skip
-                else:
-                    out = _writing.append(
-                        log, messages, encoded, expected_seq, now_micros(), self._touch,
-                        sync=sync,
-                    )  # fmt: skip
+                out = _writing.append(
+                    log, messages, encoded, expected_seq, now_micros(), self._touch, sync=sync
+                )
             except OSError as exc:
                 _writing.undo(log, mark)
                 raise failed(self.root, exc, f"appending to session {session_id}") from exc
             finally:
-                if log.stale or log.detached or log.sync_error is not None:
-                    self._release(log, wrote=True)
-                else:  # _release's common case
-                    fcntl.flock(log.fd, fcntl.LOCK_UN)
+                self._release(log, wrote=True)
             return out, self.commit.note(log) if self.fsync else None
-
-    def _lock_open(self, log: LogState) -> None:
-        """:meth:`_lock` (exclusive) of an open session, with its common case inlined: the
-        log is as this process left it (one ``lseek`` says so)."""
-        fd = log.fd
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.lseek(fd, 0, os.SEEK_END) == log.size and not log.deleted:
-                return
-        except OSError:
-            pass  # the general way below says what is wrong
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        self._lock(log, exclusive=True)  # catches up with other writers
 
     def messages(self, session_id: str, last: int | None) -> list[Message]:
         with self.lock:
