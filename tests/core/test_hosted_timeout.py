@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aixgo import Message, Runtime
 from aixgo.agent import AgentEvent, SessionHost
-from aixgo.errors import CallTimeout
+from aixgo.errors import AgentNotFound, CallTimeout
 from aixgo.events import SessionOpened
 
 pytestmark = pytest.mark.asyncio
@@ -83,3 +83,17 @@ async def test_a_host_that_enforces_time_left_reports_its_own_timeout() -> None:
                 pass
         host.delay = 0
         assert (await rt.call("h", Message.user("hi"), user="alice")).text == "in time"
+
+
+class Echo:
+    async def execute(self, input: Message) -> Message:
+        return Message.assistant(input.text)
+
+
+async def test_hosted_says_which_agents_keep_their_sessions_where_they_run() -> None:
+    rt = Runtime(session_manager="memory://")
+    rt.register("remote", SlowHost(0))
+    rt.register("local", Echo())
+    assert (rt.hosted("remote"), rt.hosted("local")) == (True, False)
+    with pytest.raises(AgentNotFound):
+        rt.hosted("nobody")

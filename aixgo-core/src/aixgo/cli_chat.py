@@ -16,7 +16,6 @@ from pathlib import Path
 
 import click
 
-from aixgo.agent import SessionHost
 from aixgo.chat_commands import Chat, parse, run_command
 from aixgo.cli_errors import cli_message
 from aixgo.errors import AgentError
@@ -55,7 +54,7 @@ def chat(agent: str, config: Path | None, user: str, session_id: str | None) -> 
 async def _loop(rt: Runtime, agent: str, user: str, session_id: str | None) -> None:
     stdin = sys.stdin
     async with rt:
-        hosted = isinstance(rt.get(agent), SessionHost)  # unknown: fails before anything
+        hosted = rt.hosted(agent)  # unknown: fails before anything
         stateful = rt.session_mode(agent) == "enabled"
         if stateful and hosted:
             # Its sessions live where it runs (a remote node): nothing is opened here. The

@@ -224,6 +224,12 @@ class Runtime:
         """How agent ``name`` was registered: ``"enabled"`` or ``"disabled"``."""
         return self._agents.entry(name).session_mode
 
+    def hosted(self, name: str) -> bool:
+        """Whether agent ``name`` keeps its sessions where it runs (a
+        :class:`~aixgo.agent.SessionHost`, such as a remote agent), decided when it was
+        registered; :class:`AgentNotFound` for an unknown name."""
+        return self._agents.entry(name).hosted
+
     def list(self) -> list[str]:
         """Registered agent names, sorted."""
         return self._agents.names()

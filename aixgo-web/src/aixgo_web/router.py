@@ -17,7 +17,6 @@ import json
 from contextlib import aclosing
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from aixgo.agent import SessionHost
 from aixgo.errors import AgentError, InvalidArgument, InvalidMessage
 from aixgo.events import Reply, SessionOpened
 from aixgo.identifiers import validate_id, validate_name
@@ -130,7 +129,7 @@ def create_router(
 
     def hosted(agent: str) -> bool:
         """Whether ``agent`` keeps its sessions where it runs (an unknown one: 404)."""
-        return isinstance(runtime.get(validate_name(agent, "agent name")), SessionHost)
+        return runtime.hosted(validate_name(agent, "agent name"))
 
     def kept_elsewhere(agent: str, what: str) -> InvalidArgument:
         return InvalidArgument(
