@@ -52,6 +52,12 @@ def test_read_timeout_is_an_option_checked_up_front() -> None:
     assert build_remote(url="grpc://127.0.0.1:1", agent="echo", insecure=True,
                         read_timeout=None).read_timeout is None  # fmt: skip
     assert RemoteAgent("grpc://127.0.0.1:1", agent="echo", insecure=True).read_timeout == 10.0
-    for bad in (0, -1.0):
+    for bad in (0, -1.0, float("nan"), float("inf"), 86_401, "5", True, [1], "\x00" * 10_000):
         with pytest.raises(ConfigError, match="read_timeout"):
             RemoteAgent("grpc://127.0.0.1:1", agent="echo", insecure=True, read_timeout=bad)
+    agent = RemoteAgent("grpc://127.0.0.1:1", agent="echo", insecure=True)
+    with pytest.raises(ConfigError, match="read_timeout"):
+        asyncio.run(agent.tail("s1", read_timeout=float("inf")))
+    for wrong in (0, -1, 2.5, "3", True, None.__class__):
+        with pytest.raises(ConfigError, match="attempts"):
+            RemoteAgent("grpc://127.0.0.1:1", agent="echo", insecure=True, attempts=wrong)

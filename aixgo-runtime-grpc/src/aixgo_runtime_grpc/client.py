@@ -50,6 +50,8 @@ from aixgo_runtime_grpc.wire import (
 __all__ = ["DEFAULT_READ_TIMEOUT", "RemoteAgent", "build_remote"]
 
 #: Seconds a session read (``tail``) may take by default.
+#: The longest ``read_timeout`` taken (a finite gRPC deadline).
+MAX_READ_TIMEOUT = 86_400.0
 DEFAULT_READ_TIMEOUT = 10.0
 
 _log = logging.getLogger("aixgo.grpc")
@@ -86,9 +88,10 @@ class RemoteAgent:
         attempts: int | None = None,
         read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        if read_timeout is not None and not read_timeout > 0:
-            raise ConfigError(f"read_timeout must be a positive number of seconds or None, "
-                              f"not {read_timeout!r}")  # fmt: skip
+        _check_read_timeout(read_timeout)
+        if attempts is not None and (type(attempts) is not int or attempts < 1):
+            raise ConfigError(f"attempts must be a whole number of at least 1, "
+                              f"not {attempts!r:.100}")  # fmt: skip
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ConfigError("a remote agent needs at least one url")
@@ -224,6 +227,7 @@ class RemoteAgent:
         Within ``read_timeout`` seconds (default: the agent's :attr:`read_timeout`; it
         travels to the node as the gRPC deadline), or :class:`~aixgo.errors.BackendTimeout`."""
         limit = self.read_timeout if isinstance(read_timeout, _Default) else read_timeout
+        _check_read_timeout(limit)
         request = pb.TailRequest(agent=self.agent, session=session, last=last or 0)
         if user is not None:
             request.user = user
@@ -331,6 +335,16 @@ def _target(url: str, insecure: bool) -> tuple[bool, str]:
     if scheme == "grpcs" and insecure:
         raise ConfigError(f"remote url {url!r} is grpcs:// but insecure is set; use one")
     return scheme == "grpcs", target.rstrip("/")
+
+
+def _check_read_timeout(value: object) -> None:
+    """Options come from YAML as they are: a string, a bool, nan or inf is refused here
+    rather than failing (or never timing out) at the first call."""
+    if value is not None and (
+        type(value) not in (int, float) or not 0 < value <= MAX_READ_TIMEOUT  # type: ignore[operator]
+    ):
+        raise ConfigError(f"read_timeout must be a number of seconds above 0 and at most "
+                          f"{MAX_READ_TIMEOUT:g}, or None, not {value!r:.100}")  # fmt: skip
 
 
 def build_remote(
