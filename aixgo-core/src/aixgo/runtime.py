@@ -442,7 +442,7 @@ class Runtime:
         self._idle.clear()
         watch = CancelWatch()
         try:
-            async with self._telemetry.call_span(agent, session) as span, acting_for(user):
+            with self._telemetry.call_span(agent, session) as span, acting_for(user):
                 if self._sem is None:
                     out = await self._call(
                         entry, agent, message, user, session, stateful, span, emit

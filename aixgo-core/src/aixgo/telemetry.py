@@ -22,9 +22,10 @@ False
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
@@ -101,38 +102,70 @@ class _NoSpan:
         """Ignore the attribute."""
 
 
+class _CallSpan:
+    """One runtime call's span, agent context and metrics. A class rather than a generator
+    context manager: it is entered on every call, local or remote, on both sides."""
+
+    __slots__ = ("_agent", "_current", "_session_id", "_span", "_start", "_token")
+
+    def __init__(self, agent: str, session_id: str | None) -> None:
+        self._agent = agent
+        self._session_id = session_id
+
+    def __enter__(self) -> Span:
+        self._start = time.perf_counter()
+        span, current = _start("aixgo.call")
+        current.__enter__()
+        self._span, self._current = span, current
+        span.set_attribute("aixgo.agent", self._agent)
+        if self._session_id is not None:
+            span.set_attribute("aixgo.session_id", self._session_id)
+        self._token = _agent.set(self._agent)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        try:
+            _agent.reset(self._token)
+            outcome = _end(span, exc)
+            span.end()
+            attrs = {"aixgo.agent": self._agent, "aixgo.outcome": outcome}
+            _calls.add(1, attrs)
+            _call_duration.record(time.perf_counter() - self._start, attrs)
+        finally:
+            self._current.__exit__(exc_type, exc, tb)
+
+
+class _NoCallSpan:
+    """Stands in for :class:`_CallSpan` when tracing is off."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoSpan:
+        return _NoSpan()
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_CALL_SPAN = _NoCallSpan()
+
+
 class Telemetry:
     """The runtime's spans and metrics; everything is skipped when ``enabled`` is false."""
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    @asynccontextmanager
-    async def call_span(self, agent: str, session_id: str | None) -> AsyncIterator[Any]:
-        """A span (and metrics) around one runtime call."""
-        if not self.enabled:
-            yield _NoSpan()
-            return
-        start = time.perf_counter()
-        span, current = _start("aixgo.call")
-        with current:
-            span.set_attribute("aixgo.agent", agent)
-            if session_id is not None:
-                span.set_attribute("aixgo.session_id", session_id)
-            error: BaseException | None = None
-            token = _agent.set(agent)
-            try:
-                yield span
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _agent.reset(token)
-                outcome = _end(span, error)
-                span.end()
-                attrs = {"aixgo.agent": agent, "aixgo.outcome": outcome}
-                _calls.add(1, attrs)
-                _call_duration.record(time.perf_counter() - start, attrs)
+    def call_span(self, agent: str, session_id: str | None) -> AbstractContextManager[Any]:
+        """A span (and metrics) around one runtime call: ``with telemetry.call_span(...) as
+        span``. Entering and leaving it awaits nothing."""
+        return _CallSpan(agent, session_id) if self.enabled else _NO_CALL_SPAN
 
     def traced(self, backend: Backend) -> Backend:
         """``backend`` with every operation traced; ``backend`` itself when tracing is off

@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -41,6 +42,9 @@ from aixgo.message import Message, ToolCall
 from pydantic import ValidationError
 
 from aixgo_runtime_grpc._pb import agent_pb2 as pb
+
+# The model's own validator, called without model_validate's wrapper: every call, both ways.
+_validate: Callable[[Any], Message] = Message.__pydantic_validator__.validate_python
 
 __all__ = [
     "ERROR_KEY",
@@ -131,7 +135,7 @@ def from_wire(w: pb.Message) -> Message:
                 ) from None
         if w.seq:
             fields["seq"] = w.seq
-        return Message.model_validate(fields)
+        return _validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()

@@ -73,4 +73,9 @@ class audit_actor:  # lowercase: used like a function, ``with audit_actor("alice
 def acting_for(user: str | None) -> audit_actor:
     """``user`` as the actor unless one is set already: what the runtime does for a call
     with ``user=`` (an application that acts for someone else names itself first)."""
-    return audit_actor(user, only_if_unset=True)
+    # A call without a user (every stateless call) names nobody: one shared block that
+    # does nothing, instead of a new one per call.
+    return audit_actor(user, only_if_unset=True) if user is not None else _NOBODY
+
+
+_NOBODY = audit_actor(None)
