@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import ECHO_OP, Result
+from timing import ECHO_OP, IN_TURNS_WITH, Result, in_turns
 
 Lookup = Callable[[str, str, int | None], float | None]
 
@@ -22,6 +22,8 @@ RAW_R, RAW_P = "raw redis RPUSH/LRANGE", "raw psycopg INSERT/SELECT"
 SQLITE = "openai-agents SQLiteSession"
 #: The peers with a tail and a whole-history read (the read targets of issue #17).
 READ_PEERS = (SQLITE, "openai-agents RedisSession")
+#: The floor of a file:// create (bench/rivals.py).
+BARE_CREATE = "bare file create"
 
 
 def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str, bool | None]]:
@@ -51,8 +53,11 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             10,
         ),
         check(
-            "file: SQLiteSession append / file append (flush)",
-            ratio(get(SQLITE, "append_one", None), get(FILE, "append_one", None)),
+            "file: SQLiteSession append / file append (flush), paired",
+            ratio(
+                get(in_turns(SQLITE, FILE), "paired append_one", None),
+                get(in_turns(FILE, SQLITE), "paired append_one", None),
+            ),
             15,
             at_most=False,
         ),
@@ -72,6 +77,17 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             1.5,
         ),
         check("file: create median (µs)", get(FILE, "create", None), 200),
+        # A create is the bare one (one new file: the sidecars come with the first message
+        # and checkpoint) plus CPU work: four listing lines, a lock pair, making the session;
+        # docs/performance.md's notes have what each costs beside the file system's create.
+        check(
+            "file: create / bare file create (paired)",
+            ratio(
+                get(in_turns(FILE, BARE_CREATE), "paired create", None),
+                get(in_turns(BARE_CREATE, FILE), "paired create", None),
+            ),
+            1.5,
+        ),
         check("file: first list page of 50 (µs)", get(FILE, "list_page", None), 5000),
     ]
     for name, raw, label, list_bound in (
@@ -129,18 +145,32 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             1.3,
         )
     )
-    rows += _read_targets(get)
+    rows += _read_targets(get, sizes)
     return rows
 
 
-def _read_targets(get: Lookup) -> list[tuple[str, float | None, str, bool | None]]:
-    """Issue #17: each backend's tail and whole-history read against the fastest peer of the
-    same run (sequential phases, so noisier than the paired floor ratios), and the cold first
-    list page."""
+def _versus_best_peer(get: Lookup, subject: str, op: str, size: int) -> float | None:
+    """``subject``'s paired median over the best peer's, in the pair with that peer: the
+    best peer is the faster of the peers timed in turns with ``subject`` (bench/rivals.py)."""
+    pairs = [
+        (get(in_turns(peer, subject), f"paired {op}", size),
+         get(in_turns(subject, peer), f"paired {op}", size))
+        for peer in READ_PEERS
+    ]  # fmt: skip
+    measured = [(theirs, mine) for theirs, mine in pairs if theirs and mine]
+    if not measured:
+        return None
+    theirs, mine = min(measured)
+    return mine / theirs
 
-    def best_peer(op: str, size: int) -> float | None:
-        found = [v for v in (get(p, op, size) for p in READ_PEERS) if v]
-        return min(found) if found else None
+
+def _read_targets(
+    get: Lookup, sizes: list[int]
+) -> list[tuple[str, float | None, str, bool | None]]:
+    """Issue #17: each backend's tail and whole-history read against the fastest peer,
+    timed in turns with each peer (the paired peer phase, bench/rivals.py) at the sizes it
+    ran (1,000 and 100,000 in a full run; the whole history at 1,000), and the cold first
+    list page."""
 
     def row(
         name: str, value: float | None, bound: float
@@ -149,17 +179,13 @@ def _read_targets(get: Lookup) -> list[tuple[str, float | None, str, bool | None
 
     rows = []
     for label, subject in (("file", FILE), ("redis", REDIS), ("postgres", PG)):
-        for op, size, what in (
-            ("tail", 1_000, "tail 100 at 1,000"),
-            ("tail", 100_000, "tail 100 at 100,000"),
-            ("history", 1_000, "whole history of 1,000"),
-        ):
-            mine, peer = get(subject, op, size), best_peer(op, size)
-            if mine is None:  # not filled to this size in this run (a quick run)
-                continue
-            rows.append(
-                row(f"{label}: {what} / best peer", mine / peer if mine and peer else None, 1)
-            )
+        for op, what in (("tail", "tail 100 at {:,}"), ("history", "whole history of {:,}")):
+            for size in sizes:
+                ran = [get(in_turns(subject, p), f"paired {op}", size) for p in READ_PEERS]
+                if not any(ran):  # not paired at this size in this run
+                    continue
+                value = _versus_best_peer(get, subject, op, size)
+                rows.append(row(f"{label}: {what.format(size)} / best peer (paired)", value, 1))
     rows.append(
         row(
             "file: cold first list page of 50, fresh process (µs)",
@@ -240,6 +266,12 @@ def _header(machine: dict[str, object], quick: bool) -> list[str]:
         "below): the aixgo call and the bare call it wraps are timed alternately, so both see "
         "the same load. Sequential phases minutes apart on a shared machine can differ by the "
         "noise alone (a bare INSERT measured 120 µs in one run and 4 ms in another).\n",
+        "The rows against peers and the create ratio are paired too (`... (in turns with "
+        "...)` below): each backend is timed alternately with each of the fastest peers "
+        "(openai-agents' SQLiteSession and RedisSession), both filled to the same size with "
+        "the same messages, and its row is its ratio in the pair with the faster peer; "
+        "`file://` create is timed alternately with a bare file create beside its store. The "
+        "sequential tables below keep every subject timed on its own, for reference.\n",
     ]
 
 
@@ -274,7 +306,9 @@ def _operations(results: list[Result], get: Lookup) -> list[str]:
             "|---|---:|---:|---:|---:|---|",
         ]
         peers = [
-            r.median_us for r in rows if r.median_us and not r.subject.startswith(("aixgo", "raw"))
+            r.median_us
+            for r in rows
+            if r.median_us and not r.subject.startswith(("aixgo", "raw", BARE_CREATE))
         ]
         best_peer = min(peers) if peers and unit == "us" else None
         for r in sorted(rows, key=lambda r: (r.median_us is None, r.median_us or 0)):
@@ -296,7 +330,7 @@ def _ratio(value: float | None, base: float | None, digits: int) -> str:
 
 
 def _floor_for(subject: str, op: str, floors: dict[str, list[str]]) -> str | None:
-    if not subject.startswith("aixgo"):
+    if not subject.startswith("aixgo") or IN_TURNS_WITH in subject:  # paired with a peer
         return None
     if "file" in subject:
         return RAW_F if "fsync" in subject else RAW_W if op == "append_one" else None

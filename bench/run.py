@@ -30,12 +30,13 @@ import governance
 import peers
 import remote
 import report
+import rivals
 import streaming
 import throughput
 import turns
 from aixgo import plugins
 from subjects import AixgoSubject, LoopTurn, RawFile, Subject, file_url, temp_store
-from timing import Result, measure, measure_pair
+from timing import Result, measure, pair
 
 REDIS_URL = os.environ.get("AIXGO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Names what this run leaves in shared servers (Redis key prefix, PostgreSQL schema).
@@ -220,28 +221,65 @@ async def run_pair(a: AixgoSubject, b: Subject, plan: Plan, results: list[Result
     await a.open()
     await b.open()
     try:
-
-        async def pair(op: str, size: int | None = None, n: int = runs) -> None:
-            ra, rb = await measure_pair(
-                (a.name, b.name), op, (getattr(a, op), getattr(b, op)),
-                runs=n, budget_s=budget, size=size,
-            )  # fmt: skip
-            ratio = ra.median_us / rb.median_us if ra.median_us and rb.median_us else None
-            shown = f"{ratio:.2f}x" if ratio else "-"
-            print(f"   {op:<13} {size or '':>9} {ra.median_us or 0:>10.1f} / "
-                  f"{rb.median_us or 0:.1f} us = {shown}")  # fmt: skip
-            results.extend((ra, rb))
-
-        await pair("append_one")
+        results += await pair(a, b, "append_one", runs=runs, budget_s=budget)
         if hasattr(b, "tail"):
             for size in plan.paired_sizes:
                 deadline = time.perf_counter() + plan.fill_s
                 await a.fill(size, deadline)
                 await b.fill(size, deadline)
-                await pair("tail", size, n=min(runs, 1000))
+                results += await pair(
+                    a, b, "tail", runs=min(runs, 1000), budget_s=budget, size=size
+                )
     finally:
         await a.close()
         await b.close()
+
+
+def build_rivals(
+    keep: list[object],
+) -> tuple[list[AixgoSubject], list[Subject], list[rivals.OneOff]]:
+    """Fresh stores of the backends with a peer target (file flush, redis, postgresql), the
+    fastest peers (openai-agents' SQLiteSession and RedisSession) and the one-off pairs:
+    file create against a bare create beside its store, file append against SQLiteSession's
+    (the other backends' appends are held to their raw floors)."""
+    schemes = plugins.backend_schemes()
+    backends: list[AixgoSubject] = []
+    one_offs: list[rivals.OneOff] = []
+    sqlite = peers.OpenAISQLite()
+    if "file" in schemes:
+        tree = temp_store()
+        keep.append(tree)
+        url = file_url(f"{tree.name}/store", durability="flush")
+        file = AixgoSubject("aixgo file:// (flush)", url, {})
+        backends.append(file)
+        one_offs += [(file, rivals.BareCreate(tree.name), "create"), (file, sqlite, "append_one")]
+    fastest: list[Subject] = [sqlite]
+    if reachable(REDIS_URL):
+        if "redis" in schemes:
+            url = f"{REDIS_URL}?prefix={BENCH_TAG}-peers:"
+            backends.append(AixgoSubject("aixgo redis://", url, {}))
+        fastest.append(peers.OpenAIRedis(REDIS_URL))
+    if "postgresql" in schemes and reachable(PG_URL):
+        url = f"{PG_URL}?schema={BENCH_TAG.replace('-', '_')}"
+        backends.append(AixgoSubject("aixgo postgresql://", url, {}))
+    return backends, fastest, one_offs
+
+
+async def run_rivals(
+    plan: Plan, keep: list[object], only: set[str] | None, results: list[Result]
+) -> None:
+    """The paired peer phase (:mod:`rivals`), timed as a whole."""
+    backends, fastest, one_offs = build_rivals(keep)
+    backends = [a for a in backends if only is None or any(o in a.name for o in only)]
+    if not backends:
+        return
+    started = time.perf_counter()
+    results += await rivals.run(
+        backends, fastest, [o for o in one_offs if o[0] in backends],
+        sizes=plan.paired_sizes, history_size=HISTORY_SIZE, runs=plan.paired_runs,
+        budget_s=plan.budget_s, fill_s=plan.fill_s,
+    )  # fmt: skip
+    print(f"   (paired peer phase: {time.perf_counter() - started:.1f} s)", flush=True)
 
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
@@ -259,6 +297,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     for a, b in build_pairs(keep) + build_audit_pairs(keep):
         if only is None or any(o in a.name for o in only):
             await run_pair(a, b, plan, results)
+    await run_rivals(plan, keep, only, results)
     for phase, run in _phases(subjects, plan, only):
         try:
             results += await run()

@@ -6,9 +6,21 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 #: The paired remote-call operation (bench/remote.py writes it, bench/report.py checks it).
 ECHO_OP = "unary echo, stateless"
+
+
+def in_turns(subject: str, other: str) -> str:
+    """The name of ``subject``'s results from a pair with ``other``, for a subject timed in
+    several pairs (an aixgo backend against each peer, a peer against each backend): each
+    pair's two results stay apart from every other pair's and from the sequential phase's
+    (``pair`` runs, ``bench/run.py``; ``bench/report.py`` reads them back by these names)."""
+    return f"{subject}{IN_TURNS_WITH}{other})"
+
+
+IN_TURNS_WITH = " (in turns with "
 
 
 @dataclass
@@ -99,3 +111,27 @@ async def measure_pair(
         p99 = got[min(n - 1, int(n * 0.99))]
         out.append(Result(name, f"paired {op}", size, statistics.median(got), p99, n, note))
     return out[0], out[1]
+
+
+async def pair(
+    a: Any,
+    b: Any,
+    op: str,
+    *,
+    runs: int,
+    budget_s: float,
+    size: int | None = None,
+    names: tuple[str, str] | None = None,
+) -> tuple[Result, Result]:
+    """``a.op`` and ``b.op`` of two bench subjects timed in turns (:func:`measure_pair`),
+    named ``names`` (default: the subjects' names), with one line printed: both medians and
+    their ratio."""
+    ra, rb = await measure_pair(
+        names or (a.name, b.name), op, (getattr(a, op), getattr(b, op)),
+        runs=runs, budget_s=budget_s, size=size,
+    )  # fmt: skip
+    ratio = ra.median_us / rb.median_us if ra.median_us and rb.median_us else None
+    shown = f"{ratio:.2f}x" if ratio else "-"
+    print(f"   {op:<13} {size or '':>9} {ra.median_us or 0:>10.1f} / "
+          f"{rb.median_us or 0:.1f} us = {shown}  {ra.note or rb.note}", flush=True)  # fmt: skip
+    return ra, rb

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
 import report
-from timing import Result, measure_pair
+import rivals
+from subjects import Subject
+from timing import Result, in_turns, measure_pair
 
 
 @pytest.mark.asyncio
@@ -92,25 +95,102 @@ def test_tail_targets_are_the_paired_sizes_when_the_paired_phase_ran() -> None:
     assert _row(rows, "postgres: tail 100 at 10,000 / raw") == 1.5
 
 
-def test_read_targets_compare_with_the_fastest_peer_of_the_run() -> None:
+def _in_turns(
+    a: str, b: str, op: str, size: int | None, mine: float, theirs: float
+) -> list[Result]:
+    """The two results of ``a`` and ``b`` timed in turns, as bench/rivals.py names them."""
+    return [
+        Result(in_turns(a, b), f"paired {op}", size, mine, None, 100),
+        Result(in_turns(b, a), f"paired {op}", size, theirs, None, 100),
+    ]
+
+
+REDIS_PEER = report.READ_PEERS[1]
+
+
+def test_read_targets_are_ratios_in_the_pair_with_the_faster_peer() -> None:
     results = [
-        Result(report.REDIS, "tail", 1_000, 300.0, None, 100),
+        # The sequential phase says otherwise: the rows must not read it.
+        Result(report.REDIS, "tail", 1_000, 100.0, None, 100),
         Result(report.SQLITE, "tail", 1_000, 400.0, None, 100),
-        Result(report.READ_PEERS[1], "tail", 1_000, 200.0, None, 100),  # the fastest peer
-        Result(report.FILE, "history", 1_000, 900.0, None, 100),
+        Result(REDIS_PEER, "tail", 1_000, 400.0, None, 100),
+        Result(report.FILE, "history", 1_000, 5000.0, None, 100),
         Result(report.SQLITE, "history", 1_000, 1000.0, None, 100),
+        *_in_turns(report.REDIS, report.SQLITE, "tail", 1_000, 330.0, 300.0),
+        *_in_turns(report.REDIS, REDIS_PEER, "tail", 1_000, 240.0, 200.0),  # the faster peer
+        *_in_turns(report.FILE, report.SQLITE, "history", 1_000, 900.0, 1000.0),
+        *_in_turns(report.FILE, REDIS_PEER, "history", 1_000, 1400.0, 1200.0),
         Result(report.FILE, "cold_list_page", None, 4000.0, None, 5),
     ]
     rows = report._targets(_lookup(results), [1_000])
-    assert _row(rows, "redis: tail 100 at 1,000 / best peer") == 1.5
-    assert _row(rows, "file: whole history of 1,000 / best peer") == 0.9
+    # Each row is the ratio within the pair whose peer was faster, never one across pairs
+    # (240 / 200, not 330 / 200 or 240 / 300) and never the sequential phase's (100 / 400).
+    assert _row(rows, "redis: tail 100 at 1,000 / best peer (paired)") == pytest.approx(1.2)
+    assert _row(rows, "file: whole history of 1,000 / best peer (paired)") == 0.9
     met = {name: ok for name, _, _, ok in rows}
-    assert met["redis: tail 100 at 1,000 / best peer"] is False
-    assert met["file: whole history of 1,000 / best peer"] is True
+    assert met["redis: tail 100 at 1,000 / best peer (paired)"] is False
+    assert met["file: whole history of 1,000 / best peer (paired)"] is True
     assert met["file: cold first list page of 50, fresh process (µs)"] is True
     names = [name for name, *_ in rows]
-    assert "redis: tail 100 at 100,000 / best peer" not in names  # not filled to it
-    assert "postgres: tail 100 at 1,000 / best peer" not in names  # not measured
+    assert "redis: tail 100 at 100,000 / best peer (paired)" not in names  # not filled to it
+    assert "postgres: tail 100 at 1,000 / best peer (paired)" not in names  # not measured
+    assert not any(name.endswith("/ best peer") for name in names)  # every one says paired
+
+
+def test_read_targets_are_absent_where_only_the_sequential_phase_ran() -> None:
+    results = [
+        Result(report.PG, "tail", 1_000, 300.0, None, 100),
+        Result(report.SQLITE, "tail", 1_000, 200.0, None, 100),
+        *_in_turns(report.PG, report.SQLITE, "tail", 100_000, 500.0, 250.0),
+    ]
+    rows = report._targets(_lookup(results), [1_000, 100_000])
+    names = [name for name, *_ in rows]
+    assert not any(name.startswith("postgres: tail 100 at 1,000 / best peer") for name in names)
+    assert _row(rows, "postgres: tail 100 at 100,000 / best peer (paired)") == 2.0
+
+
+def test_a_paired_read_whose_peer_was_too_slow_is_reported_not_measured() -> None:
+    results = [
+        Result(in_turns(report.FILE, report.SQLITE), "paired tail", 1_000, 100.0, None, 100),
+        Result(in_turns(report.SQLITE, report.FILE), "paired tail", 1_000, None, None, 3),
+    ]
+    rows = report._targets(_lookup(results), [1_000])
+    assert _row(rows, "file: tail 100 at 1,000 / best peer (paired)") is None
+
+
+def test_the_sqlite_append_and_create_targets_come_from_their_pairs() -> None:
+    results = [
+        Result(report.FILE, "append_one", None, 50.0, None, 100),  # sequential: 10x
+        Result(report.SQLITE, "append_one", None, 500.0, None, 100),
+        Result(report.FILE, "create", None, 150.0, None, 100),
+        *_in_turns(report.FILE, report.SQLITE, "append_one", None, 20.0, 400.0),
+        *_in_turns(report.FILE, report.BARE_CREATE, "create", None, 180.0, 120.0),
+    ]
+    rows = report._targets(_lookup(results), [])
+    assert _row(rows, "file: SQLiteSession append / file append (flush), paired") == 20.0
+    assert _row(rows, "file: create / bare file create (paired)") == 1.5
+    assert _row(rows, "file: create median (µs)") == 150.0  # the absolute target stays
+    met = {name: ok for name, _, _, ok in rows}
+    assert met["file: SQLiteSession append / file append (flush), paired"] is True
+    assert met["file: create / bare file create (paired)"] is True
+    unpaired = report._targets(_lookup(results[:3]), [])
+    assert _row(unpaired, "file: SQLiteSession append / file append (flush), paired") is None
+    assert _row(unpaired, "file: create / bare file create (paired)") is None
+
+
+def test_the_operation_tables_show_no_floor_for_a_backend_paired_with_a_peer() -> None:
+    results = [
+        *_in_turns(report.REDIS, REDIS_PEER, "tail", 1_000, 240.0, 200.0),
+        Result(report.REDIS, "paired tail", 1_000, 90.0, None, 100),  # the floor pair's
+        Result(report.RAW_R, "paired tail", 1_000, 100.0, None, 100),
+    ]
+    md = report._operations(results, report._getter(results))
+    row = next(line for line in md if line.startswith(f"| {in_turns(report.REDIS, REDIS_PEER)} "))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[3] == ""  # x floor: its partner was a peer, not the raw floor
+    assert cells[4] == "1.200"  # x best peer
+    floor_row = next(line for line in md if line.startswith(f"| {report.REDIS} |"))
+    assert floor_row.split("|")[4].strip() == "0.90"
 
 
 def test_encryption_targets_are_encrypted_over_plain_of_the_paired_phase() -> None:
@@ -137,3 +217,78 @@ def test_the_audit_targets_are_paired_on_off_ratios_where_measured() -> None:
     rows = report._targets(_lookup(results), [])
     assert _row(rows, "file (flush): append audit on / off") == 1.3
     assert not any("redis: append audit" in name for name, *_ in rows)
+
+
+class _Fake(Subject):
+    """A subject whose operations do nothing but count, so the phase's wiring is checked."""
+
+    def __init__(self, name: str, *, fails: bool = False) -> None:
+        self.name = name
+        self.fails = fails
+        self.fills: list[int] = []
+        self.closed = False
+
+    async def open(self) -> None:
+        if self.fails:
+            raise RuntimeError("not installed")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def add_fill(self, n: int) -> None:
+        self.fills.append(n)
+
+    async def noop(self) -> None:
+        await asyncio.sleep(0)
+
+    tail = history = create = append_one = noop
+
+
+@pytest.mark.asyncio
+async def test_the_peer_phase_pairs_each_backend_with_each_peer_filled_once_per_size(
+    tmp_path: Path,
+) -> None:
+    file, redis = _Fake(report.FILE), _Fake(report.REDIS)
+    sqlite, redis_peer, gone = _Fake(report.SQLITE), _Fake(REDIS_PEER), _Fake("x", fails=True)
+    bare = rivals.BareCreate(str(tmp_path))
+    one_offs = [(file, bare, "create"), (file, sqlite, "append_one")]
+    results = await rivals.run(
+        [file, redis], [sqlite, redis_peer, gone], one_offs,  # type: ignore[list-item]
+        sizes=(10, 30), history_size=10, runs=12, budget_s=30.0, fill_s=30.0,
+    )  # fmt: skip
+    got = {(r.subject, r.op, r.size) for r in results}
+    want = {(in_turns(file.name, bare.name), "paired create", None),
+            (in_turns(bare.name, file.name), "paired create", None),
+            (in_turns(file.name, sqlite.name), "paired append_one", None),
+            (in_turns(sqlite.name, file.name), "paired append_one", None),
+            ("x", "open", None)}  # fmt: skip
+    for a in (file, redis):
+        for p in (sqlite, redis_peer):
+            for op, size in (("tail", 10), ("history", 10), ("tail", 30)):
+                want |= {(in_turns(a.name, p.name), f"paired {op}", size),
+                         (in_turns(p.name, a.name), f"paired {op}", size)}  # fmt: skip
+    assert got == want
+    assert all(r.samples == 12 for r in results if r.op != "open")
+    for s in (file, redis, sqlite, redis_peer):
+        assert s.fills == [10, 20] and s.closed  # filled once per size, for every pair
+    assert not gone.closed
+    rows = report._targets(_lookup(results), [10, 30])
+    assert _row(rows, "redis: tail 100 at 30 / best peer (paired)") is not None
+    assert _row(rows, "file: whole history of 10 / best peer (paired)") is not None
+    assert _row(rows, "file: create / bare file create (paired)") is not None
+
+
+@pytest.mark.asyncio
+async def test_the_bare_create_makes_one_private_file_with_a_header_per_call(
+    tmp_path: Path,
+) -> None:
+    bare = rivals.BareCreate(str(tmp_path))
+    await bare.open()
+    for _ in range(300):
+        await bare.create()
+    made = sorted((tmp_path / "bare").glob("*/*.log"))
+    assert len(made) == 300
+    assert all(f.parent.name == f.name[:2] for f in made)  # sharded like the store
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in made)
+    assert {f.read_bytes() for f in made} == {bare.header}
+    assert json.loads(bare.header)["t"] == "session"
