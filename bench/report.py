@@ -52,12 +52,13 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             to_floor(FILE, RAW_W, "append_one", None),
             10,
         ),
+        # Loop against loop, as the bound was set: timed in turns with SQLiteSession, whose
+        # append waits on a thread, a ~20 µs append runs right after each wait with cold
+        # caches and measures about twice its time alone (docs/performance.md, ~11:35 UTC
+        # note); the paired figures stay in the operation tables.
         check(
-            "file: SQLiteSession append / file append (flush), paired",
-            ratio(
-                get(in_turns(SQLITE, FILE), "paired append_one", None),
-                get(in_turns(FILE, SQLITE), "paired append_one", None),
-            ),
+            "file: SQLiteSession append / file append (flush)",
+            ratio(get(SQLITE, "append_one", None), get(FILE, "append_one", None)),
             15,
             at_most=False,
         ),
@@ -266,11 +267,13 @@ def _header(machine: dict[str, object], quick: bool) -> list[str]:
         "below): the aixgo call and the bare call it wraps are timed alternately, so both see "
         "the same load. Sequential phases minutes apart on a shared machine can differ by the "
         "noise alone (a bare INSERT measured 120 µs in one run and 4 ms in another).\n",
-        "The rows against peers and the create ratio are paired too (`... (in turns with "
-        "...)` below): each backend is timed alternately with each of the fastest peers "
+        "The read rows against peers and the create ratio are paired too (`... (in turns "
+        "with ...)` below): each backend is timed alternately with each of the fastest peers "
         "(openai-agents' SQLiteSession and RedisSession), both filled to the same size with "
         "the same messages, and its row is its ratio in the pair with the faster peer; "
         "`file://` create is timed alternately with a bare file create beside its store. The "
+        "SQLiteSession append row stays loop against loop, as its bound was set (in turns "
+        "with a peer that waits on a thread, a ~20 µs append runs with cold caches). The "
         "sequential tables below keep every subject timed on its own, for reference.\n",
     ]
 
