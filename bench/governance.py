@@ -12,7 +12,10 @@ import argparse
 import asyncio
 import os
 import sys
+from binascii import b2a_base64
 from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -23,6 +26,8 @@ from timing import Result, measure_pair
 
 HISTORY = 1_000
 TARGETS = {"file": 1.3, "redis": 1.1, "postgresql": 1.1}
+#: The plain append with the bare cost of sealing added, and the plain one timed with it.
+FLOOR, VERSUS_FLOOR = "plain + bare sealing", "(in turns with bare sealing)"
 
 
 async def measure(name: str, url: str, *, runs: int, budget_s: float) -> list[Result]:
@@ -51,6 +56,26 @@ async def measure(name: str, url: str, *, runs: int, budget_s: float) -> list[Re
             runs=runs,
             budget_s=budget_s,
         )
+        aead = AESGCM(os.urandom(32))
+
+        async def bare_sealing() -> None:
+            # The least any encrypted append adds to a plain one: the plaintext's JSON, a
+            # fresh 96-bit nonce, AES-GCM under associated data and the base64 a JSON store
+            # needs. No key lookup, no fingerprint, and the store writes the smaller plaintext
+            # record: a lower bound, so the append bound cannot be met if this misses it.
+            m = Message.user(text)
+            nonce = os.urandom(12)
+            sealed = aead.encrypt(nonce, m.model_dump_json().encode(), m.id.encode())
+            b2a_base64(nonce + sealed, newline=False)
+            await plain_s.append_message(m)
+
+        out += await measure_pair(
+            (f"{name} {FLOOR}", f"{name} plain {VERSUS_FLOOR}"),
+            "append",
+            (bare_sealing, lambda: plain_s.append_message(Message.user(text))),
+            runs=runs,
+            budget_s=budget_s,
+        )
         out += await measure_pair(
             names,
             "tail-100",
@@ -69,6 +94,13 @@ def ratios(results: list[Result]) -> list[str]:
     by = {(r.subject, r.op): r for r in results}
     lines = []
     for (subject, op), r in by.items():
+        if subject.endswith(f" {FLOOR}"):
+            store = subject.removesuffix(f" {FLOOR}")
+            base = by.get((f"{store} plain {VERSUS_FLOOR}", op))
+            if base is not None and r.median_us and base.median_us:
+                lines.append(f"{store} {op} with bare sealing (floor): "
+                             f"{r.median_us / base.median_us:.2f}x")  # fmt: skip
+            continue
         if not subject.endswith(" encrypted"):
             continue
         store = subject.removesuffix(" encrypted")

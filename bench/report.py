@@ -31,6 +31,9 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
 
     A ratio to a raw floor comes from the paired phase when it ran (both timed alternately,
     under the same load), else from the two sequential measurements."""
+    import audited  # the floors' names; imported here as _at() imports governance
+    import governance
+
     big, small = (max(sizes), min(sizes)) if sizes else (None, None)
 
     def ratio(a: float | None, b: float | None) -> float | None:
@@ -45,6 +48,9 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
     ) -> tuple[str, float | None, str, bool | None]:
         met = None if value is None else (value <= bound if at_most else value >= bound)
         return name, value, f"{'≤' if at_most else '≥'} {bound:g}", met
+
+    def reported(name: str, value: float | None) -> tuple[str, float | None, str, bool | None]:
+        return name, value, "reported", None
 
     rows = [
         check(
@@ -127,6 +133,16 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
             plain = get(f"{name} plain", f"paired {op}", size)
             encrypted = get(f"{name} encrypted", f"paired {op}", size)
             rows.append(check(f"{label}: encrypted {op} / plain", ratio(encrypted, plain), bound))
+            if op == "append":
+                rows.append(
+                    reported(
+                        f"{label}: plain append + bare sealing / plain (the bound's floor)",
+                        ratio(
+                            get(f"{name} {governance.FLOOR}", "paired append", None),
+                            get(f"{name} plain {governance.VERSUS_FLOOR}", "paired append", None),
+                        ),
+                    )
+                )
     # The audit log's cost (issue #19): the same store with and without it, timed in pairs.
     for name, label, bound in ((FILE, "file (flush)", 1.3), (FSYNC, "file (fsync)", 1.3),
                                (REDIS, "redis", 1.1), (PG, "postgres", 1.1)):  # fmt: skip
@@ -134,6 +150,17 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         off = get(f"{name} audit off", "paired append_one", None)
         if on is not None and off is not None:
             rows.append(check(f"{label}: append audit on / off", ratio(on, off), bound))
+        floor = ratio(
+            get(f"{name} {audited.FLOOR}", "paired append_one", None),
+            get(f"{name} {audited.VERSUS_FLOOR}", "paired append_one", None),
+        )
+        if floor is not None:
+            rows.append(
+                reported(
+                    f"{label}: plain append + bare audit record / plain (the bound's floor)",
+                    floor,
+                )
+            )
     # Issue 18: a remote echo over mutual TLS against a bare grpcio echo with the same TLS.
     remote = "aixgo remote (mTLS)"
     rows.append(
@@ -189,9 +216,7 @@ def _read_targets(
                     continue
                 value = _versus_best_peer(get, subject, op, size)
                 bound = 1 if op == "tail" else None  # issue #17 bounds the tail only
-                rows.append(
-                    row(f"{label}: {what.format(size)} / best peer (paired)", value, bound)
-                )
+                rows.append(row(f"{label}: {what.format(size)} / best peer (paired)", value, bound))
     rows.append(
         row(
             "file: cold first list page of 50, fresh process (µs)",

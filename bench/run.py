@@ -331,6 +331,12 @@ def _phases(subjects: list[Subject], plan: Plan, only: set[str] | None) -> list[
             lambda: governance.run_all(named, runs=plan.paired_runs, budget_s=plan.budget_s),
         )
     )
+    phases.append(
+        (
+            "audit floor",
+            lambda: audited.floors(named, runs=plan.paired_runs, budget_s=plan.budget_s),
+        )
+    )
     if only is None or "remote" in only:
         shared = f"{REDIS_URL}?prefix={BENCH_TAG}-remote:" if reachable(REDIS_URL) else "memory://"
         runs = min(plan.paired_runs, 2000)

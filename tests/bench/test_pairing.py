@@ -296,3 +296,34 @@ async def test_the_bare_create_makes_one_private_file_with_a_header_per_call(
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in made)
     assert {f.read_bytes() for f in made} == {bare.header}
     assert json.loads(bare.header)["t"] == "session"
+
+
+def test_governance_floors_are_reported_beside_their_bounds_from_their_own_pairs() -> None:
+    import audited
+    import governance
+
+    results = [
+        Result(f"{report.FILE} encrypted", "paired append", None, 36.0, None, 100),
+        Result(f"{report.FILE} plain", "paired append", None, 20.0, None, 100),
+        # The floor's pair has its own plain side (24 us here), never the encrypted pair's.
+        Result(f"{report.FILE} {governance.FLOOR}", "paired append", None, 30.0, None, 100),
+        Result(
+            f"{report.FILE} plain {governance.VERSUS_FLOOR}", "paired append", None, 24.0, None, 100
+        ),
+        Result(f"{report.FILE} audit on", "paired append_one", None, 34.0, None, 100),
+        Result(f"{report.FILE} audit off", "paired append_one", None, 20.0, None, 100),
+        Result(f"{report.FILE} {audited.FLOOR}", "paired append_one", None, 26.0, None, 100),
+        Result(f"{report.FILE} {audited.VERSUS_FLOOR}", "paired append_one", None, 20.0, None, 100),
+    ]
+    rows = report._targets(_lookup(results), [])
+    by = {name: (value, bound, met) for name, value, bound, met in rows}
+    assert by["file: encrypted append / plain"] == (1.8, "≤ 1.3", False)
+    sealing = by["file: plain append + bare sealing / plain (the bound's floor)"]
+    assert sealing == (1.25, "reported", None)
+    audit = by["file (flush): plain append + bare audit record / plain (the bound's floor)"]
+    assert audit == (1.3, "reported", None)
+    # Without the floor phase, the audit floor row is left out and the sealing one says so.
+    bare = report._targets(_lookup(results[:2] + results[4:6]), [])
+    names = [name for name, *_ in bare]
+    assert "file (flush): plain append + bare audit record / plain (the bound's floor)" not in names
+    assert _row(bare, "file: plain append + bare sealing / plain (the bound's floor)") is None
