@@ -275,8 +275,10 @@ async def test_a_record_altered_in_the_clear_after_it_was_read_is_refused(store:
     (sealed,) = await store.backend.get_messages(s.id)
     enc = mgr.backend
     assert isinstance(enc, EncryptedBackend)
+    # Opened once as a store without ReadThrough hands it over: now in the cache.
+    assert [m.text for m in await enc._open_messages(s.id, [sealed])] == ["as written"]
     # What a store could hand back after its clear fields were edited: each is refused.
-    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}):
+    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}, {"role": "user"}):
         with pytest.raises(DecryptionError):
             await enc._open_messages(s.id, [sealed.model_copy(update=change)])
     with pytest.raises(DecryptionError):

@@ -139,6 +139,10 @@ def _split(envelope: object) -> tuple[str, bytes] | None:
     return None
 
 
+#: A cached opened message with what its record held: envelope, id, role, tool call id.
+_Opened = tuple[str, str, str, str | None, Message]
+
+
 class _KeyMissing(Exception):
     """A record is sealed with data key ``dk_id``, not loaded yet: loading it awaits the
     store, which opening (a synchronous step of a store's read) cannot."""
@@ -175,11 +179,14 @@ class EncryptedBackend(BackendWrapper):
         self._owners: dict[str, str | None] = {}
         self._keys: dict[str, _DataKey] = {}  # data key id -> key
         self._writing: dict[str | None, _DataKey] = {}  # owner -> key new records use
-        # Messages this process decrypted, by (associated data, envelope): a tail read again
-        # (every turn of a conversation) skips the decryption and the validation. The key
-        # holds everything the decryption checks, so a record moved or altered misses and
-        # is decrypted (and refused) as without the cache; hits are handed out as copies.
-        self._opened: dict[tuple[bytes, str], Message] = {}
+        # For stores without ReadThrough: messages this process decrypted, by (session id,
+        # seq), each with what its decryption checked (the envelope, and the fields the
+        # associated data binds besides the session id), so a tail read again (every turn of
+        # a conversation) skips the decryption and the validation. A hit needs all of them
+        # equal (exact string comparisons, no hash of the envelope), so a record moved or
+        # altered misses and is decrypted (and refused) as without the cache; hits are
+        # handed out as copies.
+        self._opened: dict[tuple[str, int], _Opened] = {}
         self._opened_bytes = 0
         # Where the store has ReadThrough, reads go through this instead: the store compares
         # each record's stored bytes with the ones kept here, with what they opened to (the
@@ -410,7 +417,6 @@ class EncryptedBackend(BackendWrapper):
         sealed: list[bytes] = []
         seqs: list[int | None] = []
         sources: list[Message] = []
-        keys_of: list[tuple[bytes, str]] = []
         out: list[Message | None] = []
         keys = self._keys
         opened = self._opened if cache else None
@@ -422,12 +428,18 @@ class EncryptedBackend(BackendWrapper):
                 self._plaintext(f"message {s.id!r} of session {session_id!r}")
                 out.append(s)  # a plaintext record (while migrating)
                 continue
-            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
-            if opened is not None and type(envelope) is str:
-                known = opened.get((aad, envelope))
-                if known is not None:
-                    out.append(stored_copy(known, cast(int, s.seq)))
+            if opened is not None:
+                known = opened.get((session_id, cast(int, s.seq)))
+                if (
+                    known is not None
+                    and known[0] == envelope
+                    and known[1] == s.id
+                    and known[2] == s.role
+                    and known[3] == s.tool_call_id
+                ):
+                    out.append(stored_copy(known[4], cast(int, s.seq)))
                     continue
+            aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
             if (
                 not isinstance(envelope, str)
                 or len(parts := envelope.split(".", 2)) != 3
@@ -448,30 +460,33 @@ class EncryptedBackend(BackendWrapper):
                 raise
             seqs.append(s.seq)
             sources.append(s)
-            keys_of.append((aad, envelope))
             out.append(None)
         if not sealed:
             return cast("list[Message]", out)  # every slot filled
         fresh = _decode(session_id, sealed, seqs, sources)
         if cache:
-            self._keep(keys_of, sealed, fresh)
+            self._keep(session_id, sources, sealed, fresh)
         it = iter(fresh)
         return [next(it) if m is None else m for m in out]
 
     def _keep(
-        self, keys: list[tuple[bytes, str]], sealed: list[bytes], messages: list[Message]
+        self, session_id: str, sources: list[Message], sealed: list[bytes], messages: list[Message]
     ) -> None:
-        """Cache copies of freshly opened ``messages`` (the caller keeps the originals)."""
+        """Cache copies of ``messages``, freshly opened from the records ``sources`` (the
+        caller keeps the originals)."""
         size = self._opened_bytes + sum(len(d) for d in sealed)
-        if size > _OPENED_BYTES or len(self._opened) + len(keys) > _OPENED_MAX:
+        if size > _OPENED_BYTES or len(self._opened) + len(sources) > _OPENED_MAX:
             self._opened.clear()
             size = sum(len(d) for d in sealed)
             if size > _OPENED_BYTES:
                 self._opened_bytes = 0
                 return
         self._opened_bytes = size
-        for key, m in zip(keys, messages, strict=True):
-            self._opened[key] = stored_copy(m, cast(int, m.seq))
+        for s, m in zip(sources, messages, strict=True):
+            if s.seq is not None:
+                envelope = cast(str, s.metadata[SEALED])
+                kept = stored_copy(m, s.seq)
+                self._opened[session_id, s.seq] = (envelope, s.id, s.role, s.tool_call_id, kept)
 
     # -- the backend protocol ----------------------------------------------------------
 
