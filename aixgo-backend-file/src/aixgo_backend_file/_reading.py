@@ -32,7 +32,8 @@ Entries = list[tuple[int, ...]]
 def messages(log: LogState, last: int | None, recent: Recent | None = None) -> list[Message]:
     """The current history's last ``last`` messages (all if None), oldest first; with
     ``recent``, records read lately and unchanged since are copied rather than decoded
-    (:mod:`aixgo.session.kit.recent`), and this read's records are kept there."""
+    (:mod:`aixgo.session.kit.recent`), records decoded afresh are turned by ``recent.make``
+    (a wrapper's), and this read's records are kept there."""
     out: list[Message] = []
     reuse = _Reuse(log.id, recent) if recent is not None else None
     for branch, lo, hi in log.lin.tail_spans(last):
