@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import pytest
 from aixgo import Message
 from aixgo.crypto import Keyring
-from aixgo.errors import DecryptionError, MessageIdConflict, SessionNotFound
+from aixgo.errors import BackendClosed, DecryptionError, MessageIdConflict, SessionNotFound
 from aixgo.message import ToolCall
 from aixgo.session import SessionManager
 from aixgo.session._encrypted import DATA_KEY_AGENT, SEALED
@@ -274,8 +275,10 @@ async def test_a_record_altered_in_the_clear_after_it_was_read_is_refused(store:
     (sealed,) = await store.backend.get_messages(s.id)
     enc = mgr.backend
     assert isinstance(enc, EncryptedBackend)
+    # Opened once as a store without ReadThrough hands it over: now in the cache.
+    assert [m.text for m in await enc._open_messages(s.id, [sealed])] == ["as written"]
     # What a store could hand back after its clear fields were edited: each is refused.
-    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}):
+    for change in ({"tool_call_id": "call-2"}, {"id": "0" * 32}, {"role": "user"}):
         with pytest.raises(DecryptionError):
             await enc._open_messages(s.id, [sealed.model_copy(update=change)])
     with pytest.raises(DecryptionError):
@@ -316,3 +319,129 @@ async def test_records_sealed_with_only_the_hidden_fields_still_read(store: Stor
     got = await s.get_messages()
     assert got[0] == m.model_copy(update={"seq": 1})
     assert [x.text for x in got] == ["result", "after"]
+
+
+async def _resealed(mgr: SessionManager, session_id: str, message: Message) -> Message:
+    """``message`` sealed for ``session_id`` as the wrapper seals it, not yet stored."""
+    from aixgo.session._encrypted import EncryptedBackend
+    from aixgo.session.codec import check_batch
+
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    dk = await enc._writing_key("alice")
+    return enc._seal_message(session_id, message, check_batch([message])[0], dk)
+
+
+async def test_a_record_read_before_is_never_reused_once_its_envelope_changed(
+    store: Store,
+) -> None:
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    s = await mgr.create("assistant", user_id="alice")
+    empty = await s.checkpoint()
+    first = await s.append_message(Message.user("as written"))
+    for _ in range(2):  # the second read reuses what the first opened
+        assert [m.text for m in await s.get_messages()] == ["as written"]
+    # The same id at the same place, sealed anew with other content: read as itself.
+    await s.restore(empty.id)
+    other = await _resealed(mgr, s.id, Message.user("written again", id=first.id))
+    await store.backend.append_messages(s.id, [other])
+    assert [(m.seq, m.text) for m in await s.get_messages()] == [(1, "written again")]
+    # One character of that envelope changed: refused, however often it was read before.
+    envelope = other.metadata[SEALED]
+    assert isinstance(envelope, str)
+    flipped = envelope[:-6] + ("A" if envelope[-6] != "A" else "B") + envelope[-5:]
+    await s.restore(empty.id)
+    await store.backend.append_messages(
+        s.id, [other.model_copy(update={"metadata": {SEALED: flipped}})]
+    )
+    with pytest.raises(DecryptionError):
+        await s.get_messages()
+    with pytest.raises(DecryptionError):
+        await s.get_messages(last=1)
+
+
+async def test_a_record_read_in_one_session_is_refused_in_another(store: Store) -> None:
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    a = await mgr.create("assistant", user_id="alice")
+    b = await mgr.create("assistant", user_id="alice")  # same data key
+    await a.append_message(Message.user("from a"))
+    assert [m.text for m in await a.get_messages()] == ["from a"]  # opened and kept
+    (sealed,) = await store.backend.get_messages(a.id)
+    await store.backend.append_messages(b.id, [sealed.model_copy(update={"seq": None})])
+    assert [m.seq for m in await store.backend.get_messages(b.id)] == [1]  # the same place
+    for _ in range(2):
+        with pytest.raises(DecryptionError, match="copied from another session"):
+            await b.get_messages()
+    assert [m.text for m in await a.get_messages()] == ["from a"]
+
+
+async def test_reads_go_through_the_store_where_it_can_and_keep_within_bounds(
+    store: Store,
+) -> None:
+    from aixgo.session import ReadThrough
+    from aixgo.session._encrypted import EncryptedBackend
+
+    mgr = store.manager(Keyring({"k1": key()}, active="k1"))
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend) and isinstance(store.backend, ReadThrough)
+    assert not isinstance(enc, ReadThrough)  # a wrapper never passes it through
+    s = await mgr.create("assistant", user_id="alice")
+    await s.append_messages([Message.user(f"m{i}") for i in range(5)])
+    got = await s.get_messages()
+    assert [m.text for m in got] == [f"m{i}" for i in range(5)]
+    # What a plain reader of the same store gets is the sealed records, never the opened ones.
+    plain = await store.backend.get_messages(s.id)
+    assert all(m.text.startswith("sealed:") for m in plain)
+    assert len(enc._recent.of(s.id)) == 5 and not enc._opened
+    await s.delete()
+    assert enc._recent.of(s.id) == {}
+    await enc.close()
+    with pytest.raises(BackendClosed):
+        await s.get_messages()
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        test_a_record_read_before_is_never_reused_once_its_envelope_changed,
+        test_a_record_read_in_one_session_is_refused_in_another,
+        test_messages_read_back_share_no_lists_or_dicts,
+        test_a_tail_mixing_sealed_and_plaintext_records_reads_in_order_while_migrating,
+    ],
+    ids=lambda f: f.__name__.removeprefix("test_"),
+)
+async def test_a_store_without_read_through_keeps_every_guarantee(test: Any) -> None:
+    # A third-party store (SimpleBackend has no ReadThrough): the wrapper opens what
+    # get_messages returns, through its own cache of opened messages.
+    from aixgo.session import ReadThrough
+    from aixgo.session.simple import SimpleBackend
+
+    from tests.core.test_simple_store import DictStore
+
+    backend = SimpleBackend(DictStore(), "dicts://")
+    assert not isinstance(backend, ReadThrough)
+    await backend.open()
+    try:
+        await test(Store("dicts", "dicts://", backend))
+    finally:
+        await backend.close()
+
+
+async def test_without_read_through_reads_again_come_from_the_cache_of_opened_messages() -> None:
+    from aixgo.session._encrypted import EncryptedBackend
+    from aixgo.session.simple import SimpleBackend
+
+    from tests.core.test_simple_store import DictStore
+
+    mgr = SessionManager(SimpleBackend(DictStore()), encryption=Keyring({"k1": key()}, "k1"))
+    enc = mgr.backend
+    assert isinstance(enc, EncryptedBackend)
+    s = await mgr.create("assistant", user_id="alice")
+    await s.append_messages([Message.user(f"m{i}") for i in range(3)])
+    first = await s.get_messages()
+    assert len(enc._opened) == 3 and enc._recent.of(s.id) == {}
+    first[0].metadata["changed"] = True
+    again = await s.get_messages()
+    assert again == [m.model_copy(update={"metadata": {}}) for m in first]
+    assert all(a is not b for a, b in zip(again, first, strict=True))
+    await mgr.close()

@@ -313,6 +313,58 @@ def test_recent_keeps_numbered_and_unnumbered_reads_apart() -> None:
     assert [m.seq for m in moved] == [3, 4]
 
 
+def _upper(made: list[tuple[str, list[str]]]) -> Callable[[str, list[Message]], list[Message]]:
+    """A ``make`` that upper-cases texts and records what it was given."""
+
+    def make(session_id: str, messages: list[Message]) -> list[Message]:
+        made.append((session_id, [m.text for m in messages]))
+        return [m.model_copy(update={"content": m.text.upper()}) for m in messages]
+
+    return make
+
+
+def test_recent_with_make_keeps_and_reuses_what_make_turned_records_into() -> None:
+    made: list[tuple[str, list[str]]] = []
+    recent = Recent(make=_upper(made))
+    records = _stored("abc")
+    first = recent.decode("s", records, [1, 2, 3], _careful(records, []))
+    assert [(m.seq, m.text) for m in first] == [(1, "A"), (2, "B"), (3, "C")]
+    again = recent.decode("s", records, [1, 2, 3], _careful(records, []))
+    assert again == first and made == [("s", ["a", "b", "c"])]  # nothing made again
+    first[0].metadata["x"] = 1  # copies: reaches neither what is kept nor the next read
+    grown = [*records[1:], *_stored("d", 4)]
+    tail = recent.decode("s", grown, [2, 3, 4], _careful(grown, []))
+    assert [m.text for m in tail] == ["B", "C", "D"] and made[-1] == ("s", ["d"])
+    assert recent.decode("s", records, [1, 2, 3], _careful(records, []))[0].metadata == {}
+    # Another session never reuses these records, whatever their bytes.
+    assert [m.text for m in recent.decode("t", records, [1, 2, 3], _careful(records, []))] == [
+        "A",
+        "B",
+        "C",
+    ]
+    assert made[-1] == ("t", ["a", "b", "c"])
+
+
+def test_recent_keeps_nothing_of_a_read_whose_make_fails() -> None:
+    records = _stored("ab")
+
+    def failing(session_id: str, messages: list[Message]) -> list[Message]:
+        raise RuntimeError("cannot")
+
+    recent = Recent(make=failing)
+    with pytest.raises(RuntimeError, match="cannot"):
+        recent.decode("s", records, [1, 2], _careful(records, []))
+    assert recent.of("s") == {}
+    made: list[tuple[str, list[str]]] = []
+    recent.make = _upper(made)
+    recent.decode("s", records, [1, 2], _careful(records, []))
+    recent.make = failing
+    grown = [*records, *_stored("c", 3)]
+    with pytest.raises(RuntimeError):  # fails on the new record: the kept ones stay as they were
+        recent.decode("s", grown, [1, 2, 3], _careful(grown, []))
+    assert [m.text for _, m in recent.of("s").values()] == ["A", "B"]
+
+
 def test_recent_keeps_within_its_budget() -> None:
     records = _stored("abc")
     weight = sum(map(len, records)) + 3 * OVERHEAD

@@ -38,7 +38,7 @@ from aixgo.session.simple import (
     SimpleStore,
     StoreTransaction,
 )
-from aixgo.testing import BackendConformance
+from aixgo.testing import BackendConformance, EncryptedConformance
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "backend-sqlite" / "src"
 
@@ -120,6 +120,17 @@ class DictStore(SimpleStore, StoreTransaction):
 class TestDictStoreConformance(BackendConformance):
     @pytest_asyncio.fixture
     async def backend(self) -> AsyncIterator[Backend]:
+        backend = SimpleBackend(DictStore(), "dicts://")
+        yield backend
+        await backend.close()
+
+
+class TestDictStoreEncrypted(EncryptedConformance):
+    """The kit through encryption at rest on a store without ``ReadThrough``: the wrapper
+    opens what ``get_messages`` returns, through its own cache of opened messages."""
+
+    @pytest_asyncio.fixture
+    async def plain_backend(self) -> AsyncIterator[Backend]:
         backend = SimpleBackend(DictStore(), "dicts://")
         yield backend
         await backend.close()

@@ -32,9 +32,10 @@ Entries = list[tuple[int, ...]]
 def messages(log: LogState, last: int | None, recent: Recent | None = None) -> list[Message]:
     """The current history's last ``last`` messages (all if None), oldest first; with
     ``recent``, records read lately and unchanged since are copied rather than decoded
-    (:mod:`aixgo.session.kit.recent`), and this read's records are kept there."""
+    (:mod:`aixgo.session.kit.recent`), records decoded afresh are turned by ``recent.make``
+    (a wrapper's), and this read's records are kept there."""
     out: list[Message] = []
-    reuse = _Reuse(recent.of(log.id), recent.limit()) if recent is not None else None
+    reuse = _Reuse(log.id, recent) if recent is not None else None
     for branch, lo, hi in log.lin.tail_spans(last):
         first = _ordinal(log, branch, lo)
         raw = pread_all(idx_file(log), (hi - lo + 1) * IDX.size, first * IDX.size)
@@ -46,15 +47,24 @@ def messages(log: LogState, last: int | None, recent: Recent | None = None) -> l
 
 class _Reuse:
     """What one read may reuse (``known``) and what it keeps for the next (``kept``, until
-    its ``weight`` passes ``room``)."""
+    its ``weight`` passes ``room``), and what the decoded records become (``make``)."""
 
-    __slots__ = ("kept", "known", "room", "weight")
+    __slots__ = ("kept", "known", "make", "room", "session_id", "weight")
 
-    def __init__(self, known: Records, room: int) -> None:
-        self.known = known
+    def __init__(self, session_id: str, recent: Recent) -> None:
+        self.session_id = session_id
+        self.known = recent.of(session_id)
+        self.make = recent.make
         self.kept: Records = {}
-        self.room = room
+        self.room = recent.limit()
         self.weight = 0
+
+    def keeping_nothing(self) -> _Reuse:
+        """This read's ``make``, reusing and keeping nothing (entries read again)."""
+        other = _Reuse.__new__(_Reuse)
+        other.session_id, other.make = self.session_id, self.make
+        other.known, other.kept, other.room, other.weight = {}, {}, -1, 0
+        return other
 
     def grow(self, size: int, count: int) -> bool:
         """Count a chunk of ``count`` records in ``size`` bytes read; whether the read is
@@ -92,7 +102,7 @@ def _read_entries(
         if fixed is None:
             raise
         del out[done:]
-        _decode_entries(log, fixed, first, seq, out, None)
+        _decode_entries(log, fixed, first, seq, out, reuse and reuse.keeping_nothing())
 
 
 def _entries_from_log(log: LogState, entries: Entries, first: int) -> Entries | None:
@@ -218,6 +228,8 @@ def _decode_run(
             data.append(found[1])
     at = seq + i
     out = decode_batch(data, lambda k: decode_at(data[k], at + k, log.path), first_seq=at)
+    if reuse is not None and reuse.make is not None:
+        out = reuse.make(reuse.session_id, out)
     if reuse is not None and keeping and placed:
         kept = reuse.kept
         for k, (offset, length, *_) in enumerate(run):

@@ -410,11 +410,14 @@ class Store:
                 self._release(log, wrote=True)
             return out, self.commit.note(log) if self.fsync else None
 
-    def messages(self, session_id: str, last: int | None) -> list[Message]:
+    def messages(
+        self, session_id: str, last: int | None, recent: Recent | None = None
+    ) -> list[Message]:
+        """The tail, through ``recent`` (a wrapper's) if given, else the store's own."""
         with self.lock:
             log = self._locked(session_id, exclusive=False)
             try:
-                return _reading.messages(log, last, self.recent)
+                return _reading.messages(log, last, self.recent if recent is None else recent)
             except OSError as exc:
                 raise failed(self.root, exc, f"reading session {session_id}", wrote=False) from exc
             finally:

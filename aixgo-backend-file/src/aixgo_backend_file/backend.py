@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from aixgo.errors import ConfigError
 from aixgo.message import Message
 from aixgo.session.backend import Capability
-from aixgo.session.kit import Option, choice, parse_options
+from aixgo.session.kit import Option, Recent, choice, parse_options
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
 from aixgo_backend_file._lease import Leases
@@ -179,6 +179,14 @@ class FileBackend:
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         await asyncio.sleep(0)
         return self.store.messages(session_id, last)
+
+    async def get_messages_through(
+        self, session_id: str, recent: Recent, *, last: int | None = None
+    ) -> list[Message]:
+        """:class:`~aixgo.session.ReadThrough`: the tail, reusing and keeping records in
+        ``recent`` rather than this store's own."""
+        await asyncio.sleep(0)
+        return self.store.messages(session_id, last, recent)
 
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None

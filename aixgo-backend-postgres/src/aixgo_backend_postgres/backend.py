@@ -323,6 +323,16 @@ class PostgresBackend:
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
+        return await self._tail(session_id, last, self._recent)
+
+    async def get_messages_through(
+        self, session_id: str, recent: Recent, *, last: int | None = None
+    ) -> list[Message]:
+        """:class:`~aixgo.session.ReadThrough`: the tail, reusing and keeping records in
+        ``recent`` rather than this store's own."""
+        return await self._tail(session_id, last, recent)
+
+    async def _tail(self, session_id: str, last: int | None, recent: Recent) -> list[Message]:
         params = {"id": session_id, "last": last}
         connections = await self._ready()
         cursor = connections.cursor  # the kept cursor, as appends use: its loaders are built
@@ -337,7 +347,7 @@ class PostgresBackend:
         # text is the one this backend read last at that seq is a copy of what it decoded
         # then (see aixgo.session.kit.recent).
         data = [r[1] for r in rows[1:]]
-        return self._recent.decode(
+        return recent.decode(
             session_id,
             data,
             [r[0] for r in rows[1:]],

@@ -361,9 +361,18 @@ class RedisBackend:
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
-        return await self._retry.run("get_messages", lambda _: self._tail(session_id, last))
+        tail = self._tail
+        return await self._retry.run("get_messages", lambda _: tail(session_id, last, self._recent))
 
-    async def _tail(self, session_id: str, last: int | None) -> list[Message]:
+    async def get_messages_through(
+        self, session_id: str, recent: Recent, *, last: int | None = None
+    ) -> list[Message]:
+        """:class:`~aixgo.session.ReadThrough`: the tail, reusing and keeping records in
+        ``recent`` rather than this store's own."""
+        tail = self._tail
+        return await self._retry.run("get_messages", lambda _: tail(session_id, last, recent))
+
+    async def _tail(self, session_id: str, last: int | None, recent: Recent) -> list[Message]:
         """The last ``last`` messages (all if ``None``), in one round trip.
 
         Messages are stored with their seq, and the list's end is the end of the current
@@ -393,13 +402,13 @@ class RedisBackend:
                 # Records byte for byte the ones this backend read last at the same place
                 # are copies of what it decoded then (see aixgo.session.kit.recent).
                 try:
-                    return self._recent.decode(session_id, data, _positions(data), careful)
+                    return recent.decode(session_id, data, _positions(data), careful)
                 except _Restored:
                     pass
         first, found = replies.tail(
             await self._session("tail", session_id, "" if last is None else last)
         )
-        return self._recent.decode(
+        return recent.decode(
             session_id,
             found,
             range(first, first + len(found)),

@@ -5,7 +5,14 @@
 """
 
 from aixgo.session._encrypted import RekeyReport
-from aixgo.session.backend import Backend, Capability, Migratable, SessionPerUser, TurnLeases
+from aixgo.session.backend import (
+    Backend,
+    Capability,
+    Migratable,
+    ReadThrough,
+    SessionPerUser,
+    TurnLeases,
+)
 from aixgo.session.context import current_session
 from aixgo.session.erasure import ErasureReport
 from aixgo.session.manager import SessionManager
@@ -32,6 +39,7 @@ __all__ = [
     "Migratable",
     "SessionPerUser",
     "TurnLeases",
+    "ReadThrough",
     "MigrationReport",
     "SimpleBackend",
     "SimpleStore",

@@ -46,8 +46,9 @@ from aixgo.errors import (
     SessionNotFound,
 )
 from aixgo.message import Message, utc_now
-from aixgo.session.backend import Backend
+from aixgo.session.backend import Backend, ReadThrough
 from aixgo.session.codec import check_batch, decode_batch, decode_message, stamp_seq, stored_copy
+from aixgo.session.kit.recent import Recent
 from aixgo.session.kit.wrapper import BackendWrapper
 from aixgo.session.models import Checkpoint, Page, SessionInfo
 
@@ -138,6 +139,20 @@ def _split(envelope: object) -> tuple[str, bytes] | None:
     return None
 
 
+#: A cached opened message with what its record held: envelope, id, role, tool call id.
+_Opened = tuple[str, str, str, str | None, Message]
+
+
+class _KeyMissing(Exception):
+    """A record is sealed with data key ``dk_id``, not loaded yet: loading it awaits the
+    store, which opening (a synchronous step of a store's read) cannot."""
+
+    def __init__(self, dk_id: str, what: str) -> None:
+        super().__init__(dk_id)
+        self.dk_id = dk_id
+        self.what = what
+
+
 def _malformed(what: str) -> DecryptionError:
     return DecryptionError(f"{what} has a malformed ciphertext envelope")
 
@@ -164,15 +179,32 @@ class EncryptedBackend(BackendWrapper):
         self._owners: dict[str, str | None] = {}
         self._keys: dict[str, _DataKey] = {}  # data key id -> key
         self._writing: dict[str | None, _DataKey] = {}  # owner -> key new records use
-        # Messages this process decrypted, by (associated data, envelope): a tail read again
-        # (every turn of a conversation) skips the decryption and the validation. The key
-        # holds everything the decryption checks, so a record moved or altered misses and
-        # is decrypted (and refused) as without the cache; hits are handed out as copies.
-        self._opened: dict[tuple[bytes, str], Message] = {}
+        # For stores without ReadThrough: messages this process decrypted, by (session id,
+        # seq), each with what its decryption checked (the envelope, and the fields the
+        # associated data binds besides the session id), so a tail read again (every turn of
+        # a conversation) skips the decryption and the validation. A hit needs all of them
+        # equal (exact string comparisons, no hash of the envelope), so a record moved or
+        # altered misses and is decrypted (and refused) as without the cache; hits are
+        # handed out as copies.
+        self._opened: dict[tuple[str, int], _Opened] = {}
         self._opened_bytes = 0
+        # Where the store has ReadThrough, reads go through this instead: the store compares
+        # each record's stored bytes with the ones kept here, with what they opened to (the
+        # bytes hold the envelope and every field the associated data binds; the Recent is
+        # per session), so a record read again costs one copy, and anything changed is
+        # decoded and opened (or refused) afresh.
+        self._recent = Recent(make=self._made)
+        self._through = inner.get_messages_through if isinstance(inner, ReadThrough) else None
 
     def __repr__(self) -> str:
         return f"EncryptedBackend({self.inner!r}, {self.keyring!r})"
+
+    async def close(self) -> None:
+        """Close the wrapped backend and drop what this wrapper remembers of it."""
+        self._opened.clear()
+        self._opened_bytes = 0
+        self._recent.clear()
+        await self.inner.close()
 
     def optional(self, name: str, fn: Any) -> Any:
         # Turn leases, migrate and a plugin's extras pass through; the one optional method
@@ -307,6 +339,7 @@ class EncryptedBackend(BackendWrapper):
         self._writing.pop(owner, None)
         self._opened.clear()  # erasures are rare: every user's messages go, not only theirs
         self._opened_bytes = 0
+        self._recent.clear()
         for dk_id in [k for k, dk in self._keys.items() if dk.owner == owner]:
             del self._keys[dk_id]
         for sid in [s for s, o in self._owners.items() if o == owner]:
@@ -358,15 +391,35 @@ class EncryptedBackend(BackendWrapper):
         )  # fmt: skip
 
     async def _open_messages(self, session_id: str, stored: Sequence[Message]) -> list[Message]:
+        """``stored`` (sealed records as a store returned them) opened, through the cache of
+        opened messages."""
+        while True:
+            try:
+                return self._unseal(session_id, stored, cache=True)
+            except _KeyMissing as missing:
+                await self._load_missing(session_id, missing)
+
+    def _made(self, session_id: str, decoded: list[Message]) -> list[Message]:
+        # What the wrapper's Recent keeps: records a store just decoded (nobody else holds
+        # them), opened; reads again reuse them by the store's byte comparison instead.
+        return self._unseal(session_id, decoded, cache=False)
+
+    async def _load_missing(self, session_id: str, missing: _KeyMissing) -> None:
+        await self._reading_key(await self._owner(session_id), missing.dk_id, missing.what)
+
+    def _unseal(self, session_id: str, stored: Sequence[Message], *, cache: bool) -> list[Message]:
+        """``stored`` opened, plaintext records passed on (if allowed); with ``cache``, hits
+        of the cache of opened messages are copied and misses added to it. A data key not
+        loaded yet is :class:`_KeyMissing` (loading it awaits the store)."""
         # Each record is decrypted on its own (its nonce and associated data are its own),
         # then the plaintexts, each the JSON _seal_message sealed, are validated in one
         # decode_batch call, as a plaintext store reads its tail.
         sealed: list[bytes] = []
         seqs: list[int | None] = []
         sources: list[Message] = []
-        keys_of: list[tuple[bytes, str]] = []
         out: list[Message | None] = []
-        keys, opened = self._keys, self._opened
+        keys = self._keys
+        opened = self._opened if cache else None
         # The hot loop of every encrypted read: _split, _message_aad and _open inlined.
         a2b, aad_prefix = binascii.a2b_base64, f"aixgo/1/message\0{session_id}\0"
         for s in stored:
@@ -375,11 +428,18 @@ class EncryptedBackend(BackendWrapper):
                 self._plaintext(f"message {s.id!r} of session {session_id!r}")
                 out.append(s)  # a plaintext record (while migrating)
                 continue
+            if opened is not None:
+                known = opened.get((session_id, cast(int, s.seq)))
+                if (
+                    known is not None
+                    and known[0] == envelope
+                    and known[1] == s.id
+                    and known[2] == s.role
+                    and known[3] == s.tool_call_id
+                ):
+                    out.append(stored_copy(known[4], cast(int, s.seq)))
+                    continue
             aad = f"{aad_prefix}{s.id}\0{s.role}\0{s.tool_call_id or ''}".encode()
-            known = opened.get((aad, envelope)) if type(envelope) is str else None
-            if known is not None:
-                out.append(stored_copy(known, cast(int, s.seq)))
-                continue
             if (
                 not isinstance(envelope, str)
                 or len(parts := envelope.split(".", 2)) != 3
@@ -392,8 +452,7 @@ class EncryptedBackend(BackendWrapper):
                 raise _malformed(f"message {s.id!r} of session {session_id!r}") from None
             dk = keys.get(parts[1])
             if dk is None:
-                what = f"message {s.id!r} of session {session_id!r}"
-                dk = await self._reading_key(await self._owner(session_id), parts[1], what)
+                raise _KeyMissing(parts[1], f"message {s.id!r} of session {session_id!r}")
             try:
                 sealed.append(dk.aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad))
             except InvalidTag:
@@ -401,29 +460,33 @@ class EncryptedBackend(BackendWrapper):
                 raise
             seqs.append(s.seq)
             sources.append(s)
-            keys_of.append((aad, envelope))
             out.append(None)
         if not sealed:
             return cast("list[Message]", out)  # every slot filled
         fresh = _decode(session_id, sealed, seqs, sources)
-        self._keep(keys_of, sealed, fresh)
+        if cache:
+            self._keep(session_id, sources, sealed, fresh)
         it = iter(fresh)
         return [next(it) if m is None else m for m in out]
 
     def _keep(
-        self, keys: list[tuple[bytes, str]], sealed: list[bytes], messages: list[Message]
+        self, session_id: str, sources: list[Message], sealed: list[bytes], messages: list[Message]
     ) -> None:
-        """Cache copies of freshly opened ``messages`` (the caller keeps the originals)."""
+        """Cache copies of ``messages``, freshly opened from the records ``sources`` (the
+        caller keeps the originals)."""
         size = self._opened_bytes + sum(len(d) for d in sealed)
-        if size > _OPENED_BYTES or len(self._opened) + len(keys) > _OPENED_MAX:
+        if size > _OPENED_BYTES or len(self._opened) + len(sources) > _OPENED_MAX:
             self._opened.clear()
             size = sum(len(d) for d in sealed)
             if size > _OPENED_BYTES:
                 self._opened_bytes = 0
                 return
         self._opened_bytes = size
-        for key, m in zip(keys, messages, strict=True):
-            self._opened[key] = stored_copy(m, cast(int, m.seq))
+        for s, m in zip(sources, messages, strict=True):
+            if s.seq is not None:
+                envelope = cast(str, s.metadata[SEALED])
+                kept = stored_copy(m, s.seq)
+                self._opened[session_id, s.seq] = (envelope, s.id, s.role, s.tool_call_id, kept)
 
     # -- the backend protocol ----------------------------------------------------------
 
@@ -472,6 +535,7 @@ class EncryptedBackend(BackendWrapper):
         await self._owner(session_id)
         await self.inner.delete_session(session_id)
         self._owners.pop(session_id, None)
+        self._recent.drop(session_id)
 
     async def append_messages(
         self, session_id: str, messages: Sequence[Message], *, expected_seq: int | None = None
@@ -494,9 +558,17 @@ class EncryptedBackend(BackendWrapper):
         return out
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
-        """The history, decrypted."""
-        stored = await self.inner.get_messages(session_id, last=last)
-        return await self._open_messages(session_id, stored)
+        """The history, decrypted: through the wrapped store's comparison of stored bytes
+        where it has :class:`~aixgo.session.ReadThrough`, else opened one by one."""
+        through = self._through
+        if through is None:
+            stored = await self.inner.get_messages(session_id, last=last)
+            return await self._open_messages(session_id, stored)
+        while True:
+            try:
+                return await through(session_id, self._recent, last=last)
+            except _KeyMissing as missing:  # the read kept nothing: load the key, read again
+                await self._load_missing(session_id, missing)
 
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None

@@ -69,12 +69,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from aixgo.message import Message
 from aixgo.session.models import Checkpoint, MigrationReport, Page, SessionInfo
 
-__all__ = ["Backend", "Capability", "Migratable", "SessionPerUser", "TurnLeases"]
+if TYPE_CHECKING:
+    from aixgo.session.kit.recent import Recent
+
+__all__ = ["Backend", "Capability", "Migratable", "ReadThrough", "SessionPerUser", "TurnLeases"]
 
 
 class Capability(StrEnum):
@@ -229,3 +232,35 @@ class TurnLeases(Protocol):
 
     async def release_turn(self, session_id: str, owner: str) -> None:
         """Give up ``owner``'s lease, if it still holds it."""
+
+
+@runtime_checkable
+class ReadThrough(Protocol):
+    """Optional: a tail read that reuses and keeps decoded records in the caller's
+    :class:`~aixgo.session.kit.Recent` rather than the store's own.
+
+    For a wrapper that turns what the store holds into something else (encryption at rest
+    decrypts sealed records): with ``Recent(make=...)`` of its own, it reads through the
+    store's comparison of stored bytes, and a record read again costs it a copy instead of
+    a decode, a decryption and a copy. Rules (the conformance kit checks them):
+
+    * It reads exactly what ``get_messages(session_id, last=last)`` reads, with the same
+      round trips and errors, and decodes it the same way, except that records are reused
+      from, and kept in, ``recent`` (never the store's own) under its rules, and what is
+      decoded afresh goes through ``recent.make`` before it is kept and returned. An
+      exception ``make`` raises propagates unchanged, and the read keeps nothing then.
+    * A :class:`~aixgo.session.kit.BackendWrapper` never passes it through: the wrapper is
+      on the read path, so a wrapper that wants it defines it itself.
+
+    The built-in stores have it::
+
+        >>> from aixgo.session import open_backend
+        >>> isinstance(open_backend("memory://"), ReadThrough)
+        True
+    """
+
+    async def get_messages_through(
+        self, session_id: str, recent: Recent, *, last: int | None = None
+    ) -> list[Message]:
+        """``get_messages(session_id, last=last)``, reusing and keeping records in
+        ``recent`` and turned by ``recent.make`` (see the class docs)."""

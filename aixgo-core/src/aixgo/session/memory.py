@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aixgo.errors import BackendClosed, CheckpointNotFound, ConflictError, SessionNotFound
 from aixgo.message import Message, utc_now
@@ -22,6 +23,9 @@ from aixgo.session.cursor import decode_cursor, encode_cursor
 from aixgo.session.kit.conflict import stale_seq
 from aixgo.session.lineage import Lineage
 from aixgo.session.models import Checkpoint, Page, SessionInfo
+
+if TYPE_CHECKING:
+    from aixgo.session.kit.recent import Recent
 
 __all__ = ["MemoryBackend"]
 
@@ -209,6 +213,17 @@ class MemoryBackend:
 
     async def get_messages(self, session_id: str, *, last: int | None = None) -> list[Message]:
         await asyncio.sleep(0)
+        return self._tail(session_id, last, None)
+
+    async def get_messages_through(
+        self, session_id: str, recent: Recent, *, last: int | None = None
+    ) -> list[Message]:
+        """:class:`~aixgo.session.ReadThrough`: the records are reused from ``recent`` by
+        seq (this store keeps no :class:`Recent` of its own: its reads decode afresh)."""
+        await asyncio.sleep(0)
+        return self._tail(session_id, last, recent)
+
+    def _tail(self, session_id: str, last: int | None, recent: Recent | None) -> list[Message]:
         stored = self._get(session_id)
         spans = stored.lineage.tail_spans(last)
         if not spans:
@@ -218,7 +233,14 @@ class MemoryBackend:
             fork = stored.lineage.branches[branch].fork_seq
             records += stored.own[branch][lo - fork - 1 : hi - fork]
         first = spans[0][1]
-        return decode_batch(records, lambda i: decode_at(records[i], first + i), first_seq=first)
+
+        def careful(i: int) -> Message:
+            return decode_at(records[i], first + i)
+
+        if recent is None:
+            return decode_batch(records, careful, first_seq=first)
+        seqs = range(first, first + len(records))
+        return recent.decode(session_id, records, seqs, careful, first_seq=first)
 
     async def create_checkpoint(
         self, session_id: str, checkpoint_id: str, *, label: str | None = None

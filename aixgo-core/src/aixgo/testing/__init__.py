@@ -28,6 +28,7 @@ from aixgo.testing.conformance_checkpoints import CheckpointsConformance
 from aixgo.testing.conformance_governance import EncryptedConformance, encrypted
 from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
+from aixgo.testing.conformance_reads import ReadThroughConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
 from aixgo.testing.conformance_turns import TurnsConformance
 
@@ -38,6 +39,7 @@ __all__ = [
     "CheckpointsConformance",
     "LifecycleConformance",
     "TurnsConformance",
+    "ReadThroughConformance",
     "EncryptedConformance",
     "AuditedConformance",
     "FailingSink",

@@ -16,7 +16,8 @@ Fixtures:
   (:attr:`Capability.MULTI_PROCESS`). Tests whose fixture or capability is missing skip with
   a reason saying what to provide; they never fail. The optional protocols
   :class:`~aixgo.session.SessionPerUser` and :class:`~aixgo.session.TurnLeases`
-  (:mod:`aixgo.testing.conformance_turns`) are tested when the backend implements them.
+  (:mod:`aixgo.testing.conformance_turns`) and :class:`~aixgo.session.ReadThrough`
+  (:mod:`aixgo.testing.conformance_reads`) are tested when the backend implements them.
 
 Tests use unique agent and user names and filter listings by them, so a store shared between
 tests (one database for the whole run) passes too. Every async test carries
@@ -30,6 +31,7 @@ from aixgo.testing.conformance_checkpoints import CheckpointsConformance
 from aixgo.testing.conformance_history import HistoryConformance
 from aixgo.testing.conformance_lifecycle import LifecycleConformance
 from aixgo.testing.conformance_loop import EventLoopConformance
+from aixgo.testing.conformance_reads import ReadThroughConformance
 from aixgo.testing.conformance_sessions import SessionsConformance
 from aixgo.testing.conformance_turns import TurnsConformance
 
@@ -43,6 +45,7 @@ class BackendConformance(
     LifecycleConformance,
     EventLoopConformance,
     TurnsConformance,
+    ReadThroughConformance,
 ):
     """Every conformance test for a session backend. Subclass it and provide ``backend``.
 

@@ -20,6 +20,8 @@ Use these instead of writing your own; ``file://``, ``redis://`` and ``postgresq
 * Reads again (optional): :class:`Recent` (:mod:`aixgo.session.kit.recent`) keeps the records
   of each session's latest read with their decoded messages, and reuses a copy of one only
   when the stored bytes just read are byte for byte the kept ones at the same position and seq.
+  A store with :class:`~aixgo.session.ReadThrough` also reads through a wrapper's own
+  ``Recent(make=...)``, which keeps what the wrapper made of the records (decrypted messages).
 * Wrappers: :class:`BackendWrapper` (:mod:`aixgo.session.kit.wrapper`), the base of a backend
   that wraps another (tracing, encryption, the audit log use it): capabilities and optional
   methods answer for the wrapped store.

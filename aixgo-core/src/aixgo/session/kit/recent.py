@@ -18,6 +18,12 @@ of what it returned is saved. Three rules keep it correct:
 * Memory is bounded: a session keeps the records of its latest read only, and the store keeps
   sessions, least recently read forgotten first, up to :attr:`Recent.budget`.
 
+A wrapper (encryption at rest, say) may keep a ``Recent`` of its own, made with ``make``, and
+read through it (:class:`~aixgo.session.ReadThrough`): the store then reuses and keeps, in
+the wrapper's ``Recent``, what ``make`` turned the decoded records into (decrypted messages),
+so a record read again costs the wrapper a comparison and a copy as well. ``make`` must be a
+function of the messages it is given and the session id, as decoding is of the stored value.
+
 :meth:`Recent.decode` applies the rules to a list of stored records (what ``redis://`` and
 ``postgresql://`` read); a store that reads records out of larger buffers (``file://``) can
 use :meth:`Recent.of` and :meth:`Recent.keep` directly.
@@ -40,7 +46,7 @@ from typing import cast
 from aixgo.message import Message
 from aixgo.session.codec import decode_batch, stored_copy
 
-__all__ = ["BUDGET", "OVERHEAD", "Recent", "Records"]
+__all__ = ["BUDGET", "OVERHEAD", "Make", "Recent", "Records"]
 
 #: A session's kept records: stored value and the message decoded from it, by position.
 Records = dict[int, tuple[bytes | str, Message]]
@@ -51,14 +57,21 @@ Records = dict[int, tuple[bytes | str, Message]]
 BUDGET = 8 << 20
 OVERHEAD = 1024
 
+#: What a wrapper makes of freshly decoded records: ``make(session_id, messages)`` returns one
+#: message per message given, in order (it may reuse the ones given: nobody else holds them).
+Make = Callable[[str, list[Message]], list[Message]]
+
 
 class Recent:
     """The records of the latest reads of a store's sessions (see the module docs)."""
 
-    __slots__ = ("_sessions", "_total", "budget")
+    __slots__ = ("_sessions", "_total", "budget", "make")
 
-    def __init__(self, budget: int = BUDGET) -> None:
+    def __init__(self, budget: int = BUDGET, *, make: Make | None = None) -> None:
         self.budget = budget
+        #: What the decoded records become before they are kept and returned (``None``: the
+        #: decoded messages themselves); see the module docs.
+        self.make = make
         # Records, weight, and how decode() read them (numbered or not; None: kept by keep()).
         self._sessions: OrderedDict[str, tuple[Records, int, bool | None]] = OrderedDict()
         self._total = 0
@@ -106,11 +119,12 @@ class Recent:
         first_seq: int | None = None,
     ) -> list[Message]:
         """What :func:`~aixgo.session.codec.decode_batch` ``(records, careful,
-        first_seq=first_seq)`` returns, reusing the session's kept messages: record ``i``,
-        stored at position ``keys[i]``, is a copy of the message kept at that position if its
-        value equals the kept one (and, with ``first_seq``, that message is ``first_seq +
-        i``); the other records are validated together, in one batch per run of them. This
-        read's records are then kept as the session's, if they fit.
+        first_seq=first_seq)`` returns (turned by :attr:`make`, if set), reusing the
+        session's kept messages: record ``i``, stored at position ``keys[i]``, is a copy of
+        the message kept at that position if its value equals the kept one (and, with
+        ``first_seq``, that message is ``first_seq + i``); the other records are validated
+        together, in one batch per run of them. This read's records are then kept as the
+        session's, if they fit.
 
         Records read with ``first_seq`` are reused only by reads with it, and the others by
         reads without it: the two ways may number one stored value differently.
@@ -123,6 +137,8 @@ class Recent:
         known = kept_now[0] if kept_now is not None and kept_now[2] is numbered else None
         if not known:
             out = decode_batch(records, careful, first_seq=first_seq)
+            if self.make is not None:
+                out = self.make(session_id, out)
             if keeping:
                 kept = self._fresh(records, keys, out, range(n))
                 self._keep(session_id, kept, weight, numbered)
@@ -142,7 +158,7 @@ class Recent:
                 hits[i] = hit
             else:
                 misses.append(i)
-        decoded = self._decode_misses(records, misses, careful, first_seq)
+        decoded = self._decode_misses(session_id, records, misses, careful, first_seq)
         out = []
         for i, hit in enumerate(hits):
             if hit is None:
@@ -163,8 +179,9 @@ class Recent:
         self._keep(session_id, kept, weight, numbered)
         return out
 
-    @staticmethod
     def _decode_misses(
+        self,
+        session_id: str,
         records: Sequence[bytes] | Sequence[str],
         misses: list[int],
         careful: Callable[[int], Message],
@@ -180,6 +197,8 @@ class Recent:
             part = cast("Sequence[bytes] | Sequence[str]", [records[i] for i in run])
             at = None if first_seq is None else first_seq + run[0]
             got = decode_batch(part, _at(careful, run), first_seq=at)
+            if self.make is not None:
+                got = self.make(session_id, got)
             out.update(zip(run, got, strict=True))
         return out
 
