@@ -267,7 +267,8 @@ class RemoteAgent:
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _request(self, input: Message, user: str | None, session: str | None) -> pb.CallRequest:
-        request = pb.CallRequest(agent=self.agent, message=to_wire(input))
+        request = pb.CallRequest(agent=self.agent)
+        to_wire(input, request.message)
         if user is not None:
             request.user = user
         if session is not None:

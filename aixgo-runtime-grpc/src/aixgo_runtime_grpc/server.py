@@ -175,7 +175,9 @@ class AgentServer:
             reply, session = await self._turn(agent, message, user, session)
         except AixgoError as exc:
             await _abort(context, exc)
-        return pb.CallResponse(reply=to_wire(reply), session=session)
+        response = pb.CallResponse(session=session)
+        to_wire(reply, response.reply)
+        return response
 
     async def _turn(
         self, agent: str, message: Message, user: str | None, session: str | None

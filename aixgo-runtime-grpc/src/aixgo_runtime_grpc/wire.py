@@ -81,9 +81,13 @@ class PermissionDenied(RemoteError, PermissionError):
     """The node refused this client (its certificate is not on the agent's allow-list)."""
 
 
-def to_wire(m: Message) -> pb.Message:
-    """``m`` as an ``aixgo.v1.Message``."""
-    out = pb.Message(id=m.id, role=m.role, seq=m.seq or 0)
+def to_wire(m: Message, out: pb.Message | None = None) -> pb.Message:
+    """``m`` as an ``aixgo.v1.Message``: written into ``out`` (an empty one, such as a
+    request's field, so no copy is made) when given."""
+    if out is None:
+        out = pb.Message(id=m.id, role=m.role, seq=m.seq or 0)
+    else:
+        out.id, out.role, out.seq = m.id, m.role, m.seq or 0
     if isinstance(m.content, str):
         out.text = m.content
     else:
@@ -100,8 +104,9 @@ def to_wire(m: Message) -> pb.Message:
         out.metadata_json = _dumps(m.metadata)
     # Whole microseconds by integer arithmetic: exact, and a few times cheaper than
     # Timestamp.FromDatetime.
-    out.created_at.seconds, micros = divmod(to_micros(m.created_at), 1_000_000)
-    out.created_at.nanos = micros * 1000
+    at = out.created_at
+    at.seconds, micros = divmod(to_micros(m.created_at), 1_000_000)
+    at.nanos = micros * 1000
     return out
 
 
@@ -147,11 +152,11 @@ def event_to_wire(event: Delta | Step | Reply | SessionOpened) -> pb.Event:
     """A streamed event as an ``aixgo.v1.Event``."""
     if isinstance(event, Delta):
         return pb.Event(delta=pb.Delta(text=event.text))
-    if isinstance(event, Step):
-        return pb.Event(step=pb.Step(message=to_wire(event.message)))
     if isinstance(event, SessionOpened):
         return pb.Event(session=pb.SessionOpened(id=event.session_id))
-    return pb.Event(reply=pb.Reply(message=to_wire(event.message)))
+    out = pb.Event()
+    to_wire(event.message, out.step.message if isinstance(event, Step) else out.reply.message)
+    return out
 
 
 def event_from_wire(w: pb.Event) -> Delta | Step | Reply | SessionOpened | None:
