@@ -78,9 +78,11 @@ def _start(name: str) -> tuple[Span, AbstractContextManager[Any]]:
     carrying the current span's context: making it current would change nothing a child
     span or a propagator sees, and costs more than the rest of a local call, so it is
     skipped then."""
+    current = trace.get_current_span()
     span = _tracer.start_span(name, record_exception=False, set_status_on_exception=False)
-    if not span.is_recording() and (
-        span.get_span_context() == trace.get_current_span().get_span_context()
+    # Without an SDK the API hands back the current span itself: the common case, first.
+    if span is current or (
+        not span.is_recording() and span.get_span_context() == current.get_span_context()
     ):
         return span, nullcontext()
     return span, trace.use_span(span, record_exception=False, set_status_on_exception=False)

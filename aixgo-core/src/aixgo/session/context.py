@@ -10,8 +10,6 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -29,11 +27,18 @@ def current_session() -> Session | None:
     return _current.get()
 
 
-@contextmanager
-def using_session(session: Session | None) -> Iterator[None]:
-    """Make ``session`` current for the ``with`` block (the runtime does this per call)."""
-    token = _current.set(session)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class using_session:  # named like the function it replaces: ``with using_session(s):``
+    """Make ``session`` current for the ``with`` block (the runtime does this per call).
+
+    A class rather than a generator context manager: it is entered on every call."""
+
+    __slots__ = ("_session", "_token")
+
+    def __init__(self, session: Session | None) -> None:
+        self._session = session
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._session)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
