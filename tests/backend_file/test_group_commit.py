@@ -4,11 +4,13 @@ and nothing is acknowledged before a sync that covers it — in one process and 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -343,3 +345,27 @@ def test_kill_9_amid_concurrent_fsync_appends_loses_no_acknowledged_message(
 
         asyncio.run(check())
     assert len(acked) > 50  # the kills really landed among appends
+
+
+# GroupCommit reads asyncio's private run queue (``loop._ready``) to tell a lone writer (sync
+# at once) from one with others about to write (yield first, share the sync). Pinned here on
+# every Python the suite runs on (the packages allow >= 3.11): if an asyncio drops or changes
+# it, this fails, and the code's fallback (always yield and group) still syncs every write
+# before it is acknowledged, only a lone writer pays a loop turn more.
+@pytest.mark.asyncio
+async def test_asyncios_run_queue_is_what_group_commit_reads() -> None:
+    from aixgo_backend_file._commit import GroupCommit
+
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    assert isinstance(ready, collections.deque), "asyncio's run queue moved: see the comment"
+    commit = GroupCommit(threading.RLock(), lambda log: None)
+    await asyncio.sleep(0)  # whatever the test runner queued has run
+    assert not ready and commit.alone()  # nothing queued: a lone writer syncs at once
+    other = loop.create_task(asyncio.sleep(0))  # another task about to run
+    assert ready and not commit.alone()
+    await other
+    loop.call_soon(lambda: None)  # any callback queued counts too
+    assert not commit.alone()
+    await asyncio.sleep(0)
+    assert commit.alone()
