@@ -87,13 +87,13 @@ def _targets(get: Lookup, sizes: list[int]) -> list[tuple[str, float | None, str
         # A create is the bare one (one new file: the sidecars come with the first message
         # and checkpoint) plus CPU work: four listing lines, a lock pair, making the session;
         # docs/performance.md's notes have what each costs beside the file system's create.
-        check(
+        # No issue sets a bound on it: it says how much of the create figure is ours.
+        reported(
             "file: create / bare file create (paired)",
             ratio(
                 get(in_turns(FILE, BARE_CREATE), "paired create", None),
                 get(in_turns(BARE_CREATE, FILE), "paired create", None),
             ),
-            1.5,
         ),
         check("file: first list page of 50 (µs)", get(FILE, "list_page", None), 5000),
     ]
