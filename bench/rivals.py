@@ -31,7 +31,7 @@ class BareCreate(Subject):
 
     That is what aixgo's create must do on the file system at least: its log is the session
     (the ``.idx`` and ``.meta`` sidecars are made on the first message and the first
-    checkpoint, not at create). Left out, as aixgo's own work the bound allows for: the
+    checkpoint, not at create). Left out, as aixgo's own work (what the ratio shows): the
     ``fchmod`` that makes the mode 0600 whatever the umask, the ``flock`` held while the header
     is written, the four listing index lines (appends to files held open), and building the
     session (its id, its summary, the header's encoding). aixgo keeps the new log open and
