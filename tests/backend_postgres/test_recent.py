@@ -7,7 +7,7 @@ import pytest
 from aixgo import Message
 from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager, open_backend
-from aixgo.testing.base import reads_agree
+from aixgo.testing.base import grow_and_restore, new_session, reads_agree
 from aixgo_backend_postgres import PostgresBackend
 
 from .helpers import admin
@@ -64,25 +64,9 @@ async def test_tails_across_restores_and_appends_read_as_without_reuse(pg_url: s
         cached = open_backend(pg_url)
         assert isinstance(cached, PostgresBackend)
         try:
-            s = await mgr.create("assistant")
-            await s.append_messages([Message.user(t) for t in "abc"])
-            await reads_agree(cached, pg_url, s.id)
-            cp = await s.checkpoint()
-            await s.append_messages([Message.user(t) for t in "de"])
-            await reads_agree(cached, pg_url, s.id)
-            await s.restore(cp.id)
-            await reads_agree(cached, pg_url, s.id)
-            await s.append_message(Message.assistant("f", metadata={"n": 1}))
-            await reads_agree(cached, pg_url, s.id)
-            cp2 = await s.checkpoint()
-            await s.append_messages([Message.user(t) for t in "ghij"])
-            await reads_agree(cached, pg_url, s.id)
-            await s.restore(cp.id)
-            await s.append_message(Message.user("k"))
-            await reads_agree(cached, pg_url, s.id)
-            await s.restore(cp2.id)
-            await reads_agree(cached, pg_url, s.id)
-            assert [m.text for m in await cached.get_messages(s.id)] == [*"abc", "f"]
+            s = await new_session(mgr, 3, agent="assistant")
+            await grow_and_restore(s, lambda: reads_agree(cached, pg_url, s.id))
+            assert [m.text for m in await cached.get_messages(s.id)] == ["m1", "m2", "m3", "a1"]
             assert cached._recent.of(s.id)  # the reads did keep rows to reuse
         finally:
             await cached.close()

@@ -10,7 +10,7 @@ from aixgo import Message
 from aixgo.errors import CorruptedData
 from aixgo.session import SessionManager, open_backend
 from aixgo.session.codec import encode_message, stamp_seq
-from aixgo.testing.base import reads_agree
+from aixgo.testing.base import grow_and_restore, new_session, reads_agree
 from aixgo_backend_redis import RedisBackend
 from aixgo_backend_redis._keys import Keys
 
@@ -62,25 +62,9 @@ async def test_tails_across_restores_and_appends_read_as_without_reuse(redis_url
     assert isinstance(cached, RedisBackend)
     async with SessionManager(redis_url) as mgr:
         try:
-            s = await mgr.create("bot")
-            await s.append_messages([Message.user(t) for t in "abc"])
-            await reads_agree(cached, redis_url, s.id)
-            cp = await s.checkpoint()
-            await s.append_messages([Message.user(t) for t in "de"])
-            await reads_agree(cached, redis_url, s.id)
-            await s.restore(cp.id)  # tails reaching back past here walk the branches
-            await reads_agree(cached, redis_url, s.id)
-            await s.append_message(Message.assistant("f", metadata={"n": 1}))
-            await reads_agree(cached, redis_url, s.id)
-            cp2 = await s.checkpoint()
-            await s.append_messages([Message.user(t) for t in "ghij"])
-            await reads_agree(cached, redis_url, s.id)
-            await s.restore(cp.id)
-            await s.append_message(Message.user("k"))
-            await reads_agree(cached, redis_url, s.id)
-            await s.restore(cp2.id)
-            await reads_agree(cached, redis_url, s.id)
-            assert [m.text for m in await cached.get_messages(s.id)] == [*"abc", "f"]
+            s = await new_session(mgr, 3, agent="bot")
+            await grow_and_restore(s, lambda: reads_agree(cached, redis_url, s.id))
+            assert [m.text for m in await cached.get_messages(s.id)] == ["m1", "m2", "m3", "a1"]
             assert cached._recent.of(s.id)  # the reads did keep records to reuse
             await mgr.delete(s.id)
         finally:

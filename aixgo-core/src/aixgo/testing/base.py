@@ -27,6 +27,7 @@ __all__ = [
     "assert_utc",
     "backend_calls",
     "each_raises",
+    "grow_and_restore",
     "listed",
     "new_session",
     "persistent_url",
@@ -145,6 +146,29 @@ async def reads_agree(backend: Backend, url: str, session_id: str) -> None:
         for _ in range(2):
             got = await backend.get_messages(session_id, last=last)
             assert [m.model_dump() for m in got] == [m.model_dump() for m in want], last
+
+
+async def grow_and_restore(writer: Session, check: Callable[[], Awaitable[object]]) -> None:
+    """Grow ``writer``'s session (holding ``m1 .. m3``), restore it back past what was read,
+    grow another branch and restore again, calling ``check()`` before and after each step:
+    the walk a store that keeps what it read must follow (with :func:`reads_agree` as the
+    check). The history ends as ``m1, m2, m3, a1``."""
+    await check()
+    cp = await writer.checkpoint()
+    await writer.append_messages(numbered(2, start=4))
+    await check()
+    await writer.restore(cp.id)  # tails reaching back past here walk the branches
+    await check()
+    await writer.append_message(Message.assistant("a1", metadata={"n": 1}))
+    await check()
+    cp2 = await writer.checkpoint()
+    await writer.append_messages(numbered(4, start=6))
+    await check()
+    await writer.restore(cp.id)
+    await writer.append_message(Message.user("m10"))
+    await check()
+    await writer.restore(cp2.id)
+    await check()
 
 
 async def new_session(

@@ -19,6 +19,7 @@ from aixgo.testing.base import (
     ConformanceBase,
     backend_calls,
     each_raises,
+    grow_and_restore,
     listed,
     new_session,
     persistent_url,
@@ -211,22 +212,7 @@ class LifecycleConformance(ConformanceBase):
         # instance appended or restored in between, and whichever branch a tail walks.
         url = shared_url(backend, backend_url)
         async with seen_twice(backend, url, 3) as (here, there, _):
-            await reads_agree(backend, url, here.id)
-            cp = await there.checkpoint()
-            await there.append_messages(numbered(2, start=4))
-            await reads_agree(backend, url, here.id)
-            await there.restore(cp.id)
-            await reads_agree(backend, url, here.id)
-            await there.append_message(Message.assistant("a1", metadata={"n": 1}))
-            await reads_agree(backend, url, here.id)
-            cp2 = await there.checkpoint()
-            await there.append_messages(numbered(4, start=6))
-            await reads_agree(backend, url, here.id)
-            await there.restore(cp.id)
-            await there.append_message(Message.user("m10"))
-            await reads_agree(backend, url, here.id)
-            await there.restore(cp2.id)
-            await reads_agree(backend, url, here.id)
+            await grow_and_restore(there, lambda: reads_agree(backend, url, here.id))
             assert await texts(here) == ["m1", "m2", "m3", "a1"]
 
     @pytest.mark.asyncio
