@@ -6,49 +6,18 @@ continued by each message and shown again after a reload."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from aixgo.session import SessionManager, open_backend
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.services import free_port, wait_until_ready
-from tests.web.servers import answers
+from tests.web.servers import serving
 
 from .conftest import NodeFactory
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@contextmanager
-def aixgo_web(config: Path, log: Path) -> Iterator[str]:
-    """``aixgo web`` serving ``config`` as alice on a free loopback port; its base URL."""
-    port = free_port()
-    exe = shutil.which("aixgo")
-    assert exe, "the aixgo script is not on PATH (run the tests with the venv's bin first)"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [exe, "web", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-             "--user", "alice"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(proc, answers(url + "/openapi.json"), what="aixgo web",
-                             log=log.read_text)  # fmt: skip
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _sessions(url: str, user: str) -> list[tuple[str, int]]:
@@ -78,7 +47,7 @@ def test_the_chat_page_continues_the_nodes_session(nodes: NodeFactory, tmp_path:
         "session": here,
         "agents": [{"name": "assistant", "role": "remote", "options": options}],
     }))  # fmt: skip
-    with aixgo_web(config, tmp_path / "web.log") as url, sync_playwright() as p:
+    with serving(config, tmp_path / "web.log", "--user", "alice") as url, sync_playwright() as p:
         # Root (as in CI) cannot use Chromium's sandbox.
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox"])  # fmt: skip
